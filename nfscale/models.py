@@ -1,0 +1,152 @@
+"""The neural field: a coordinate MLP built from a scheme, an activation and an encoding.
+
+``F_0 = encoding(X)``, ``F_k = phi(F_{k-1} W_k + b_k)`` for ``k < L`` and
+``F_L = F_{L-1} W_L + b_L``. With the complex Gabor wavelet (WIRE), every
+layer after the first is complex and the output is the real part.
+
+Example:
+  >>> field = make_field(hidden=(64, 64), out_dim=3, activation="gaussian",
+  ...                    scheme="init1")
+  >>> params = field.init(jax.random.key(0), jnp.zeros((1, 2)))
+  >>> field.apply(params, jnp.zeros((5, 2))).shape
+  (5, 3)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nfscale import activations as activations_lib
+from nfscale import encodings as encodings_lib
+from nfscale import initializers
+
+Array = jax.Array
+
+
+class NeuralField(nn.Module):
+  """A coordinate MLP.
+
+  Attributes:
+    hidden: widths of the hidden layers (``n_1 ... n_{L-1}``); may be empty
+      (a linear model).
+    out_dim: output width ``n_L``.
+    activation: an activation instance (see :mod:`nfscale.activations`).
+    scheme: the initialization scheme (see :mod:`nfscale.initializers`).
+    encoding: the positional embedding applied to the input.
+  """
+
+  hidden: tuple[int, ...]
+  out_dim: int
+  activation: activations_lib.Activation = activations_lib.Sine()
+  scheme: initializers.Scheme = initializers.get_scheme("lecun_normal")
+  encoding: encodings_lib.Encoding = encodings_lib.Identity()
+
+  def __post_init__(self):
+    if isinstance(self.hidden, int):
+      raise ValueError(f"hidden must be a sequence of widths, got hidden={self.hidden}.")
+    object.__setattr__(self, "hidden", tuple(int(w) for w in self.hidden))
+    bad = [w for w in self.hidden if w <= 0]
+    if bad:
+      raise ValueError(f"hidden widths must be positive, got hidden={self.hidden}.")
+    if int(self.out_dim) <= 0:
+      raise ValueError(f"out_dim must be positive, got out_dim={self.out_dim}.")
+    super().__post_init__()
+
+  @nn.compact
+  def __call__(self, x: Array, return_features: bool = False) -> Array | tuple[Array, Array]:
+    """Evaluates the field.
+
+    Args:
+      x: coordinates of shape ``(..., in_dim)``.
+      return_features: also return ``F_{L-1}``, the last hidden features
+        (used by the theory diagnostics).
+
+    Returns:
+      The output ``(..., out_dim)`` (real), and the features if asked.
+    """
+    h = self.encoding(x)
+    widths = self.hidden + (self.out_dim,)
+    num_layers = len(widths)
+    real_dtype = jnp.result_type(float)
+    complex_dtype = jnp.result_type(real_dtype, 1j)
+    for k, width in enumerate(widths):
+      position = self.scheme.position(k, num_layers)
+      # WIRE: the first layer sees real coordinates; after a complex activation
+      # every later layer is complex.
+      dtype = complex_dtype if (self.activation.is_complex and k > 0) else real_dtype
+      h = nn.Dense(width, kernel_init=self.scheme.kernel_init(position),
+                   bias_init=self.scheme.bias_init(h.shape[-1], position),
+                   param_dtype=dtype, dtype=dtype, name=f"dense_{k}")(h)
+      if k < num_layers - 1:
+        h = self.activation(h)
+        features = h
+    out = jnp.real(h) if jnp.iscomplexobj(h) else h
+    if return_features:
+      if not self.hidden:
+        raise ValueError("return_features needs at least one hidden layer.")
+      return out, features
+    return out
+
+
+def make_field(hidden: Sequence[int], out_dim: int, activation: str = "sine",
+               activation_params: Mapping[str, Any] | None = None,
+               scheme: str | initializers.Scheme = "lecun_normal",
+               scheme_params: Mapping[str, Any] | None = None,
+               encoding: str = "identity",
+               encoding_params: Mapping[str, Any] | None = None) -> NeuralField:
+  """Builds a :class:`NeuralField` from registry names.
+
+  Args:
+    hidden: hidden widths.
+    out_dim: output width.
+    activation: activation name; ``activation_params`` its parameters.
+    scheme: scheme name or instance; ``scheme_params`` its parameters.
+    encoding: encoding name; ``encoding_params`` its parameters.
+    activation_params: see ``activation``.
+    scheme_params: see ``scheme``.
+    encoding_params: see ``encoding``.
+
+  Returns:
+    The (unbound) module.
+  """
+  return NeuralField(
+      hidden=tuple(hidden), out_dim=out_dim,
+      activation=activations_lib.get_activation(activation, **dict(activation_params or {})),
+      scheme=initializers.get_scheme(scheme, **dict(scheme_params or {})),
+      encoding=encodings_lib.get_encoding(encoding, **dict(encoding_params or {})))
+
+
+def param_count(params: Any) -> int:
+  """Number of real trainable scalars in a params pytree (a complex entry counts 2)."""
+  total = 0
+  for leaf in jax.tree_util.tree_leaves(params):
+    total += int(np.prod(leaf.shape)) * (2 if jnp.iscomplexobj(leaf) else 1)
+  return total
+
+
+def field_param_count(in_dim: int, hidden: Sequence[int], out_dim: int,
+                      encoding: encodings_lib.Encoding | None = None,
+                      complex_hidden: bool = False) -> int:
+  """Parameter count of a field from its shape alone (no initialization).
+
+  Args:
+    in_dim: coordinate dimension.
+    hidden: hidden widths.
+    out_dim: output width.
+    encoding: the encoding (changes the first layer's fan-in).
+    complex_hidden: layers after the first are complex (count 2 per entry).
+
+  Returns:
+    The count; equals ``param_count(field.init(...))``.
+  """
+  d = (encoding or encodings_lib.Identity()).out_dim(in_dim)
+  total = 0
+  for k, w in enumerate(tuple(hidden) + (out_dim,)):
+    total += (d * w + w) * (2 if complex_hidden and k > 0 else 1)
+    d = w
+  return total

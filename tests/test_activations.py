@@ -1,0 +1,87 @@
+"""Each registered activation against its formula in float64 numpy."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nfscale import activations as A
+
+X = np.random.default_rng(0).uniform(-2, 2, size=4096).astype(np.float32)
+
+
+def reference(name, x, p):
+  x = x.astype(np.float64)
+  if name == "sine":
+    return np.sin(p["omega"] * x)
+  if name == "sinc":
+    return np.sinc(p["omega"] * x / np.pi)  # np.sinc is sin(pi t)/(pi t)
+  if name == "gaussian":
+    return np.exp(-x ** 2 / (2 * p["sigma"] ** 2))
+  if name == "gabor":
+    return np.exp(1j * p["omega0"] * x) * np.exp(-np.abs(p["s0"] * x) ** 2)
+  if name == "real_gabor":
+    return np.cos(p["omega0"] * x) * np.exp(-(p["s0"] * x) ** 2)
+  if name == "relu":
+    return np.maximum(x, 0)
+  raise AssertionError(name)
+
+
+PARAMS = {"sine": {"omega": 30.0}, "sinc": {"omega": 10.0}, "gaussian": {"sigma": 0.3},
+          "gabor": {"omega0": 10.0, "s0": 2.0}, "real_gabor": {"omega0": 10.0, "s0": 2.0},
+          "relu": {}}
+
+
+def test_registry_is_covered():
+  assert set(PARAMS) == set(A.list_activations())
+
+
+@pytest.mark.parametrize("name", A.list_activations())
+def test_matches_formula(name):
+  act = A.get_activation(name, **PARAMS[name])
+  y = np.asarray(jax.jit(act)(jnp.asarray(X)))
+  # float32 evaluation of arguments up to |omega x| = 60: allow 1e-5 absolute.
+  np.testing.assert_allclose(y, reference(name, X, PARAMS[name]), atol=1e-5, rtol=1e-5)
+  assert A.activation_name(act) == name
+
+
+def test_sinc_at_zero():
+  act = A.get_activation("sinc", omega=30.0)
+  assert float(act(jnp.float32(0.0))) == 1.0
+  g = jax.grad(act)(0.0)
+  assert np.isfinite(g) and g == 0.0
+  g2 = jax.grad(jax.grad(act))(0.0)
+  assert np.isfinite(g2)
+  # Second derivative of sin(wx)/(wx) at 0 is -w^2/3.
+  assert float(g2) == pytest.approx(-30.0 ** 2 / 3, rel=1e-4)
+
+
+def test_gabor_is_complex():
+  act = A.get_activation("gabor")
+  assert act.is_complex
+  y = act(jnp.asarray(X))
+  assert jnp.iscomplexobj(y)
+  z = jnp.asarray(X) + 0.1j * jnp.asarray(X[::-1])
+  expected = np.exp(1j * 10 * np.asarray(z, np.complex128) - np.abs(10 * np.asarray(z)) ** 2)
+  np.testing.assert_allclose(np.asarray(act(z)), expected, atol=1e-5)
+  assert not any(A.get_activation(n).is_complex for n in A.list_activations() if n != "gabor")
+
+
+@pytest.mark.parametrize("name", [n for n in A.list_activations() if n != "gabor"])
+def test_gradients_match_finite_differences(name):
+  act = A.get_activation(name, **PARAMS[name])
+  x = np.linspace(-1.3, 1.7, 37)  # avoids relu's kink at 0
+  g = np.asarray(jax.vmap(jax.grad(act))(jnp.asarray(x, jnp.float32)))
+  h = 1e-5
+  fd = (reference(name, x + h, PARAMS[name]) - reference(name, x - h, PARAMS[name])) / (2 * h)
+  scale = max(1.0, np.abs(fd).max())
+  np.testing.assert_allclose(g, fd, atol=2e-4 * scale)
+
+
+def test_bad_input():
+  with pytest.raises(ValueError, match="sine.*relu"):
+    A.get_activation("tanh")
+  with pytest.raises(ValueError, match="sigma"):
+    A.get_activation("gaussian", sigma=-1.0)
+  with pytest.raises(ValueError, match="omega"):
+    A.get_activation("gaussian", omega=3.0)

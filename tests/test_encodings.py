@@ -1,0 +1,61 @@
+"""Positional embeddings: formulas, shapes, reproducibility."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nfscale import encodings as E
+
+
+def test_registry():
+  assert E.list_encodings() == ["identity", "rff", "nerf"]
+
+
+def test_rff_formula_and_reproducible():
+  enc = E.get_encoding("rff", dim=8, sigma=2.0, seed=3)
+  x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (50, 2)), jnp.float32)
+  y = np.asarray(enc(x))
+  b = np.asarray(enc.matrix(2), np.float64)
+  assert b.shape == (2, 4)
+  proj = 2 * np.pi * np.asarray(x, np.float64) @ b
+  np.testing.assert_allclose(y, np.concatenate([np.cos(proj), np.sin(proj)], -1), atol=1e-4)
+  np.testing.assert_array_equal(y, np.asarray(E.get_encoding("rff", dim=8, sigma=2.0, seed=3)(x)))
+  assert not np.allclose(y, np.asarray(E.get_encoding("rff", dim=8, sigma=2.0, seed=4)(x)))
+  assert enc.out_dim(2) == 8
+
+
+def test_rff_matrix_statistics():
+  b = np.asarray(E.RandomFourierFeatures(dim=20000, sigma=3.0).matrix(1))
+  # 10000 normal draws: s.e. of the std is 3/sqrt(2*10000) = 0.021; allow 5 s.e.
+  assert abs(b.std() - 3.0) < 0.11
+
+
+def test_nerf_formula():
+  enc = E.get_encoding("nerf", num_frequencies=4, include_input=True)
+  x = jnp.asarray([[0.25, -0.5]], jnp.float32)
+  y = np.asarray(enc(x))[0]
+  assert y.shape == (enc.out_dim(2),) == (18,)
+  np.testing.assert_allclose(y[:2], [0.25, -0.5])
+  k = 2.0 ** np.arange(4) * np.pi
+  proj = (np.array([0.25, -0.5])[:, None] * k).ravel()
+  np.testing.assert_allclose(y[2:10], np.sin(proj), atol=1e-6)
+  np.testing.assert_allclose(y[10:], np.cos(proj), atol=1e-6)
+
+
+def test_identity_and_jit():
+  x = jnp.ones((3, 2))
+  np.testing.assert_array_equal(E.get_encoding("identity")(x), x)
+  enc = E.get_encoding("rff", dim=16)
+  # sigma=10 gives arguments |2 pi x B| up to ~200, where float32 spacing is
+  # 1.5e-5; jit may fuse the product differently, so allow a few ulps of that.
+  np.testing.assert_allclose(jax.jit(enc)(x), enc(x), atol=1e-4)
+
+
+def test_bad_input():
+  with pytest.raises(ValueError, match="identity, rff, nerf"):
+    E.get_encoding("fourier")
+  with pytest.raises(ValueError, match="dim"):
+    E.get_encoding("rff", dim=7)
+  with pytest.raises(ValueError, match="bandwidth"):
+    E.get_encoding("rff", bandwidth=3)
