@@ -5,6 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .PHONY: venv test test-all demo bench clean
+RUNS   ?= runs
 
 venv: $(STAMP)
 
@@ -19,6 +20,10 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -n 2 -m ''
+
+# The main job: the paper's 8 schemes on the bundled astronaut image (Fig. 1 style).
+demo: $(STAMP)
+	$(PY) -m launch.train --config=configs/image.py:demo --workdir=$(RUNS)/demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
-from typing import Callable, Literal, Protocol
+from typing import Any, Callable, Literal, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -411,6 +411,23 @@ def list_schemes() -> list[str]:
   return list(_REGISTRY)
 
 
+def scheme_parameters(name: str) -> list[str]:
+  """The hyperparameters that scheme ``name`` accepts."""
+  if name not in _REGISTRY:
+    raise ValueError(f"Unknown scheme {name!r}; valid schemes: {', '.join(_REGISTRY)}.")
+  return list(inspect.signature(_REGISTRY[name]).parameters)
+
+
+def filter_hparams(name: str, hparams: dict[str, Any]) -> dict[str, Any]:
+  """The subset of ``hparams`` that scheme ``name`` accepts.
+
+  Lets one config carry, e.g., ``omega`` for SIREN next to schemes that do
+  not take it.
+  """
+  accepted = set(scheme_parameters(name))
+  return {k: v for k, v in hparams.items() if k in accepted}
+
+
 def get_scheme(name: str | Scheme, **hparams) -> Scheme:
   """Looks a scheme up by name.
 
@@ -442,6 +459,5 @@ def get_scheme(name: str | Scheme, **hparams) -> Scheme:
   try:
     return factory(**hparams)
   except TypeError as e:
-    valid = list(inspect.signature(factory).parameters)
     raise ValueError(f"Invalid parameters {sorted(hparams)} for scheme {name!r}; "
-                     f"it takes {valid}.") from e
+                     f"it takes {scheme_parameters(name)}.") from e

@@ -1,0 +1,78 @@
+"""Shared pieces of the ml_collections experiment configs.
+
+Configs live in ``configs/<experiment>.py`` as ``get_config(arg=None)``; they
+start from :func:`base_config` so every experiment has the same keys, and
+return a *locked* ConfigDict so a misspelt override fails loudly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ml_collections
+
+from nfscale import initializers
+
+
+def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
+  """Parses a config argument like ``"quick"`` or ``"quick,steps=200"`` (big_vision style).
+
+  Bare words become ``True`` flags; ``key=value`` pairs are converted to the
+  type of the default.
+
+  Args:
+    arg: the text after ``:`` in ``--config=file.py:arg``.
+    **defaults: the accepted keys and their defaults.
+
+  Returns:
+    A ConfigDict of the parsed values.
+
+  Raises:
+    ValueError: for a key not in ``defaults``.
+  """
+  out = ml_collections.ConfigDict(defaults)
+  for token in filter(None, (arg or "").split(",")):
+    key, _, value = token.partition("=")
+    if key not in defaults:
+      raise ValueError(f"Unknown config argument {key!r}; valid: {', '.join(defaults)}.")
+    default = defaults[key]
+    if not _:
+      out[key] = True
+    elif isinstance(default, bool):
+      out[key] = value.lower() in ("1", "true", "yes")
+    else:
+      out[key] = type(default)(value)
+  return out
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Keys common to every training experiment (unlocked; the caller fills and locks)."""
+  c = ml_collections.ConfigDict()
+  c.task = ""
+  c.data = ml_collections.ConfigDict()
+  c.model = ml_collections.ConfigDict({
+      "hidden": (256, 256, 256, 256),
+      "activation": "gaussian",
+      "activation_params": ml_collections.ConfigDict(),
+      "encoding": "identity",
+      "encoding_params": ml_collections.ConfigDict(),
+  })
+  c.schemes = tuple(initializers.PAPER_SCHEMES)
+  # Biases: "zeros" | "constant" | "torch"; first_bias "" = same as bias.
+  c.scheme_params = ml_collections.ConfigDict(
+      {"bias": "zeros", "bias_value": 0.01, "first_bias": "", "omega": 30.0})
+  c.seeds = (0,)
+  # Every (scheme, seed) is trained once per learning rate in the grid; the
+  # results name each scheme's best rate (SPEC §6: per-scheme rates).
+  c.lrs = (1e-3,)
+  c.optimizer = "adam"
+  c.optimizer_params = ml_collections.ConfigDict()
+  c.steps = 1000
+  c.chunk_steps = 50
+  c.log_every = 50
+  c.target_psnr = ml_collections.config_dict.placeholder(float)
+  c.batch_size = 0  # 0: full batch
+  c.data_range = 1.0
+  c.seed = 0  # minibatch sampling
+  c.progress = True
+  return c

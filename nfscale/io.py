@@ -1,0 +1,514 @@
+"""Crash-safe helpers for experiment work directories.
+
+Everything an experiment writes into its workdir goes through this module so
+that a run killed at any moment (preemption, ``SIGKILL``, OOM killer) leaves
+files that the resumed run can trust:
+
+* :func:`atomic_write_text` / :func:`atomic_write_json` replace a file in one
+  step: readers see either the old or the new content, never a mixture.
+* :func:`append_jsonl` appends one record per line to a log; a record is either
+  fully present (newline-terminated) or absent. A half-written tail left by a
+  killed writer is ignored by :func:`read_jsonl` and removed by the next
+  :func:`append_jsonl`.
+* :func:`check_or_write_config` pins a workdir to one configuration so results
+  of different configurations are never mixed in one directory.
+
+JSON conventions (all writers here use :func:`to_jsonable`):
+
+* numpy scalars become Python scalars and numpy arrays (or anything exposing
+  ``__array__``, e.g. JAX arrays) become nested lists;
+* tuples become lists (they read back as lists);
+* non-finite floats (NaN, +Inf, -Inf) are written as ``null``. Python's
+  non-standard ``NaN``/``Infinity`` tokens are never emitted, so every file is
+  strict JSON that any parser (jq, pandas, JavaScript) accepts. The price is
+  that NaN and Inf read back as ``None`` and are indistinguishable.
+
+Only numpy and the standard library are used; this module must not import
+other ``nfscale`` modules (it is loaded stand-alone by the crash tests).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "to_jsonable",
+    "json_dumps",
+    "atomic_write_text",
+    "atomic_write_json",
+    "read_json",
+    "append_jsonl",
+    "read_jsonl",
+    "config_fingerprint",
+    "check_or_write_config",
+    "CONFIG_FILENAME",
+]
+
+PathLike = str | os.PathLike[str]
+
+#: Name of the file :func:`check_or_write_config` keeps in a workdir.
+CONFIG_FILENAME = "config.json"
+
+_MISSING = object()  # marks a key absent on one side of a config diff
+
+
+# --------------------------------------------------------------------------- #
+# JSON conversion
+# --------------------------------------------------------------------------- #
+def to_jsonable(obj: Any) -> Any:
+    """Converts ``obj`` into plain JSON-compatible Python data.
+
+    Args:
+      obj: Nested dicts/lists/tuples of str, int, float, bool, None, numpy
+        scalars, numpy arrays (or array-likes with ``__array__``) and
+        ``os.PathLike`` objects.
+
+    Returns:
+      An equivalent structure built only from dict, list, str, int, float
+      (finite), bool and None. Non-finite floats become ``None``; tuples and
+      arrays become lists; paths become strings; numpy dict keys become Python
+      scalars.
+
+    Raises:
+      TypeError: for values with no faithful JSON form (sets, arbitrary
+        objects). Failing loudly beats silently writing ``str(obj)``.
+
+    Example:
+      >>> to_jsonable({"x": np.float32(0.5), "y": np.array([1.0, np.inf])})
+      {'x': 0.5, 'y': [1.0, None]}
+    """
+    # bool is checked before int/float because it subclasses int.
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, (int, float)) and not isinstance(obj, np.generic):
+        if isinstance(obj, float):
+            return float(obj) if math.isfinite(obj) else None
+        return int(obj)
+    if isinstance(obj, np.generic):
+        # np.float64 subclasses float, so it must be unwrapped here, otherwise
+        # json would write its NaN as the non-standard token.
+        return to_jsonable(obj.item())
+    if isinstance(obj, Mapping):
+        out: dict[Any, Any] = {}
+        for k, v in obj.items():
+            if isinstance(k, np.generic):
+                k = k.item()
+            if not (k is None or isinstance(k, (str, int, float, bool))):
+                raise TypeError(f"JSON object keys must be scalars, got key {k!r} of type {type(k).__name__}")
+            out[k] = to_jsonable(v)
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray) or hasattr(obj, "__array__"):
+        arr = np.asarray(obj)
+        if arr.dtype == object:
+            return to_jsonable(arr.tolist())
+        # tolist() yields Python scalars; the recursion maps NaN/Inf to None.
+        return to_jsonable(arr.tolist()) if arr.ndim else to_jsonable(arr.item())
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable: {obj!r:.200}")
+
+
+def _json_default(obj: Any) -> Any:
+    """``default=`` hook for :func:`json.dumps`; shares the rules of :func:`to_jsonable`."""
+    return to_jsonable(obj)
+
+
+def json_dumps(obj: Any, *, indent: int | None = None, sort_keys: bool = False) -> str:
+    """Serializes ``obj`` to strict JSON text using the module's conventions.
+
+    Args:
+      obj: Anything accepted by :func:`to_jsonable`.
+      indent: ``None`` for a single line (required for JSONL), else the indent.
+      sort_keys: Whether to sort object keys.
+
+    Returns:
+      JSON text without a trailing newline. Newlines inside strings are escaped,
+      so with ``indent=None`` the result is always a single line.
+    """
+    return json.dumps(
+        to_jsonable(obj),
+        indent=indent,
+        sort_keys=sort_keys,
+        ensure_ascii=False,
+        allow_nan=False,  # to_jsonable already removed NaN/Inf; this is a guard.
+        default=_json_default,
+    )
+
+
+# --------------------------------------------------------------------------- #
+# Atomic whole-file writes
+# --------------------------------------------------------------------------- #
+def _fsync_dir(directory: PathLike) -> None:
+    """fsyncs a directory so a rename/create inside it survives power loss."""
+    try:
+        fd = os.open(os.fspath(directory), os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return  # Some platforms/filesystems cannot open directories; best effort.
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        # EINVAL/EBADF: the filesystem does not support directory fsync.
+        if e.errno not in (errno.EINVAL, errno.EBADF, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _write_temp(path: Path, data: bytes) -> str:
+    """Writes ``data`` to a durable temp file next to ``path``; returns its name."""
+    # Same directory => same filesystem => os.replace/os.link are atomic.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        # mkstemp creates 0600 files; keep an existing file's mode, otherwise use
+        # the conventional 0644 so results stay readable by collaborators.
+        try:
+            mode = os.stat(path).st_mode & 0o7777
+        except FileNotFoundError:
+            mode = 0o644
+        os.fchmod(fd, mode)
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        os.fsync(fd)  # Content must be on disk before the rename makes it visible.
+    except BaseException:
+        os.close(fd)
+        _unlink_quietly(tmp)
+        raise
+    os.close(fd)
+    return tmp
+
+
+def _unlink_quietly(path: PathLike) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def atomic_write_text(path: PathLike, text: str) -> None:
+    """Atomically replaces ``path`` with ``text`` (UTF-8).
+
+    The text goes to a temporary file in the same directory, which is flushed,
+    fsynced and then renamed over ``path`` with :func:`os.replace`; finally the
+    directory is fsynced so the rename itself is durable. A crash at any point
+    leaves either the old file or the new one, plus at most a stray
+    ``.<name>.*.tmp`` file. Parent directories are created if missing.
+
+    Args:
+      path: Destination file.
+      text: Full new content.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _write_temp(path, text.encode("utf-8"))
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_json(path: PathLike, obj: Any, *, indent: int | None = 2, sort_keys: bool = False) -> None:
+    """Atomically writes ``obj`` as strict JSON (see module docstring).
+
+    Serialization happens before anything touches the disk, so an
+    unserializable object raises ``TypeError`` and leaves ``path`` untouched.
+
+    Args:
+      path: Destination file.
+      obj: Anything accepted by :func:`to_jsonable`.
+      indent: JSON indent (``None`` for one line).
+      sort_keys: Whether to sort object keys.
+
+    Example::
+
+      atomic_write_json(workdir / "summary.json", {"psnr": np.float32(31.2)})
+    """
+    atomic_write_text(path, json_dumps(obj, indent=indent, sort_keys=sort_keys) + "\n")
+
+
+def read_json(path: PathLike) -> Any:
+    """Reads a JSON file.
+
+    Args:
+      path: File to read.
+
+    Returns:
+      The decoded value (``null`` entries, including former NaN/Inf, are None).
+    """
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+# --------------------------------------------------------------------------- #
+# Append-only JSON lines logs
+# --------------------------------------------------------------------------- #
+def _truncate_torn_tail(fd: int, size: int) -> int:
+    """Cuts a trailing partial line (no final newline); returns the new size."""
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return size
+    # Scan backwards for the last complete line's newline.
+    chunk = 1 << 16
+    end = size
+    while end > 0:
+        start = max(0, end - chunk)
+        buf = os.pread(fd, end - start, start)
+        i = buf.rfind(b"\n")
+        if i >= 0:
+            cut = start + i + 1
+            break
+        end = start
+    else:
+        cut = 0
+    os.ftruncate(fd, cut)
+    return cut
+
+
+def append_jsonl(path: PathLike, record: Any) -> None:
+    """Appends ``record`` as one JSON line, durably and crash-safely.
+
+    Guarantees, for a writer killed (even by ``SIGKILL``) at any instant:
+
+    * a record is visible to :func:`read_jsonl` only once its whole line,
+      including the terminating newline, is in the file; a killed write can
+      leave only a partial *last* line, which readers ignore;
+    * this function first truncates such a torn tail, so the file never
+      accumulates garbage and later records are never glued to a torn one;
+    * the line is written with one ``os.write`` on an ``O_APPEND`` descriptor
+      (no buffered-IO splitting) and fsynced before returning, so a record
+      whose append returned survives a crash and is never written twice by
+      this function.
+
+    Concurrent appenders (threads or processes on one host) are serialized with
+    an exclusive ``flock`` so one writer's tail repair can never cut another
+    writer's line that is still being written.
+
+    Args:
+      path: The ``.jsonl`` file; created (with parent directories) if missing.
+      record: Anything accepted by :func:`to_jsonable`, normally a dict.
+
+    Example::
+
+      append_jsonl(workdir / "results.jsonl", {"width": 64, "psnr": 30.1})
+      done = {r["width"] for r in read_jsonl(workdir / "results.jsonl")}
+    """
+    # Serialize first: an unserializable record must not touch the file.
+    line = (json_dumps(record) + "\n").encode("utf-8")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    created = not path.exists()
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # Released by os.close below.
+        size = _truncate_torn_tail(fd, os.fstat(fd).st_size)
+        try:
+            view = memoryview(line)
+            n = os.write(fd, view)
+            # A regular-file write is only short on ENOSPC/EFBIG or a signal;
+            # finish the line so it is not left torn.
+            while n < len(view):
+                view = view[n:]
+                n = os.write(fd, view)
+            os.fsync(fd)
+        except BaseException:
+            # Best effort: drop our partial line now rather than at the next append.
+            try:
+                os.ftruncate(fd, size)
+            except OSError:
+                pass
+            raise
+    finally:
+        os.close(fd)
+    if created:
+        _fsync_dir(path.parent)  # Make the new directory entry durable too.
+
+
+def read_jsonl(path: PathLike, *, missing_ok: bool = False) -> list[Any]:
+    """Reads all complete records of a JSON-lines file.
+
+    A trailing partial line (bytes after the last newline) is the signature of
+    an interrupted :func:`append_jsonl` and is silently ignored. Blank lines are
+    skipped. Any other undecodable line means real corruption and raises.
+
+    Args:
+      path: The ``.jsonl`` file.
+      missing_ok: Return ``[]`` instead of raising if ``path`` does not exist.
+
+    Returns:
+      The decoded records, in file order.
+
+    Raises:
+      FileNotFoundError: if the file is missing and ``missing_ok`` is False.
+      ValueError: if a complete (newline-terminated) line is not valid JSON.
+    """
+    records: list[Any] = []
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        if missing_ok:
+            return records
+        raise
+    with f:
+        for lineno, raw in enumerate(f, start=1):
+            if not raw.endswith(b"\n"):
+                break  # Torn tail from a killed writer: never a committed record.
+            if not raw.strip():
+                continue
+            try:
+                records.append(json.loads(raw))
+            except ValueError as e:
+                raise ValueError(f"{path}:{lineno}: corrupt JSON line ({e}); the file was not written by append_jsonl alone") from e
+    return records
+
+
+# --------------------------------------------------------------------------- #
+# Config pinning
+# --------------------------------------------------------------------------- #
+def _canonical_json(obj: Any) -> str:
+    return json.dumps(
+        to_jsonable(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
+
+
+def config_fingerprint(config_dict: Mapping[str, Any]) -> str:
+    """Returns the SHA-256 hex digest of the config's canonical JSON.
+
+    Canonical JSON = :func:`to_jsonable` conversion, sorted keys, no
+    whitespace, ASCII escapes. Equal fingerprints therefore mean the configs
+    serialize identically: ``(1, 2)`` and ``[1, 2]`` match (both are JSON
+    lists), ``np.float32(0.5)`` and ``0.5`` match, but ``1`` and ``1.0`` or
+    ``True`` and ``1`` do not.
+
+    Args:
+      config_dict: The configuration (nested mappings allowed).
+
+    Returns:
+      64 hex characters.
+    """
+    return hashlib.sha256(_canonical_json(config_dict).encode("ascii")).hexdigest()
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    """Flattens nested dicts into ``{"a.b.c": leaf}``; lists are leaves."""
+    if not isinstance(d, dict) or (not d and prefix):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        out.update(_flatten(v, key))
+    return out
+
+
+def _is_ignored(key: str, keys_ignored: Iterable[str]) -> bool:
+    return any(key == ig or key.startswith(ig + ".") for ig in keys_ignored)
+
+
+def _config_diff(old: Any, new: Any, keys_ignored: Iterable[str]) -> list[tuple[str, Any, Any]]:
+    old_flat, new_flat = _flatten(old), _flatten(new)
+    diffs = []
+    for key in sorted(old_flat.keys() | new_flat.keys()):
+        if _is_ignored(key, keys_ignored):
+            continue
+        a, b = old_flat.get(key, _MISSING), new_flat.get(key, _MISSING)
+        # Compare serialized leaves so bool-vs-int and int-vs-float count as
+        # differences, consistent with config_fingerprint.
+        if a is _MISSING or b is _MISSING or _canonical_json(a) != _canonical_json(b):
+            diffs.append((key, a, b))
+    return diffs
+
+
+def _fmt_value(v: Any) -> str:
+    if v is _MISSING:
+        return "<missing>"
+    s = json.dumps(v, sort_keys=True)
+    return s if len(s) <= 80 else s[:77] + "..."
+
+
+def check_or_write_config(
+    workdir: PathLike,
+    config_dict: Mapping[str, Any],
+    *,
+    keys_ignored: Iterable[str] = (),
+    max_diffs_shown: int = 10,
+) -> bool:
+    """Pins ``workdir`` to ``config_dict``.
+
+    If ``workdir/config.json`` is absent it is created atomically (create-if-
+    absent via a hard link, so two processes starting at once cannot both
+    "win" with different configs). If it exists, its content must equal
+    ``config_dict`` after JSON normalization, except for keys in
+    ``keys_ignored``; the stored file is then left unchanged (it keeps the
+    values of ignored keys from the first run).
+
+    Args:
+      workdir: Experiment directory (created if missing).
+      config_dict: The configuration of the current run.
+      keys_ignored: Dotted key paths that may differ between runs, e.g.
+        ``("num_workers", "logging.every")``; naming a parent key ignores its
+        whole subtree. Use for settings that do not affect results.
+      max_diffs_shown: How many differences the error message lists.
+
+    Returns:
+      True if ``config.json`` was written by this call, False if an existing
+      compatible one was found.
+
+    Raises:
+      ValueError: if an existing ``config.json`` differs; the message names the
+        workdir and lists differences as ``key: old -> new``.
+
+    Example::
+
+      check_or_write_config("runs/exp1", {"lr": 1e-3, "workers": 4}, keys_ignored=("workers",))
+      # A rerun with workers=8 passes; one with lr=1e-2 raises ValueError:
+      #   lr: 0.001 -> 0.01
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / CONFIG_FILENAME
+    # Round-trip through JSON so the comparison sees what a later run will read.
+    new = json.loads(_canonical_json(config_dict))
+    if not path.exists():
+        text = json_dumps(new, indent=2, sort_keys=True) + "\n"
+        tmp = _write_temp(path, text.encode("utf-8"))
+        try:
+            os.link(tmp, path)  # Fails with FileExistsError if someone beat us.
+            _fsync_dir(workdir)
+            return True
+        except FileExistsError:
+            pass  # Fall through and compare against the winner's config.
+        except OSError:
+            # Filesystem without hard links: accept the small race.
+            os.replace(tmp, path)
+            _fsync_dir(workdir)
+            return True
+        finally:
+            _unlink_quietly(tmp)
+    old = read_json(path)
+    diffs = _config_diff(old, new, tuple(keys_ignored))
+    if diffs:
+        shown = [f"  {k}: {_fmt_value(a)} -> {_fmt_value(b)}" for k, a, b in diffs[:max_diffs_shown]]
+        if len(diffs) > max_diffs_shown:
+            shown.append(f"  ... and {len(diffs) - max_diffs_shown} more")
+        raise ValueError(
+            f"Workdir {str(workdir)!r} was created with a different configuration "
+            f"({len(diffs)} differing key(s), stored -> requested):\n"
+            + "\n".join(shown)
+            + "\nResults from different configurations must not be mixed in one workdir: "
+            f"pick a new workdir (or delete {str(path)!r} if you really want to start over)."
+        )
+    return False

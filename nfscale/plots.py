@@ -1,0 +1,83 @@
+"""Matplotlib figures of results (written as PNG; the Agg backend needs no display)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _save(fig: Any, path: str) -> str:
+  # Write to a temp name and rename so a reader never sees half a PNG.
+  tmp = f"{path}.tmp.png"
+  fig.savefig(tmp, dpi=120, bbox_inches="tight")
+  plt.close(fig)
+  os.replace(tmp, path)
+  return path
+
+
+def psnr_curves(history: Sequence[dict[str, Any]], labels: Sequence[str], path: str,
+                title: str = "", target: float | None = None) -> str:
+  """Train PSNR against step, one line per member (the paper's Fig. 1).
+
+  Args:
+    history: records with ``step`` and per-member ``psnr`` lists.
+    labels: one legend label per member.
+    path: PNG path.
+    title: figure title.
+    target: draws the target PSNR as a dashed line.
+
+  Returns:
+    ``path``.
+  """
+  steps = np.array([r["step"] for r in history])
+  psnr = np.array([[np.nan if v is None else v for v in r["psnr"]] for r in history], float)
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
+  for i, label in enumerate(labels):
+    style = "--" if "uniform" in label or "init2" in label else "-"
+    ax.plot(steps, psnr[:, i], style, color=cmap(i % cmap.N), label=label, lw=1.6)
+  if target is not None:
+    ax.axhline(target, color="k", ls=":", lw=1, label=f"target {target:g} dB")
+  ax.set_xlabel("step")
+  ax.set_ylabel("train PSNR (dB)")
+  ax.set_title(title)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8, ncol=2)
+  return _save(fig, path)
+
+
+def image_grid(target: np.ndarray, images: Sequence[np.ndarray], titles: Sequence[str],
+               path: str, ncols: int = 5) -> str:
+  """The target and each member's reconstruction, titled with their PSNR."""
+  panels = [(target, "target")] + list(zip(images, titles))
+  ncols = min(ncols, len(panels))
+  nrows = -(-len(panels) // ncols)
+  fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.8 * nrows), squeeze=False)
+  for ax in axes.ravel():
+    ax.axis("off")
+  for ax, (img, title) in zip(axes.ravel(), panels):
+    img = np.clip(np.asarray(img), 0, 1)
+    ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
+    ax.set_title(title, fontsize=8)
+  return _save(fig, path)
+
+
+def curves_1d(x_dense: np.ndarray, y_dense: np.ndarray, x_train: np.ndarray, y_train: np.ndarray,
+              preds: Sequence[np.ndarray], labels: Sequence[str], path: str) -> str:
+  """A 1-D target with every member's fit."""
+  fig, ax = plt.subplots(figsize=(8, 4.5))
+  ax.plot(x_dense, y_dense, "k-", lw=2.5, alpha=0.35, label="target")
+  ax.plot(x_train, y_train, "k.", ms=4, label="train points")
+  cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
+  for i, (pred, label) in enumerate(zip(preds, labels)):
+    ax.plot(x_dense, pred, color=cmap(i % cmap.N), lw=1, label=label)
+  ax.set_xlabel("x")
+  ax.legend(fontsize=7, ncol=2)
+  ax.grid(alpha=0.3)
+  return _save(fig, path)
