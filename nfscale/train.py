@@ -10,8 +10,8 @@ Per member, the engine
 
 * stops updating once the train PSNR reaches ``target_psnr`` (a masked update,
   so nothing recompiles) and records after how many updates that happened;
-* freezes the member and flags it ``diverged`` when the loss or a gradient
-  becomes NaN/Inf, while the others go on.
+* freezes the member and flags it ``diverged`` when the loss, a gradient or
+  the updated params become NaN/Inf, while the others go on.
 
 The learning rate is a per-member array: optimizers are built with unit step
 size and the update is scaled by the member's rate, which is exact for SGD and
@@ -181,19 +181,22 @@ def make_member_step(loss_fn: LossFn, tx: optax.GradientTransformation, *,
   def step(state: EnsembleState, lr: Array, batch: Mapping[str, Array]):
     loss, grads = jax.value_and_grad(loss_fn)(state.params, batch)
     psnr = metrics.mse_to_psnr(loss, data_range)
-    finite = jnp.isfinite(loss) & _all_finite(grads)
-    active = ~(state.done | state.diverged)
-    reached = (psnr >= target_psnr) if target_psnr is not None else jnp.bool_(False)
-    newly_done = active & finite & reached
-    update = active & finite & ~reached
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = jax.tree.map(lambda p, u: p - (lr * u).astype(p.dtype), state.params, updates)
+    # A huge step can overflow the params while loss and gradient are still
+    # finite; checking the new params keeps a diverged member's last finite
+    # params (and costs one reduction, small next to the matmuls).
+    finite = jnp.isfinite(loss) & _all_finite(grads) & _all_finite(params)
+    active = ~(state.done | state.diverged)
+    reached = (psnr >= target_psnr) if target_psnr is not None else jnp.bool_(False)
+    newly_done = active & jnp.isfinite(loss) & reached
+    update = active & finite & ~reached
     new = EnsembleState(
         params=_select(update, params, state.params),
         opt_state=_select(update, opt_state, state.opt_state),
         steps=state.steps + update.astype(jnp.int32),
         done=state.done | newly_done,
-        diverged=state.diverged | (active & ~finite),
+        diverged=state.diverged | (active & ~finite & ~reached),
         steps_to_target=jnp.where(newly_done, state.steps, state.steps_to_target),
         loss=jnp.where(active, loss, state.loss).astype(jnp.float32),
         best_psnr=jnp.where(active & finite, jnp.maximum(state.best_psnr, psnr),
