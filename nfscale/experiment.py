@@ -131,6 +131,8 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
       "devices": [str(d) for d in jax.devices()], "members": rows,
       "summary": summarize(rows), "artifacts": [os.path.basename(a) for a in artifacts],
       "notes": _notes(rows, target)}
+  # NaN/Inf (diverged members) become None, in the file and in what we return.
+  results = io.to_jsonable(results)
   io.atomic_write_json(os.path.join(workdir, "results.json"), results)
   return results
 
@@ -154,15 +156,13 @@ def _notes(rows: list[dict[str, Any]], target: float | None) -> list[str]:
 def format_table(results: dict[str, Any]) -> str:
   """A plain-text table of the per-member results (for the terminal)."""
   extra = [k for k in ("full_psnr", "full_ssim", "dense_psnr") if k in results["members"][0]]
-  head = f"{'member':<28}{'final PSNR':>11}{'best':>8}" + "".join(f"{k:>11}" for k in extra)
-  head += f"{'to target':>10}  status"
+  cols = ["final_psnr", "best_psnr"] + extra
+  head = f"{'member':<28}" + "".join(f"{k:>12}" for k in cols) + f"{'to target':>10}  status"
   lines = [head, "-" * len(head)]
   for r in results["members"]:
-    final = "nan" if r["final_psnr"] is None else f"{r['final_psnr']:.2f}"
-    line = f"{r['label']:<28}{final:>11}{r['best_psnr']:>8.2f}"
-    line += "".join(f"{r[k]:>11.3f}" for k in extra)
+    cells = "".join(f"{'nan':>12}" if r[k] is None else f"{r[k]:>12.3f}" for k in cols)
     tt = "-" if r["steps_to_target"] is None else str(r["steps_to_target"])
     status = "diverged" if r["diverged"] else ("reached" if r["reached_target"] else "")
-    lines.append(line + f"{tt:>10}  {status}")
+    lines.append(f"{r['label']:<28}{cells}{tt:>10}  {status}")
   lines += results["notes"]
   return "\n".join(lines)

@@ -1,0 +1,147 @@
+"""Tasks, configs and the launcher end to end on tiny settings; bad input."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from ml_collections import config_flags  # noqa: F401  (the launcher's config loader)
+
+from nfscale import experiment, io
+from nfscale.data import images
+from nfscale.tasks import curve1d
+
+ROOT = pathlib.Path(__file__).parents[1]
+sys.path.insert(0, str(ROOT))
+from configs import curve1d as curve_cfg  # noqa: E402
+from configs import image as image_cfg  # noqa: E402
+
+FILES = ("config.json", "metrics.jsonl", "results.json", "psnr.png")
+
+
+def _tiny_image(**over):
+  c = image_cfg.get_config("quick,size=16,steps=40")
+  with c.unlocked():
+    c.model.hidden = (16, 16)
+    c.chunk_steps = c.log_every = 20
+    c.progress = False
+    for k, v in over.items():
+      c[k] = v
+  return c
+
+
+def test_image_quick_writes_everything(tmp_path):
+  c = _tiny_image()
+  res = experiment.run(c, str(tmp_path))
+  for f in FILES + ("reconstructions.png",):
+    assert (tmp_path / f).stat().st_size > 0, f
+  assert io.read_json(tmp_path / "config.json")["data"]["size"] == 16
+  rows = io.read_jsonl(tmp_path / "metrics.jsonl")
+  assert len(rows) == 2 * len(c.schemes)  # 2 log steps x members
+  assert {r["scheme"] for r in rows} == set(c.schemes)
+  assert [m["scheme"] for m in res["members"]] == list(c.schemes)
+  for m in res["members"]:
+    assert m["param_count"] == 2 * 16 + 16 + 16 * 16 + 16 + 16 * 3 + 3
+    assert 0 < m["full_ssim"] <= 1 and m["full_psnr"] > 5
+    assert m["diverged"] is False and m["steps_trained"] == 40
+  assert {s["scheme"] for s in res["summary"]} == set(c.schemes)
+  assert json.loads((tmp_path / "results.json").read_text()) == res
+
+
+def test_curve_quick_reaches_target_and_stops(tmp_path):
+  c = curve_cfg.get_config("quick,points=20,width=64,steps=1500")
+  with c.unlocked():
+    c.schemes = ("lecun_normal", "init1")
+    c.lrs = (0.1,)
+    c.target_psnr = 25.0
+    c.progress = False
+  res = experiment.run(c, str(tmp_path))
+  assert (tmp_path / "fits.png").stat().st_size > 0
+  lecun = res["members"][0]
+  assert lecun["reached_target"] and 0 < lecun["steps_to_target"] <= 1500
+  assert lecun["steps_trained"] == lecun["steps_to_target"]
+
+
+def test_subset_of_pixels_and_planted_divergence(tmp_path):
+  c = _tiny_image(lrs=(1e-3, 1e9), optimizer="sgd")
+  with c.unlocked():
+    c.data.num_samples = 100
+    c.schemes = ("init1",)
+  res = experiment.run(c, str(tmp_path))
+  assert res["task_info"]["num_train_points"] == 100
+  ok, bad = res["members"]
+  assert not ok["diverged"] and bad["diverged"] and bad["final_psnr"] is None
+  assert any("diverged" in n for n in res["notes"])
+
+
+def test_unreached_target_is_reported(tmp_path):
+  c = _tiny_image(target_psnr=90.0)
+  res = experiment.run(c, str(tmp_path))
+  assert all(not m["reached_target"] and m["steps_to_target"] is None for m in res["members"])
+  assert any("no member reached" in n for n in res["notes"])
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("task", "nerf2", "valid tasks"),
+    ("schemes", ("glorot",), "valid schemes"),
+    ("lrs", (-1.0,), "learning rates"),
+])
+def test_bad_config_fails_before_writing(tmp_path, field, value, match):
+  (tmp_path / "keep.txt").write_text("precious")
+  c = _tiny_image(**{field: value})
+  with pytest.raises(ValueError, match=match):
+    experiment.run(c, str(tmp_path))
+  assert sorted(os.listdir(tmp_path)) == ["keep.txt"]
+
+
+def test_bad_images(tmp_path):
+  with pytest.raises(ValueError, match="valid names: astronaut"):
+    images.load_image("lena")
+  with pytest.raises(ValueError, match="does not exist"):
+    images.load_image(path=str(tmp_path / "missing.png"))
+  junk = tmp_path / "junk.png"
+  junk.write_bytes(b"not an image")
+  with pytest.raises(ValueError, match="could not read"):
+    images.load_image(path=str(junk))
+
+
+def test_image_from_path(tmp_path):
+  from skimage import io as skio
+  img = (np.random.default_rng(0).uniform(size=(20, 30, 3)) * 255).astype(np.uint8)
+  skio.imsave(tmp_path / "x.png", img)
+  loaded = images.load_image(path=str(tmp_path / "x.png"), size=None)
+  np.testing.assert_allclose(loaded, img / 255.0, atol=1e-6)
+  assert images.load_image("camera", size=24).shape == (24, 24, 1)
+
+
+def test_locked_config_rejects_unknown_keys():
+  c = image_cfg.get_config("quick")
+  with pytest.raises(AttributeError):
+    c.stepz = 3
+  with pytest.raises(ValueError, match="valid"):
+    image_cfg.get_config("quik")
+
+
+def test_curve_target():
+  x, y = curve1d.sample_points(5)
+  np.testing.assert_allclose(y[:, 0], np.sin(2 * np.pi * x[:, 0]) + np.sin(6 * np.pi * x[:, 0])
+                             + np.sin(10 * np.pi * x[:, 0]), atol=1e-5)
+
+
+def test_launcher_cli(tmp_path):
+  cmd = [sys.executable, "-m", "launch.train", "--config=configs/image.py:quick,size=12,steps=10",
+         "--config.model.hidden=(8,)", "--config.progress=False", f"--workdir={tmp_path}"]
+  out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert "init1" in out.stdout and "results.json" in out.stdout
+  for f in FILES:
+    assert (tmp_path / f).exists()
+  bad = subprocess.run(cmd[:-1] + ["--config.data.name=lena", f"--workdir={tmp_path}/b"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert bad.returncode != 0 and "valid names" in bad.stderr
+  typo = subprocess.run(cmd[:-1] + ["--config.stepz=3", f"--workdir={tmp_path}/c"],
+                        cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert typo.returncode != 0 and "stepz" in typo.stderr
