@@ -76,3 +76,35 @@ def base_config() -> ml_collections.ConfigDict:
   c.seed = 0  # minibatch sampling
   c.progress = True
   return c
+
+
+def arm(activation: str, encoding: str = "identity", **params: Any) -> ml_collections.ConfigDict:
+  """One sweep arm: an activation (its params) and an encoding (``encoding_params``)."""
+  enc = params.pop("encoding_params", {})
+  return ml_collections.ConfigDict({
+      "activation": activation, "activation_params": ml_collections.ConfigDict(params),
+      "encoding": encoding, "encoding_params": ml_collections.ConfigDict(enc)})
+
+
+def sweep_config() -> ml_collections.ConfigDict:
+  """:func:`base_config` plus the keys of a scaling sweep (unlocked)."""
+  c = base_config()
+  c.arms = ml_collections.ConfigDict()
+  c.sweep = ml_collections.ConfigDict({
+      "arms": (),               # which of c.arms to run, in order
+      "ns": (),                 # dataset sizes N
+      "hidden_prefix": (),      # fixed hidden widths before the searched last one
+      "start": 8,               # first width of the geometric ladder
+      "growth": 2.0,
+      "max_width": 4096,
+      "min_width": 1,
+      "rel_precision": 0.1,     # stop when (hi - lo) <= rel * hi
+      "rule": "median",         # per lr: >= ceil(K/2) of K seeds reach the target
+  })
+  c.theory = ml_collections.ConfigDict({
+      "enabled": True,          # eq. 4.6 width at init, per scheme and point
+      "max_n": 1000,            # skip points with more samples (N x width SVDs)
+      "start": 8,
+      "max_width": 2 ** 14,
+  })
+  return c

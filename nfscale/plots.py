@@ -81,3 +81,72 @@ def curves_1d(x_dense: np.ndarray, y_dense: np.ndarray, x_train: np.ndarray, y_t
   ax.legend(fontsize=7, ncol=2)
   ax.grid(alpha=0.3)
   return _save(fig, path)
+
+
+def _scheme_style(i: int, scheme: str) -> dict[str, Any]:
+  cmap = plt.get_cmap("tab10")
+  return {"color": cmap(i % 10), "ls": "--" if ("uniform" in scheme or scheme == "init2") else "-",
+          "marker": "o", "ms": 4}
+
+
+def scaling_curves(points: Sequence[dict[str, Any]], arms: Sequence[str],
+                   schemes: Sequence[str], fits: Sequence[dict[str, Any]], path: str,
+                   title: str = "") -> str:
+  """Parameters needed vs N, one panel per arm, one line per scheme (paper Fig. 3/4).
+
+  Log-log axes, so a power law is a straight line; the legend gives the fitted
+  exponent ``b`` with its bootstrap interval. Points where no width up to the
+  search limit reached the target are drawn as open markers at the limit.
+  """
+  fig, axes = plt.subplots(1, len(arms), figsize=(5.5 * len(arms), 4.2), squeeze=False)
+  fit_of = {(f["arm"], f["scheme"]): f for f in fits}
+  for ax, arm in zip(axes[0], arms):
+    for i, sc in enumerate(schemes):
+      pts = sorted((p["n"], p["schemes"][sc]) for p in points
+                   if p["arm"] == arm and sc in p["schemes"])
+      found = [(n, r["param_count"]) for n, r in pts if r["found"]]
+      style = _scheme_style(i, sc)
+      f = fit_of.get((arm, sc), {})
+      label = sc
+      if f.get("b") is not None:
+        label += f"  b={f['b']:.2f} [{f['b_ci_low']:.2f}, {f['b_ci_high']:.2f}]"
+      if found:
+        ns, ps = zip(*found)
+        ax.plot(ns, ps, label=label, **style)
+      else:
+        ax.plot([], [], label=label + " (none found)", **style)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("N (samples)")
+    ax.set_ylabel("parameters to reach target")
+    ax.set_title(f"{arm}  {title}")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+  return _save(fig, path)
+
+
+def theory_widths(points: Sequence[dict[str, Any]], arms: Sequence[str],
+                  schemes: Sequence[str], path: str) -> str:
+  """Empirical minimum width (solid) vs the width at which eq. 4.6 holds (dotted)."""
+  fig, axes = plt.subplots(1, len(arms), figsize=(5.5 * len(arms), 4.2), squeeze=False)
+  for ax, arm in zip(axes[0], arms):
+    for i, sc in enumerate(schemes):
+      style = _scheme_style(i, sc)
+      pts = sorted((p["n"], p["schemes"][sc]) for p in points
+                   if p["arm"] == arm and sc in p["schemes"])
+      emp = [(n, r["min_width"]) for n, r in pts if r["found"]]
+      th = [(n, r["theory"]["condition_width"]) for n, r in pts
+            if (r.get("theory") or {}).get("condition_width") is not None]
+      if emp:
+        ax.plot(*zip(*emp), label=f"{sc} trained", **style)
+      if th:
+        ax.plot(*zip(*th), label=f"{sc} eq. 4.6", color=style["color"], ls=":", marker="x",
+                ms=4)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("N (samples)")
+    ax.set_ylabel("last hidden width")
+    ax.set_title(f"{arm}: trained vs eq. 4.6 at init")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+  return _save(fig, path)

@@ -40,6 +40,7 @@ import numpy as np
 from nfscale.io import atomic_write_text, to_jsonable
 
 __all__ = [
+    "min_width_search_joint",
     "SearchResult",
     "min_width_search",
     "min_width_search_batched",
@@ -311,6 +312,80 @@ def min_width_search_batched(
 # --------------------------------------------------------------------------- #
 # Power-law fit
 # --------------------------------------------------------------------------- #
+def min_width_search_joint(
+    oracle_joint: Callable[[int, list[Any]], Mapping[Any, bool]],
+    keys: Sequence[Any],
+    *,
+    start: int,
+    max_width: int,
+    rel_precision: float = 0.1,
+    growth: float = 2.0,
+    min_width: int = 1,
+) -> dict[Any, SearchResult]:
+    """Runs :func:`min_width_search` for several keys at once, sharing evaluations.
+
+    Each key (e.g. an initialization scheme) follows exactly the sequential
+    algorithm (geometric ladder, then bisection); the searches advance in
+    lock-step rounds and, within a round, keys that request the same width
+    are evaluated together by one call ``oracle_joint(width, keys_at_width)``.
+    A caller that trains all those keys as one vmapped ensemble thus pays
+    one training per distinct width per round. On the ladder every pending
+    key asks for the same width, so the ladder costs what one search costs.
+
+    Args:
+      oracle_joint: ``(width, keys) -> {key: bool}`` for the keys given.
+      keys: the searches to run (hashable, distinct).
+      start: First width tried.
+      max_width: Largest width ever tried.
+      rel_precision: Relative width of the final bracket.
+      growth: Ratio of the geometric ladder (> 1).
+      min_width: Smallest admissible width.
+
+    Returns:
+      ``{key: SearchResult}``, each equal to what :func:`min_width_search`
+      returns for that key's oracle (``rounds`` counts joint rounds).
+
+    Example:
+      >>> thresholds = {"a": 37, "b": 100}
+      >>> res = min_width_search_joint(
+      ...     lambda w, ks: {k: w >= thresholds[k] for k in ks}, ["a", "b"],
+      ...     start=8, max_width=1024, rel_precision=0)
+      >>> res["a"].width, res["b"].width
+      (37, 100)
+    """
+    _validate_search_args(start, max_width, rel_precision, growth, min_width)
+    keys = list(dict.fromkeys(keys))
+    ladder = _ladder(start, max_width, growth)
+    evals: dict[Any, dict[int, bool]] = {k: {} for k in keys}
+
+    def next_width(ev: dict[int, bool]) -> int | None:
+        lo, hi = _bracket(ev, min_width)
+        if hi is None:
+            return next((w for w in ladder if w > lo and w not in ev), None)
+        if _converged(lo, hi, rel_precision):
+            return None
+        return (lo + hi) // 2
+
+    rounds = 0
+    while True:
+        requests: dict[int, list[Any]] = {}
+        for k in keys:
+            w = next_width(evals[k])
+            if w is not None:
+                requests.setdefault(w, []).append(k)
+        if not requests:
+            break
+        rounds += 1
+        for w, ks in sorted(requests.items()):
+            out = oracle_joint(w, list(ks))
+            missing = [k for k in ks if k not in out]
+            if missing:
+                raise ValueError(f"oracle_joint returned no result for {missing} at width {w}")
+            for k in ks:
+                evals[k][w] = bool(out[k])
+    return {k: _result(evals[k], min_width, rounds) for k in keys}
+
+
 class PowerLawFit(NamedTuple):
     """Result of :func:`fit_power_law`: ``params ≈ a · n ** b``.
 

@@ -129,11 +129,18 @@ def init_members(model: Any, members: Sequence[Member], example_input: Array,
   """
   if not members:
     raise ValueError("members must not be empty.")
-  trees = []
-  for m in members:
-    scheme = initializers.get_scheme(
-        m.scheme, **initializers.filter_hparams(m.scheme, dict(scheme_params or {})))
-    trees.append(model.clone(scheme=scheme).init(jax.random.key(m.seed), example_input))
+  # One vmapped init per scheme over its distinct seeds (members that differ
+  # only in lr share an init): a trace per scheme instead of per member.
+  inits: dict[tuple[str, int], PyTree] = {}
+  for scheme in dict.fromkeys(m.scheme for m in members):
+    seeds = list(dict.fromkeys(m.seed for m in members if m.scheme == scheme))
+    module = model.clone(scheme=initializers.get_scheme(
+        scheme, **initializers.filter_hparams(scheme, dict(scheme_params or {}))))
+    keys = jnp.stack([jax.random.key(s) for s in seeds])
+    stacked = jax.vmap(module.init, in_axes=(0, None))(keys, example_input)
+    for j, seed in enumerate(seeds):
+      inits[(scheme, seed)] = jax.tree.map(lambda a, j=j: a[j], stacked)
+  trees = [inits[(m.scheme, m.seed)] for m in members]
   shapes = [jax.tree.map(lambda a: (a.shape, a.dtype), t) for t in trees]
   if any(s != shapes[0] for s in shapes):
     raise ValueError("ensemble members must share one architecture.")
@@ -153,6 +160,9 @@ def mse_loss(model: Any, x_key: str = "x", y_key: str = "y") -> LossFn:
 def init_state(params: PyTree, tx: optax.GradientTransformation) -> EnsembleState:
   """A fresh :class:`EnsembleState` for stacked ``params``."""
   m = jax.tree.leaves(params)[0].shape[0]
+  # The chunk function donates the state's buffers; copy so that the caller's
+  # params stay valid after fit() (one copy per run, not per step).
+  params = jax.tree.map(jnp.copy, params)
   return EnsembleState(
       params=params, opt_state=jax.vmap(tx.init)(params),
       steps=jnp.zeros(m, jnp.int32), done=jnp.zeros(m, bool), diverged=jnp.zeros(m, bool),

@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import pytest
 
+from nfscale import scaling
 from nfscale.scaling import (
     PowerLawFit,
     SearchResult,
@@ -348,3 +349,30 @@ def test_write_csv_roundtrip(tmp_path):
     assert got[1]["note"] == "" and got[2]["psnr"] == ""
     assert "extra" not in got[1]
     assert os.listdir(path.parent) == ["table.csv"]  # no temp files left
+
+
+
+@pytest.mark.parametrize("start", [1, 8, 64])
+@pytest.mark.parametrize("rel", [0.0, 0.1])
+def test_joint_search_equals_separate_searches(start, rel):
+    thresholds = {"a": 3, "b": 37, "c": 100, "d": 1000, "e": 5000}
+    calls: list[tuple[int, tuple]] = []
+
+    def joint(w, ks):
+        calls.append((w, tuple(ks)))
+        return {k: w >= thresholds[k] for k in ks}
+
+    res = scaling.min_width_search_joint(joint, list(thresholds), start=start, max_width=4096,
+                                         rel_precision=rel)
+    sequential_calls = 0
+    for k, t in thresholds.items():
+        seq = scaling.min_width_search(lambda w, t=t: w >= t, start=start, max_width=4096,
+                                       rel_precision=rel)
+        sequential_calls += len(seq.evaluations)
+        assert (res[k].width, res[k].found, res[k].lower_bound) == (seq.width, seq.found,
+                                                                  seq.lower_bound)
+        assert res[k].evaluations == seq.evaluations
+    # No (width, key) pair is evaluated twice, and shared ladder widths are merged.
+    pairs = [(w, k) for w, ks in calls for k in ks]
+    assert len(pairs) == len(set(pairs)) == sequential_calls
+    assert len(calls) < sequential_calls

@@ -111,3 +111,15 @@ def test_bad_optimizer_and_members():
     train.init_members(FIELD, [], X[:1])
   with pytest.raises(ValueError, match="valid schemes"):
     train.init_members(FIELD, [train.Member("nope", 0, 1.0)], X[:1])
+
+
+def test_init_members_equals_each_members_own_init():
+  from nfscale import initializers
+  members = [train.Member(s, seed, lr) for s in ("init1", "siren") for seed in (0, 3)
+             for lr in (1e-3, 1e-2)]
+  stacked = train.init_members(FIELD, members, X[:1], {"omega": 30.0})
+  for i, m in enumerate(members):
+    own = FIELD.clone(scheme=initializers.get_scheme(m.scheme, **initializers.filter_hparams(
+        m.scheme, {"omega": 30.0}))).init(jax.random.key(m.seed), X[:1])
+    for a, b in zip(jax.tree.leaves(stacked), jax.tree.leaves(own)):
+      np.testing.assert_array_equal(a[i], b)

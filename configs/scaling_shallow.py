@@ -1,0 +1,70 @@
+r"""Shallow scaling law (paper Fig. 3 left): smallest 1-hidden-layer net reaching 35 dB vs N.
+
+Run:
+  python -m launch.sweep --config=configs/scaling_shallow.py:quick --workdir=runs/shallow_quick
+  python -m launch.sweep --config=configs/scaling_shallow.py --workdir=runs/shallow
+
+f(x) = sin 2pi x + sin 6pi x + sin 10pi x on N equispaced points of [-1, 1]; one hidden
+layer; sinc (omega = 30) vs ReLU + 8-dim random Fourier features; LeCun / Xavier / Kaiming
+normal and init1; full-batch gradient descent, best of the learning-rate grid; random
+first-layer biases U(+-1/sqrt(fan_in)) (zero biases make a sinc field even in x: SPEC §6).
+PSNR = 10 log10(1/MSE) on the training points.
+
+Presets: ``quick`` (fewer N, one seed, shorter budget; <= 10 minutes on a 2-core CPU);
+``tiny`` (seconds; a smoke test of the machinery, not a measurement).
+SPEC §6: on this target the needed width saturates once N resolves the signal; the
+measured exponent depends on omega, the step budget and the lr grid, all recorded in
+the workdir's config.json.
+"""
+
+from nfscale import config_lib
+
+
+def get_config(arg=None):
+  """The shallow sweep config (see the module docstring)."""
+  a = config_lib.parse_arg(arg, quick=False, tiny=False)
+  c = config_lib.sweep_config()
+  c.task = "curve1d"
+  c.data.num_points = 0      # set per point
+  c.data.dense_points = 2000
+  c.model.hidden = ()
+  c.arms.sinc = config_lib.arm("sinc", omega=30.0)
+  c.arms.relu_pe = config_lib.arm("relu", "rff", encoding_params={"dim": 8, "sigma": 5.0,
+                                                                  "seed": 0})
+  c.sweep.arms = ("sinc", "relu_pe")
+  c.sweep.ns = (10, 20, 50, 75, 100, 125, 150, 175, 200)
+  c.schemes = ("lecun_normal", "xavier_normal", "kaiming_normal", "init1")
+  c.scheme_params.first_bias = "torch"
+  c.seeds = (0, 1, 2)
+  c.optimizer = "sgd"
+  c.lrs = (0.01, 0.03, 0.1)
+  c.target_psnr = 35.0
+  c.steps = 5000
+  c.chunk_steps = 500
+  c.sweep.start = 8
+  c.sweep.max_width = 4096
+  c.theory.max_width = 2 ** 14
+  if a.quick:
+    c.sweep.ns = (10, 20, 50, 100, 200)
+    c.seeds = (0,)
+    c.lrs = (0.03, 0.1)
+    c.steps = 3000
+    c.sweep.max_width = 1024
+    c.sweep.rel_precision = 0.25
+    c.theory.max_width = 2 ** 12
+  if a.tiny:  # a seconds-long smoke run (the tests use it)
+    c.sweep.arms = ("sinc",)
+    c.sweep.ns = (6, 10, 14)
+    c.schemes = ("lecun_normal", "init1")
+    c.seeds = (0,)
+    c.lrs = (0.1,)
+    c.target_psnr = 20.0
+    c.steps = 400
+    c.chunk_steps = 200
+    c.sweep.start = 2
+    c.sweep.max_width = 64
+    c.sweep.rel_precision = 0.25
+    c.theory.max_width = 256
+    c.progress = False
+  c.lock()
+  return c
