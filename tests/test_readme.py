@@ -1,12 +1,19 @@
-"""The README's Python example runs exactly as written."""
+"""The Python examples of the README and the guide run exactly as written."""
 
 import pathlib
 import re
 
+import pytest
 
-def test_readme_python_blocks_run():
-  text = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+ROOT = pathlib.Path(__file__).parents[1]
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/guide.md"])
+def test_python_blocks_run(doc, tmp_path, monkeypatch):
+  text = (ROOT / doc).read_text()
   blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-  assert blocks, "README has no python example"
+  assert blocks, f"{doc} has no python example"
+  monkeypatch.syspath_prepend(str(ROOT))  # `from configs import ...` as in a notebook
   for block in blocks:
-    exec(compile(block, "README.md", "exec"), {})
+    block = block.replace('"/tmp/run"', repr(str(tmp_path / "run")))
+    exec(compile(block, doc, "exec"), {})
