@@ -10,6 +10,9 @@ normal and init1; full-batch gradient descent, best of the learning-rate grid; r
 first-layer biases U(+-1/sqrt(fan_in)) (zero biases make a sinc field even in x: SPEC §6).
 PSNR = 10 log10(1/MSE) on the training points.
 
+``sphere`` replaces the curve by the data the theorems assume (SPEC §6): N i.i.d. points on
+the unit sphere of R^3 with labels U(-1, 1), so N samples carry N degrees of freedom.
+
 Presets: ``quick`` (fewer N, one seed, shorter budget; <= 10 minutes on a 2-core CPU);
 ``tiny`` (seconds; a smoke test of the machinery, not a measurement).
 SPEC §6: on this target the needed width saturates once N resolves the signal; the
@@ -22,7 +25,7 @@ from nfscale import config_lib
 
 def get_config(arg=None):
   """The shallow sweep config (see the module docstring)."""
-  a = config_lib.parse_arg(arg, quick=False, tiny=False)
+  a = config_lib.parse_arg(arg, quick=False, tiny=False, sphere=False)
   c = config_lib.sweep_config()
   c.task = "curve1d"
   c.data.num_points = 0      # set per point
@@ -44,6 +47,10 @@ def get_config(arg=None):
   c.sweep.start = 8
   c.sweep.max_width = 4096
   c.theory.max_width = 2 ** 14
+  if a.sphere:  # the theorems' data: unit-norm i.i.d. inputs in R^3, U(-1, 1) labels
+    c.task = "random_labels"
+    c.data = config_lib.ml_collections.ConfigDict({"num_points": 0, "dim": 3, "seed": 0})
+    c.arms.relu_pe.encoding_params.sigma = 1.0
   if a.quick:
     c.sweep.ns = (10, 20, 50, 100, 200)
     c.seeds = (0,)

@@ -150,3 +150,17 @@ def theory_widths(points: Sequence[dict[str, Any]], arms: Sequence[str],
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
   return _save(fig, path)
+
+
+def label_scatter(labels: np.ndarray, preds: Sequence[np.ndarray], names: Sequence[str],
+                  path: str) -> str:
+  """Predicted vs true label per member (a perfect fit lies on the diagonal)."""
+  fig, ax = plt.subplots(figsize=(5, 5))
+  for i, (pred, name) in enumerate(zip(preds, names)):
+    ax.plot(labels, pred, ".", ms=3, alpha=0.6, label=name, color=plt.get_cmap("tab10")(i % 10))
+  lim = float(np.max(np.abs(labels))) * 1.1
+  ax.plot([-lim, lim], [-lim, lim], "k:", lw=1)
+  ax.set_xlabel("label")
+  ax.set_ylabel("prediction")
+  ax.legend(fontsize=7)
+  return _save(fig, path)

@@ -36,7 +36,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from nfscale import encodings, initializers, io, models, plots, scaling, tasks, train
+from nfscale import initializers, io, models, plots, scaling, tasks, train
 from nfscale.tasks import base
 
 EVALS_FILE = "evals.jsonl"
@@ -66,12 +66,13 @@ def point_config(config: Any, arm: str, n: int, width: int | None = None) -> Any
   c.model.encoding_params = ml_collections.ConfigDict(dict(a.encoding_params))
   if width is not None:
     c.model.hidden = tuple(config.sweep.hidden_prefix) + (int(width),)
-  if config.task == "curve1d":
+  if config.task in ("curve1d", "random_labels"):
     c.data.num_points = n
   elif config.task == "image":
     c.data.num_samples = n
   else:
-    raise ValueError(f"sweeps support the tasks curve1d and image, got task={config.task!r}.")
+    raise ValueError("sweeps support the tasks curve1d, random_labels and image, "
+                     f"got task={config.task!r}.")
   return c
 
 
@@ -165,23 +166,16 @@ def run_point(config: Any, arm: str, n: int, cache: Mapping[tuple, dict[str, Any
   results = scaling.min_width_search_joint(
       oracle, list(config.schemes), start=int(s.start), max_width=int(s.max_width),
       rel_precision=float(s.rel_precision), growth=float(s.growth), min_width=int(s.min_width))
-  in_dim = 1 if config.task == "curve1d" else 2
-  a = config.arms[arm]
-  enc = encodings.get_encoding(a.encoding, **dict(a.encoding_params))
-  out_dim = _out_dim(config)
-  complex_hidden = a.activation == "gabor"
   per_scheme = {}
   for sc, r in results.items():
-    best_lr = None
-    for rec in trained:
-      if r.width is not None and rec["width"] == r.width and sc in rec["schemes"]:
-        best_lr = rec["schemes"][sc]["best_lr"]
+    # The found width was trained (it is the smallest success), so its record
+    # holds the real parameter count and the lr that got there.
+    at_width = [rec for rec in trained if rec["width"] == r.width and sc in rec["schemes"]]
     per_scheme[sc] = {
         "min_width": r.width, "found": r.found, "lower_bound": r.lower_bound,
-        "param_count": (models.field_param_count(in_dim, tuple(s.hidden_prefix) + (r.width,),
-                                                 out_dim, enc, complex_hidden)
-                        if r.found else None),
-        "best_lr": best_lr, "evaluations": {str(w): ok for w, ok in r.evaluations.items()}}
+        "param_count": at_width[-1]["param_count"] if at_width else None,
+        "best_lr": at_width[-1]["schemes"][sc]["best_lr"] if at_width else None,
+        "evaluations": {str(w): ok for w, ok in r.evaluations.items()}}
   record = {"arm": arm, "n": n, "schemes": per_scheme, "rounds": len(trained),
             "seconds": time.perf_counter() - t0,
             "trained_seconds": sum(rec["seconds"] for rec in trained)}
@@ -189,13 +183,6 @@ def run_point(config: Any, arm: str, n: int, cache: Mapping[tuple, dict[str, Any
     for sc, diag in theory_fn(config, arm, n).items():
       per_scheme[sc]["theory"] = diag
   return io.to_jsonable(record)
-
-
-def _out_dim(config: Any) -> int:
-  if config.task == "curve1d":
-    return 1
-  from nfscale.data import images
-  return images.load_image(config.data.name, config.data.path, config.data.size).shape[-1]
 
 
 def theory_widths(config: Any, arm: str, n: int) -> dict[str, dict[str, Any]]:

@@ -145,3 +145,22 @@ def test_launcher_cli(tmp_path):
   typo = subprocess.run(cmd[:-1] + ["--config.stepz=3", f"--workdir={tmp_path}/c"],
                         cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert typo.returncode != 0 and "stepz" in typo.stderr
+
+
+def test_random_labels_task(tmp_path):
+  from nfscale.tasks import random_labels
+  x, y = random_labels.sample(50, 3, seed=1)
+  np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-6)
+  assert np.abs(y).max() <= 1 and x.shape == (50, 3) and y.shape == (50, 1)
+  x2, y2 = random_labels.sample(50, 3, seed=1)
+  np.testing.assert_array_equal(x, x2)
+  from configs import scaling_shallow
+  c = scaling_shallow.get_config("sphere,tiny")
+  with c.unlocked():
+    c.data.num_points = 20
+    c.model.hidden = (64,)
+    c.target_psnr = None
+  res = experiment.run(c, str(tmp_path))
+  assert res["task_info"] == {"num_points": 20, "dim": 3}
+  assert (tmp_path / "fits.png").exists()
+  assert all(m["best_psnr"] > 10 for m in res["members"])

@@ -7,7 +7,7 @@ from typing import Any
 
 from nfscale.tasks.base import Task
 
-TASKS: tuple[str, ...] = ("curve1d", "image")
+TASKS: tuple[str, ...] = ("curve1d", "image", "random_labels")
 
 
 def build_task(config: Any) -> Task:

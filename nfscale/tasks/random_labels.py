@@ -1,0 +1,52 @@
+"""Random labels on the unit sphere: the data the scaling theorems assume.
+
+The theorems (paper sec. 4, SPEC §5) count N samples as N degrees of freedom:
+i.i.d. inputs normalised to unit norm, labels with no structure. A dense 1-D
+grid with a smooth target is not that (its needed width saturates once N
+resolves the signal, SPEC §6), and random labels on a dense 1-D grid need
+frequencies the first layer never reaches. Here ``x`` is uniform on the unit
+sphere of ``R^dim`` (default dim 3) and ``y ~ U(-1, 1)``, both from ``seed``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from nfscale import plots, train
+from nfscale.tasks import base
+
+
+def sample(num_points: int, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """``num_points`` unit vectors in ``R^dim`` and U(-1, 1) labels, float32."""
+  if num_points < 1:
+    raise ValueError(f"data.num_points must be positive, got {num_points}.")
+  if dim < 1:
+    raise ValueError(f"data.dim must be positive, got {dim}.")
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=(num_points, dim))
+  x /= np.linalg.norm(x, axis=1, keepdims=True)
+  y = rng.uniform(-1, 1, size=(num_points, 1))
+  return x.astype(np.float32), y.astype(np.float32)
+
+
+def build(config: Any) -> base.Task:
+  """Builds the task from ``config.data`` (num_points, dim, seed)."""
+  d = config.data
+  x, y = sample(int(d.num_points), int(d.dim), int(d.seed))
+  model = base.model_from_config(config, out_dim=1)
+
+  def evaluate(params):
+    out = np.asarray(train.ensemble_apply(model, params, jnp.asarray(x)))[..., 0]
+    return {"outputs": out}
+
+  def save_artifacts(workdir, labels, evaluation):
+    return [plots.label_scatter(y[:, 0], list(evaluation["outputs"]), labels,
+                                os.path.join(workdir, "fits.png"))]
+
+  info = {"num_points": int(x.shape[0]), "dim": int(x.shape[1])}
+  return base.Task("random_labels", model, {"x": x, "y": y}, train.mse_loss(model),
+                   float(config.data_range), evaluate, save_artifacts, info)
