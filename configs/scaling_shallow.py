@@ -58,7 +58,11 @@ def get_config(arg=None):
     c.steps = 3000
     c.sweep.max_width = 1024
     c.sweep.rel_precision = 0.25
+    # Beyond N ~ 50 eq. 4.6 holds at no width up to 2^16 on this target
+    # (sigma_min of the sinc features collapses), so quick skips those points.
+    c.theory.max_n = 50
     c.theory.max_width = 2 ** 12
+    c.theory.rel_precision = 0.25
   if a.tiny:  # a seconds-long smoke run (the tests use it)
     c.sweep.arms = ("sinc",)
     c.sweep.ns = (6, 10, 14)

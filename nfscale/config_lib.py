@@ -106,5 +106,6 @@ def sweep_config() -> ml_collections.ConfigDict:
       "max_n": 1000,            # skip points with more samples (N x width SVDs)
       "start": 8,
       "max_width": 2 ** 14,
+      "rel_precision": 0.1,
   })
   return c

@@ -96,7 +96,8 @@ def scaling_curves(points: Sequence[dict[str, Any]], arms: Sequence[str],
 
   Log-log axes, so a power law is a straight line; the legend gives the fitted
   exponent ``b`` with its bootstrap interval. Points where no width up to the
-  search limit reached the target are drawn as open markers at the limit.
+  search limit reached the target cannot be placed; the legend counts them
+  and the table lists them (``found=False``).
   """
   fig, axes = plt.subplots(1, len(arms), figsize=(5.5 * len(arms), 4.2), squeeze=False)
   fit_of = {(f["arm"], f["scheme"]): f for f in fits}
@@ -110,6 +111,9 @@ def scaling_curves(points: Sequence[dict[str, Any]], arms: Sequence[str],
       label = sc
       if f.get("b") is not None:
         label += f"  b={f['b']:.2f} [{f['b_ci_low']:.2f}, {f['b_ci_high']:.2f}]"
+      missing = len(pts) - len(found)
+      if missing and found:
+        label += f" ({missing} N not reached)"
       if found:
         ns, ps = zip(*found)
         ax.plot(ns, ps, label=label, **style)

@@ -201,7 +201,7 @@ def theory_widths(config: Any, arm: str, n: int) -> dict[str, dict[str, Any]]:
   for sc in config.schemes:
     r = theory.condition_width(make_model, sc, x, y, seeds=tuple(config.seeds),
                                start=int(t.start), max_width=int(t.max_width),
-                               rel_precision=float(config.sweep.rel_precision),
+                               rel_precision=float(t.rel_precision),
                                scheme_params=initializers.filter_hparams(
                                    sc, base.scheme_params(c)))
     out[sc] = {"condition_width": r.width, "found": r.found}
