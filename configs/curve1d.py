@@ -10,7 +10,7 @@ make a sinc network even in x, so it cannot fit the odd target: SPEC §6). Targe
 PSNR = 10 log10(1 / MSE).
 
 Presets: ``quick`` (width 128, N = 100, 3000 steps, ~1 minute on a 2-core CPU);
-``relu_pe`` switches to ReLU + an 8-dimensional random Fourier embedding.
+``relu_pe`` switches to ReLU + an 8-dimensional random Fourier embedding (sigma 5).
 """
 
 from nfscale import config_lib
@@ -30,15 +30,8 @@ def get_config(arg=None):
     c.model.activation = "relu"
     c.model.activation_params = config_lib.ml_collections.ConfigDict()
     c.model.encoding = "rff"
-    c.model.encoding_params = config_lib.ml_collections.ConfigDict(
-        {"dim": 8, "sigma": 10.0, "seed": 0})
-  c.schemes = ("lecun_normal", "xavier_normal", "kaiming_normal", "init1")
-  c.scheme_params.first_bias = "torch"
-  c.seeds = (0, 1, 2)
-  c.optimizer = "sgd"
-  c.lrs = (0.01, 0.03, 0.1)
-  c.target_psnr = 35.0
-  c.steps = 5000
+    c.model.encoding_params = config_lib.ml_collections.ConfigDict(config_lib.RFF_1D)
+  config_lib.curve_protocol(c)
   c.chunk_steps = c.log_every = 250
   if a.quick:
     c.data.num_points = 100 if a.points == 200 else a.points

@@ -32,17 +32,10 @@ def get_config(arg=None):
   c.data.dense_points = 2000
   c.model.hidden = ()
   c.arms.sinc = config_lib.arm("sinc", omega=30.0)
-  c.arms.relu_pe = config_lib.arm("relu", "rff", encoding_params={"dim": 8, "sigma": 5.0,
-                                                                  "seed": 0})
+  c.arms.relu_pe = config_lib.arm("relu", "rff", encoding_params=config_lib.RFF_1D)
   c.sweep.arms = ("sinc", "relu_pe")
   c.sweep.ns = (10, 20, 50, 75, 100, 125, 150, 175, 200)
-  c.schemes = ("lecun_normal", "xavier_normal", "kaiming_normal", "init1")
-  c.scheme_params.first_bias = "torch"
-  c.seeds = (0, 1, 2)
-  c.optimizer = "sgd"
-  c.lrs = (0.01, 0.03, 0.1)
-  c.target_psnr = 35.0
-  c.steps = 5000
+  config_lib.curve_protocol(c)
   c.chunk_steps = 500
   c.sweep.start = 8
   c.sweep.max_width = 4096

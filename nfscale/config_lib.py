@@ -109,3 +109,23 @@ def sweep_config() -> ml_collections.ConfigDict:
       "rel_precision": 0.1,
   })
   return c
+
+
+#: ReLU-PE's embedding on 1-D inputs: the paper's 8-dimensional RFF.
+RFF_1D: dict[str, Any] = {"dim": 8, "sigma": 5.0, "seed": 0}
+
+
+def curve_protocol(c: ml_collections.ConfigDict) -> None:
+  """The 1-D curve protocol shared by the curve and shallow-sweep configs (SPEC §4, §6).
+
+  LeCun / Xavier / Kaiming normal and init1; random first-layer biases (zero
+  biases make a sinc field even in x); full-batch gradient descent at every
+  rate of {0.01, 0.03, 0.1}; 3 seeds; target 35 dB; 5000 steps.
+  """
+  c.schemes = ("lecun_normal", "xavier_normal", "kaiming_normal", "init1")
+  c.scheme_params.first_bias = "torch"
+  c.seeds = (0, 1, 2)
+  c.optimizer = "sgd"
+  c.lrs = (0.01, 0.03, 0.1)
+  c.target_psnr = 35.0
+  c.steps = 5000
