@@ -26,10 +26,13 @@ def sample(num_points: int, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray
     raise ValueError(f"data.num_points must be positive, got {num_points}.")
   if dim < 1:
     raise ValueError(f"data.dim must be positive, got {dim}.")
-  rng = np.random.default_rng(seed)
-  x = rng.normal(size=(num_points, dim))
+  # Separate streams for x and y, filled row by row: the points for N are the
+  # first N of those for any larger N, so a sweep's datasets are nested and
+  # a larger N never loses a hard (close, differently labelled) pair.
+  rx, ry = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+  x = rx.normal(size=(num_points, dim))
   x /= np.linalg.norm(x, axis=1, keepdims=True)
-  y = rng.uniform(-1, 1, size=(num_points, 1))
+  y = ry.uniform(-1, 1, size=(num_points, 1))
   return x.astype(np.float32), y.astype(np.float32)
 
 
