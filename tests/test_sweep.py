@@ -15,7 +15,8 @@ ROOT = pathlib.Path(__file__).parents[1]
 sys.path.insert(0, str(ROOT))
 from configs import scaling_shallow  # noqa: E402
 
-CMD = [sys.executable, "-m", "launch.sweep", "--config=configs/scaling_shallow.py:tiny"]
+CMD = [sys.executable, "-m", "launch.sweep", "--config=configs/scaling_shallow.py:tiny",
+       "--config.theory.enabled=False"]
 
 
 def _tiny(**theory):
@@ -117,6 +118,7 @@ def test_host_split_merges_to_the_same_result(reference, tmp_path):
       sweep.read_points(str(ref_dir)))
 
 
+@pytest.mark.slow  # a whole sweep in a subprocess; test_sharding covers the engine itself
 def test_forced_devices_give_the_same_widths(reference, tmp_path):
   ref_dir, _ = reference
   script = (
