@@ -25,5 +25,18 @@ test-all: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m launch.train --config=configs/image.py:demo --workdir=$(RUNS)/demo
 
+# Training throughput vs the PyTorch reference (docs/benchmarks.md), all in one session:
+# nfscale (fast sine on and off) and torch eager / torch.compile / torch.func.vmap, run
+# alternately for BENCH_ROUNDS rounds; prints every JSON line, then the ratios. Installs the
+# `bench` extra (torch) into the venv when TORCH_PY cannot import torch.
+TORCH_PY     ?= $(PY)
+TORCH_REF    ?= ../shared/bench/torch_reference.py
+BENCH_ROUNDS ?= 2
+BENCH_ARGS   ?=
+bench: $(STAMP)
+	$(TORCH_PY) -c 'import torch' 2>/dev/null || $(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m launch.bench --suite --rounds=$(BENCH_ROUNDS) --torch_python=$(TORCH_PY) \
+	  --torch_reference=$(TORCH_REF) --out=$(RUNS)/bench.jsonl $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -13,6 +13,7 @@ outputs (WIRE's Gabor wavelet), so the layers after it must be complex.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 from typing import ClassVar
 
@@ -47,8 +48,30 @@ class Sine:
     _positive("omega", self.omega)
 
   def __call__(self, x: Array) -> Array:
-    z = self.omega * x
-    return fastmath.fast_sin(z) if self.fast else jnp.sin(z)
+    if self.fast:
+      return _fast_sine(self.omega, x)
+    return jnp.sin(self.omega * x)
+
+
+# The fast activations carry their derivative with respect to the layer's
+# pre-activation x, omega included: d/dx phi(omega x) = (omega phi'(omega x)).
+# Differentiating phi(omega x) op by op instead multiplies the cotangent by the
+# constant omega after the activation's own derivative; XLA's CPU backend then
+# fuses that scalar multiply into the next matmul or reduction as a full-size
+# broadcast array (one extra array written and read per layer). Higher
+# derivatives go through the fast sine/cosine's own rules.
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _fast_sine(omega: float, x: Array) -> Array:
+  return fastmath.fast_sin(omega * x)
+
+
+@_fast_sine.defjvp
+def _fast_sine_jvp(omega, primals, tangents):
+  (x,), (t,) = primals, tangents
+  z = omega * x
+  return fastmath.fast_sin(z), (omega * fastmath.fast_cos(z)) * t
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,16 +98,35 @@ class Sinc:
     if not self.fast:
       # jnp.sinc(t) = sin(pi t)/(pi t): rescale so that its argument is omega x / pi.
       return jnp.sinc(x * (self.omega / np.pi))
-    z = self.omega * x
-    small = jnp.abs(z) < _SINC_TAYLOR_BELOW
-    # The untaken branch must stay finite for the gradient: divide by 1, not 0.
-    safe = jnp.where(small, jnp.ones_like(z), z)
-    return jnp.where(small, 1 - z * z / 6, fastmath.fast_sin(safe) / safe)
+    return _fast_sinc(self.omega, x)
 
 
 # Below this |omega x| the Taylor form 1 - z^2/6 is used; its error z^4/120 is
 # < 1e-10 there, far below float32 resolution.
 _SINC_TAYLOR_BELOW = 1e-2
+
+
+def _sinc_and_slope(z: Array) -> tuple[Array, Array]:
+  """``sin(z)/z`` and its derivative ``(cos z - sin(z)/z)/z`` (Taylor near 0)."""
+  small = jnp.abs(z) < _SINC_TAYLOR_BELOW
+  # The untaken branch must stay finite for the gradient: divide by 1, not 0.
+  safe = jnp.where(small, jnp.ones_like(z), z)
+  quotient = fastmath.fast_sin(safe) / safe
+  value = jnp.where(small, 1 - z * z / 6, quotient)
+  slope = jnp.where(small, -z / 3, (fastmath.fast_cos(safe) - quotient) / safe)
+  return value, slope
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _fast_sinc(omega: float, x: Array) -> Array:
+  return _sinc_and_slope(omega * x)[0]
+
+
+@_fast_sinc.defjvp
+def _fast_sinc_jvp(omega, primals, tangents):
+  (x,), (t,) = primals, tangents
+  value, slope = _sinc_and_slope(omega * x)
+  return value, (omega * slope) * t
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,6 +28,37 @@ from nfscale import initializers
 Array = jax.Array
 
 
+# Contractions over at most this many inputs (the coordinates entering the
+# first layer) are written as broadcast multiply-adds instead of a matmul.
+SMALL_FAN_IN = 4
+
+
+def _dense_dot_general(lhs: Array, rhs: Array, dimension_numbers, precision=None,
+                       preferred_element_type=None) -> Array:
+  """``lax.dot_general`` for ``nn.Dense``, with a fast path for a tiny fan-in.
+
+  A coordinate MLP's first layer contracts only the 1-3 coordinates. As a
+  matmul, XLA's CPU backend computes its weight gradient ``x^T g`` by first
+  transposing the ``(points, width)`` cotangent ``g`` (under the ensemble's
+  vmap, with the whole activation derivative fused into that transpose), a
+  large share of a small field's step. As ``sum_k x[..., k:k+1] * W[k]`` the
+  layer fuses into the activation and its gradients become plain
+  reductions over the points. Same result up to float rounding (at most 4
+  products are summed, exactly as a matmul would).
+  """
+  (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dimension_numbers
+  fan_in = lhs.shape[-1] if lhs.ndim else 0
+  if (0 < fan_in <= SMALL_FAN_IN and rhs.ndim == 2 and not lhs_batch and not rhs_batch
+      and tuple(lhs_contract) == (lhs.ndim - 1,) and tuple(rhs_contract) == (0,)
+      and preferred_element_type is None):
+    y = lhs[..., 0:1] * rhs[0]
+    for i in range(1, fan_in):
+      y = y + lhs[..., i:i + 1] * rhs[i]
+    return y
+  return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision=precision,
+                             preferred_element_type=preferred_element_type)
+
+
 class NeuralField(nn.Module):
   """A coordinate MLP.
 
@@ -81,7 +112,8 @@ class NeuralField(nn.Module):
       dtype = complex_dtype if (self.activation.is_complex and k > 0) else real_dtype
       h = nn.Dense(width, kernel_init=self.scheme.kernel_init(position),
                    bias_init=self.scheme.bias_init(h.shape[-1], position),
-                   param_dtype=dtype, dtype=dtype, name=f"dense_{k}")(h)
+                   param_dtype=dtype, dtype=dtype, dot_general=_dense_dot_general,
+                   name=f"dense_{k}")(h)
       if k < num_layers - 1:
         h = self.activation(h)
         features = h
