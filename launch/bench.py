@@ -27,12 +27,14 @@ runs of ``steps`` steps, compilation excluded; ``first_step_s``, ``final_psnr``)
 and off) and the reference's modes as separate processes one after the other, and
 prints a summary with the ratios (medians over all timed repeats of all rounds), so
 that the ratios come from one session on one machine (``make bench``).
+
+``--xla_defaults``, ``--small_fan_in`` and ``--ablate_engine_checks`` switch off the
+engine's CPU choices one at a time, for the ablations in docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import shlex
@@ -317,6 +319,7 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 def main(argv):
   del argv
+  global _checks_ablated
   if _SUITE.value:
     if not os.path.isfile(_TORCH_REF.value):
       raise app.UsageError(f"--torch_reference {_TORCH_REF.value!r} is not a file.")
@@ -333,7 +336,6 @@ def main(argv):
     models.SMALL_FAN_IN = _SMALL_FAN_IN.value
   if _NO_CHECKS.value:
     import jax.numpy as jnp
-    global _checks_ablated
     _checks_ablated = True
     train._all_finite = lambda tree: jnp.bool_(True)  # pylint: disable=protected-access
     train._select = lambda pred, new, old: new  # pylint: disable=protected-access

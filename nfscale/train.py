@@ -223,9 +223,10 @@ def make_member_step(loss_fn: LossFn, tx: optax.GradientTransformation, *,
 #: as a sine's omega, the first layer's inputs) written out as a full-size
 #: array; for reductions over many points it is slower still. Keeping YNNPACK
 #: for the matmuls only (XLA fuses the rest itself) took a 2->256x3->3 SIREN
-#: step on 65536 points from ~1.5 to ~0.76 CPU-seconds and a 64-member sinc
-#: ensemble from 13.5 to 10.5 CPU-ms per step (docs/benchmarks.md). Set it to
-#: ``{}`` for XLA's defaults; options this jaxlib does not know are dropped.
+#: step on 65536 points from ~1.46 to ~0.73 CPU-seconds and a 64-member sinc
+#: ensemble from ~12.3 to ~9.5 CPU-ms per step (docs/benchmarks.md, with the
+#: multiply-add first layer of nfscale.models). Set it to ``{}`` for XLA's
+#: defaults; options this jaxlib does not know are dropped.
 CPU_COMPILER_OPTIONS: dict[str, Any] = {
     "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
 
