@@ -1,9 +1,11 @@
 """nfscale: initialization, activation and scaling laws for neural fields in JAX/Flax."""
 
-from nfscale import activations, encodings, initializers, metrics, models
+from nfscale import activations, encodings, initializers, layers, metrics, models
 from nfscale.activations import get_activation, list_activations
 from nfscale.encodings import get_encoding, list_encodings
-from nfscale.initializers import PAPER_SCHEMES, Scheme, get_scheme, list_schemes
+from nfscale.initializers import (PAPER_SCHEMES, Scheme, SchemeUsageError, filter_hparams,
+                                  get_scheme, list_schemes, register_scheme)
+from nfscale.layers import Dense, Linear
 from nfscale.models import NeuralField, make_field, param_count
 
 __version__ = "0.1.0"

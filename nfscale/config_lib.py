@@ -58,9 +58,11 @@ def base_config() -> ml_collections.ConfigDict:
       "encoding_params": ml_collections.ConfigDict(),
   })
   c.schemes = tuple(initializers.PAPER_SCHEMES)
-  # Biases: "zeros" | "constant" | "torch"; first_bias "" = same as bias.
+  # Biases: "zeros" | "constant" | "torch"; first_bias "" = same as bias. omega (SIREN
+  # schemes) unset = the activation's; set it only for an activation without one.
   c.scheme_params = ml_collections.ConfigDict(
-      {"bias": "zeros", "bias_value": 0.01, "first_bias": "", "omega": 30.0})
+      {"bias": "zeros", "bias_value": 0.01, "first_bias": "",
+       "omega": ml_collections.config_dict.placeholder(float)})
   c.seeds = (0,)
   # Every (scheme, seed) is trained once per learning rate in the grid; the
   # results name each scheme's best rate (SPEC §6: per-scheme rates).

@@ -62,19 +62,29 @@ def _dense_dot_general(lhs: Array, rhs: Array, dimension_numbers, precision=None
 class NeuralField(nn.Module):
   """A coordinate MLP.
 
+  Layer ``k`` of ``len(hidden) + 1`` weight layers gets the scheme's
+  ``"first"`` law for ``k = 0``, ``"last"`` for the output layer and
+  ``"hidden"`` otherwise.
+
   Attributes:
     hidden: widths of the hidden layers (``n_1 ... n_{L-1}``); may be empty
       (a linear model).
     out_dim: output width ``n_L``.
-    activation: an activation instance (see :mod:`nfscale.activations`).
-    scheme: the initialization scheme (see :mod:`nfscale.initializers`).
+    activation: an activation instance or name (see
+      :mod:`nfscale.activations`).
+    scheme: the initialization scheme or its name (see
+      :mod:`nfscale.initializers`). A scheme that depends on the activation
+      frequency (``siren``, ``siren_init2``) gets the activation's ``omega``
+      here; one built for another omega is refused (``ValueError``), and one
+      with no omega next to an activation that has none (Gaussian, ReLU,
+      Gabor) needs it given explicitly, ``get_scheme("siren", omega=...)``.
     encoding: the positional embedding applied to the input.
   """
 
   hidden: tuple[int, ...]
   out_dim: int
-  activation: activations_lib.Activation = activations_lib.Sine()
-  scheme: initializers.Scheme = initializers.get_scheme("lecun_normal")
+  activation: activations_lib.Activation | str = activations_lib.Sine()
+  scheme: initializers.Scheme | str = initializers.get_scheme("lecun_normal")
   encoding: encodings_lib.Encoding = encodings_lib.Identity()
 
   def __post_init__(self):
@@ -86,6 +96,11 @@ class NeuralField(nn.Module):
       raise ValueError(f"hidden widths must be positive, got hidden={self.hidden}.")
     if int(self.out_dim) <= 0:
       raise ValueError(f"out_dim must be positive, got out_dim={self.out_dim}.")
+    activation = activations_lib.get_activation(self.activation)
+    object.__setattr__(self, "activation", activation)
+    # Resolved at construction (clone included, which is how the engine swaps
+    # schemes per member), so a mismatched omega fails before any training.
+    object.__setattr__(self, "scheme", scheme_for_activation(self.scheme, activation))
     super().__post_init__()
 
   @nn.compact
@@ -125,6 +140,48 @@ class NeuralField(nn.Module):
     return out
 
 
+def scheme_for_activation(scheme: str | initializers.Scheme,
+                          activation: activations_lib.Activation) -> initializers.Scheme:
+  """The scheme with its omega-dependent layers set to the activation's frequency.
+
+  Args:
+    scheme: a scheme or its registered name.
+    activation: the network's activation; its ``omega`` attribute (sine,
+      sinc) is the ``omega`` of ``sin(omega * (W x + b))`` that the SIREN laws
+      divide by.
+
+  Returns:
+    The scheme, unchanged when no layer depends on omega.
+
+  Raises:
+    ValueError: if the scheme was built for another omega, or needs an omega
+      that neither it nor the activation has.
+
+  Example:
+    >>> s = scheme_for_activation("siren", activations_lib.Sine(omega=8.0))
+    >>> s.omega
+    8.0
+  """
+  scheme = initializers.get_scheme(scheme)
+  if not scheme.omega_dependent:
+    return scheme
+  name = activations_lib.activation_name(activation)
+  omega = getattr(activation, "omega", None)
+  if omega is None:
+    if scheme.omega is None:
+      raise ValueError(
+          f"scheme {scheme.name!r} depends on the activation frequency omega, but the {name} "
+          f"activation has none; give it explicitly: get_scheme({scheme.name!r}, omega=...) "
+          "(in a config: scheme_params.omega).")
+    return scheme
+  if scheme.omega is not None and scheme.omega != float(omega):
+    raise ValueError(
+        f"scheme {scheme.name!r} was built for omega={scheme.omega} but the {name} activation "
+        f"has omega={omega}; leave the scheme's omega out (the field passes its own) or make "
+        "them equal.")
+  return scheme.with_omega(omega)
+
+
 def make_field(hidden: Sequence[int], out_dim: int, activation: str = "sine",
                activation_params: Mapping[str, Any] | None = None,
                scheme: str | initializers.Scheme = "lecun_normal",
@@ -137,7 +194,10 @@ def make_field(hidden: Sequence[int], out_dim: int, activation: str = "sine",
     hidden: hidden widths.
     out_dim: output width.
     activation: activation name; ``activation_params`` its parameters.
-    scheme: scheme name or instance; ``scheme_params`` its parameters.
+    scheme: scheme name or instance; ``scheme_params`` its parameters. An
+      omega-dependent scheme (``siren``, ``siren_init2``) takes the
+      activation's ``omega``; do not repeat it in ``scheme_params`` (a
+      different value is refused).
     encoding: encoding name; ``encoding_params`` its parameters.
     activation_params: see ``activation``.
     scheme_params: see ``scheme``.
@@ -145,6 +205,13 @@ def make_field(hidden: Sequence[int], out_dim: int, activation: str = "sine",
 
   Returns:
     The (unbound) module.
+
+  Raises:
+    ValueError: for an unknown name or parameter, or an omega mismatch.
+
+  Example:
+    >>> make_field((32,), 1, activation_params={"omega": 8.0}, scheme="siren").scheme.omega
+    8.0
   """
   return NeuralField(
       hidden=tuple(hidden), out_dim=out_dim,
@@ -158,27 +225,4 @@ def param_count(params: Any) -> int:
   total = 0
   for leaf in jax.tree_util.tree_leaves(params):
     total += int(np.prod(leaf.shape)) * (2 if jnp.iscomplexobj(leaf) else 1)
-  return total
-
-
-def field_param_count(in_dim: int, hidden: Sequence[int], out_dim: int,
-                      encoding: encodings_lib.Encoding | None = None,
-                      complex_hidden: bool = False) -> int:
-  """Parameter count of a field from its shape alone (no initialization).
-
-  Args:
-    in_dim: coordinate dimension.
-    hidden: hidden widths.
-    out_dim: output width.
-    encoding: the encoding (changes the first layer's fan-in).
-    complex_hidden: layers after the first are complex (count 2 per entry).
-
-  Returns:
-    The count; equals ``param_count(field.init(...))``.
-  """
-  d = (encoding or encodings_lib.Identity()).out_dim(in_dim)
-  total = 0
-  for k, w in enumerate(tuple(hidden) + (out_dim,)):
-    total += (d * w + w) * (2 if complex_hidden and k > 0 else 1)
-    d = w
   return total

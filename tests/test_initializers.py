@@ -9,6 +9,7 @@ plain normal with standard error sqrt(p(1-p)/n) = 0.029%; we allow 0.15%
 (5 s.e.), which a 2-sigma-truncated normal (share 0) fails by far.
 """
 
+import dataclasses
 import math
 
 import flax.linen as nn
@@ -54,18 +55,25 @@ def expected(name, position, fan_in=FAN_IN, fan_out=FAN_OUT):
   return dist, (last if position == "last" else hidden)
 
 
-CASES = [(s, p) for s in I.list_schemes() for p in I.POSITIONS]
+CASES = [(s, p) for s in I.BUILTIN_SCHEMES for p in I.POSITIONS]
+
+
+def scheme(name, **hparams):
+  """The scheme, with omega = OMEGA for the schemes that take one (they have no default)."""
+  if "omega" in I.scheme_parameters(name):
+    hparams.setdefault("omega", OMEGA)
+  return I.get_scheme(name, **hparams)
 
 
 def test_registry_covers_spec():
   assert set(I.PAPER_SCHEMES) <= set(I.list_schemes())
   assert {"siren", "siren_init2", "powerlaw_normal", "powerlaw_uniform"} <= set(I.list_schemes())
-  assert {s for s, _ in CASES} == set(I.list_schemes())
+  assert set(I.BUILTIN_SCHEMES) <= set(I.list_schemes())
 
 
 @pytest.mark.parametrize("name,position", CASES)
 def test_moments_and_bounds(name, position):
-  init = I.get_scheme(name).kernel_init(position)
+  init = scheme(name).kernel_init(position)
   w = np.asarray(init(jax.random.key(1), SHAPE, jnp.float32), np.float64)
   dist, var = expected(name, position)
   assert w.shape == SHAPE and w.dtype == np.float64
@@ -107,7 +115,7 @@ def test_powerlaw_family_contains_init1_and_init2():
 
 @pytest.mark.parametrize("name,position", CASES)
 def test_same_seed_same_array(name, position):
-  init = I.get_scheme(name).kernel_init(position)
+  init = scheme(name).kernel_init(position)
   a = init(jax.random.key(7), (64, 32))
   b = init(jax.random.key(7), (64, 32))
   c = init(jax.random.key(8), (64, 32))
@@ -117,7 +125,7 @@ def test_same_seed_same_array(name, position):
 
 @pytest.mark.parametrize("name,position", CASES)
 def test_complex_splits_variance(name, position):
-  init = I.get_scheme(name).kernel_init(position)
+  init = scheme(name).kernel_init(position)
   w = np.asarray(init(jax.random.key(2), SHAPE, jnp.complex64))
   _, var = expected(name, position)
   assert w.dtype == np.complex64
@@ -202,3 +210,219 @@ def test_bad_hparams():
     I.get_scheme("init1", bias="random")
   with pytest.raises(ValueError, match="fan_in"):
     I.BiasRule("torch").init(0)
+
+
+# ---------------------------------------------------------------------------
+# Composition, registration, omega, misuse (issue: initializers in other Flax code).
+
+OMEGA_SCHEMES = [n for n in I.BUILTIN_SCHEMES if "omega" in I.scheme_parameters(n)]
+
+
+def test_omega_dependent_schemes_are_the_siren_ones():
+  assert OMEGA_SCHEMES == ["siren", "siren_init2"]
+  for name in I.BUILTIN_SCHEMES:
+    assert I.get_scheme(name).omega_dependent == (name in OMEGA_SCHEMES)
+
+
+@pytest.mark.parametrize("name", OMEGA_SCHEMES)
+def test_no_silent_default_omega(name):
+  s = I.get_scheme(name)
+  assert s.omega is None
+  with pytest.raises(ValueError, match=r"omega.*make_field.*get_scheme\(name, omega=\.\.\.\)"):
+    s.hidden(jax.random.key(0), (64, 64))
+  # Explicit omega for standalone use, two ways, both the same law.
+  assert I.get_scheme(name, omega=8.0) == s.with_omega(8.0)
+  assert s.with_omega(8.0).hidden.variance((64, 64)) == pytest.approx(2 / (64 * 64.0))
+  # A scheme built for one omega refuses another.
+  with pytest.raises(ValueError, match="omega=30.0.*omega=8"):
+    I.get_scheme(name, omega=30.0).with_omega(8.0)
+  assert I.get_scheme(name, omega=30.0).with_omega(30.0).omega == 30.0
+
+
+@pytest.mark.parametrize("base", I.BUILTIN_SCHEMES)
+@pytest.mark.parametrize("position", I.POSITIONS)
+def test_replace_composes(base, position):
+  donor = "init1" if base != "init1" else "siren"
+  mixed = I.get_scheme(base).replace(**{position: donor})
+  # By name or by Scheme: the donor's law at that position, nothing else changes.
+  assert mixed == I.get_scheme(base).replace(**{position: I.get_scheme(donor)})
+  assert mixed.kernel_init(position) == I.get_scheme(donor).kernel_init(position)
+  for other in I.POSITIONS:
+    if other != position:
+      assert mixed.kernel_init(other) == I.get_scheme(base).kernel_init(other)
+  assert mixed.name == f"{base}[{position}={donor}]"
+  assert (mixed.bias, mixed.first_bias) == (I.BiasRule(), I.BiasRule())
+  # A raw initializer works too; a custom name is kept.
+  law = I.powerlaw(0.5, 2.0)
+  assert I.get_scheme(base).replace(**{position: law}, name="mine").kernel_init(position) is law
+  assert I.get_scheme(base).replace(**{position: law}, name="mine").name == "mine"
+
+
+def test_replace_bias_rules_and_omega():
+  s = I.get_scheme("siren").replace(last="init1", bias="torch")
+  assert s.bias == s.first_bias == I.BiasRule("torch")
+  s = s.replace(first_bias=I.BiasRule("constant", 0.5))
+  assert s.bias.kind == "torch" and s.first_bias == I.BiasRule("constant", 0.5)
+  assert s.omega_dependent and s.omega is None  # the SIREN hidden law still awaits omega
+  assert s.with_omega(8.0).hidden.omega == 8.0
+  # SIREN's hidden law moved into init1 makes init1 omega-dependent.
+  assert I.get_scheme("init1").replace(hidden="siren").omega_dependent
+  with pytest.raises(ValueError, match="different omegas"):
+    I.get_scheme("siren", omega=30.0).replace(last=I.siren_hidden(8.0))
+  with pytest.raises(ValueError, match="bias must be one of"):
+    I.get_scheme("init1").replace(bias="random")
+  with pytest.raises(ValueError, match="valid schemes"):
+    I.get_scheme("init1").replace(last="glorot")
+
+
+@pytest.fixture
+def registry(monkeypatch):
+  """A private copy of the registry, so registrations do not leak into other tests."""
+  monkeypatch.setattr(I, "_REGISTRY", dict(I._REGISTRY))
+  return I
+
+
+@pytest.mark.parametrize("name", I.BUILTIN_SCHEMES)
+def test_registered_scheme_behaves_like_builtin(registry, name):
+  copy = f"my_{name}"
+  registry.register_scheme(copy, registry._REGISTRY[name])
+  assert copy in registry.list_schemes()
+  assert registry.scheme_parameters(copy) == registry.scheme_parameters(name)
+  hp = {"omega": 8.0, "bias": "torch", "c": 1.0, "unrelated": 3}
+  assert registry.filter_hparams(copy, hp) == registry.filter_hparams(name, hp)
+  built = registry.get_scheme(copy, **registry.filter_hparams(copy, hp))
+  assert built.name == copy
+  assert dataclasses.replace(built, name=name) == registry.get_scheme(
+      name, **registry.filter_hparams(name, hp))
+  with pytest.raises(ValueError, match=f"Invalid parameters \\['zzz'\\] for scheme '{copy}'"):
+    registry.get_scheme(copy, zzz=1)
+  # And a whole field takes it by name, with the activation's omega.
+  from nfscale import models
+  field = models.make_field((8,), 1, activation_params={"omega": 8.0}, scheme=copy)
+  assert field.scheme.name == copy
+  assert field.scheme.omega == (8.0 if name in OMEGA_SCHEMES else None)
+
+
+def test_register_instance_and_decorator(registry):
+  mixed = registry.get_scheme("siren").replace(last="lecun_normal", bias="torch")
+  registry.register_scheme("siren_lecun", mixed)
+  assert registry.get_scheme("siren_lecun") == dataclasses.replace(mixed, name="siren_lecun")
+  assert registry.scheme_parameters("siren_lecun") == ["bias", "bias_value", "first_bias",
+                                                       "omega"]
+  s = registry.get_scheme("siren_lecun", bias="zeros", first_bias="constant", omega=4.0)
+  assert (s.bias.kind, s.first_bias.kind, s.omega) == ("zeros", "constant", 4.0)
+  # An instance that does not depend on omega does not take one.
+  registry.register_scheme("init1_torch", registry.get_scheme("init1", bias="torch"))
+  assert registry.scheme_parameters("init1_torch") == ["bias", "bias_value", "first_bias"]
+  assert registry.get_scheme("init1_torch").bias.kind == "torch"  # its own rule is kept
+
+  @registry.register_scheme("half_lecun")
+  def half_lecun(bias: str = "zeros") -> I.Scheme:
+    law = I.VarianceScaling(0.5)
+    return I.Scheme("whatever", law, law, law, I.BiasRule(bias))
+
+  assert registry.get_scheme("half_lecun").name == "half_lecun"
+  assert registry.filter_hparams("half_lecun", {"bias": "torch", "omega": 1.0}) == {
+      "bias": "torch"}
+
+
+def test_register_validation(registry):
+  good = registry._REGISTRY["init1"]
+  with pytest.raises(ValueError, match="built-in"):
+    registry.register_scheme("init1", good)
+  registry.register_scheme("mine", good)
+  with pytest.raises(ValueError, match="overwrite=True"):
+    registry.register_scheme("mine", good)
+  registry.register_scheme("mine", registry._REGISTRY["init2"], overwrite=True)
+  assert registry.get_scheme("mine").last == registry.get_scheme("init2").last
+  for bad in ["", "1x", "a b", "a/b", 3]:
+    with pytest.raises(ValueError, match="scheme name"):
+      registry.register_scheme(bad, good)
+  with pytest.raises(ValueError, match=r"\*args"):
+    registry.register_scheme("v", lambda *args: registry.get_scheme("init1"))
+  with pytest.raises(ValueError, match=r"\*\*kw"):
+    registry.register_scheme("v", lambda **kw: registry.get_scheme("init1", **kw))
+  with pytest.raises(ValueError, match="needs a default"):
+    registry.register_scheme("v", lambda c: registry.get_scheme("init1"))
+  with pytest.raises(ValueError, match="not a Scheme"):
+    registry.register_scheme("v", lambda: I.lecun_normal())
+  with pytest.raises(ValueError, match="fails with its defaults"):
+    registry.register_scheme("v", lambda: 1 / 0)
+  with pytest.raises(ValueError, match="a function returning a Scheme"):
+    registry.register_scheme("v", 3)
+  assert "v" not in registry.list_schemes()
+
+
+def test_strings_and_schemes_interchangeable():
+  s = I.get_scheme("init1", bias="torch")
+  assert I.get_scheme(s) is s
+  assert I.filter_hparams(s, {"bias": "zeros", "omega": 1.0}) == {}
+  assert I.get_scheme(s, **I.filter_hparams(s, {"bias": "zeros"})) is s
+  assert I.scheme_parameters(s) == []
+  with pytest.raises(ValueError, match="Scheme is complete"):
+    I.get_scheme(s, bias="zeros")
+  for bad in ["glorot", 3, None]:
+    with pytest.raises(ValueError, match="valid schemes"):
+      I.filter_hparams(bad, {})
+  import nfscale
+  assert nfscale.filter_hparams is I.filter_hparams and nfscale.register_scheme is I.register_scheme
+
+
+@pytest.mark.parametrize("name", I.BUILTIN_SCHEMES)
+def test_positions_by_name_or_count(name):
+  s = I.get_scheme(name)
+  # 3 hidden layers: 4 weight layers; both ways of counting give one answer.
+  by_layers = [s.position(k, 4) for k in range(4)]
+  by_hidden = [s.position(k, num_hidden=3) for k in range(4)]
+  assert by_layers == by_hidden == ["first", "hidden", "hidden", "last"]
+  assert [s.kernel_init(layer=k, num_hidden=3) for k in range(4)] == [
+      s.first, s.hidden, s.hidden, s.last]
+  assert s.position(0, num_hidden=0) == "last"  # a linear model's only layer is the output
+  # Counting hidden layers but calling it num_layers: the output index is out of range.
+  with pytest.raises(ValueError, match="num_layers counts the weight layers.*num_hidden="):
+    s.position(3, 3)
+  with pytest.raises(ValueError, match="exactly one"):
+    s.position(0, 3, num_hidden=2)
+  with pytest.raises(ValueError, match="exactly one"):
+    s.kernel_init(layer=0)
+  with pytest.raises(ValueError, match="position must be one of"):
+    s.kernel_init("output")
+  with pytest.raises(ValueError, match="position must be one of"):
+    s.bias_init(4, "output")
+
+
+def _linen(**kw):
+  return nn.Dense(8, **kw).init(jax.random.key(0), jnp.ones((2, 4)))
+
+
+def _nnx(**kw):
+  return nnx.Linear(4, 8, rngs=nnx.Rngs(0), **kw)
+
+
+@pytest.mark.parametrize("build", [_linen, _nnx])
+@pytest.mark.parametrize("name", I.BUILTIN_SCHEMES)
+def test_misuse_names_the_right_call(build, name):
+  s = I.get_scheme(name)
+  cases = [
+      ({"kernel_init": s.kernel_init}, r"kernel_init=scheme\.kernel_init\('hidden'\)"),
+      ({"bias_init": s.bias_init}, r"bias_init=scheme\.bias_init\(fan_in, 'hidden'\)"),
+      ({"kernel_init": s}, r"kernel_init=scheme\.kernel_init\('hidden'\)"),
+      ({"bias_init": s}, r"bias_init=scheme\.bias_init\(fan_in, 'hidden'\)"),
+      ({"kernel_init": s.bias_init(4)}, r"kernel_init=scheme\.kernel_init\("),
+  ]
+  for kw, message in cases:
+    # SchemeUsageError is both a TypeError (Python's own) and a ValueError (ours).
+    with pytest.raises((TypeError, ValueError), match=message):
+      build(**kw)
+    with pytest.raises(ValueError, match="nfscale.Dense|kernel_init"):
+      build(**kw)
+
+
+def test_misuse_in_replace():
+  s = I.get_scheme("init1")
+  with pytest.raises(I.SchemeUsageError, match=r"last=scheme\.kernel_init\('last'\)"):
+    s.replace(last=s.kernel_init)
+  with pytest.raises(ValueError, match="must be an initializer"):
+    s.replace(last=3)
+  with pytest.raises(ValueError, match="fan_in must be a positive int"):
+    s.bias_init(2.5)

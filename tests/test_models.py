@@ -24,7 +24,6 @@ def test_shapes_dtypes_counts(activation, encoding):
   cplx = 2 if activation == "gabor" else 1
   expected = (d * 16 + 16) + cplx * (16 * 8 + 8) + cplx * (8 * 3 + 3)
   assert models.param_count(params) == expected
-  assert models.field_param_count(2, (16, 8), 3, field.encoding, activation == "gabor") == expected
   kinds = [params["params"][f"dense_{k}"]["kernel"].dtype for k in range(3)]
   if activation == "gabor":
     assert kinds == [jnp.float32, jnp.complex64, jnp.complex64]
@@ -35,7 +34,8 @@ def test_shapes_dtypes_counts(activation, encoding):
 def test_layers_use_scheme_positions():
   field = models.make_field((512, 512), 1, activation="sinc", scheme="siren_init2")
   params = field.init(jax.random.key(0), jnp.zeros((1, 4)))["params"]
-  scheme = initializers.get_scheme("siren_init2")
+  scheme = initializers.get_scheme("siren_init2", omega=30.0)
+  assert field.scheme == scheme  # the sinc's omega (30) reached the scheme
   for k, position in enumerate(["first", "hidden", "last"]):
     kernel = params[f"dense_{k}"]["kernel"]
     var = scheme.kernel_init(position).variance(kernel.shape)
@@ -71,3 +71,62 @@ def test_linear_model_and_bad_widths():
     models.make_field((16,), 0)
   with pytest.raises(ValueError, match="valid schemes"):
     models.make_field((16,), 1, scheme="nope")
+
+
+# ---------------------------------------------------------------------------
+# The omega of omega-dependent schemes comes from the field's activation.
+
+OMEGA_SCHEMES = [n for n in initializers.BUILTIN_SCHEMES
+                 if "omega" in initializers.scheme_parameters(n)]
+
+
+@pytest.mark.parametrize("activation", ["sine", "sinc"])
+@pytest.mark.parametrize("name", initializers.BUILTIN_SCHEMES)
+def test_field_passes_activation_omega(name, activation):
+  field = models.make_field((256, 256), 1, activation=activation,
+                            activation_params={"omega": 8.0}, scheme=name)
+  dependent = name in OMEGA_SCHEMES
+  assert field.scheme.omega == (8.0 if dependent else None)
+  assert field.scheme == initializers.get_scheme(name).with_omega(8.0)
+  # A scheme built for another omega is refused, the same one accepted.
+  if dependent:
+    with pytest.raises(ValueError, match="built for omega=30.0 but the .* has omega=8.0"):
+      models.make_field((8,), 1, activation=activation, activation_params={"omega": 8.0},
+                        scheme=name, scheme_params={"omega": 30.0})
+    same = models.make_field((8,), 1, activation=activation, activation_params={"omega": 8.0},
+                             scheme=name, scheme_params={"omega": 8.0})
+    assert same.scheme.omega == 8.0
+
+
+def test_siren_hidden_kernel_uses_field_omega():
+  # Variance 2/(omega^2 fan_in): omega 8 vs the old silent 30 is a factor 14; 65536 draws
+  # estimate a variance to 0.6% (uniform), so 3% tells the two apart with room to spare.
+  field = models.make_field((256, 256), 1, activation_params={"omega": 8.0}, scheme="siren")
+  kernel = field.init(jax.random.key(0), jnp.zeros((1, 2)))["params"]["dense_1"]["kernel"]
+  assert abs(float(kernel.var()) * 8.0 ** 2 * 256 / 2 - 1) < 0.03
+
+
+def test_omega_through_clone_engine_and_no_omega_activations():
+  from nfscale import train
+  field = models.make_field((32,), 1, activation_params={"omega": 8.0})
+  # The engine's path: clone with a scheme built from config scheme_params (omega unset).
+  params = {"bias": "zeros", "omega": None}
+  clone = field.clone(scheme=initializers.get_scheme(
+      "siren", **initializers.filter_hparams("siren", params)))
+  assert clone.scheme.omega == 8.0
+  x = jnp.zeros((1, 2))
+  stacked = train.init_members(field, [train.Member("siren", 3, 1e-3)], x, params)
+  own = field.clone(scheme=initializers.get_scheme("siren", omega=8.0)).init(jax.random.key(3), x)
+  for a, b in zip(jax.tree.leaves(stacked), jax.tree.leaves(own)):
+    np.testing.assert_array_equal(a[0], b)
+  with pytest.raises(ValueError, match="built for omega=30.0"):
+    train.init_members(field, [train.Member("siren", 0, 1e-3)], x, {"omega": 30.0})
+  # Strings work for the module's own fields too.
+  assert models.NeuralField((4,), 1, "sine", "siren").scheme.omega == 30.0
+  # Activations without omega: explicit omega is required, and then used.
+  with pytest.raises(ValueError, match=r"gaussian activation has none.*get_scheme\('siren', "
+                                       r"omega=\.\.\.\)"):
+    models.make_field((8,), 1, activation="gaussian", scheme="siren")
+  explicit = models.make_field((8,), 1, activation="relu", scheme="siren",
+                               scheme_params={"omega": 5.0})
+  assert explicit.scheme.omega == 5.0
