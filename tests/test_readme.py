@@ -1,19 +1,42 @@
-"""The Python examples of the README and the guide run exactly as written."""
+"""The Python examples of the README and the docs run exactly as written."""
 
 import pathlib
 import re
 
 import pytest
 
+from nfscale import initializers
+
 ROOT = pathlib.Path(__file__).parents[1]
+
+
+def _blocks(doc):
+  text = (ROOT / doc).read_text()
+  # Each block is padded with the newlines before it, so a failure names its line in the doc.
+  blocks = ["\n" * text.count("\n", 0, m.start(1)) + m.group(1)
+            for m in re.finditer(r"```python\n(.*?)```", text, flags=re.S)]
+  assert blocks, f"{doc} has no python example"
+  return blocks
+
+
+@pytest.fixture(autouse=True)
+def private_registry(monkeypatch):
+  # Examples may register schemes; keep them out of other tests.
+  monkeypatch.setattr(initializers, "_REGISTRY", dict(initializers._REGISTRY))
 
 
 @pytest.mark.parametrize("doc", ["README.md", "docs/guide.md"])
 def test_python_blocks_run(doc, tmp_path, monkeypatch):
-  text = (ROOT / doc).read_text()
-  blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-  assert blocks, f"{doc} has no python example"
   monkeypatch.syspath_prepend(str(ROOT))  # `from configs import ...` as in a notebook
-  for block in blocks:
+  for block in _blocks(doc):
     block = block.replace('"/tmp/run"', repr(str(tmp_path / "run")))
     exec(compile(block, doc, "exec"), {})
+
+
+@pytest.mark.parametrize("doc", ["docs/initializers.md"])
+def test_session_blocks_run(doc):
+  """Pages whose blocks build on each other run in order in one namespace."""
+  namespace = {}
+  for block in _blocks(doc):
+    exec(compile(block, doc, "exec"), namespace)
+  assert "nfscale" in namespace
