@@ -584,6 +584,8 @@ class Scheme:
       raise SchemeUsageError(
           "scheme.kernel_init is not an initializer but picks one for a layer position: "
           f"write {_USE_KERNEL}, or use {_USE_LAYER}.")
+    if position is not None and (layer, num_layers, num_hidden) != (None, None, None):
+      raise ValueError("give either a position or layer= with a count, not both.")
     if position is None:
       if layer is None:
         raise ValueError("give a position ('first', 'hidden' or 'last') or layer= with "

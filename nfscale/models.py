@@ -96,8 +96,11 @@ class NeuralField(nn.Module):
       raise ValueError(f"hidden widths must be positive, got hidden={self.hidden}.")
     if int(self.out_dim) <= 0:
       raise ValueError(f"out_dim must be positive, got out_dim={self.out_dim}.")
-    activation = activations_lib.get_activation(self.activation)
-    object.__setattr__(self, "activation", activation)
+    activation = self.activation
+    if isinstance(activation, str):
+      # Only names are looked up: any activation callable (a user's own) stays accepted.
+      activation = activations_lib.get_activation(activation)
+      object.__setattr__(self, "activation", activation)
     # Resolved at construction (clone included, which is how the engine swaps
     # schemes per member), so a mismatched omega fails before any training.
     object.__setattr__(self, "scheme", scheme_for_activation(self.scheme, activation))
@@ -147,8 +150,8 @@ def scheme_for_activation(scheme: str | initializers.Scheme,
   Args:
     scheme: a scheme or its registered name.
     activation: the network's activation; its ``omega`` attribute (sine,
-      sinc) is the ``omega`` of ``sin(omega * (W x + b))`` that the SIREN laws
-      divide by.
+      sinc, or a user's activation that has one) is the ``omega`` of
+      ``sin(omega * (W x + b))`` that the SIREN laws divide by.
 
   Returns:
     The scheme, unchanged when no layer depends on omega.
@@ -165,7 +168,10 @@ def scheme_for_activation(scheme: str | initializers.Scheme,
   scheme = initializers.get_scheme(scheme)
   if not scheme.omega_dependent:
     return scheme
-  name = activations_lib.activation_name(activation)
+  try:
+    name = activations_lib.activation_name(activation)
+  except ValueError:  # A user's own activation.
+    name = type(activation).__name__
   omega = getattr(activation, "omega", None)
   if omega is None:
     if scheme.omega is None:

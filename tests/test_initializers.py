@@ -385,6 +385,8 @@ def test_positions_by_name_or_count(name):
     s.position(0, 3, num_hidden=2)
   with pytest.raises(ValueError, match="exactly one"):
     s.kernel_init(layer=0)
+  with pytest.raises(ValueError, match="not both"):
+    s.kernel_init("last", layer=0, num_hidden=2)
   with pytest.raises(ValueError, match="position must be one of"):
     s.kernel_init("output")
   with pytest.raises(ValueError, match="position must be one of"):

@@ -127,6 +127,18 @@ def test_omega_through_clone_engine_and_no_omega_activations():
   with pytest.raises(ValueError, match=r"gaussian activation has none.*get_scheme\('siren', "
                                        r"omega=\.\.\.\)"):
     models.make_field((8,), 1, activation="gaussian", scheme="siren")
+
+  class MySine:  # A user's own activation with an omega, not in the registry.
+    omega = 6.0
+    is_complex = False
+
+    def __call__(self, x):
+      return jnp.sin(self.omega * x)
+
+  own = models.NeuralField((8,), 1, activation=MySine(), scheme="siren")
+  assert own.scheme.omega == 6.0
+  assert own.init(jax.random.key(0), jnp.zeros((1, 2)))["params"]["dense_1"]["kernel"].shape == (
+      8, 1)
   explicit = models.make_field((8,), 1, activation="relu", scheme="siren",
                                scheme_params={"omega": 5.0})
   assert explicit.scheme.omega == 5.0
