@@ -324,3 +324,15 @@ def test_report_of_an_empty_workdir(tmp_path):
   assert report["points"] == 0 and report["rows"] == []
   assert {f["note"] for f in report["fits"]} == {"no fit: no finished point"}
   assert (tmp_path / "scaling.png").stat().st_size > 0
+
+
+def test_truncated_config_names_the_file(tmp_path):
+  io.check_or_write_config(tmp_path, _tiny().to_dict())
+  path = tmp_path / "config.json"
+  path.write_text(path.read_text()[:40])
+  for call in (lambda: sweep.run_sweep(_tiny(), str(tmp_path)),
+               lambda: sweep.write_report(_tiny(), str(tmp_path))):
+    with pytest.raises(ValueError, match="is not valid JSON") as e:
+      call()
+    assert str(path) in str(e.value)
+  assert sorted(os.listdir(tmp_path)) == ["config.json"]  # nothing else written
