@@ -643,7 +643,9 @@ def _holder(lock_path: Path) -> str:
 
 
 @contextlib.contextmanager
-def workdir_lock(workdir: PathLike, *, name: str = LOCK_FILENAME, shared: bool = False, what: str = "run") -> Iterator[None]:
+def workdir_lock(
+    workdir: PathLike, *, name: str = LOCK_FILENAME, shared: bool = False, what: str = "run", wait: bool = False
+) -> Iterator[None]:
     """Holds an advisory ``flock`` on ``workdir/name`` for the ``with`` block.
 
     Exclusive by default: a second process asking for the same lock, while
@@ -667,6 +669,9 @@ def workdir_lock(workdir: PathLike, *, name: str = LOCK_FILENAME, shared: bool =
         independent locks.
       shared: Take a shared instead of an exclusive lock.
       what: What the holder is doing, for the error message ("sweep").
+      wait: Block until the lock is free instead of raising; for short
+        critical sections only (a run waiting on another run's lock would
+        wait for the whole run).
 
     Yields:
       Nothing; the lock is held until the block exits.
@@ -692,7 +697,7 @@ def workdir_lock(workdir: PathLike, *, name: str = LOCK_FILENAME, shared: bool =
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             raise WorkdirLockedError(
                 f"Workdir {str(workdir)!r} is in use by another {what} ({_holder(path)}; lock file "

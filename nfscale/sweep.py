@@ -259,17 +259,40 @@ def parse_host(text: str) -> tuple[int, int]:
   return _check_host(int(m.group(1)), int(m.group(2)), repr(text))
 
 
+def _held(workdir: str, name: str) -> bool:
+  """Whether some process holds the lock file ``name`` in ``workdir``."""
+  try:
+    with io.workdir_lock(workdir, name=name):
+      return False
+  except io.WorkdirLockedError:
+    return True
+
+
 def _locks(workdir: str, index: int, count: int) -> contextlib.ExitStack:
   """The workdir locks of one run: see :func:`run_sweep`."""
   stack = contextlib.ExitStack()
   try:
     if count == 1:
       stack.enter_context(io.workdir_lock(workdir, what="sweep"))
-    else:
-      # Hosts of one split share the workdir; each share runs at most once.
-      stack.enter_context(io.workdir_lock(workdir, shared=True, what="sweep"))
-      stack.enter_context(io.workdir_lock(workdir, name=f"{io.LOCK_FILENAME}.host{index}",
-                                          what=f"sweep for host share {index}/{count}"))
+      return stack
+    # Hosts of one split share the workdir (a whole-sweep run is kept out).
+    stack.enter_context(io.workdir_lock(workdir, shared=True, what="sweep"))
+    # Shares of different counts overlap (1/2 and 2/3 both take point 5):
+    # a split of another count must not be running. Checked and claimed under
+    # a short mutex so that two hosts starting at once cannot both pass.
+    with io.workdir_lock(workdir, name=f"{io.LOCK_FILENAME}.split", wait=True):
+      for path in glob.glob(os.path.join(workdir, f"{io.LOCK_FILENAME}.count*")):
+        other = os.path.basename(path)
+        if other != f"{io.LOCK_FILENAME}.count{count}" and _held(workdir, other):
+          raise io.WorkdirLockedError(
+              f"Workdir {workdir!r} is in use by a sweep split into "
+              f"{other.rsplit('count', 1)[1]} host shares; a split into {count} would train "
+              "some of its points again: use the same count on every host, or another workdir.")
+      stack.enter_context(io.workdir_lock(workdir, name=f"{io.LOCK_FILENAME}.count{count}",
+                                          shared=True))
+    # Each share runs at most once.
+    stack.enter_context(io.workdir_lock(workdir, name=f"{io.LOCK_FILENAME}.host{index}",
+                                        what=f"sweep for host share {index}/{count}"))
   except BaseException:
     stack.close()
     raise
@@ -306,8 +329,8 @@ def run_sweep(config: Any, workdir: str, *, host: tuple[int, int] | None = None,
   running sweep's pid, before training anything. With a host split
   (``count > 1``) the hosts share the workdir (a shared lock, which keeps a
   whole-sweep run out) and each share ``index/count`` takes its own
-  exclusive lock (``.lock.host<index>``). Hosts of one split must use the
-  same ``count``: shares of different counts overlap, and are not detected.
+  exclusive lock (``.lock.host<index>``); a split into another ``count``
+  (whose shares would overlap) is refused while one runs.
 
   Returns:
     The report dict (see :func:`write_report`), or the points if ``report``

@@ -113,7 +113,7 @@ def test_host_split_merges_to_the_same_result(reference, tmp_path):
     sweep.run_sweep(_tiny(), str(tmp_path), host=(index, 2), report=False)
   assert sorted(os.listdir(tmp_path)) == sorted(
       ["config.json", "points.0.jsonl", "points.1.jsonl", "evals.0.jsonl", "evals.1.jsonl",
-       ".lock", ".lock.host0", ".lock.host1"])
+       ".lock", ".lock.host0", ".lock.host1", ".lock.split", ".lock.count2"])
   assert len(io.read_jsonl(tmp_path / "points.0.jsonl")) == 2  # points 0 and 2
   report = sweep.write_report(_tiny(), str(tmp_path))
   assert report["points"] == 3
@@ -246,6 +246,11 @@ def test_host_shares_lock_independently(tmp_path):
     with pytest.raises(io.WorkdirLockedError, match="another sweep"):
       with sweep._locks(str(tmp_path), 0, 1):  # a whole-sweep run
         pass
+    with pytest.raises(io.WorkdirLockedError, match="split into 2 host shares"):
+      with sweep._locks(str(tmp_path), 2, 3):  # would overlap share 1/2 at point 5
+        pass
+  with sweep._locks(str(tmp_path), 2, 3):  # the 2-way split has ended
+    pass
   with sweep._locks(str(tmp_path), 0, 1):
     with pytest.raises(io.WorkdirLockedError):
       with sweep._locks(str(tmp_path), 1, 2):
