@@ -94,8 +94,6 @@ def summarize(rows: list[dict[str, Any]], key: str = "final_psnr") -> list[dict[
   return out
 
 
-
-
 def _positive_int(config: Any, key: str, minimum: int = 1) -> int:
   value = config[key]
   if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
