@@ -1,19 +1,23 @@
 r"""Runs (or resumes) a scaling-law sweep and writes its table, fits and plots.
 
   python -m launch.sweep --config=configs/scaling_shallow.py:quick --workdir=runs/shallow_quick
+  nfscale-sweep --config=scaling_shallow:quick --workdir=runs/shallow_quick  # pip install
 
 Rerunning the same command resumes; ``--report_only`` re-renders from finished points
 (e.g. after several hosts each ran their share). Multi-host: set NFSCALE_DISTRIBUTED=1
 (calls ``jax.distributed.initialize()``); host i takes points i, i+H, ...
 """
 
-from absl import app, flags
+import sys
+
+from absl import flags, logging
 from ml_collections import config_flags
 
-from nfscale import sharding, sweep
+from nfscale import cli, sharding, sweep
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Sweep config file.",
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Sweep config: a file or a bundled name, e.g. scaling_shallow:quick.",
+    lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
 _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only rebuild the report.")
 _HOST = flags.DEFINE_string("host", "", "'index/count' to split points by hand "
@@ -28,17 +32,20 @@ def main(argv):
   if _HOST.value:
     index, _, count = _HOST.value.partition("/")
     host = (int(index), int(count))
-  try:
-    if _REPORT_ONLY.value:
-      report = sweep.write_report(_CONFIG.value, _WORKDIR.value)
-    else:
-      report = sweep.run_sweep(_CONFIG.value, _WORKDIR.value, host=host)
-  except ValueError as e:
-    raise app.UsageError(str(e)) from e
+  logging.info("Sweep %s into %s", ", ".join(_CONFIG.value.sweep.arms), _WORKDIR.value)
+  if _REPORT_ONLY.value:
+    report = sweep.write_report(_CONFIG.value, _WORKDIR.value)
+  else:
+    report = sweep.run_sweep(_CONFIG.value, _WORKDIR.value, host=host)
   print(sweep.format_report(report))
-  print(f"\nworkdir: {_WORKDIR.value}  (table.md, table.csv, fits.json, "
-        + ", ".join(report["artifacts"]) + ")")
+  logging.info("workdir: %s  (table.md, table.csv, fits.json, %s)", _WORKDIR.value,
+               ", ".join(report["artifacts"]))
+
+
+def run():
+  """Console-script entry point (``nfscale-sweep``)."""
+  cli.run(main, __doc__, sys.argv[0] if __name__ == "__main__" else __name__)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  run()
