@@ -107,8 +107,10 @@ def test_make_bench_uses_the_script_in_the_repository():
   make = (ROOT / "Makefile").read_text()
   assert re.search(r"^TORCH_REF\s*\?=\s*benchmarks/torch_workloads.py$", make, re.M)
   # The launcher's default finds it too (a fresh clone, no flags).
-  from launch import bench as launcher  # pylint: disable=import-outside-toplevel
-  assert pathlib.Path(launcher._DEFAULT_TORCH).resolve() == TORCH_SCRIPT.resolve()
+  out = subprocess.run([sys.executable, "-m", "launch.bench", "--help"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120, check=False)
+  assert out.returncode == 0, out.stderr
+  assert f"(default: '{TORCH_SCRIPT.resolve()}')" in out.stdout
 
 
 def test_torch_script_help_without_torch():
