@@ -84,7 +84,7 @@ def base_config() -> ml_collections.ConfigDict:
       {"bias": "zeros", "bias_value": 0.01, "first_bias": "", "omega": 30.0})
   c.seeds = (0,)
   # Every (scheme, seed) is trained once per learning rate in the grid; the
-  # results name each scheme's best rate (SPEC §6: per-scheme rates).
+  # results name each scheme's best rate (docs/protocol.md: per-scheme rates).
   c.lrs = (1e-3,)
   c.optimizer = "adam"
   c.optimizer_params = ml_collections.ConfigDict()
@@ -137,7 +137,7 @@ RFF_1D: dict[str, Any] = {"dim": 8, "sigma": 5.0, "seed": 0}
 
 
 def curve_protocol(c: ml_collections.ConfigDict) -> None:
-  """The 1-D curve protocol shared by the curve and shallow-sweep configs (SPEC §4, §6).
+  """The 1-D curve protocol shared by the curve and shallow-sweep configs (docs/protocol.md).
 
   LeCun / Xavier / Kaiming normal and init1; random first-layer biases (zero
   biases make a sinc field even in x); full-batch gradient descent at every

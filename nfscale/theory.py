@@ -1,4 +1,4 @@
-"""Diagnostics at initialization that make the paper's theory measurable (SPEC §5).
+"""Diagnostics at initialization that make the paper's theory measurable (paper sec. 4).
 
 The convergence proofs of the paper (sec. 4.3) rest on one inequality at
 initialization, eq. 4.6 for a 2-layer network::

@@ -24,7 +24,7 @@ SHAPE = (1024, 512)
 N = SHAPE[0] * SHAPE[1]
 FAN_IN, FAN_OUT = SHAPE
 
-# The formula of SPEC §2 for each (scheme, position): (distribution, variance).
+# The formula of docs/schemes.md for each (scheme, position): (distribution, variance).
 OMEGA = 30.0
 
 
@@ -88,7 +88,7 @@ def test_paper_last_layer_differs_from_hidden(name):
   s = I.get_scheme(name)
   hidden_var = s.hidden.variance(SHAPE)
   last_var = s.last.variance(SHAPE)
-  # SPEC: init1 2/fan_in^{3/2} vs 1/fan_in, ratio 2/sqrt(fan_in); init2
+  # init1 2/fan_in^{3/2} vs 1/fan_in, ratio 2/sqrt(fan_in); init2
   # (1/(3 fan_in^{3/2})) / (1/(3 fan_in)) = 1/sqrt(fan_in).
   ratio = {"init1": 2 / math.sqrt(FAN_IN), "init2": 1 / math.sqrt(FAN_IN)}[name]
   assert last_var / hidden_var == pytest.approx(ratio, rel=1e-12)

@@ -11,6 +11,7 @@ the `.pth` files there, so the checkout's editable install stays invisible and e
 import json
 import os
 import pathlib
+import shutil
 import site
 import subprocess
 import sys
@@ -37,8 +38,14 @@ def _run(cmd, cwd, env=None, timeout=300):
 @pytest.fixture(scope="module")
 def fresh_venv(tmp_path_factory):
   tmp = tmp_path_factory.mktemp("wheel")
+  # Build from a copy: setuptools builds in the source tree (build/, *.egg-info), and a
+  # stale build/lib of the checkout would leak deleted files into the wheel.
+  src = tmp / "src"
+  shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+      ".venv", ".git", "build", "runs", "workdirs", "*.egg-info", "__pycache__",
+      ".pytest_cache"))
   _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-        "--wheel-dir", str(tmp / "dist"), str(ROOT)], cwd=tmp)
+        "--wheel-dir", str(tmp / "dist"), str(src)], cwd=tmp)
   (wheel,) = (tmp / "dist").glob("nfscale-*.whl")
   names = zipfile.ZipFile(wheel).namelist()
   # configs/ and launch/ ship inside nfscale; no generic top-level packages.
