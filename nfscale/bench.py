@@ -126,13 +126,17 @@ def time_engine(field: Any, members: Sequence[train.Member], data: dict[str, np.
   lrs = jnp.asarray([m.lr for m in members], jnp.float32)
   data = jax.tree.map(jnp.asarray, data)
   key = jax.random.key(0)
-  run_chunk = train.make_train_chunk(train.mse_loss(field), tx, chunk_steps=chunk_steps)
+  run_chunk = train.make_train_chunk(models.mse_loss(field), tx, chunk_steps=chunk_steps)
+  # Steps are numbered on (each gets its own rng, as in ``train.fit``); none is past the end.
+  total = chunk_steps * (1 + repeats * (steps // chunk_steps))
+  start = 0
 
   t0 = time.perf_counter()
-  compiled = run_chunk.lower(state, lrs, data, key).compile()
+  compiled = run_chunk.lower(state, lrs, data, key, start, total).compile()
   compile_s = time.perf_counter() - t0
   t0 = time.perf_counter()
-  state, log = compiled(state, lrs, data, key)
+  state, log = compiled(state, lrs, data, key, start, total)
+  start += chunk_steps
   jax.block_until_ready(state)
   first_chunk_s = time.perf_counter() - t0
   losses = [jax.device_get(log.loss)]
@@ -140,7 +144,8 @@ def time_engine(field: Any, members: Sequence[train.Member], data: dict[str, np.
   for _ in range(repeats):
     c0, t0 = time.process_time(), time.perf_counter()
     for _ in range(steps // chunk_steps):
-      state, log = compiled(state, lrs, data, key)
+      state, log = compiled(state, lrs, data, key, start, total)
+      start += chunk_steps
     jax.block_until_ready(state)
     rates.append(steps / (time.perf_counter() - t0))
     cpu.append((time.process_time() - c0) / steps)

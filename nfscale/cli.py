@@ -28,7 +28,7 @@ from absl import app, flags
 
 #: Keys shown per config in ``--help`` (where the config has them).
 MAIN_KEYS = ("task", "data.name", "data.size", "model.hidden", "model.activation",
-             "schemes", "seeds", "optimizer", "lrs", "steps", "target_psnr", "sweep.arms",
+             "schemes", "seeds", "optimizer", "lrs", "steps", "target", "sweep.arms",
              "sweep.ns")
 #: The last line of every usage error.
 HELP_HINT = "Run with --help for the configs, their presets and keys, and the flags."
