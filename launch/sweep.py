@@ -38,8 +38,8 @@ def main(argv):
   else:
     report = sweep.run_sweep(_CONFIG.value, _WORKDIR.value, host=host)
   print(sweep.format_report(report))
-  logging.info("workdir: %s  (table.md, table.csv, fits.json, %s)", _WORKDIR.value,
-               ", ".join(report["artifacts"]))
+  print(f"\nworkdir: {_WORKDIR.value}  (table.md, table.csv, fits.json, "
+        + ", ".join(report["artifacts"]) + ")")
 
 
 def run():

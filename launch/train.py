@@ -29,8 +29,8 @@ def main(argv):
   logging.info("Training %s into %s", _CONFIG.value.task, _WORKDIR.value)
   results = experiment.run(_CONFIG.value, _WORKDIR.value)
   print(experiment.format_table(results))
-  logging.info("results: %s/results.json   plots: %s", _WORKDIR.value,
-               ", ".join(f"{_WORKDIR.value}/{a}" for a in results["artifacts"]))
+  print(f"\nresults: {_WORKDIR.value}/results.json   plots: "
+        + ", ".join(f"{_WORKDIR.value}/{a}" for a in results["artifacts"]))
 
 
 def run():
