@@ -88,7 +88,8 @@ def main(argv):
 
 def run():
   """Console-script entry point (``nfscale-bench``)."""
-  cli.run(main, __doc__, sys.argv[0] if __name__ == "__main__" else __name__)
+  cli.run(main, __doc__, sys.argv[0] if __name__ == "__main__" else __name__,
+          configs=False)
 
 
 if __name__ == "__main__":

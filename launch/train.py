@@ -5,8 +5,11 @@ r"""Trains every member of an experiment config as one vmapped ensemble.
 
 ``--config`` is a config file or a bundled config's name, then ``:`` and a preset with
 overrides (``image:quick,size=48``); ``--config.KEY=VALUE`` sets any key
-(``--config.steps=100``). The logic lives in ``nfscale.experiment.run``; this file only
-parses flags.
+(``--config.steps=100``). Rerunning the same command resumes from the workdir's last
+checkpoint; a workdir holding a different run is refused unless
+``--config.overwrite=True``; ``--config.mode=eval`` re-evaluates the last checkpoint
+without training (``launch.render`` needs only the workdir). The logic lives in
+``nfscale.experiment.run``; this file only parses flags.
 """
 
 import sys

@@ -181,18 +181,22 @@ def fail(message: str, code: int = 2) -> NoReturn:
   sys.exit(code)
 
 
-def _print_help(doc: str, module_name: str) -> NoReturn:
-  sys.stdout.write(doc.rstrip() + "\n\n" + catalog() + "\n\nFlags:\n")
+def _print_help(doc: str, module_name: str, configs: bool) -> NoReturn:
+  sys.stdout.write(doc.rstrip() + "\n\n" + (catalog() + "\n\n" if configs else "")
+                   + "Flags:\n")
   sys.stdout.write(flags.FLAGS.module_help(module_name) + "\n")
   sys.exit(0)
 
 
-def make_flags_parser(doc: str, module_name: str) -> Callable[[list[str]], list[str]]:
-  """An ``app.run(flags_parser=...)`` that resolves, checks and reports as described above."""
+def make_flags_parser(doc: str, module_name: str, configs: bool = True
+                      ) -> Callable[[list[str]], list[str]]:
+  """An ``app.run(flags_parser=...)`` that resolves, checks and reports as described above.
+
+  ``configs``: the launcher takes ``--config`` (``--help`` then lists the configs)."""
 
   def parse(argv: list[str]) -> list[str]:
     if any(a in ("-h", "--help", "--helpshort", "-?") for a in argv[1:]):
-      _print_help(doc, module_name)
+      _print_help(doc, module_name, configs)
     argv = list(argv)
     for i, token in enumerate(argv):
       if token.startswith("--config="):
@@ -217,7 +221,8 @@ def make_flags_parser(doc: str, module_name: str) -> Callable[[list[str]], list[
   return parse
 
 
-def run(main: Callable[[list[str]], Any], doc: str, module_name: str) -> None:
+def run(main: Callable[[list[str]], Any], doc: str, module_name: str,
+        configs: bool = True) -> None:
   """``app.run(main)`` with this module's flag parsing; a ``ValueError`` from ``main`` is a
   one-line error too (the library's bad-input errors name the key and valid choices)."""
 
@@ -227,4 +232,4 @@ def run(main: Callable[[list[str]], Any], doc: str, module_name: str) -> None:
     except (ValueError, app.UsageError) as e:
       fail(str(e), code=1)
 
-  app.run(wrapped, flags_parser=make_flags_parser(doc, module_name))
+  app.run(wrapped, flags_parser=make_flags_parser(doc, module_name, configs))

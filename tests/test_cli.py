@@ -60,6 +60,12 @@ def test_missing_workdir_is_one_line(tmp_path):
   _assert_one_line_error(out, "workdir")
 
 
+def test_render_of_a_missing_run_is_one_line(tmp_path):
+  out = _launch("render", f"--workdir={tmp_path / 'nothing'}")
+  _assert_one_line_error(out, "nothing")
+  assert "--workdir" in _launch("render", "--help").stdout
+
+
 def test_invalid_value_from_the_library_is_one_line(tmp_path):
   out = _launch("train", "--config=image:quick,size=8,steps=2", "--config.optimizer=bogus",
                 f"--workdir={tmp_path / 'w'}")

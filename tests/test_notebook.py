@@ -34,7 +34,7 @@ def test_quickstart_notebook_runs(tmp_path):
   assert not errors
   by_source = lambda text: next(c for c in code if text in c.source)  # noqa: E731
   assert _pngs(by_source("results[\"artifacts\"]")) >= 2  # PSNR curves + reconstructions
-  assert _pngs(by_source("experiment.load(")) == 1  # the 2x rendering
+  assert _pngs(by_source("nfscale.load(")) == 1  # the 2x rendering
   assert _pngs(by_source("run_sweep(")) == 1  # the scaling plot
   assert "init1:" in "".join(o.get("text", "") for o in by_source("MyField(").outputs)
   print(f"notebook executed in {seconds:.0f} s")
