@@ -84,6 +84,8 @@ def test_wheel_imports_from_site_packages(fresh_venv):
 
 def test_console_script_runs_the_image_preset(fresh_venv):
   venv, work, env = fresh_venv
+  for script in ("nfscale-train", "nfscale-sweep", "nfscale-bench", "nfscale-render"):
+    assert (venv / "bin" / script).is_file(), script
   out = _run([str(venv / "bin" / "nfscale-train"), f"--config={TINY}", *TINY_FLAGS,
               "--workdir=run_script"], cwd=work, env=env)
   results = json.loads((work / "run_script" / "results.json").read_text())
