@@ -62,7 +62,7 @@ class ConfigArgError(ValueError):
     self.presets = [k for k, v in defaults.items() if isinstance(v, bool)]
     self.overrides = {k: v for k, v in defaults.items() if not isinstance(v, bool)}
     over = ", ".join(f"{k}=<{type(v).__name__}>" for k, v in self.overrides.items())
-    super().__init__(f"{problem}; presets: {', '.join(self.presets) or '(none)'}"
+    super().__init__(f"{problem}; valid presets: {', '.join(self.presets) or '(none)'}"
                      + (f"; overrides: {over}" if over else "") + ".")
 
 
