@@ -9,7 +9,7 @@ image is not available offline; ``--config.data.path=...`` takes any image), 4 h
 layers (64, 64, 64, w) with only w searched; sinc vs ReLU + 16-dim random Fourier features;
 the four normal schemes and the four uniform ones; target 25 dB train PSNR; Adam with a
 learning-rate grid (full-batch gradient descent on images needs far more steps than a CPU
-sweep affords: SPEC §6).
+sweep affords: docs/protocol.md).
 
 Presets: ``quick`` (a 64x64 image, N up to 2048, one seed).
 """

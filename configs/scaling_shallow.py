@@ -7,16 +7,16 @@ Run:
 f(x) = sin 2pi x + sin 6pi x + sin 10pi x on N equispaced points of [-1, 1]; one hidden
 layer; sinc (omega = 30) vs ReLU + 8-dim random Fourier features; LeCun / Xavier / Kaiming
 normal and init1; full-batch gradient descent, best of the learning-rate grid; random
-first-layer biases U(+-1/sqrt(fan_in)) (zero biases make a sinc field even in x: SPEC §6).
+first-layer biases U(+-1/sqrt(fan_in)) (zero biases make a sinc field even in x: docs/protocol.md).
 PSNR = 10 log10(1/MSE) on the training points.
 
-``sphere`` replaces the curve by the data the theorems assume (SPEC §6): N i.i.d. points on
+``sphere`` replaces the curve by the data the theorems assume (docs/protocol.md): N i.i.d. points on
 the unit sphere of R^3 with labels U(-1, 1), so N samples carry N degrees of freedom
 (nested: the points for N are the first N of any larger set); target 30 dB.
 
 Presets: ``quick`` (fewer N, one seed, shorter budget; <= 10 minutes on a 2-core CPU);
 ``tiny`` (seconds; a smoke test of the machinery, not a measurement).
-SPEC §6: on this target the needed width saturates once N resolves the signal; the
+On this target the needed width saturates once N resolves the signal; the
 measured exponent depends on omega, the step budget and the lr grid, all recorded in
 the workdir's config.json.
 """

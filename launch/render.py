@@ -1,14 +1,17 @@
 r"""Re-evaluates and re-renders a trained run from its workdir alone, without training.
 
   python -m launch.render --workdir=runs/image_quick
+  nfscale-render --workdir=runs/image_quick    # after pip install
 
 Reads the workdir's config.json and its last checkpoint; rewrites results.json and the
 figures (the same as ``launch.train`` with the run's config and ``--config.mode=eval``).
 """
 
-from absl import app, flags
+import sys
 
-from nfscale import experiment
+from absl import flags
+
+from nfscale import cli, experiment
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A workdir written by launch.train.",
                                required=True)
@@ -16,14 +19,17 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "A workdir written by launch.tra
 
 def main(argv):
   del argv
-  try:
-    results = experiment.rerender(_WORKDIR.value)
-  except ValueError as e:
-    raise app.UsageError(str(e)) from e
+  results = experiment.rerender(_WORKDIR.value)
   print(experiment.format_table(results))
   print(f"\nresults: {_WORKDIR.value}/results.json   plots: "
         + ", ".join(f"{_WORKDIR.value}/{a}" for a in results["artifacts"]))
 
 
+def run():
+  """Console-script entry point (``nfscale-render``)."""
+  cli.run(main, __doc__, sys.argv[0] if __name__ == "__main__" else __name__,
+          configs=False)
+
+
 if __name__ == "__main__":
-  app.run(main)
+  run()

@@ -28,21 +28,42 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
     A ConfigDict of the parsed values.
 
   Raises:
-    ValueError: for a key not in ``defaults``.
+    ConfigArgError: (a ``ValueError``) for a key not in ``defaults`` or a value of the
+      wrong type; the message lists the presets and overrides.
   """
   out = ml_collections.ConfigDict(defaults)
   for token in filter(None, (arg or "").split(",")):
     key, _, value = token.partition("=")
     if key not in defaults:
-      raise ValueError(f"Unknown config argument {key!r}; valid: {', '.join(defaults)}.")
+      raise ConfigArgError(f"unknown preset or argument {key!r}", defaults)
     default = defaults[key]
     if not _:
       out[key] = True
     elif isinstance(default, bool):
       out[key] = value.lower() in ("1", "true", "yes")
     else:
-      out[key] = type(default)(value)
+      try:
+        out[key] = type(default)(value)
+      except ValueError:
+        raise ConfigArgError(f"argument {key}={value!r} is not of type "
+                             f"{type(default).__name__}", defaults) from None
   return out
+
+
+class ConfigArgError(ValueError):
+  """A bad ``--config=file.py:arg``; lists the config's presets and overrides.
+
+  Attributes:
+    presets: the boolean arguments (``quick``, ...), set by a bare word.
+    overrides: the other arguments and their defaults, set by ``key=value``.
+  """
+
+  def __init__(self, problem: str, defaults: dict[str, Any]):
+    self.presets = [k for k, v in defaults.items() if isinstance(v, bool)]
+    self.overrides = {k: v for k, v in defaults.items() if not isinstance(v, bool)}
+    over = ", ".join(f"{k}=<{type(v).__name__}>" for k, v in self.overrides.items())
+    super().__init__(f"{problem}; valid presets: {', '.join(self.presets) or '(none)'}"
+                     + (f"; overrides: {over}" if over else "") + ".")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -68,7 +89,7 @@ def base_config() -> ml_collections.ConfigDict:
        "omega": ml_collections.config_dict.placeholder(float)})
   c.seeds = (0,)
   # Every (scheme, seed) is trained once per learning rate in the grid; the
-  # results name each scheme's best rate (SPEC §6: per-scheme rates).
+  # results name each scheme's best rate (docs/protocol.md: per-scheme rates).
   c.lrs = (1e-3,)
   # Any optax optimizer taking a learning_rate (its other parameters in
   # optimizer_params), times a schedule: constant, cosine or exponential.
@@ -133,7 +154,7 @@ RFF_1D: dict[str, Any] = {"dim": 8, "sigma": 5.0, "seed": 0}
 
 
 def curve_protocol(c: ml_collections.ConfigDict) -> None:
-  """The 1-D curve protocol shared by the curve and shallow-sweep configs (SPEC §4, §6).
+  """The 1-D curve protocol shared by the curve and shallow-sweep configs (docs/protocol.md).
 
   LeCun / Xavier / Kaiming normal and init1; random first-layer biases (zero
   biases make a sinc field even in x); full-batch gradient descent at every

@@ -1,4 +1,4 @@
-"""Diagnostics at initialization that make the paper's theory measurable (SPEC §5).
+"""Diagnostics at initialization that make the paper's theory measurable (paper sec. 4).
 
 The convergence proofs of the paper (sec. 4.3) rest on one inequality at
 initialization, eq. 4.6 for a 2-layer network::
@@ -232,6 +232,8 @@ def init_diagnostics(model: Any, params: PyTree, x: Any, y: Any) -> Diagnostics:
       mismatched ``x`` and ``y``.
 
   Example:
+    >>> import jax, numpy as np
+    >>> from nfscale import make_field
     >>> field = make_field((64,), 1, activation="sinc", scheme="lecun_normal",
     ...                    scheme_params={"first_bias": "torch"})
     >>> x = np.linspace(-1, 1, 20, dtype=np.float32)[:, None]
@@ -268,6 +270,11 @@ def ensemble_diagnostics(model: Any, stacked_params: PyTree, x: Any, y: Any) -> 
       ``stacked_params`` disagree on the member count.
 
   Example:
+    >>> import numpy as np
+    >>> from nfscale import make_field, train
+    >>> x = np.linspace(-1, 1, 20, dtype=np.float32)[:, None]
+    >>> y = np.sin(3 * x)
+    >>> field = make_field((32,), 1, activation="sinc", scheme="init1")
     >>> stacked = train.init_members(field, [train.Member("init1", 0, 0.1),
     ...                                      train.Member("init1", 1, 0.1)], x[:1])
     >>> len(ensemble_diagnostics(field, stacked, x, y))
@@ -349,6 +356,10 @@ def condition_width(make_model: Callable[[int], Any], scheme: str | initializers
       ``make_model`` whose last hidden width is not ``width``, or bad data.
 
   Example:
+    >>> import numpy as np
+    >>> from nfscale import make_field
+    >>> x = np.linspace(-1, 1, 20, dtype=np.float32)[:, None]
+    >>> y = np.sin(2 * np.pi * x)
     >>> make = lambda w: make_field((w,), 1, activation="sinc",
     ...                             activation_params={"omega": 30.0})
     >>> r = condition_width(make, "init1", x, y, scheme_params={"first_bias": "torch"})

@@ -1,9 +1,9 @@
 """Random labels on the unit sphere: the data the scaling theorems assume.
 
-The theorems (paper sec. 4, SPEC §5) count N samples as N degrees of freedom:
+The theorems (paper sec. 4) count N samples as N degrees of freedom:
 i.i.d. inputs normalised to unit norm, labels with no structure. A dense 1-D
 grid with a smooth target is not that (its needed width saturates once N
-resolves the signal, SPEC §6), and random labels on a dense 1-D grid need
+resolves the signal, docs/protocol.md), and random labels on a dense 1-D grid need
 frequencies the first layer never reaches. Here ``x`` is uniform on the unit
 sphere of ``R^dim`` (default dim 3) and ``y ~ U(-1, 1)``, both from ``seed``.
 """
