@@ -278,7 +278,8 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
 
   Bad input (unknown task/scheme/optimizer, missing image, steps <= 0...)
   raises ``ValueError`` before anything in ``workdir`` is touched; so does a
-  workdir holding a different run (unless ``config.overwrite``).
+  workdir holding a different run (unless ``config.overwrite``), and one that
+  another run or sweep is using right now (:func:`nfscale.io.workdir_lock`).
 
   Args:
     config: a ConfigDict from ``configs/*.py``.
@@ -290,6 +291,15 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
   task, members = validate(config)
   params = init_params(config, task, members)
   os.makedirs(workdir, exist_ok=True)
+  # One process per workdir: a second run (or a sweep) started on it refuses
+  # at once, naming the holder, instead of both writing the same files.
+  with io.workdir_lock(workdir, what="training run"):
+    return _run_locked(config, workdir, task, members, params)
+
+
+def _run_locked(config: Any, workdir: str, task: base.Task, members: list[train.Member],
+                params: Any) -> dict[str, Any]:
+  """:func:`run` once the config is valid and the workdir is locked."""
   _pin_workdir(config, workdir)
   metrics_path = os.path.join(workdir, METRICS_FILE)
   resumed = _restore(config, workdir, params)

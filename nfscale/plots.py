@@ -1,4 +1,9 @@
-"""Matplotlib figures of results (written as PNG; the Agg backend needs no display)."""
+"""Matplotlib figures of results, written as PNG.
+
+Figures are built with :class:`matplotlib.figure.Figure` directly, never through
+``pyplot``: that needs no display, and importing nfscale leaves the user's
+backend alone (a notebook keeps showing its inline plots).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,21 @@ import io as _stdio
 from typing import Any, Sequence
 
 import matplotlib
+from matplotlib import figure as mpl_figure
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from nfscale import io
 
-from nfscale import io  # noqa: E402
+
+def subplots(*args: Any, figsize: tuple[float, float], **kwargs: Any) -> tuple[Any, Any]:
+  """Like ``pyplot.subplots`` but without pyplot's global state (see the module doc)."""
+  fig = mpl_figure.Figure(figsize=figsize)
+  return fig, fig.subplots(*args, **kwargs)
+
+
+def get_cmap(name: str) -> Any:
+  """A registered matplotlib colormap by name."""
+  return matplotlib.colormaps[name]
 
 
 def _save(fig: Any, path: str) -> str:
@@ -22,11 +36,8 @@ def _save(fig: Any, path: str) -> str:
   directory, fsync, rename), so a reader never sees half a PNG and a failed
   write leaves the old file and no temp file behind.
   """
-  try:
-    buf = _stdio.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-  finally:
-    plt.close(fig)  # also on failure: pyplot keeps every open figure alive
+  buf = _stdio.BytesIO()
+  fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
   io.atomic_write_bytes(path, buf.getvalue())
   return path
 
@@ -86,8 +97,8 @@ def psnr_curves(history: Sequence[dict[str, Any]], labels: Sequence[str], path: 
   vals = np.array([[np.nan if v is None else v for v in r[key]] for r in history],
                   float).reshape(len(history), len(labels))
   bad = np.zeros(len(labels), bool) if diverged is None else np.asarray(diverged, bool)
-  fig, ax = plt.subplots(figsize=(7, 4.5))
-  cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
+  fig, ax = subplots(figsize=(7, 4.5))
+  cmap = get_cmap("tab10" if len(labels) <= 10 else "tab20")
   for i, label in enumerate(labels):
     if bad[i]:
       ax.plot(steps, vals[:, i], ":", color="0.6", lw=1, label=f"{label} (diverged)")
@@ -115,7 +126,7 @@ def image_grid(target: np.ndarray, images: Sequence[np.ndarray], titles: Sequenc
   panels = [(target, "target")] + list(zip(images, titles))
   ncols = min(ncols, len(panels))
   nrows = -(-len(panels) // ncols)
-  fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.8 * nrows), squeeze=False)
+  fig, axes = subplots(nrows, ncols, figsize=(2.6 * ncols, 2.8 * nrows), squeeze=False)
   for ax in axes.ravel():
     ax.axis("off")
   for ax, (img, title) in zip(axes.ravel(), panels):
@@ -128,10 +139,10 @@ def image_grid(target: np.ndarray, images: Sequence[np.ndarray], titles: Sequenc
 def curves_1d(x_dense: np.ndarray, y_dense: np.ndarray, x_train: np.ndarray, y_train: np.ndarray,
               preds: Sequence[np.ndarray], labels: Sequence[str], path: str) -> str:
   """A 1-D target with every member's fit."""
-  fig, ax = plt.subplots(figsize=(8, 4.5))
+  fig, ax = subplots(figsize=(8, 4.5))
   ax.plot(x_dense, y_dense, "k-", lw=2.5, alpha=0.35, label="target")
   ax.plot(x_train, y_train, "k.", ms=4, label="train points")
-  cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
+  cmap = get_cmap("tab10" if len(labels) <= 10 else "tab20")
   for i, (pred, label) in enumerate(zip(preds, labels)):
     ax.plot(x_dense, pred, color=cmap(i % cmap.N), lw=1, label=label)
   ax.set_xlabel("x")
@@ -141,7 +152,7 @@ def curves_1d(x_dense: np.ndarray, y_dense: np.ndarray, x_train: np.ndarray, y_t
 
 
 def _scheme_style(i: int, scheme: str) -> dict[str, Any]:
-  cmap = plt.get_cmap("tab10")
+  cmap = get_cmap("tab10")
   return {"color": cmap(i % 10), "ls": "--" if ("uniform" in scheme or scheme == "init2") else "-",
           "marker": "o", "ms": 4}
 
@@ -189,7 +200,7 @@ def scaling_curves(points: Sequence[dict[str, Any]], arms: Sequence[str],
   Returns:
     ``path``.
   """
-  fig, axes = plt.subplots(1, len(arms), figsize=(5.5 * len(arms), 4.2), squeeze=False)
+  fig, axes = subplots(1, len(arms), figsize=(5.5 * len(arms), 4.2), squeeze=False)
   fit_of = {(f["arm"], f["scheme"]): f for f in fits}
   for ax, arm in zip(axes[0], arms):
     drawn = False
@@ -248,7 +259,7 @@ def theory_widths(points: Sequence[dict[str, Any]], arms: Sequence[str],
   Returns:
     ``path``.
   """
-  fig, axes = plt.subplots(1, len(arms), figsize=(5.5 * len(arms), 4.2), squeeze=False)
+  fig, axes = subplots(1, len(arms), figsize=(5.5 * len(arms), 4.2), squeeze=False)
   for ax, arm in zip(axes[0], arms):
     drawn = False
     for i, sc in enumerate(schemes):
@@ -277,9 +288,9 @@ def theory_widths(points: Sequence[dict[str, Any]], arms: Sequence[str],
 def label_scatter(labels: np.ndarray, preds: Sequence[np.ndarray], names: Sequence[str],
                   path: str) -> str:
   """Predicted vs true label per member (a perfect fit lies on the diagonal)."""
-  fig, ax = plt.subplots(figsize=(5, 5))
+  fig, ax = subplots(figsize=(5, 5))
   for i, (pred, name) in enumerate(zip(preds, names)):
-    ax.plot(labels, pred, ".", ms=3, alpha=0.6, label=name, color=plt.get_cmap("tab10")(i % 10))
+    ax.plot(labels, pred, ".", ms=3, alpha=0.6, label=name, color=get_cmap("tab10")(i % 10))
   lim = float(np.max(np.abs(labels))) * 1.1
   ax.plot([-lim, lim], [-lim, lim], "k:", lw=1)
   ax.set_xlabel("label")

@@ -36,9 +36,12 @@ def _tiny(**over):
 
 
 def _snapshot(d):
+  """Every file's bytes, except the lock file (it only names its last holder)."""
   out = {}
   for root, _, files in os.walk(d):
     for f in files:
+      if f == io.LOCK_FILENAME:
+        continue
       p = os.path.join(root, f)
       out[os.path.relpath(p, d)] = pathlib.Path(p).read_bytes()
   return out
@@ -65,6 +68,13 @@ def test_sweep_workdir_is_refused(tmp_path):
   with pytest.raises(ValueError, match="different configuration"):
     experiment.run(_tiny(), str(tmp_path))
   assert _snapshot(tmp_path) == before
+
+
+def test_workdir_in_use_is_refused(tmp_path):
+  with io.workdir_lock(tmp_path, what="sweep"):
+    with pytest.raises(io.WorkdirLockedError, match=f"pid {os.getpid()}"):
+      experiment.run(_tiny(), str(tmp_path))
+  assert not (tmp_path / "config.json").exists()
 
 
 def test_finished_run_rerun_and_eval_mode_give_the_same_results(tmp_path):
