@@ -136,13 +136,20 @@ def residuals(flow: FlowFn, xyt: Array, nu: float = 0.01) -> dict[str, Array]:
     Scalars ``momentum_x`` (``f_u``), ``momentum_y`` (``f_v``) and
     ``continuity`` (``f_c``); vmap over points for many.
   """
-  u, v, _ = flow(xyt)
-  d = jax.jacfwd(flow)(xyt)            # (3 outputs, 3 inputs)
+  return values_and_residuals(flow, xyt, nu)[1]
+
+
+def values_and_residuals(flow: FlowFn, xyt: Array, nu: float = 0.01
+                         ) -> tuple[Array, dict[str, Array]]:
+  """``(u, v, p)`` at ``xyt`` and the :func:`residuals` there, sharing one forward pass."""
+  # jacfwd with has_aux returns the primal alongside the Jacobian.
+  d, uvp = jax.jacfwd(lambda q: (flow(q), flow(q)), has_aux=True)(xyt)  # d: (3 out, 3 in)
+  u, v = uvp[0], uvp[1]
   lap = _d(_d(flow, 0), 0)(xyt) + _d(_d(flow, 1), 1)(xyt)
   u_x, u_y, u_t = d[0]
   v_x, v_y, v_t = d[1]
   p_x, p_y = d[2, 0], d[2, 1]
-  return {
+  return uvp, {
       "momentum_x": u_t + u * u_x + v * u_y + p_x - nu * lap[0],
       "momentum_y": v_t + u * v_x + v * v_y + p_y - nu * lap[1],
       "continuity": u_x + v_y,
