@@ -27,9 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from nfscale import io as nfio
-from nfscale import metrics, plots, rendering
+from nfscale import metrics, plots, rendering  # noqa: F401  (plots: Agg backend)
 from nfscale.data import scenes
-from nfscale.tasks import base
+from nfscale.tasks import base, register_task
 
 
 def load_scene(d: Any) -> scenes.Scene:
@@ -195,6 +195,12 @@ def _label_strip(images: list[np.ndarray]) -> np.ndarray:
   return np.concatenate(parts[:-1], axis=1)
 
 
+def _fine_psnr(loss, aux):
+  del loss  # with hierarchical sampling the loss also holds the coarse MSE
+  return metrics.mse_to_psnr(aux["mse"])
+
+
+@register_task("nerf", num_samples_key="data.num_train")
 def build(config: Any) -> base.Task:
   """Builds the NeRF task from ``config.data`` and ``config.render``."""
   d, r = config.data, config.render
@@ -247,4 +253,10 @@ def build(config: Any) -> base.Task:
           "rays_per_step_per_member": int(config.batch_size or train_data["rgb"].shape[0]),
           "num_samples": int(r.num_samples), "num_importance": int(r.num_importance),
           "in_dim": in_dim}
-  return base.Task("nerf", model, train_data, loss_fn, 1.0, evaluate, save_artifacts, info)
+  return base.Task(
+      name="nerf", model=model, train_data=train_data, loss_fn=loss_fn,
+      score=base.Score("psnr", _fine_psnr, "train PSNR (dB), ray minibatch"),
+      metrics=(base.Metric("test_psnr", label="test PSNR (dB), mean over held-out views"),
+               base.Metric("test_ssim", fmt=".4f", label="test SSIM, mean over views")),
+      evaluate=evaluate, save_artifacts=save_artifacts, info=info,
+      example_input=np.zeros((1, in_dim), np.float32))

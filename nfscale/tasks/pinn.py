@@ -32,10 +32,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from nfscale import io as nfio
-from nfscale import metrics
+from nfscale import metrics, plots
 from nfscale import navier_stokes as ns
 from nfscale.data import flows
-from nfscale.tasks import base
+from nfscale.tasks import base, register_task
 
 
 def load_flow(d: Any) -> flows.Flow:
@@ -122,6 +122,7 @@ def predict_members(flow_fn: Any, params: Any, xyt: np.ndarray, chunk: int = 163
   return np.concatenate(outs, axis=1)
 
 
+@register_task("pinn", num_samples_key="data.num_points")
 def build(config: Any) -> base.Task:
   """Builds the PINN task from ``config.data`` and ``config.model.parameterization``."""
   d = config.data
@@ -154,20 +155,43 @@ def build(config: Any) -> base.Task:
   def save_artifacts(workdir, labels, evaluation):
     paths = [field_plot(flow, evaluation["outputs"], labels, evaluation,
                         os.path.join(workdir, "fields.png"))]
-    history = _read_history(workdir)
+    history = pde_history(workdir, len(labels))
     if history:
-      paths.append(loss_curves(history, labels, os.path.join(workdir, "loss_psnr.png")))
+      paths.append(plots.psnr_curves(
+          history, labels, os.path.join(workdir, "pde_psnr.png"), key="pde_psnr",
+          title="PDE loss (momentum" + (" + continuity" if len(terms) == 3 else "") + ")",
+          ylabel="PDE loss PSNR (dB)"))
     return paths
 
   info = {"flow": flow.source, "nu": nu, "num_train_points": int(idx.size),
           "num_eval_points": int(flow.xyt.shape[0]), "grid_shape": list(flow.grid_shape),
           "parameterization": parameterization, "pde_terms": list(terms)}
-  return base.Task("pinn", model, train_data, loss_fn, 1.0, evaluate, save_artifacts, info)
+  return base.Task(
+      name="pinn", model=model, train_data=train_data, loss_fn=loss_fn,
+      score=base.Score("psnr", _total_psnr, "total loss PSNR (dB)"),
+      metrics=(base.Metric("rel_l2_u", False, ".4f", "relative L2 error of u"),
+               base.Metric("rel_l2_v", False, ".4f", "relative L2 error of v"),
+               base.Metric("rel_l2_p", False, ".4f", "relative L2 error of p (offset removed)"),
+               base.Metric("data_psnr", label="data loss PSNR (dB)"),
+               base.Metric("pde_psnr", label="PDE loss PSNR (dB)")),
+      evaluate=evaluate, save_artifacts=save_artifacts, info=info,
+      example_input=np.zeros((1, 3), np.float32))
 
 
-def _read_history(workdir: str) -> list[dict[str, Any]]:
+def _total_psnr(loss, aux):
+  del aux
+  return metrics.mse_to_psnr(loss)
+
+
+def pde_history(workdir: str, num_members: int) -> list[dict[str, Any]]:
+  """Per log step, every member's PDE-loss PSNR, read back from ``metrics.jsonl``."""
   path = os.path.join(workdir, "metrics.jsonl")
-  return nfio.read_jsonl(path, missing_ok=True) if os.path.exists(path) else []
+  by_step: dict[int, list[Any]] = {}
+  for row in nfio.read_jsonl(path, missing_ok=True):
+    if "pde_psnr" in row:
+      by_step.setdefault(int(row["step"]), [None] * num_members)[int(row["member"])] = (
+          row["pde_psnr"])
+  return [{"step": s, "pde_psnr": v} for s, v in sorted(by_step.items())]
 
 
 def _save_figure(fig: Any, path: str) -> str:
@@ -179,33 +203,6 @@ def _save_figure(fig: Any, path: str) -> str:
   return path
 
 
-def loss_curves(history: list[dict[str, Any]], labels: list[str], path: str) -> str:
-  """Total-loss PSNR and PDE-loss PSNR against step, one line per member (Fig. 8)."""
-  import matplotlib.pyplot as plt
-  from nfscale import plots  # noqa: F401  (sets the Agg backend)
-  steps = np.array([rec["step"] for rec in history])
-  fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-  cmap = plt.get_cmap("tab10")
-  for key, ax, name in (("psnr", axes[0], "total loss PSNR (dB)"),
-                        ("pde_psnr", axes[1], "PDE loss PSNR (dB)")):
-    vals = np.array([[np.nan if v is None else v for v in _member_values(rec, key)]
-                     for rec in history], float)
-    for i, label in enumerate(labels):
-      style = "--" if "uniform" in label or "init2" in label else "-"
-      ax.plot(steps, vals[:, i], style, color=cmap(i % 10), label=label, lw=1.4)
-    ax.set_xlabel("step")
-    ax.set_ylabel(name)
-    ax.grid(alpha=0.3)
-  axes[0].legend(fontsize=7, ncol=2)
-  return _save_figure(fig, path)
-
-
-def _member_values(record: dict[str, Any], key: str) -> list[Any]:
-  if key in record:
-    return record[key]
-  return record.get("aux", {}).get(key, [])
-
-
 def field_plot(flow: flows.Flow, preds: np.ndarray, labels: list[str],
                evaluation: dict[str, Any], path: str) -> str:
   """Exact and predicted ``u, v, p`` at the middle time slice (rows: exact, then members).
@@ -214,7 +211,6 @@ def field_plot(flow: flows.Flow, preds: np.ndarray, labels: list[str],
   coloured points.
   """
   import matplotlib.pyplot as plt
-  from nfscale import plots  # noqa: F401  (sets the Agg backend)
   nt = flow.grid_shape[0]
   per = flow.xyt.shape[0] // nt
   ti = nt // 2
