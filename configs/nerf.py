@@ -48,6 +48,7 @@ def get_config(arg=None):
       "density_shift": -1.0,  # sigma = softplus(raw + shift)
       "scene_scale": 1.5,     # positions are divided by it (scene in about [-1, 1]^3)
       "chunk": 4096,          # rays per evaluation call (bounds memory at 800x800)
+      "train_eval_views": 0,  # train views rendered for the final train PSNR (0: all)
       "views_shown": 6,       # test views in test_views.png
       "gif_fps": 8.0,
   })
@@ -89,6 +90,7 @@ def get_config(arg=None):
     c.data.size = 100
     c.data.num_train = 100
     c.render.num_importance = 64
+    c.render.train_eval_views = 24
   if a.path:
     c.data.path = a.path
     c.data.num_train = 0 if a.paper else c.data.num_train

@@ -24,12 +24,12 @@ def tiny_run(tmp_path_factory):
 def test_tiny_run_writes_metrics_and_artifacts(tiny_run):
   workdir, results = tiny_run
   assert results["task"] == "nerf"
-  assert [m["name"] for m in results["metrics"]] == ["test_psnr", "test_ssim"]
+  assert [m["name"] for m in results["metrics"]] == ["train_psnr", "test_psnr", "test_ssim"]
   assert [r["scheme"] for r in results["members"]] == ["kaiming_uniform", "init2"]
   for row in results["members"]:
     assert np.isfinite(row["test_psnr"]) and 0 < row["test_psnr"] < 60
     assert -1 <= row["test_ssim"] <= 1
-    assert np.isfinite(row["final_psnr"])
+    assert np.isfinite(row["final_psnr"]) and 0 < row["train_psnr"] < 60
   for name in ("psnr.png", "test_views.png", "test_per_view.png", "turntable.gif",
                "test_views.json", "metrics.jsonl", "results.json"):
     assert (workdir / name).stat().st_size > 0, name

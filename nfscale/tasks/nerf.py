@@ -164,7 +164,7 @@ def view_grid(truth: np.ndarray, renders: np.ndarray, labels: list[str], psnr: n
     axes[0, v].set_title(f"view {int(view_ids[v])}: truth", fontsize=7)
     for m in range(nm):
       axes[m + 1, v].imshow(renders[m, v])
-      axes[m + 1, v].set_title(f"{labels[m]} {psnr[m, v]:.1f} dB", fontsize=7)
+      axes[m + 1, v].set_title(f"{labels[m]}\n{psnr[m, v]:.1f} dB", fontsize=7)
   for ax in axes.ravel():
     ax.set_axis_off()
   return _save_figure(fig, path)
@@ -220,10 +220,18 @@ def build(config: Any) -> base.Task:
   loss_fn = make_loss_fn(field_fn, r, near, far)
   truth = scene.test.images
 
+  num_eval_train = int(r.train_eval_views) or scene.train.images.shape[0]
+  eval_train = scenes.Views(scene.train.images[:num_eval_train],
+                            scene.train.c2w[:num_eval_train], scene.train.focal)
+
   def evaluate(params):
     renders = render_members(field_fn, params, scene.test, r, near, far)
     psnr, ssim = image_metrics(renders, truth)
-    return {"test_psnr": psnr.mean(1), "test_ssim": ssim.mean(1),
+    # Train PSNR over whole train views (deterministic samples), not the
+    # noisy last minibatch the engine logs.
+    train_renders = render_members(field_fn, params, eval_train, r, near, far)
+    train_psnr = base.psnr_of(train_renders, eval_train.images)
+    return {"train_psnr": train_psnr, "test_psnr": psnr.mean(1), "test_ssim": ssim.mean(1),
             "outputs": {"renders": renders, "psnr": psnr, "ssim": ssim}}
 
   def save_artifacts(workdir, labels, evaluation):
@@ -252,11 +260,12 @@ def build(config: Any) -> base.Task:
           "far": far, "num_train_rays": int(train_data["rgb"].shape[0]),
           "rays_per_step_per_member": int(config.batch_size or train_data["rgb"].shape[0]),
           "num_samples": int(r.num_samples), "num_importance": int(r.num_importance),
-          "in_dim": in_dim}
+          "in_dim": in_dim, "num_train_views_evaluated": num_eval_train}
   return base.Task(
       name="nerf", model=model, train_data=train_data, loss_fn=loss_fn,
       score=base.Score("psnr", _fine_psnr, "train PSNR (dB), ray minibatch"),
-      metrics=(base.Metric("test_psnr", label="test PSNR (dB), mean over held-out views"),
+      metrics=(base.Metric("train_psnr", label="train PSNR (dB), whole train views"),
+               base.Metric("test_psnr", label="test PSNR (dB), mean over held-out views"),
                base.Metric("test_ssim", fmt=".4f", label="test SSIM, mean over views")),
       evaluate=evaluate, save_artifacts=save_artifacts, info=info,
       example_input=np.zeros((1, in_dim), np.float32))
