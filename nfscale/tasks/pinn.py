@@ -234,11 +234,12 @@ def field_plot(flow: flows.Flow, preds: np.ndarray, labels: list[str],
       else:
         im = ax.scatter(xy[:, 0], xy[:, 1], c=v, s=2, vmin=lo, vmax=hi, cmap="RdBu_r")
       title = f"{name}: {comp}"
-      if i:
+      if not i:
+        title += f" at t = {flow.xyt[sl][0, 2]:.3g}"
+      else:
         title += f" (rel L2 {evaluation[f'rel_l2_{comp}'][i - 1]:.3f})"
       ax.set_title(title, fontsize=7)
       ax.set_xticks([])
       ax.set_yticks([])
       fig.colorbar(im, ax=ax, fraction=0.046)
-  fig.suptitle(f"t = {flow.xyt[sl][0, 2]:.3g}", fontsize=9)
   return _save_figure(fig, path)
