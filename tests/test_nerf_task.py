@@ -78,3 +78,25 @@ def test_hierarchical_loss_and_viewdirs_build():
   loss, aux = task.loss_fn(params, batch, jax.random.key(1))
   # loss = fine MSE + coarse MSE, both non-negative and finite.
   assert np.isfinite(float(loss)) and float(loss) >= float(aux["mse"]) > 0
+
+
+def test_an_800x800_view_renders_in_chunks():
+  import jax
+  from nfscale.data import scenes
+  from nfscale.tasks import base, nerf
+  c = nerf_cfg.get_config("tiny")
+  with c.unlocked():
+    c.render.num_samples = 4
+    c.render.chunk = 65536   # 10 calls for 640k rays, each a few MB
+  model = base.model_from_config(c, out_dim=4)
+  params = jax.tree.map(lambda a: a[None], model.init(jax.random.key(0), np.zeros((1, 3))))
+  pose = np.eye(4, dtype=np.float32)
+  pose[2, 3] = 4.0
+  views = scenes.Views(np.zeros((1, 800, 800, 3), np.float32), pose[None], 1111.1)
+  out = nerf.render_members(nerf.make_field_fn(model, c.render), params, views, c.render,
+                            2.0, 6.0)
+  assert out.shape == (1, 1, 800, 800, 3) and np.all(np.isfinite(out))
+  psnr, ssim = nerf.image_metrics(out[:, :, :64, :64], views.images[:, :64, :64])
+  np.testing.assert_allclose(psnr[0, 0], -10 * np.log10(np.mean(out[0, 0, :64, :64] ** 2)),
+                             rtol=1e-4)
+  assert ssim.shape == (1, 1)

@@ -70,7 +70,7 @@ def test_residuals_match_finite_differences(x64):
 def test_stream_function_parameterization_is_divergence_free():
   net = lambda z: jnp.stack([jnp.sin(z[0] * z[1] + z[2]), z[0] * z[2]])
   flow = ns.flow_from_network(net, "psi_p", center=[0, 0, 2.5], scale=[1, 1, 2.5])
-  r = jax.vmap(lambda q: ns.residuals(flow, q))(_points())
+  r = jax.jit(jax.vmap(lambda q: ns.residuals(flow, q)))(_points())
   assert np.abs(np.asarray(r["continuity"])).max() < 1e-5
   # u = psi_y in physical coordinates (chain rule through the normalisation).
   q = jnp.array([0.2, 0.3, 1.0])

@@ -114,11 +114,12 @@ def image_metrics(renders: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, n
   Returns:
     ``(psnr, ssim)``, each ``(M, V)``.
   """
-  target = jnp.asarray(truth)
-  per_view = jax.jit(jax.vmap(jax.vmap(
-      lambda a, b: jnp.stack([metrics.psnr(a, b), metrics.ssim(a, b)]), in_axes=(0, 0)),
-      in_axes=(0, None)))
-  both = np.asarray(per_view(jnp.asarray(renders), target))
+  # One view at a time (all members at once): SSIM's filtered copies of 24
+  # views at 800x800 would otherwise all be live together.
+  per_member = jax.jit(jax.vmap(
+      lambda a, b: jnp.stack([metrics.psnr(a, b), metrics.ssim(a, b)]), in_axes=(0, None)))
+  both = np.stack([np.asarray(per_member(jnp.asarray(renders[:, v]), jnp.asarray(truth[v])))
+                   for v in range(truth.shape[0])], axis=1)
   return both[..., 0], both[..., 1]
 
 
