@@ -14,6 +14,7 @@ Presets (combine with overrides, e.g. ``:quick,steps=200``):
          Blender scene from ``path``, downscaled by ``downscale``), 8 hidden layers
          of 256, 1024 rays x 64 stratified + 64 hierarchical samples, 20k steps.
          Hours on a CPU; meant for a GPU.
+  tiny   seconds-long end-to-end test size (3 train views at 8x8, 2 layers of 16, 20 steps).
 
 Every scheme of ``schemes`` (default: the paper's Kaiming uniform vs init2) is an
 ensemble member; add ``--config.schemes='("init1","init2",...)'`` for more.

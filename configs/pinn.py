@@ -1,4 +1,4 @@
-r"""2-D Navier-Stokes PINN with a Gaussian-activated field, all 8 schemes in one vmapped run (Fig. 8).
+r"""2-D Navier-Stokes PINN, Gaussian-activated, all 8 schemes in one vmapped run (Fig. 8).
 
 Run:
   python -m launch.train --config=configs/pinn.py:quick --workdir=runs/pinn_quick
@@ -13,6 +13,7 @@ Presets (combine with overrides, e.g. ``:quick,steps=500``):
   paper  the paper's network (3 hidden layers of 128) and Raissi's protocol: 5000
          observed points (u, v only; p is never observed), full-batch Adam, 10k steps;
          Taylor-Green by default or Raissi's cylinder wake from ``path``.
+  tiny   seconds-long end-to-end test size (8x8 grid, 64 points, 2 schemes, 20 steps).
 
 The network outputs (u, v, p) directly; ``model.parameterization="psi_p"`` gives
 Raissi's stream-function form (continuity exact, one more derivative order).

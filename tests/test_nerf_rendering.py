@@ -141,15 +141,16 @@ def test_blender_loader_reads_a_written_scene(tmp_path, tiny_scene):
   scenes.write_blender_scene(str(tmp_path), tiny_scene, angle)
   loaded = scenes.load_blender(str(tmp_path))
   # PNG stores 8 bits: within half a level.
-  np.testing.assert_allclose(loaded.train.images, tiny_scene.train.images, atol=0.5 / 255 + 1e-6)
+  np.testing.assert_allclose(loaded.train.images, tiny_scene.train.images,
+                             atol=0.5 / 255 + 1e-6)
   np.testing.assert_allclose(loaded.test.c2w, tiny_scene.test.c2w, atol=1e-6)
   assert loaded.train.focal == pytest.approx(tiny_scene.train.focal)
   assert (loaded.near, loaded.far) == (2.0, 6.0)
   half = scenes.load_blender(str(tmp_path), downscale=2)
   assert half.train.images.shape == (3, 4, 4, 3)
   assert half.train.focal == pytest.approx(tiny_scene.train.focal / 2)
-  np.testing.assert_allclose(half.train.images[0, 0, 0], loaded.train.images[0, :2, :2].mean((0, 1)),
-                             atol=1e-6)
+  np.testing.assert_allclose(half.train.images[0, 0, 0],
+                             loaded.train.images[0, :2, :2].mean((0, 1)), atol=1e-6)
 
 
 def test_blender_alpha_is_composited_on_white(tmp_path):
