@@ -98,9 +98,31 @@ def _view_basis(elevation: float, azimuth: float) -> tuple[np.ndarray, ...]:
   return forward, right, up
 
 
+def preview_frame(values: np.ndarray, level: float = 0.5) -> tuple[np.ndarray, float]:
+  """The centre and half-size of a view that frames the voxels at or above ``level``.
+
+  The bounding sphere of those voxels (the whole cube when there are none), so that every
+  view of the shape fits and small shapes still fill the picture.
+
+  >>> g = np.zeros((5, 5, 5)); g[2, 2, 2] = 1
+  >>> centre, extent = preview_frame(g)
+  >>> centre.tolist(), round(extent, 2)
+  ([0.0, 0.0, 0.0], 0.4)
+  """
+  res = values.shape[0]
+  occupied = np.argwhere(np.asarray(values) >= level)
+  if not len(occupied):
+    return np.zeros(3), float(np.sqrt(3.0))
+  pts = occupied * (2.0 / (res - 1)) - 1.0
+  centre = (pts.min(0) + pts.max(0)) / 2
+  radius = float(np.max(np.linalg.norm(pts - centre, axis=1)))
+  return centre, min(float(np.sqrt(3.0)), 1.05 * radius + 2.0 / res)
+
+
 def render_preview(values: np.ndarray, level: float = 0.5, size: int = 192,
                    elevation: float = 25.0, azimuth: float = 35.0,
-                   depth_samples: int | None = None) -> np.ndarray:
+                   depth_samples: int | None = None,
+                   frame: tuple[np.ndarray, float] | None = None) -> np.ndarray:
   """A shaded orthographic render of the ``level`` surface of a grid ("y" points up).
 
   Casts one ray per pixel through the trilinearly interpolated grid, takes the first
@@ -114,6 +136,8 @@ def render_preview(values: np.ndarray, level: float = 0.5, size: int = 192,
     elevation: camera elevation in degrees.
     azimuth: camera azimuth in degrees.
     depth_samples: samples per ray (default: ``2 R``).
+    frame: ``(centre, half-size)`` of the view (default: :func:`preview_frame` of
+      ``values``); pass one frame to several renders to compare them.
 
   Returns:
     ``(size, size)`` float32 image in [0, 1]; the background is 1 (white).
@@ -129,16 +153,7 @@ def render_preview(values: np.ndarray, level: float = 0.5, size: int = 192,
   res = vals.shape[0]
   n_depth = depth_samples or 2 * res
   forward, right, up = _view_basis(elevation, azimuth)
-  # Frame the bounding sphere of the occupied voxels (the whole cube if none), so every
-  # view of the shape fits and small shapes still fill the picture.
-  occupied = np.argwhere(vals >= level)
-  extent = np.sqrt(3.0)
-  if len(occupied):
-    pts = occupied * (2.0 / (res - 1)) - 1.0
-    centre = (pts.min(0) + pts.max(0)) / 2
-    extent = min(extent, 1.05 * float(np.max(np.linalg.norm(pts - centre, axis=1))) + 2.0 / res)
-  else:
-    centre = np.zeros(3)
+  centre, extent = preview_frame(vals, level) if frame is None else frame
   uv = np.linspace(extent, -extent, size)
   ts = np.linspace(-extent, extent, n_depth)
   depth = np.full((size, size), np.inf)

@@ -57,3 +57,50 @@ def test_bicubic_baseline_beats_nearest_on_a_smooth_image():
   near = resampling.nearest_upsample(low, 4)
   assert bic.shape == img.shape and bic.dtype == np.float32
   assert np.mean((bic - img) ** 2) < 0.5 * np.mean((near - img) ** 2)
+
+
+# ---- the task end to end (the config's test-sized preset) ------------------------------
+
+def _sr_config(arg="tiny"):
+  import pathlib
+  import sys
+  sys.path.insert(0, str(pathlib.Path(__file__).parents[1]))
+  from configs import superres as cfg
+  return cfg.get_config(arg)
+
+
+def test_superres_task_trains_through_A_only():
+  from nfscale.tasks import build_task
+  c = _sr_config()
+  task = build_task(c)
+  f2 = c.data.factor ** 2
+  assert task.train_data["x"].shape == (16 * 16 // f2, f2, 2)
+  assert task.train_data["y"].shape == (16 * 16 // f2, 3)
+  # The observation is A of the high-res image; high-res pixels are never a target.
+  hi, lo = __import__("nfscale.tasks.superres", fromlist=["x"]).load_problem(
+      c.data.name, "", 16, c.data.factor)
+  np.testing.assert_allclose(task.train_data["y"], lo.reshape(-1, 3))
+  assert task.info["bicubic_psnr"] > 10
+
+
+def test_superres_tiny_run_writes_every_artifact(tmp_path):
+  import json
+  from nfscale import experiment
+  c = _sr_config()
+  res = experiment.run(c, str(tmp_path))
+  for name in ("config.json", "metrics.jsonl", "results.json", "psnr.png", "superres.png",
+               "table.md"):
+    assert (tmp_path / name).stat().st_size > 0, name
+  assert [m["scheme"] for m in res["members"]] == list(c.schemes)
+  for m in res["members"]:
+    assert np.isfinite(m["hr_psnr"]) and -1 <= m["hr_ssim"] <= 1
+  assert "bicubic (baseline)" in (tmp_path / "table.md").read_text()
+  assert json.loads((tmp_path / "results.json").read_text())["task_info"]["factor"] == 4
+
+
+def test_superres_image_smaller_than_factor_fails_before_writing(tmp_path):
+  from nfscale import experiment
+  c = _sr_config("tiny,size=3")
+  with pytest.raises(ValueError, match="smaller than the super-resolution factor 4"):
+    experiment.run(c, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()

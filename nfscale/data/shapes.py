@@ -114,7 +114,7 @@ def procedural_solid(name: str = "trophy") -> Solid:
   """
   if name not in PROCEDURAL_SHAPES:
     raise ValueError(f"Unknown procedural shape {name!r}; valid names: "
-                     f"{', '.join(PROCEDURAL_SHAPES)} (or give a mesh or voxel file with data.path).")
+                     f"{', '.join(PROCEDURAL_SHAPES)} (or a mesh or voxel file: data.path).")
   sdf = PROCEDURAL_SHAPES[name]
   return Solid(name, lambda pts: sdf(np.asarray(pts, np.float64)) <= 0.0)
 
