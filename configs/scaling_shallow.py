@@ -45,7 +45,7 @@ def get_config(arg=None):
     c.task = "random_labels"
     c.data = config_lib.ml_collections.ConfigDict({"num_points": 0, "dim": 3, "seed": 0})
     c.arms.relu_pe.encoding_params.sigma = 1.0
-    c.target_psnr = 30.0
+    c.target = 30.0
   if a.quick:
     c.sweep.ns = (10, 20, 50, 100, 200)
     c.seeds = (0,)
@@ -64,7 +64,7 @@ def get_config(arg=None):
     c.schemes = ("lecun_normal", "init1")
     c.seeds = (0,)
     c.lrs = (0.1,)
-    c.target_psnr = 20.0
+    c.target = 20.0
     c.steps = 400
     c.chunk_steps = 200
     c.sweep.start = 2

@@ -120,7 +120,7 @@ def _time_engine(field, members, data, optimizer, scheme_params, steps, repeats,
   """Runs the engine's chunk function; returns (rates in steps/s, times, losses, state)."""
   import jax
   import jax.numpy as jnp
-  from nfscale import train
+  from nfscale import models, train
 
   if steps % chunk_steps:
     raise ValueError(f"steps={steps} must be a multiple of chunk_steps={chunk_steps}.")
@@ -131,13 +131,13 @@ def _time_engine(field, members, data, optimizer, scheme_params, steps, repeats,
   lrs = jnp.asarray([m.lr for m in members], jnp.float32)
   data = jax.tree.map(jnp.asarray, data)
   key = jax.random.key(0)
-  run_chunk = train.make_train_chunk(train.mse_loss(field), tx, chunk_steps=chunk_steps)
+  run_chunk = train.make_train_chunk(models.mse_loss(field), tx, chunk_steps=chunk_steps)
 
   t0 = time.perf_counter()
-  compiled = run_chunk.lower(state, lrs, data, key).compile()
+  compiled = run_chunk.lower(state, lrs, data, key, 0, steps).compile()
   compile_s = time.perf_counter() - t0
   t0 = time.perf_counter()
-  state, log = compiled(state, lrs, data, key)
+  state, log = compiled(state, lrs, data, key, 0, steps)
   jax.block_until_ready(state)
   first_chunk_s = time.perf_counter() - t0
   losses = [jax.device_get(log.loss)]
@@ -145,7 +145,7 @@ def _time_engine(field, members, data, optimizer, scheme_params, steps, repeats,
   for _ in range(repeats):
     c0, t0 = time.process_time(), time.perf_counter()
     for _ in range(steps // chunk_steps):
-      state, log = compiled(state, lrs, data, key)
+      state, log = compiled(state, lrs, data, key, 0, steps)
     jax.block_until_ready(state)
     rates.append(steps / (time.perf_counter() - t0))
     cpu.append((time.process_time() - c0) / steps)

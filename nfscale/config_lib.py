@@ -49,6 +49,9 @@ def base_config() -> ml_collections.ConfigDict:
   """Keys common to every training experiment (unlocked; the caller fills and locks)."""
   c = ml_collections.ConfigDict()
   c.task = ""
+  # A task of your own: the module that registers it (imported before the
+  # lookup, so resuming and nfscale.load find it too). Built-in tasks: "".
+  c.task_module = ""
   c.data = ml_collections.ConfigDict()
   c.model = ml_collections.ConfigDict({
       "hidden": (256, 256, 256, 256),
@@ -65,15 +68,27 @@ def base_config() -> ml_collections.ConfigDict:
   # Every (scheme, seed) is trained once per learning rate in the grid; the
   # results name each scheme's best rate (SPEC §6: per-scheme rates).
   c.lrs = (1e-3,)
+  # Any optax optimizer taking a learning_rate (its other parameters in
+  # optimizer_params), times a schedule: constant, cosine or exponential.
   c.optimizer = "adam"
   c.optimizer_params = ml_collections.ConfigDict()
+  c.schedule = "constant"
+  c.schedule_params = ml_collections.ConfigDict()
   c.steps = 1000
   c.chunk_steps = 50
   c.log_every = 50
-  c.target_psnr = ml_collections.config_dict.placeholder(float)
+  # Members stop when the task's training score (PSNR for the regression
+  # tasks) reaches it; None: train every member for all steps.
+  c.target = ml_collections.config_dict.placeholder(float)
+  # Loss above this multiple of a member's first loss: diverged, frozen.
+  c.diverge_factor = ml_collections.config_dict.placeholder(float)
+  c.diverge_factor = 1e3
   c.batch_size = 0  # 0: full batch
   c.data_range = 1.0
-  c.seed = 0  # minibatch sampling
+  c.seed = 0  # per-step rng: minibatch sampling, the loss's rng
+  c.checkpoint_every = 500  # steps between checkpoints (0: only at the end)
+  c.mode = "train"  # "eval": re-evaluate the workdir's last checkpoint, no training
+  c.overwrite = False  # True: delete a different run found in the workdir
   c.progress = True
   return c
 
@@ -127,5 +142,5 @@ def curve_protocol(c: ml_collections.ConfigDict) -> None:
   c.seeds = (0, 1, 2)
   c.optimizer = "sgd"
   c.lrs = (0.01, 0.03, 0.1)
-  c.target_psnr = 35.0
+  c.target = 35.0
   c.steps = 5000

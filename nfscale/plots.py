@@ -22,30 +22,56 @@ def _save(fig: Any, path: str) -> str:
 
 
 def psnr_curves(history: Sequence[dict[str, Any]], labels: Sequence[str], path: str,
-                title: str = "", target: float | None = None) -> str:
-  """Train PSNR against step, one line per member (the paper's Fig. 1).
+                title: str = "", target: float | None = None, ylabel: str = "train PSNR (dB)",
+                diverged: Sequence[bool] | None = None, key: str = "score") -> str:
+  """The training score (e.g. PSNR) against step, one line per member (the paper's Fig. 1).
+
+  Diverged members are drawn thin and grey, and the y range is set by the
+  other members (plus the target), so a blown-up loss does not squash the
+  curves that matter; their values beyond the range are clipped.
 
   Args:
-    history: records with ``step`` and per-member ``psnr`` lists.
+    history: records with ``step`` and per-member lists under ``key``
+      (``"score"``; older histories used ``"psnr"``, accepted too).
     labels: one legend label per member.
     path: PNG path.
     title: figure title.
-    target: draws the target PSNR as a dashed line.
+    target: draws the target as a dashed line.
+    ylabel: y axis label.
+    diverged: per member, whether it diverged.
+    key: the history entry plotted.
 
   Returns:
     ``path``.
   """
-  steps = np.array([r["step"] for r in history])
-  psnr = np.array([[np.nan if v is None else v for v in r["psnr"]] for r in history], float)
+  if history and key not in history[0] and "psnr" in history[0]:
+    key = "psnr"
+  steps = np.array([r["step"] for r in history], float)
+  vals = np.array([[np.nan if v is None else v for v in r[key]] for r in history],
+                  float).reshape(len(history), len(labels))
+  bad = np.zeros(len(labels), bool) if diverged is None else np.asarray(diverged, bool)
   fig, ax = plt.subplots(figsize=(7, 4.5))
   cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
   for i, label in enumerate(labels):
+    if bad[i]:
+      ax.plot(steps, vals[:, i], ":", color="0.6", lw=1, label=f"{label} (diverged)")
+      continue
     style = "--" if "uniform" in label or "init2" in label else "-"
-    ax.plot(steps, psnr[:, i], style, color=cmap(i % cmap.N), label=label, lw=1.6)
+    # A single logged point is still visible as a marker.
+    ax.plot(steps, vals[:, i], style, color=cmap(i % cmap.N), label=label, lw=1.6,
+            marker="o" if len(steps) == 1 else None)
   if target is not None:
-    ax.axhline(target, color="k", ls=":", lw=1, label=f"target {target:g} dB")
+    ax.axhline(target, color="k", ls=":", lw=1, label=f"target {target:g}")
+  good = vals[:, ~bad]
+  good = good[np.isfinite(good)]
+  if good.size:
+    lo, hi = float(good.min()), float(good.max())
+    if target is not None:
+      lo, hi = min(lo, target), max(hi, target)
+    pad = max(0.05 * (hi - lo), 0.5)
+    ax.set_ylim(lo - pad, hi + pad)
   ax.set_xlabel("step")
-  ax.set_ylabel("train PSNR (dB)")
+  ax.set_ylabel(ylabel)
   ax.set_title(title)
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8, ncol=2)

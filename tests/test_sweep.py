@@ -147,8 +147,8 @@ def test_bad_sweep_configs(tmp_path):
     sweep.run_sweep(c, str(tmp_path))
   c = _tiny()
   with c.unlocked():
-    c.target_psnr = None
-  with pytest.raises(ValueError, match="target_psnr"):
+    c.target = None
+  with pytest.raises(ValueError, match="target"):
     sweep.run_sweep(c, str(tmp_path))
   assert os.listdir(tmp_path) == []
   with pytest.raises(ValueError, match="median, all, any"):

@@ -1,11 +1,11 @@
-"""The ensemble engine: training, masking, divergence, determinism, vmap == solo."""
+"""The ensemble engine: training, masking, divergence, determinism, vmap == solo, optimizers."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nfscale import models, train
+from nfscale import metrics, models, train
 
 X = np.linspace(-1, 1, 64, dtype=np.float32)[:, None]
 Y = (np.sin(2 * np.pi * X) + 0.5 * np.sin(6 * np.pi * X)).astype(np.float32)
@@ -15,21 +15,35 @@ FIELD = models.make_field((32,), 1, activation="sine", activation_params={"omega
 SCHEMES = ("lecun_normal", "init1", "kaiming_uniform", "init2")
 
 
+
+
+def PSNR(loss, aux):
+  del aux
+  return metrics.mse_to_psnr(loss)
+
+
+def _mse(params, data=DATA):
+  return train.jax.vmap(lambda p: models.mse_loss(FIELD)(p, data, None)[0])(params)
+
+
 def _fit(members, steps=200, **kw):
   params = train.init_members(FIELD, members, X[:1], {"first_bias": "torch"})
   kw.setdefault("optimizer", "adam")
   kw.setdefault("chunk_steps", 50)
-  return train.fit(train.mse_loss(FIELD), params, members, DATA, steps=steps, progress=False,
+  kw.setdefault("score_fn", PSNR)
+  return train.fit(models.mse_loss(FIELD), params, members, DATA, steps=steps, progress=False,
                    shard=False, **kw)
 
 
 def test_ensemble_of_schemes_trains():
   members = [train.Member(s, 0, 1e-2) for s in SCHEMES]
   params = train.init_members(FIELD, members, X[:1], {"first_bias": "torch"})
-  initial = np.asarray(jax.vmap(train.mse_loss(FIELD), in_axes=(0, None))(params, DATA))
+  initial = np.asarray(_mse(params))
   r = _fit(members, steps=300, log_every=50)
   last = np.array(r.history[-1]["loss"])
-  assert r.steps_run == 300 and [h["step"] for h in r.history] == [50, 100, 150, 200, 250, 300]
+  # Step 0 is logged too (the loss before any update).
+  assert r.steps_run == 300 and [h["step"] for h in r.history] == [0, 50, 100, 150, 200, 250, 300]
+  np.testing.assert_allclose(r.history[0]["loss"], initial, rtol=1e-5)
   assert np.all(last < 0.2 * initial), (initial, last)
   assert np.all(np.asarray(r.state.steps) == 300)
   # Members really differ (own scheme each): initial losses are distinct.
@@ -46,7 +60,7 @@ def test_members_get_their_own_scheme():
 
 def test_masked_early_stop_freezes_exactly_the_reached_members():
   members = [train.Member(s, 0, lr) for s in SCHEMES[:2] for lr in (1e-2, 1e-5)]
-  r = _fit(members, steps=400, target_psnr=20.0, chunk_steps=25)
+  r = _fit(members, steps=400, target=20.0, chunk_steps=25)
   st = jax.device_get(r.state)
   # lr 1e-5 cannot move far in 400 steps; lr 1e-2 fits this curve well past 20 dB.
   assert list(st.done) == [True, False, True, False]
@@ -56,8 +70,7 @@ def test_masked_early_stop_freezes_exactly_the_reached_members():
   assert list(st.steps_to_target[[1, 3]]) == [-1, -1]
   assert list(st.steps[[1, 3]]) == [400, 400]
   # Frozen params give exactly the PSNR at which they stopped (>= target).
-  loss = jax.vmap(train.mse_loss(FIELD), in_axes=(0, None))(r.state.params, DATA)
-  psnr = -10 * np.log10(np.asarray(loss))
+  psnr = -10 * np.log10(np.asarray(_mse(r.state.params)))
   assert np.all(psnr[[0, 2]] >= 20.0)
   assert np.all(psnr[[1, 3]] < 20.0)
 
@@ -103,10 +116,14 @@ def test_minibatch_option():
 
 
 def test_bad_optimizer_and_members():
-  with pytest.raises(ValueError, match="sgd, adam"):
-    train.make_optimizer("rmsprop")
-  with pytest.raises(ValueError, match="optimizer"):
-    train.make_optimizer("adam", lr=3)
+  with pytest.raises(ValueError, match="valid optimizers.*sgd, adam"):
+    train.make_optimizer("adamm")
+  with pytest.raises(ValueError, match="optimizer 'adam'"):
+    train.make_optimizer("adam", {"lr": 3})
+  with pytest.raises(ValueError, match="valid schedules: constant, cosine, exponential"):
+    train.make_optimizer("adam", schedule="linear")
+  with pytest.raises(ValueError, match="schedule 'exponential'"):
+    train.make_optimizer("adam", schedule="exponential", schedule_params={"rate": 0.5})
   with pytest.raises(ValueError, match="members"):
     train.init_members(FIELD, [], X[:1])
   with pytest.raises(ValueError, match="valid schemes"):
