@@ -73,3 +73,44 @@ def safe_name(label: str) -> str:
   'init1_s0_lr0.001'
   """
   return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in label)
+
+
+def seed_table(rows: Sequence[dict], metrics: Sequence[str],
+               reference: dict[str, Sequence[float]] | None = None,
+               reference_names: Sequence[str] = ()) -> str:
+  """Per scheme (and learning rate): each metric's mean, and its min-max over seeds.
+
+  Args:
+    rows: ``results.json`` member rows (``scheme``, ``lr``, ``seed`` and the metrics), from
+      one or more runs.
+    metrics: the metric keys to show.
+    reference: per scheme, numbers to print beside ours (e.g. the paper's).
+    reference_names: their column headers.
+
+  Returns:
+    A markdown table, schemes in first-seen order.
+
+  >>> rows = [{"scheme": "init1", "lr": 0.1, "seed": s, "iou": v}
+  ...         for s, v in enumerate([0.8, 0.9, 0.85])]
+  >>> print(seed_table(rows, ["iou"], {"init1": [0.89]}, ["paper IoU"]).splitlines()[2])
+  | init1 | 3 | 0.850 [0.800, 0.900] | 0.89 |
+  """
+  reference = reference or {}
+  groups: dict[tuple[str, float], list[dict]] = {}
+  for r in rows:
+    groups.setdefault((r["scheme"], r["lr"]), []).append(r)
+  lrs = {lr for _, lr in groups}
+  header = ["scheme"] + (["lr"] if len(lrs) > 1 else []) + ["seeds"] + list(metrics)
+  header += list(reference_names)
+  out = []
+  for (scheme, lr), rs in groups.items():
+    cells = [scheme] + ([f"{lr:g}"] if len(lrs) > 1 else []) + [str(len(rs))]
+    for m in metrics:
+      vals = np.array([np.nan if r.get(m) is None else r[m] for r in rs], float)
+      if len(vals) > 1:
+        cells.append(f"{np.mean(vals):.3f} [{np.min(vals):.3f}, {np.max(vals):.3f}]")
+      else:
+        cells.append(f"{vals[0]:.3f}")
+    cells += [f"{v:g}" for v in reference.get(scheme, [])] or ["-"] * len(reference_names)
+    out.append(cells)
+  return markdown_table(header, out)
