@@ -2,7 +2,10 @@ r"""Trains every member of an experiment config as one vmapped ensemble.
 
   python -m launch.train --config=configs/image.py:quick --workdir=runs/image_quick
 
-The logic lives in ``nfscale.experiment.run``; this file only parses flags.
+Rerunning the same command resumes from the workdir's last checkpoint; a workdir holding a
+different run is refused unless ``--config.overwrite=True``; ``--config.mode=eval``
+re-evaluates the last checkpoint without training (``launch.render`` needs only the
+workdir). The logic lives in ``nfscale.experiment.run``; this file only parses flags.
 """
 
 from absl import app, flags

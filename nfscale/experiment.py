@@ -94,8 +94,6 @@ def summarize(rows: list[dict[str, Any]], key: str = "final_psnr") -> list[dict[
   return out
 
 
-
-
 def _positive_int(config: Any, key: str, minimum: int = 1) -> int:
   value = config[key]
   if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
@@ -460,3 +458,23 @@ def load(workdir: str, step: int | None = None) -> Loaded:
   per_member = [train.unstack(state.params, i) for i in range(len(members))]
   return Loaded(config, task, task.model, members, labels, per_member, state.params, state,
                 int(meta["step"]))
+
+
+def rerender(workdir: str) -> dict[str, Any]:
+  """Re-evaluates the last checkpoint of ``workdir`` with its own config (no training).
+
+  Args:
+    workdir: a workdir written by :func:`run`.
+
+  Returns:
+    The rewritten ``results.json`` content.
+
+  Raises:
+    ValueError: no run or no checkpoint in ``workdir``.
+  """
+  path = os.path.join(workdir, io.CONFIG_FILENAME)
+  if not os.path.exists(path):
+    raise ValueError(f"{workdir!r} holds no run (no {io.CONFIG_FILENAME}).")
+  config = ml_collections.ConfigDict(io.read_json(path))
+  config.mode = "eval"
+  return run(config, workdir)

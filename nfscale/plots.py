@@ -21,6 +21,32 @@ def _save(fig: Any, path: str) -> str:
   return path
 
 
+def score_ylim(values: np.ndarray, diverged: np.ndarray,
+               target: float | None = None) -> tuple[float, float] | None:
+  """The y range of a score plot: the non-diverged members' values and the target.
+
+  Args:
+    values: ``(log steps, members)`` scores (NaN allowed).
+    diverged: ``(members,)`` flags; those members do not widen the range.
+    target: included when given.
+
+  Returns:
+    ``(low, high)`` with a small margin, or ``None`` if nothing finite is left.
+
+  Example:
+    >>> v = np.array([[5.0, 4.0], [20.0, -90.0]])
+    >>> score_ylim(v, np.array([False, True]))
+    (4.25, 20.75)
+  """
+  good = np.asarray(values, float)[:, ~np.asarray(diverged, bool)]
+  good = good[np.isfinite(good)].tolist() + ([] if target is None else [float(target)])
+  if not good:
+    return None
+  lo, hi = min(good), max(good)
+  pad = max(0.05 * (hi - lo), 0.5)
+  return lo - pad, hi + pad
+
+
 def psnr_curves(history: Sequence[dict[str, Any]], labels: Sequence[str], path: str,
                 title: str = "", target: float | None = None, ylabel: str = "train PSNR (dB)",
                 diverged: Sequence[bool] | None = None, key: str = "score") -> str:
@@ -62,14 +88,9 @@ def psnr_curves(history: Sequence[dict[str, Any]], labels: Sequence[str], path: 
             marker="o" if len(steps) == 1 else None)
   if target is not None:
     ax.axhline(target, color="k", ls=":", lw=1, label=f"target {target:g}")
-  good = vals[:, ~bad]
-  good = good[np.isfinite(good)]
-  if good.size:
-    lo, hi = float(good.min()), float(good.max())
-    if target is not None:
-      lo, hi = min(lo, target), max(hi, target)
-    pad = max(0.05 * (hi - lo), 0.5)
-    ax.set_ylim(lo - pad, hi + pad)
+  ylim = score_ylim(vals, bad, target)
+  if ylim is not None:
+    ax.set_ylim(*ylim)
   ax.set_xlabel("step")
   ax.set_ylabel(ylabel)
   ax.set_title(title)

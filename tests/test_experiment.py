@@ -174,3 +174,20 @@ def test_random_labels_task(tmp_path):
   assert res["task_info"] == {"num_points": 20, "dim": 3}
   assert (tmp_path / "fits.png").exists()
   assert all(m["best_psnr"] > 10 for m in res["members"])
+
+
+def test_adam_blow_up_is_flagged_and_kept_off_the_plot_axes(tmp_path):
+  # Issue: Adam at lr 1e6 ended at loss 6.8e9 and was reported as a normal member.
+  c = _tiny_image(lrs=(1e-3, 1e6), steps=20)
+  with c.unlocked():
+    c.schemes = ("init1",)
+  res = experiment.run(c, str(tmp_path))
+  ok, bad = res["members"]
+  assert not ok["diverged"] and bad["diverged"] and bad["final_loss"] > 1e3 * bad["initial_loss"]
+  assert any("1000x initial" in n for n in res["notes"])
+  rows = io.read_jsonl(tmp_path / "metrics.jsonl")
+  assert sorted({r["step"] for r in rows}) == [0, 20]  # one chunk still gives a curve
+  from nfscale import plots
+  vals = np.array([[r["psnr"] for r in rows if r["step"] == s] for s in (0, 20)])
+  lo, _ = plots.score_ylim(vals, np.array([False, True]))
+  assert lo > min(bad["final_psnr"], bad["best_psnr"]) and lo <= min(vals[:, 0])
