@@ -1,6 +1,6 @@
 """Figures of the super-resolution and occupancy tasks: titled image panels and tables.
 
-Written as PNG through matplotlib's Agg backend (no display, no GPU).
+Written as PNG through :mod:`nfscale.plots` (no pyplot, no display, no GPU).
 """
 
 from __future__ import annotations
@@ -8,11 +8,9 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from nfscale import plots
 
 
 def panel_grid(panels: Sequence[tuple[np.ndarray, str]], path: str, ncols: int = 4,
@@ -22,7 +20,7 @@ def panel_grid(panels: Sequence[tuple[np.ndarray, str]], path: str, ncols: int =
   Args:
     panels: ``(image, title)`` pairs; images ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)``
       with values in [0, 1].
-    path: PNG path (written through a temporary name, then renamed).
+    path: PNG path (written atomically by :func:`nfscale.plots.save_figure`).
     ncols: panels per row.
     panel_size: inches per panel.
 
@@ -36,7 +34,7 @@ def panel_grid(panels: Sequence[tuple[np.ndarray, str]], path: str, ncols: int =
   """
   ncols = max(1, min(ncols, len(panels)))
   nrows = -(-len(panels) // ncols)
-  fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size * ncols, (panel_size + 0.3) * nrows),
+  fig, axes = plots.subplots(nrows, ncols, figsize=(panel_size * ncols, (panel_size + 0.3) * nrows),
                            squeeze=False)
   for ax in axes.ravel():
     ax.axis("off")
@@ -46,11 +44,7 @@ def panel_grid(panels: Sequence[tuple[np.ndarray, str]], path: str, ncols: int =
       img = img[..., 0]
     ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_title(title, fontsize=9)
-  tmp = f"{path}.tmp.png"
-  fig.savefig(tmp, dpi=110, bbox_inches="tight")
-  plt.close(fig)
-  os.replace(tmp, path)
-  return path
+  return plots.save_figure(fig, path)
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
