@@ -195,7 +195,8 @@ def train_members(config: Any, task: base.Task, members: Sequence[train.Member],
       chunk_steps=int(config.chunk_steps), log_every=int(config.log_every),
       batch_size=int(config.batch_size) or None, seed=int(config.seed),
       progress=bool(config.progress) if progress is None else progress,
-      desc=desc or task.name, **optimizer_args(config))
+      desc=desc or task.name, **optimizer_args(config),
+      precision=str(config.get("precision", "default")), remat=str(config.get("remat", "none")))
   kwargs.update(fit_kwargs)
   fit = train.fit(task.loss_fn, params, members, task.train_data, **kwargs)
   labels = [member_label(m, members) for m in members]
