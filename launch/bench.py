@@ -128,6 +128,9 @@ def gpu_suite(me: list[str]) -> None:
   rows = bench.gpu_summary(records)
   table = bench.format_gpu_summary(rows)
   problems = [r for r in records if "status" in r]
+  if torch_cmd is None:
+    problems.append({"label": "PyTorch", "status": f"left out: {_TORCH_PY.value} cannot "
+                                                   "import torch"})
   with open(os.path.join(out_dir, "summary.md"), "w", encoding="utf-8") as f:
     f.write(table + "\n")
     f.writelines(f"\n- {r['label']}: {r['status']}" for r in problems)
