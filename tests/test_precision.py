@@ -154,3 +154,10 @@ def test_config_keys_default_to_todays_behaviour():
   c = config_lib.base_config()
   assert c.precision == "default" and c.remat == "none"
   assert c.precision in train.PRECISIONS and c.remat in train.REMAT
+
+
+def test_defaults_trace_the_same_program_as_before():
+  # No scope and no checkpoint by default: the CPU program (and speed) is unchanged.
+  loss = models.mse_loss(_problem()[0])
+  assert train.remat_loss(loss, "none") is loss
+  assert "optimization_barrier" not in _lowered_chunk_text("default")
