@@ -125,6 +125,7 @@ def validate(config: Any) -> tuple[base.Task, list[train.Member]]:
   if config.diverge_factor is not None and not float(config.diverge_factor) > 1:
     raise ValueError("config.diverge_factor must be > 1 (or None: NaN/Inf only), got "
                      f"{config.diverge_factor!r}.")
+  train.check_settings(str(config.get("precision", "default")), str(config.get("remat", "none")))
   members = members_from_config(config)
   train.make_optimizer(config.optimizer, dict(config.optimizer_params),
                        schedule=config.schedule, schedule_params=dict(config.schedule_params),

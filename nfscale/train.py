@@ -346,14 +346,20 @@ def precision_scope(precision: str) -> contextlib.AbstractContextManager:
   return contextlib.nullcontext() if value is None else jax.default_matmul_precision(value)
 
 
+def check_settings(precision: str = "default", remat: str = "none") -> None:
+  """Raises a one-line ``ValueError`` for a ``precision`` or ``remat`` not in the lists."""
+  matmul_precision(precision, "cpu")
+  if remat not in REMAT:
+    raise ValueError(f"Unknown remat {remat!r}; valid remat settings: {', '.join(REMAT)}.")
+
+
 def remat_loss(loss_fn: LossFn, remat: str) -> LossFn:
   """``loss_fn`` under ``jax.checkpoint`` with the :data:`REMAT` policy ``remat``.
 
   Raises:
     ValueError: an unknown setting.
   """
-  if remat not in REMAT:
-    raise ValueError(f"Unknown remat {remat!r}; valid remat settings: {', '.join(REMAT)}.")
+  check_settings(remat=remat)
   if remat == "none":
     return loss_fn
   policy = (jax.checkpoint_policies.dots_saveable if remat == "dots"
@@ -569,9 +575,7 @@ def fit(loss_fn: LossFn, params: PyTree, members: Sequence[Member], data: Mappin
   Raises:
     ValueError: bad steps, batch size, optimizer, member count, precision or remat.
   """
-  # Bad settings fail before any work.
-  matmul_precision(precision)
-  remat_loss(loss_fn, remat)
+  check_settings(precision, remat)  # bad settings fail before any work
   if steps <= 0:
     raise ValueError(f"steps must be positive, got steps={steps}.")
   if batch_size is not None and batch_size <= 0:

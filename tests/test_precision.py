@@ -161,3 +161,16 @@ def test_defaults_trace_the_same_program_as_before():
   loss = models.mse_loss(_problem()[0])
   assert train.remat_loss(loss, "none") is loss
   assert "optimization_barrier" not in _lowered_chunk_text("default")
+
+
+@pytest.mark.parametrize("key,value,match", [("precision", "fp8", "valid precisions"),
+                                             ("remat", "some", "valid remat settings")])
+def test_experiment_validation_names_the_choices(key, value, match):
+  from configs import curve1d  # pylint: disable=import-outside-toplevel
+  from nfscale import experiment  # pylint: disable=import-outside-toplevel
+  config = curve1d.get_config("quick")
+  config.unlock()
+  config[key] = value
+  with pytest.raises(ValueError, match=match) as info:
+    experiment.validate(config)
+  assert "\n" not in str(info.value)
