@@ -10,7 +10,7 @@
 # runs both sides). Writes OUT_DIR/env.txt, OUT_DIR/gpu_suite.jsonl (every JSON line, as
 # it comes), OUT_DIR/summary.md and summary.json (ratios, roofline fractions),
 # OUT_DIR/profile.md and the jax.profiler trace under OUT_DIR/trace/. No run starts after
-# --budget_s (default 480 s), so the whole command ends within about 9 minutes.
+# --budget_s (default 450 s), so the whole command ends within about 9 minutes.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."

@@ -19,9 +19,10 @@ of the same names (``nfscale.train.PRECISIONS``, ``nfscale.train.REMAT``);
 ``--gpu_suite`` runs, each in its own process and in this order, nfscale and PyTorch at
 every ``--gpu_sizes`` image size and every ``--gpu_precisions`` precision (both sides
 at the same setting), the ensemble, one profiled nfscale run and nfscale with
-``remat=dots``; it appends every JSON line to ``OUT_DIR/gpu_suite.jsonl`` as it comes,
-starts nothing after ``--budget_s`` seconds, and writes ``OUT_DIR/summary.md`` (ratios
-and roofline fractions) and ``OUT_DIR/profile.md``. The PyTorch runs are left out when
+``--remat=dots`` and with ``--nofast_sin``; it appends every JSON line to
+``OUT_DIR/gpu_suite.jsonl`` as it comes, starts nothing after ``--budget_s`` seconds,
+and writes ``OUT_DIR/summary.md`` (ratios and roofline fractions) and
+``OUT_DIR/profile.md``. The PyTorch runs are left out when
 ``--torch_python`` cannot import torch.
 """
 
@@ -73,7 +74,7 @@ _PROFILE_DIR = flags.DEFINE_string("profile_dir", "", "Image workload: trace the
                                    "repeats into this folder with jax.profiler.")
 _GPU_SUITE = flags.DEFINE_bool("gpu_suite", False, "Run the GPU suite (see above).")
 _OUT_DIR = flags.DEFINE_string("out_dir", "runs/gpu_suite", "GPU suite: output folder.")
-_BUDGET = flags.DEFINE_float("budget_s", 480.0, "GPU suite: start no run after this many "
+_BUDGET = flags.DEFINE_float("budget_s", 450.0, "GPU suite: start no run after this many "
                              "seconds.")
 _GPU_SIZES = flags.DEFINE_list("gpu_sizes", [str(s) for s in bench.GPU_SIZES],
                                "GPU suite: image sides.")

@@ -678,14 +678,15 @@ def gpu_suite_plan(nfscale_cmd: Sequence[str], torch_cmd: Sequence[str] | None, 
                    torch_modes: Sequence[str] = GPU_TORCH_MODES,
                    image_steps: int = GPU_IMAGE_STEPS, ensemble_steps: int = GPU_ENSEMBLE_STEPS,
                    repeats: int = 5, models: int = 64, torch_device: str = "cuda",
-                   remat: Sequence[str] = ("dots",), profile: bool = True
+                   variants: Sequence[str] = ("--remat=dots", "--nofast_sin"),
+                   profile: bool = True
                    ) -> list[dict[str, Any]]:
   """The runs of the GPU suite, most important first, each its own process.
 
   Per precision (in the given order): per image size, nfscale then PyTorch (all image
   modes in one process), then the ensemble likewise; after the first precision's image
-  runs, one profiled nfscale run at the largest size; last, nfscale with each ``remat``
-  setting at the largest size and first precision.
+  runs, one profiled nfscale run at the largest size; last, nfscale with each of
+  ``variants`` (extra launcher flags) at the largest size and first precision.
 
   Args:
     nfscale_cmd: argv prefix of this package's bench launcher.
@@ -695,14 +696,15 @@ def gpu_suite_plan(nfscale_cmd: Sequence[str], torch_cmd: Sequence[str] | None, 
     image_steps, ensemble_steps, repeats: timing of every run, both sides alike.
     models: ensemble members.
     torch_device: ``--device`` of the PyTorch runs.
-    remat: extra nfscale image runs, one per setting.
+    variants: extra nfscale image runs, one per flag (e.g. ``--remat=dots``,
+      ``--nofast_sin``: XLA's own sine instead of the activations' fast one).
     profile: include the profiled run.
 
   Returns:
     ``{"label", "impl", "argv", "timeout_s"}`` per run.
 
   >>> plan = gpu_suite_plan(["nf"], ["tp"], "out", sizes=[8], precisions=["tf32"],
-  ...                       torch_modes=["image:eager"], remat=[], profile=False)
+  ...                       torch_modes=["image:eager"], variants=[], profile=False)
   >>> [p["label"] for p in plan]
   ['image 8 tf32 nfscale', 'image 8 tf32 torch', 'ensemble tf32 nfscale']
   >>> " ".join(plan[1]["argv"])
@@ -740,10 +742,10 @@ def gpu_suite_plan(nfscale_cmd: Sequence[str], torch_cmd: Sequence[str] | None, 
           [*torch_cmd, "ensemble", "--mode", ",".join(modes["ensemble"]), "--precision",
            prec, "--models", str(models), "--device", torch_device, "--steps",
            str(ensemble_steps), *timing], 300)
-  for rm in remat:
-    add(f"image {max(sizes)} {precisions[0]} nfscale remat={rm}", "nfscale",
+  for flag in variants:
+    add(f"image {max(sizes)} {precisions[0]} nfscale {flag.lstrip('-')}", "nfscale",
         [*nfscale_cmd, "--workload=image", f"--size={max(sizes)}",
-         f"--precision={precisions[0]}", f"--remat={rm}", f"--steps={image_steps}",
+         f"--precision={precisions[0]}", flag, f"--steps={image_steps}",
          f"--repeats={repeats}"], 180)
   return plan
 
@@ -803,6 +805,9 @@ def _median_rate(rec: dict[str, Any]) -> float:
 def gpu_summary(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
   """One row per (workload, size, precision, nfscale variant): rates, ratio, roofline.
 
+  The variant is ``default`` (the bench defaults: fast sine, no remat), else what
+  differs (``remat=dots``, ``XLA sin``).
+
   ``ratio`` is nfscale's median rate over the best PyTorch mode's; ``*_roofline`` the
   fraction of the roofline rate (:func:`roofline`) each side reached, against the peaks
   of the records' GPU (``None`` off the GPUs of :data:`GPU_PEAKS`).
@@ -824,7 +829,10 @@ def gpu_summary(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     prec = rec.get("precision", "default")
     g = groups.setdefault((wl, size, prec), {"nfscale": {}, "torch": {}, "records": []})
     if rec["impl"] == "nfscale":
-      variant = rec.get("options", {}).get("remat", "none")
+      opts = rec.get("options", {})
+      parts = ([f"remat={opts['remat']}"] if opts.get("remat", "none") != "none" else [])
+      parts += ["XLA sin"] if opts.get("fast_sin") is False else []
+      variant = ", ".join(parts) or "default"
       g["nfscale"].setdefault(variant, []).extend(rec["rates"])
     else:
       g["torch"].setdefault(rec["impl"], []).extend(rec["rates"])
@@ -863,7 +871,7 @@ def format_gpu_summary(rows: Sequence[dict[str, Any]]) -> str:
   def pct(v):
     return "" if v is None else f"{100 * v:.0f}%"
 
-  lines = ["| workload | size | precision | nfscale (remat) | nfscale rate | best PyTorch "
+  lines = ["| workload | size | precision | nfscale variant | nfscale rate | best PyTorch "
            "(mode) | ratio | nfscale / torch of roofline | bound | all PyTorch modes |",
            "|---|---|---|---|---|---|---|---|---|---|"]
   for r in rows:

@@ -192,7 +192,8 @@ def test_gpu_suite_plan_pairs_both_sides_at_one_precision():
   assert labels[:5] == ["image 256 tf32 nfscale", "image 256 tf32 torch",
                         "image 512 tf32 nfscale", "image 512 tf32 torch",
                         "profile image 512 tf32"]
-  assert labels[-1] == "image 512 tf32 nfscale remat=dots"
+  assert labels[-2:] == ["image 512 tf32 nfscale remat=dots",
+                         "image 512 tf32 nfscale nofast_sin"]
   for p in plan:
     prec = p["label"].split()[2] if p["label"].startswith("image") else p["label"].split()[1]
     if p["label"].startswith("profile"):
@@ -248,10 +249,12 @@ def test_gpu_summary_ratios_and_roofline_fractions():
        "rates": [200.0], "device_kind": kind},
       {"workload": "image", "impl": "nfscale", "size": 512, "precision": "tf32",
        "options": {"remat": "none"}, "rates": [1.0], "profile": {"top": []}},  # not timed
+      {"workload": "image", "impl": "nfscale", "size": 512, "precision": "tf32",
+       "options": {"remat": "none", "fast_sin": False}, "rates": [250.0], "device_kind": kind},
       {"label": "x", "status": "skipped (time budget)"},
   ]
   rows = bench.gpu_summary(recs)
-  assert [r["nfscale_variant"] for r in rows] == ["none", "dots"]
+  assert [r["nfscale_variant"] for r in rows] == ["default", "remat=dots", "XLA sin"]
   row = rows[0]
   assert row["best_torch"] == "torch-compile" and row["ratio"] == pytest.approx(305 / 338)
   nbytes = bench.step_bytes(bench.IMAGE_LAYERS, 512 * 512)
@@ -336,9 +339,10 @@ def test_gpu_suite_cli_end_to_end_without_torch(tmp_path):
   recs = [json.loads(s) for s in (tmp_path / "gpu_suite.jsonl").read_text().splitlines()]
   labels = [r["label"] for r in recs]
   assert labels == ["image 8 tf32 nfscale", "profile image 8 tf32", "ensemble tf32 nfscale",
-                    "image 8 tf32 nfscale remat=dots"]
+                    "image 8 tf32 nfscale remat=dots", "image 8 tf32 nfscale nofast_sin"]
   assert recs[1]["profile"]["top"] and (tmp_path / "profile.md").is_file()
   summary = (tmp_path / "summary.md").read_text()
-  assert "| image | 8 | tf32 | none |" in summary and "| dots |" in summary
+  assert "| image | 8 | tf32 | default |" in summary and "| remat=dots |" in summary
+  assert "| XLA sin |" in summary
   if importlib.util.find_spec("torch") is None:
     assert "cannot import torch" in summary
