@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test test-packaging test-all demo bench clean
+.PHONY: venv test test-packaging test-all demo bench bench-gpu clean
 RUNS   ?= runs
 
 venv: $(STAMP)
@@ -44,6 +44,11 @@ bench: $(STAMP)
 	$(TORCH_PY) -c 'import torch' 2>/dev/null || $(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m launch.bench --suite --rounds=$(BENCH_ROUNDS) --torch_python=$(TORCH_PY) \
 	  --torch_reference=$(TORCH_REF) --out=$(RUNS)/bench.jsonl $(BENCH_ARGS)
+
+# On a machine with one NVIDIA GPU: nfscale vs PyTorch at 256^2 and 512^2, TF32 and full
+# float32, the ensemble workload and a profile, in under 10 minutes (docs/benchmarks.md).
+bench-gpu:
+	bash benchmarks/gpu_suite.sh $(RUNS)/gpu_suite
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
