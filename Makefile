@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test test-packaging test-all demo bench bench-gpu clean
+.PHONY: venv test test-packaging test-all format demo bench bench-gpu clean
 RUNS   ?= runs
 
 venv: $(STAMP)
@@ -19,11 +19,17 @@ $(STAMP): pyproject.toml setup.py
 # packaging checks that are slow-marked: the wheel installed in a fresh venv and the
 # quickstart notebook executed top to bottom.
 test: $(STAMP)
+	$(PY) -m pyink --check --quiet $(SOURCES)
 	$(PY) -m pytest -n 2
 	$(MAKE) test-packaging
 
 test-packaging: $(STAMP)
 	$(PY) -m pytest -p no:xdist -m slow tests/test_install.py tests/test_notebook.py
+
+# One formatting for the whole tree (pyink: Google style, 2-space indents; pyproject.toml).
+SOURCES := nfscale launch configs tests benchmarks setup.py
+format: $(STAMP)
+	$(PY) -m pyink --quiet $(SOURCES)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -n 2 -m ''
