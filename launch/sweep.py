@@ -3,7 +3,9 @@ r"""Runs (or resumes) a scaling-law sweep and writes its table, fits and plots.
   python -m launch.sweep --config=configs/scaling_shallow.py:quick --workdir=runs/shallow_quick
 
 Rerunning the same command resumes; ``--report_only`` re-renders from finished points
-(e.g. after several hosts each ran their share). Multi-host: set NFSCALE_DISTRIBUTED=1
+(e.g. after several hosts each ran their share) and, like a run, refuses a config that
+differs from the workdir's. A second sweep started on a running sweep's workdir refuses
+at once, naming the running one's pid. Multi-host: set NFSCALE_DISTRIBUTED=1
 (calls ``jax.distributed.initialize()``); host i takes points i, i+H, ...
 """
 
@@ -24,12 +26,10 @@ flags.mark_flags_as_required(["config"])
 def main(argv):
   del argv
   sharding.maybe_initialize_distributed()
-  host = None
-  if _HOST.value:
-    index, _, count = _HOST.value.partition("/")
-    host = (int(index), int(count))
   try:
+    host = sweep.parse_host(_HOST.value) if _HOST.value else None
     if _REPORT_ONLY.value:
+      # write_report refuses a config other than the workdir's, like a run.
       report = sweep.write_report(_CONFIG.value, _WORKDIR.value)
     else:
       report = sweep.run_sweep(_CONFIG.value, _WORKDIR.value, host=host)

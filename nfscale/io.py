@@ -11,7 +11,12 @@ files that the resumed run can trust:
   killed writer is ignored by :func:`read_jsonl` and removed by the next
   :func:`append_jsonl`.
 * :func:`check_or_write_config` pins a workdir to one configuration so results
-  of different configurations are never mixed in one directory.
+  of different configurations are never mixed in one directory;
+  :func:`check_config` checks a run against it without writing.
+* :func:`workdir_lock` makes a run the only one working in a workdir, so two
+  runs started on one directory never compute (or overwrite) the same work.
+* :func:`read_json` and :func:`read_jsonl` name the file and say what to do
+  when it is not valid JSON, instead of a bare decoder message.
 
 JSON conventions (all writers here use :func:`to_jsonable`):
 
@@ -29,14 +34,16 @@ other ``nfscale`` modules (it is loaded stand-alone by the crash tests).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
-import hashlib
 import json
 import math
 import os
+import socket
 import tempfile
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,20 +52,27 @@ import numpy as np
 __all__ = [
     "to_jsonable",
     "json_dumps",
+    "atomic_write_bytes",
     "atomic_write_text",
     "atomic_write_json",
     "read_json",
     "append_jsonl",
     "read_jsonl",
-    "config_fingerprint",
+    "check_config",
     "check_or_write_config",
+    "workdir_lock",
+    "WorkdirLockedError",
     "CONFIG_FILENAME",
+    "LOCK_FILENAME",
 ]
 
 PathLike = str | os.PathLike[str]
 
 #: Name of the file :func:`check_or_write_config` keeps in a workdir.
 CONFIG_FILENAME = "config.json"
+
+#: Default name of the lock file :func:`workdir_lock` keeps in a workdir.
+LOCK_FILENAME = ".lock"
 
 _MISSING = object()  # marks a key absent on one side of a config diff
 
@@ -199,28 +213,39 @@ def _unlink_quietly(path: PathLike) -> None:
         pass
 
 
-def atomic_write_text(path: PathLike, text: str) -> None:
-    """Atomically replaces ``path`` with ``text`` (UTF-8).
+def atomic_write_bytes(path: PathLike, data: bytes) -> None:
+    """Atomically replaces ``path`` with ``data``.
 
-    The text goes to a temporary file in the same directory, which is flushed,
+    The bytes go to a temporary file in the same directory, which is flushed,
     fsynced and then renamed over ``path`` with :func:`os.replace`; finally the
     directory is fsynced so the rename itself is durable. A crash at any point
     leaves either the old file or the new one, plus at most a stray
-    ``.<name>.*.tmp`` file. Parent directories are created if missing.
+    ``.<name>.*.tmp`` file; a failure that raises (full disk, failed rename)
+    removes the temporary file. Parent directories are created if missing.
 
     Args:
       path: Destination file.
-      text: Full new content.
+      data: Full new content.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _write_temp(path, text.encode("utf-8"))
+    tmp = _write_temp(path, bytes(data))
     try:
         os.replace(tmp, path)
     except BaseException:
         _unlink_quietly(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: PathLike, text: str) -> None:
+    """Atomically replaces ``path`` with ``text`` (UTF-8); see :func:`atomic_write_bytes`.
+
+    Args:
+      path: Destination file.
+      text: Full new content.
+    """
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_json(path: PathLike, obj: Any, *, indent: int | None = 2, sort_keys: bool = False) -> None:
@@ -242,6 +267,18 @@ def atomic_write_json(path: PathLike, obj: Any, *, indent: int | None = 2, sort_
     atomic_write_text(path, json_dumps(obj, indent=indent, sort_keys=sort_keys) + "\n")
 
 
+def _invalid_json(path: PathLike, err: ValueError, where: str = "") -> ValueError:
+    """The error for a file that is not valid JSON: names it and says what to do."""
+    # JSONDecodeError's message is terse ("Expecting value: line 1 column 1");
+    # UnicodeDecodeError's is long, so keep only its reason.
+    reason = err.msg if isinstance(err, json.JSONDecodeError) else getattr(err, "reason", str(err))
+    return ValueError(
+        f"{os.fspath(path)}{where} is not valid JSON ({reason}); it was probably cut short by an "
+        "interrupted copy or edited by hand: restore it from a copy, or move it away and rerun "
+        "to start that file afresh."
+    )
+
+
 def read_json(path: PathLike) -> Any:
     """Reads a JSON file.
 
@@ -250,9 +287,18 @@ def read_json(path: PathLike) -> Any:
 
     Returns:
       The decoded value (``null`` entries, including former NaN/Inf, are None).
+
+    Raises:
+      FileNotFoundError: if ``path`` does not exist.
+      ValueError: if the file is not valid (UTF-8) JSON, e.g. truncated; the
+        message names the file and what to do.
     """
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError both are.
+        raise _invalid_json(path, e) from e
 
 
 # --------------------------------------------------------------------------- #
@@ -354,7 +400,8 @@ def read_jsonl(path: PathLike, *, missing_ok: bool = False) -> list[Any]:
 
     Raises:
       FileNotFoundError: if the file is missing and ``missing_ok`` is False.
-      ValueError: if a complete (newline-terminated) line is not valid JSON.
+      ValueError: if a complete (newline-terminated) line is not valid JSON;
+        the message names the file and the line.
     """
     records: list[Any] = []
     try:
@@ -370,9 +417,11 @@ def read_jsonl(path: PathLike, *, missing_ok: bool = False) -> list[Any]:
             if not raw.strip():
                 continue
             try:
-                records.append(json.loads(raw))
+                records.append(json.loads(raw.decode("utf-8")))
             except ValueError as e:
-                raise ValueError(f"{path}:{lineno}: corrupt JSON line ({e}); the file was not written by append_jsonl alone") from e
+                # A complete line is never torn by append_jsonl: someone else
+                # wrote or edited the file.
+                raise _invalid_json(path, e, f":{lineno}") from e
     return records
 
 
@@ -383,24 +432,6 @@ def _canonical_json(obj: Any) -> str:
     return json.dumps(
         to_jsonable(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
     )
-
-
-def config_fingerprint(config_dict: Mapping[str, Any]) -> str:
-    """Returns the SHA-256 hex digest of the config's canonical JSON.
-
-    Canonical JSON = :func:`to_jsonable` conversion, sorted keys, no
-    whitespace, ASCII escapes. Equal fingerprints therefore mean the configs
-    serialize identically: ``(1, 2)`` and ``[1, 2]`` match (both are JSON
-    lists), ``np.float32(0.5)`` and ``0.5`` match, but ``1`` and ``1.0`` or
-    ``True`` and ``1`` do not.
-
-    Args:
-      config_dict: The configuration (nested mappings allowed).
-
-    Returns:
-      64 hex characters.
-    """
-    return hashlib.sha256(_canonical_json(config_dict).encode("ascii")).hexdigest()
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -426,7 +457,7 @@ def _config_diff(old: Any, new: Any, keys_ignored: Iterable[str]) -> list[tuple[
             continue
         a, b = old_flat.get(key, _MISSING), new_flat.get(key, _MISSING)
         # Compare serialized leaves so bool-vs-int and int-vs-float count as
-        # differences, consistent with config_fingerprint.
+        # differences (1 vs 1.0 vs True).
         if a is _MISSING or b is _MISSING or _canonical_json(a) != _canonical_json(b):
             diffs.append((key, a, b))
     return diffs
@@ -468,8 +499,9 @@ def check_or_write_config(
       compatible one was found.
 
     Raises:
-      ValueError: if an existing ``config.json`` differs; the message names the
-        workdir and lists differences as ``key: old -> new``.
+      ValueError: if an existing ``config.json`` differs (the message names the
+        workdir and lists differences as ``key: old -> new``) or is not valid
+        JSON (the message names the file and what to do).
 
     Example::
 
@@ -498,9 +530,46 @@ def check_or_write_config(
             return True
         finally:
             _unlink_quietly(tmp)
-    old = read_json(path)
+    _raise_if_differs(workdir, read_stored_config(workdir), new, keys_ignored, max_diffs_shown)
+    return False
+
+
+def read_stored_config(workdir: PathLike) -> Any:
+    """Reads ``workdir/config.json``.
+
+    Args:
+      workdir: Experiment directory.
+
+    Returns:
+      The stored configuration.
+
+    Raises:
+      FileNotFoundError: if there is no ``config.json``.
+      ValueError: if it is not valid JSON; the message names the file and
+        what to do.
+    """
+    path = Path(workdir) / CONFIG_FILENAME
+    try:
+        return read_json(path)
+    except FileNotFoundError:
+        raise
+    except ValueError as e:
+        # Advice of our own: "move it away and rerun" would let a new config
+        # be pinned over results of the old one.
+        raise ValueError(
+            f"{str(path)!r} is not valid JSON ({e.__cause__ or e}); it pins the configuration "
+            "of the results in that workdir. Restore it from a copy, or, only if you are "
+            "sure the results there come from the configuration you are running, delete it "
+            "and rerun (the run then writes it again); otherwise pick a new workdir."
+        ) from e
+
+
+def _raise_if_differs(
+    workdir: Path, old: Any, new: Any, keys_ignored: Iterable[str], max_diffs_shown: int
+) -> None:
     diffs = _config_diff(old, new, tuple(keys_ignored))
     if diffs:
+        path = workdir / CONFIG_FILENAME
         shown = [f"  {k}: {_fmt_value(a)} -> {_fmt_value(b)}" for k, a, b in diffs[:max_diffs_shown]]
         if len(diffs) > max_diffs_shown:
             shown.append(f"  ... and {len(diffs) - max_diffs_shown} more")
@@ -511,4 +580,136 @@ def check_or_write_config(
             + "\nResults from different configurations must not be mixed in one workdir: "
             f"pick a new workdir (or delete {str(path)!r} if you really want to start over)."
         )
-    return False
+
+
+def check_config(
+    workdir: PathLike,
+    config_dict: Mapping[str, Any],
+    *,
+    keys_ignored: Iterable[str] = (),
+    max_diffs_shown: int = 10,
+) -> None:
+    """Checks that ``workdir`` holds results of ``config_dict``; writes nothing.
+
+    For commands that only read a workdir (re-rendering a report): the same
+    comparison as :func:`check_or_write_config`, but a workdir without
+    ``config.json`` is an error instead of being claimed.
+
+    Args:
+      workdir: Experiment directory.
+      config_dict: The configuration the caller will label the results with.
+      keys_ignored: Dotted key paths that may differ (see
+        :func:`check_or_write_config`).
+      max_diffs_shown: How many differences the error message lists.
+
+    Raises:
+      ValueError: if ``workdir`` has no ``config.json`` (nothing was run
+        there), if it is not valid JSON, or if it differs from
+        ``config_dict``; the message names the workdir and, for a difference,
+        lists ``key: stored -> requested``.
+    """
+    workdir = Path(workdir)
+    new = json.loads(_canonical_json(config_dict))
+    try:
+        old = read_stored_config(workdir)
+    except FileNotFoundError:
+        raise ValueError(
+            f"Workdir {str(workdir)!r} holds no {CONFIG_FILENAME}: no run was started there, so "
+            "there is nothing to read. Check the path, or start the run first."
+        ) from None
+    _raise_if_differs(workdir, old, new, keys_ignored, max_diffs_shown)
+
+
+# --------------------------------------------------------------------------- #
+# One run per workdir
+# --------------------------------------------------------------------------- #
+class WorkdirLockedError(ValueError):
+    """Another live process holds the workdir's lock (see :func:`workdir_lock`).
+
+    A ``ValueError`` so that command-line tools report it as a one-line usage
+    error, like a mismatched config.
+    """
+
+
+def _holder(lock_path: Path) -> str:
+    """What the holder of ``lock_path`` wrote about itself, for error messages."""
+    try:
+        info = json.loads(lock_path.read_text(encoding="utf-8"))
+        return f"pid {info['pid']} on host {info['host']}, since {info['since']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        # The holder locks before it writes its line; in that instant (or for
+        # shared holders, which write nothing) the file says nothing useful.
+        return "pid not recorded"
+
+
+@contextlib.contextmanager
+def workdir_lock(
+    workdir: PathLike, *, name: str = LOCK_FILENAME, shared: bool = False, what: str = "run", wait: bool = False
+) -> Iterator[None]:
+    """Holds an advisory ``flock`` on ``workdir/name`` for the ``with`` block.
+
+    Exclusive by default: a second process asking for the same lock, while
+    the first holds it, gets :class:`WorkdirLockedError` at once (it does not
+    wait) naming the workdir and the holder's pid and host. ``shared=True``
+    takes a shared lock: any number of shared holders coexist, and they
+    exclude an exclusive one (used by multi-host sweeps, whose hosts share
+    the workdir while each holds its own exclusive share lock).
+
+    The kernel drops the lock when its holder exits, however it dies
+    (``SIGKILL`` included), so a killed run never leaves a stale lock: the
+    file stays behind but means nothing without a live holder. Exclusive
+    holders write their pid, host and start time into the file for the
+    error message. ``flock`` works across processes of one machine and, on
+    Linux, across the clients of an NFS mount; it is advisory, so only code
+    that asks for the lock is kept out.
+
+    Args:
+      workdir: Experiment directory (created if missing).
+      name: Lock file name inside ``workdir``; different names are
+        independent locks.
+      shared: Take a shared instead of an exclusive lock.
+      what: What the holder is doing, for the error message ("sweep").
+      wait: Block until the lock is free instead of raising; for short
+        critical sections only (a run waiting on another run's lock would
+        wait for the whole run).
+
+    Yields:
+      Nothing; the lock is held until the block exits.
+
+    Raises:
+      WorkdirLockedError: the lock is held by another process (or by another
+        ``workdir_lock`` of this process).
+
+    Example:
+      >>> import tempfile
+      >>> d = tempfile.mkdtemp()
+      >>> with workdir_lock(d, what="demo"):
+      ...     try:
+      ...         with workdir_lock(d, what="demo"):
+      ...             pass
+      ...     except WorkdirLockedError as e:
+      ...         print("refused:", "in use by another demo" in str(e))
+      refused: True
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / name
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise WorkdirLockedError(
+                f"Workdir {str(workdir)!r} is in use by another {what} ({_holder(path)}; lock file "
+                f"{str(path)!r}). Two {what}s in one workdir would compute the same work twice: "
+                f"wait for it to finish, stop it, or use another workdir."
+            ) from None
+        # An exclusive holder says who it is; shared holders (several at once)
+        # clear what an earlier exclusive holder left, so no stale pid is shown.
+        os.ftruncate(fd, 0)
+        if not shared:
+            info = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+            os.pwrite(fd, (json_dumps(info) + "\n").encode("utf-8"), 0)
+        yield
+    finally:
+        os.close(fd)  # Releases the lock.

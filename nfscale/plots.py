@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import io as _stdio
 from typing import Any, Sequence
 
 import matplotlib
@@ -11,13 +11,23 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from nfscale import io  # noqa: E402
+
 
 def _save(fig: Any, path: str) -> str:
-  # Write to a temp name and rename so a reader never sees half a PNG.
-  tmp = f"{path}.tmp.png"
-  fig.savefig(tmp, dpi=120, bbox_inches="tight")
-  plt.close(fig)
-  os.replace(tmp, path)
+  """Renders ``fig`` as PNG and writes it with :func:`nfscale.io.atomic_write_bytes`.
+
+  Rendering goes to memory first, so a figure that fails to render leaves no
+  file at all; the write itself is atomic and durable (temp file in the same
+  directory, fsync, rename), so a reader never sees half a PNG and a failed
+  write leaves the old file and no temp file behind.
+  """
+  try:
+    buf = _stdio.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+  finally:
+    plt.close(fig)  # also on failure: pyplot keeps every open figure alive
+  io.atomic_write_bytes(path, buf.getvalue())
   return path
 
 
@@ -89,38 +99,83 @@ def _scheme_style(i: int, scheme: str) -> dict[str, Any]:
           "marker": "o", "ms": 4}
 
 
+def _log_axes_or_note(ax: Any, has_data: bool, note: str) -> None:
+  """Log-log axes when something positive was drawn, else a note in the panel.
+
+  An empty log-scaled axis cannot be drawn (matplotlib raises "Data cannot be
+  log-scaled"), so an empty panel stays linear, hides its ticks and says why.
+  """
+  if has_data:
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+  else:
+    ax.text(0.5, 0.5, note, ha="center", va="center", transform=ax.transAxes, fontsize=9,
+            wrap=True)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def scaling_curves(points: Sequence[dict[str, Any]], arms: Sequence[str],
                    schemes: Sequence[str], fits: Sequence[dict[str, Any]], path: str,
                    title: str = "") -> str:
   """Parameters needed vs N, one panel per arm, one line per scheme (paper Fig. 3/4).
 
   Log-log axes, so a power law is a straight line; the legend gives the fitted
-  exponent ``b`` with its bootstrap interval. Points where no width up to the
-  search limit reached the target cannot be placed; the legend counts them
-  and the table lists them (``found=False``).
+  exponent ``b`` with its bootstrap interval, or why there is no fit (the
+  fit entry's ``note``). A point where no width up to the search limit
+  reached the target is censored: its minimum lies above the largest width
+  tried. When the point record carries ``lower_bound_params`` (the parameter
+  count of that width), it is drawn as a hollow upward triangle there (a
+  lower bound, not a measurement); the legend counts censored points either
+  way. A panel with nothing to draw says so instead of failing.
+
+  Args:
+    points: point records (``points.jsonl``): ``arm``, ``n`` and per scheme
+      ``found``, ``param_count`` and optionally ``lower_bound_params``.
+    arms: one panel per arm, in this order.
+    schemes: one line per scheme.
+    fits: fit entries (``fits.json``) with ``arm``, ``scheme`` and either
+      ``b``/``b_ci_low``/``b_ci_high`` or a ``note``.
+    path: PNG path.
+    title: appended to each panel's title.
+
+  Returns:
+    ``path``.
   """
   fig, axes = plt.subplots(1, len(arms), figsize=(5.5 * len(arms), 4.2), squeeze=False)
   fit_of = {(f["arm"], f["scheme"]): f for f in fits}
   for ax, arm in zip(axes[0], arms):
+    drawn = False
+    n_points = 0
     for i, sc in enumerate(schemes):
-      pts = sorted((p["n"], p["schemes"][sc]) for p in points
-                   if p["arm"] == arm and sc in p["schemes"])
-      found = [(n, r["param_count"]) for n, r in pts if r["found"]]
+      pts = sorted(((p["n"], p["schemes"][sc]) for p in points
+                    if p["arm"] == arm and sc in p["schemes"]), key=lambda t: t[0])
+      n_points = max(n_points, len(pts))
+      found = [(n, r["param_count"]) for n, r in pts
+               if r.get("found") and (r.get("param_count") or 0) > 0]
+      censored = [(n, r.get("lower_bound_params")) for n, r in pts if not r.get("found")]
       style = _scheme_style(i, sc)
       f = fit_of.get((arm, sc), {})
       label = sc
       if f.get("b") is not None:
         label += f"  b={f['b']:.2f} [{f['b_ci_low']:.2f}, {f['b_ci_high']:.2f}]"
-      missing = len(pts) - len(found)
-      if missing and found:
-        label += f" ({missing} N not reached)"
+      elif pts:
+        label += "  (no fit)"
+      if censored:
+        label += f" ({len(censored)} N not reached)"
       if found:
-        ns, ps = zip(*found)
-        ax.plot(ns, ps, label=label, **style)
+        ax.plot(*zip(*found), label=label, **style)
+        drawn = True
       else:
-        ax.plot([], [], label=label + " (none found)", **style)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+        ax.plot([], [], label=label, **style)
+      bounds = [(n, b) for n, b in censored if (b or 0) > 0]
+      if bounds:
+        ax.plot(*zip(*bounds), ls="none", marker="^", ms=7, mfc="none", color=style["color"],
+                label=f"{sc}: lower bound (not reached)")
+        drawn = True
+    note = ("no finished points yet" if not n_points else
+            "no N reached the target\nup to the largest width tried")
+    _log_axes_or_note(ax, drawn, note)
     ax.set_xlabel("N (samples)")
     ax.set_ylabel("parameters to reach target")
     ax.set_title(f"{arm}  {title}")
@@ -131,28 +186,44 @@ def scaling_curves(points: Sequence[dict[str, Any]], arms: Sequence[str],
 
 def theory_widths(points: Sequence[dict[str, Any]], arms: Sequence[str],
                   schemes: Sequence[str], path: str) -> str:
-  """Empirical minimum width (solid) vs the width at which eq. 4.6 holds (dotted)."""
+  """Empirical minimum width (solid) vs the width at which eq. 4.6 holds (dotted).
+
+  A panel with no width to draw (nothing reached the target, and eq. 4.6
+  held at no width tried) says so instead of failing.
+
+  Args:
+    points: point records (``points.jsonl``) with per scheme ``found``,
+      ``min_width`` and optionally ``theory.condition_width``.
+    arms: one panel per arm, in this order.
+    schemes: one line per scheme.
+    path: PNG path.
+
+  Returns:
+    ``path``.
+  """
   fig, axes = plt.subplots(1, len(arms), figsize=(5.5 * len(arms), 4.2), squeeze=False)
   for ax, arm in zip(axes[0], arms):
+    drawn = False
     for i, sc in enumerate(schemes):
       style = _scheme_style(i, sc)
-      pts = sorted((p["n"], p["schemes"][sc]) for p in points
-                   if p["arm"] == arm and sc in p["schemes"])
-      emp = [(n, r["min_width"]) for n, r in pts if r["found"]]
+      pts = sorted(((p["n"], p["schemes"][sc]) for p in points
+                    if p["arm"] == arm and sc in p["schemes"]), key=lambda t: t[0])
+      emp = [(n, r["min_width"]) for n, r in pts if r.get("found") and r.get("min_width")]
       th = [(n, r["theory"]["condition_width"]) for n, r in pts
-            if (r.get("theory") or {}).get("condition_width") is not None]
+            if (r.get("theory") or {}).get("condition_width")]
       if emp:
         ax.plot(*zip(*emp), label=f"{sc} trained", **style)
       if th:
         ax.plot(*zip(*th), label=f"{sc} eq. 4.6", color=style["color"], ls=":", marker="x",
                 ms=4)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+      drawn = drawn or bool(emp or th)
+    _log_axes_or_note(ax, drawn, "no width reached the target\nand eq. 4.6 held at none tried")
     ax.set_xlabel("N (samples)")
     ax.set_ylabel("last hidden width")
     ax.set_title(f"{arm}: trained vs eq. 4.6 at init")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
+    if drawn:
+      ax.legend(fontsize=7)
   return _save(fig, path)
 
 

@@ -16,19 +16,27 @@ PSNR within the step budget (paper Fig. 3 and 4):
   rerun with the same command loses at most the ensemble in flight and skips
   what is done; a different config in the same workdir is refused;
 * with several hosts (``jax.distributed``), host ``i`` of ``H`` takes the
-  points ``i, i+H, ...`` and writes ``points.<i>.jsonl``; the report merges.
+  points ``i, i+H, ...`` and writes ``points.<i>.jsonl``; the report merges;
+* one run per workdir (per host share): a sweep holds a lock on its workdir
+  while it runs, and a second sweep started on the same workdir (same host
+  share) refuses at once, naming the workdir and the running sweep's pid,
+  so no point is ever trained twice (see :func:`run_sweep`).
 
 The report (:func:`write_report`) fits ``params ~ a N^b`` per (arm, scheme)
 with a bootstrap interval for ``b`` and writes ``table.csv``, ``table.md``,
-``fits.json`` and the plots ``scaling.png`` / ``theory.png``.
+``fits.json`` and the plots ``scaling.png`` / ``theory.png``. It is always
+written, however little finished: a fit that cannot be made says why
+(``note``), and points no width reached are marked as censored.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import glob
 import math
 import os
+import re
 import time
 from typing import Any, Callable, Mapping, Sequence
 
@@ -40,7 +48,10 @@ from nfscale import initializers, io, models, plots, scaling, tasks, train
 from nfscale.tasks import base
 
 EVALS_FILE = "evals.jsonl"
+EVALS_GLOB = "evals*.jsonl"
 POINTS_GLOB = "points*.jsonl"
+# Fewest points (with at least two distinct N) a power-law fit needs.
+MIN_FIT_POINTS = 3
 # Keys that do not change results: a rerun may differ in them.
 IGNORED_KEYS = ("progress",)
 
@@ -212,6 +223,82 @@ def _host() -> tuple[int, int]:
   return jax.process_index(), jax.process_count()
 
 
+def _check_host(index: Any, count: Any, text: str) -> tuple[int, int]:
+  ok = (isinstance(index, (int, np.integer)) and isinstance(count, (int, np.integer))
+        and not isinstance(index, bool) and not isinstance(count, bool) and 0 <= index < count)
+  if not ok:
+    raise ValueError(f"host {text} is not a valid 'index/count': both must be integers with "
+                     "0 <= index < count (e.g. 0/2 and 1/2 for two hosts).")
+  return int(index), int(count)
+
+
+def parse_host(text: str) -> tuple[int, int]:
+  """Parses a host share ``'index/count'`` (host ``index`` of ``count``).
+
+  Args:
+    text: e.g. ``"1/4"``; spaces around the numbers are allowed.
+
+  Returns:
+    ``(index, count)`` with ``0 <= index < count``.
+
+  Raises:
+    ValueError: not two integers separated by ``/``, ``count < 1`` or
+      ``index`` outside ``[0, count)``; a one-line message saying so.
+
+  Example:
+    >>> parse_host("1/4")
+    (1, 4)
+    >>> parse_host("2/2")
+    Traceback (most recent call last):
+    ...
+    ValueError: host '2/2' is not a valid 'index/count': both must be integers with 0 <= index < count (e.g. 0/2 and 1/2 for two hosts).
+  """
+  m = re.fullmatch(r"\s*(-?\d+)\s*/\s*(-?\d+)\s*", str(text))
+  if m is None:
+    return _check_host(None, None, repr(text))
+  return _check_host(int(m.group(1)), int(m.group(2)), repr(text))
+
+
+def _held(workdir: str, name: str) -> bool:
+  """Whether some process holds the lock file ``name`` in ``workdir``."""
+  try:
+    with io.workdir_lock(workdir, name=name):
+      return False
+  except io.WorkdirLockedError:
+    return True
+
+
+def _locks(workdir: str, index: int, count: int) -> contextlib.ExitStack:
+  """The workdir locks of one run: see :func:`run_sweep`."""
+  stack = contextlib.ExitStack()
+  try:
+    if count == 1:
+      stack.enter_context(io.workdir_lock(workdir, what="sweep"))
+      return stack
+    # Hosts of one split share the workdir (a whole-sweep run is kept out).
+    stack.enter_context(io.workdir_lock(workdir, shared=True, what="sweep"))
+    # Shares of different counts overlap (1/2 and 2/3 both take point 5):
+    # a split of another count must not be running. Checked and claimed under
+    # a short mutex so that two hosts starting at once cannot both pass.
+    with io.workdir_lock(workdir, name=f"{io.LOCK_FILENAME}.split", wait=True):
+      for path in glob.glob(os.path.join(workdir, f"{io.LOCK_FILENAME}.count*")):
+        other = os.path.basename(path)
+        if other != f"{io.LOCK_FILENAME}.count{count}" and _held(workdir, other):
+          raise io.WorkdirLockedError(
+              f"Workdir {workdir!r} is in use by a sweep split into "
+              f"{other.rsplit('count', 1)[1]} host shares; a split into {count} would train "
+              "some of its points again: use the same count on every host, or another workdir.")
+      stack.enter_context(io.workdir_lock(workdir, name=f"{io.LOCK_FILENAME}.count{count}",
+                                          shared=True))
+    # Each share runs at most once.
+    stack.enter_context(io.workdir_lock(workdir, name=f"{io.LOCK_FILENAME}.host{index}",
+                                        what=f"sweep for host share {index}/{count}"))
+  except BaseException:
+    stack.close()
+    raise
+  return stack
+
+
 def read_points(workdir: str) -> list[dict[str, Any]]:
   """Every finished point of every host, deduplicated by (arm, N) (first wins)."""
   seen, out = set(), []
@@ -235,20 +322,40 @@ def run_sweep(config: Any, workdir: str, *, host: tuple[int, int] | None = None,
     progress: progress bars (default: ``config.progress``).
     report: write the table, fits and plots at the end.
 
+  One run per workdir: the run holds a lock on ``workdir`` (``.lock``, an
+  ``flock`` the kernel drops when the process dies, even by ``SIGKILL``) for
+  its whole duration. A second run on the same workdir does not wait: it
+  raises :class:`nfscale.io.WorkdirLockedError` naming the workdir and the
+  running sweep's pid, before training anything. With a host split
+  (``count > 1``) the hosts share the workdir (a shared lock, which keeps a
+  whole-sweep run out) and each share ``index/count`` takes its own
+  exclusive lock (``.lock.host<index>``); a split into another ``count``
+  (whose shares would overlap) is refused while one runs.
+
   Returns:
     The report dict (see :func:`write_report`), or the points if ``report``
     is false.
 
   Raises:
-    ValueError: a different config already in ``workdir``, unknown arms...
+    ValueError: a different config already in ``workdir``, unknown arms, a
+      bad ``host``...
+    nfscale.io.WorkdirLockedError: another sweep is running in ``workdir``
+      (a ``ValueError`` too).
   """
   points = sweep_points(config)
   for sc in config.schemes:  # fail before touching the workdir
     initializers.get_scheme(sc, **initializers.filter_hparams(sc, base.scheme_params(config)))
   if config.target_psnr is None:
     raise ValueError("a sweep needs config.target_psnr.")
+  index, count = _check_host(*host, f"{host[0]!r}/{host[1]!r}") if host else _host()
   io.check_or_write_config(workdir, config.to_dict(), keys_ignored=IGNORED_KEYS)
-  index, count = host or _host()
+  with _locks(workdir, index, count):
+    return _run_locked(config, workdir, points, index, count, progress, report)
+
+
+def _run_locked(config: Any, workdir: str, points: list[tuple[str, int]], index: int,
+                count: int, progress: bool | None, report: bool) -> dict[str, Any]:
+  """:func:`run_sweep` once the workdir is checked and locked."""
   progress = bool(config.progress) if progress is None else progress
   points_path = os.path.join(workdir, "points.jsonl" if count == 1 else f"points.{index}.jsonl")
   evals_path = os.path.join(workdir, EVALS_FILE if count == 1 else f"evals.{index}.jsonl")
@@ -286,37 +393,101 @@ def _fit_rows(points: list[dict[str, Any]], arm: str, scheme: str, key: str) -> 
   return np.array(ns, float), np.array(vals, float)
 
 
+def _trained_param_counts(workdir: str) -> dict[tuple[str, int, int], int]:
+  """``{(arm, n, width): param_count}`` of every trained width (all hosts)."""
+  out = {}
+  for path in sorted(glob.glob(os.path.join(workdir, EVALS_GLOB))):
+    for rec in io.read_jsonl(path):
+      out[(rec["arm"], rec["n"], rec["width"])] = rec.get("param_count")
+  return out
+
+
+def _fit(points: list[dict[str, Any]], arm: str, scheme: str) -> dict[str, Any]:
+  """One fits.json entry: the fit, or ``note`` saying why there is none."""
+  mine = [p for p in points if p["arm"] == arm and scheme in p["schemes"]]
+  ns, counts = _fit_rows(points, arm, scheme, "param_count")
+  entry: dict[str, Any] = {"arm": arm, "scheme": scheme, "points": int(ns.size),
+                           "censored": sum(not p["schemes"][scheme]["found"] for p in mine)}
+  if not mine:
+    entry["note"] = "no fit: no finished point"
+  elif ns.size == 0:
+    entry["note"] = "no fit: no N reached the target"
+  elif ns.size < MIN_FIT_POINTS:
+    entry["note"] = (f"no fit: {ns.size} N reached the target, a fit needs {MIN_FIT_POINTS}")
+  elif np.unique(ns).size < 2:
+    entry["note"] = "no fit: all points have the same N"
+  else:
+    try:
+      f = scaling.fit_power_law(ns, counts, n_boot=2000, seed=0)
+    except ValueError as e:  # e.g. a non-positive count in a hand-edited file
+      entry["note"] = f"no fit: {e}"
+    else:
+      entry.update({"a": f.a, "b": f.b, "b_ci_low": f.b_ci[0], "b_ci_high": f.b_ci[1],
+                    "r2": f.r2})
+      if entry["censored"]:
+        # The fit leaves the censored N out, which biases b low: say so.
+        entry["note"] = f"fit over reached N only; {entry['censored']} N censored"
+  return entry
+
+
 def write_report(config: Any, workdir: str) -> dict[str, Any]:
-  """Table (CSV + markdown), power-law fits and plots from the finished points."""
+  """Table (CSV + markdown), power-law fits and plots from the finished points.
+
+  The report is always written, however little finished: a (arm, scheme)
+  without enough reached points gets a fit entry with ``note`` saying why
+  there is no fit ("no fit: ..."), and a point no width up to the search
+  limit reached is censored: ``found`` is false, ``min_width`` is empty and
+  ``lower_bound`` (with its parameter count ``lower_bound_params``) is the
+  largest width that failed, a lower bound on the true minimum. The plot
+  draws censored points as hollow triangles at that lower bound.
+
+  Args:
+    config: the sweep config; must be the one ``workdir`` holds (as for
+      :func:`run_sweep`, apart from keys that do not change results), so a
+      report is never labelled with another run's settings.
+    workdir: the sweep's directory.
+
+  Returns:
+    ``rows`` (one per point and scheme), ``fits``, ``points`` (finished),
+    ``expected_points`` and the names of the plot files (``artifacts``).
+
+  Raises:
+    ValueError: ``workdir`` holds no sweep, or one of a different config
+      (the message lists the differing keys).
+  """
+  io.check_config(workdir, config.to_dict(), keys_ignored=IGNORED_KEYS)
   points = sorted(read_points(workdir), key=lambda p: (list(config.sweep.arms).index(p["arm"])
                                                        if p["arm"] in config.sweep.arms else 99,
                                                        p["n"]))
+  trained = _trained_param_counts(workdir)
   rows = []
   for p in points:
     for sc, r in p["schemes"].items():
+      if not r["found"] and r.get("lower_bound"):
+        # Kept in the point record for the plot; points.jsonl is not rewritten.
+        r["lower_bound_params"] = trained.get((p["arm"], p["n"], r["lower_bound"]))
       rows.append({"arm": p["arm"], "n": p["n"], "scheme": sc, "min_width": r["min_width"],
                    "param_count": r["param_count"], "found": r["found"],
                    "lower_bound": r["lower_bound"], "best_lr": r["best_lr"],
-                   "condition_width": (r.get("theory") or {}).get("condition_width")})
+                   "condition_width": (r.get("theory") or {}).get("condition_width"),
+                   "lower_bound_params": r.get("lower_bound_params")})
   cols = ["arm", "n", "scheme", "min_width", "param_count", "found", "lower_bound", "best_lr",
-          "condition_width"]
+          "condition_width", "lower_bound_params"]
   scaling.write_csv(os.path.join(workdir, "table.csv"), rows, cols)
-  fits = []
-  for arm in config.sweep.arms:
-    for sc in config.schemes:
-      ns, counts = _fit_rows(points, arm, sc, "param_count")
-      entry = {"arm": arm, "scheme": sc, "points": int(ns.size)}
-      if ns.size >= 3 and np.unique(ns).size >= 2:
-        f = scaling.fit_power_law(ns, counts, n_boot=2000, seed=0)
-        entry.update({"a": f.a, "b": f.b, "b_ci_low": f.b_ci[0], "b_ci_high": f.b_ci[1],
-                      "r2": f.r2})
-      fits.append(entry)
-  fit_cols = ["arm", "scheme", "points", "b", "b_ci_low", "b_ci_high", "a", "r2"]
+  fits = [_fit(points, arm, sc) for arm in config.sweep.arms for sc in config.schemes]
+  fit_cols = ["arm", "scheme", "points", "censored", "b", "b_ci_low", "b_ci_high", "a", "r2",
+              "note"]
+  censored = sum(not r["found"] for r in rows)
   md = ["# Scaling sweep", "", f"target {config.target_psnr:g} dB, {config.steps} steps, "
         f"{config.optimizer} lrs {tuple(config.lrs)}, seeds {tuple(config.seeds)}, "
-        f"rule {config.sweep.rule}", "", "## Minimum width per point", "",
-        scaling.markdown_table(rows, cols), "", "## Power-law fits: params ~ a N^b", "",
-        scaling.markdown_table(fits, fit_cols)]
+        f"rule {config.sweep.rule}", "",
+        f"points finished: {len(points)} / {len(sweep_points(config))}", "",
+        "## Minimum width per point", "", scaling.markdown_table(rows, cols)]
+  if censored:
+    md += [f"{censored} row(s) censored (`found` False): no width up to "
+           f"{int(config.sweep.max_width)} reached the target, so the minimum width is above "
+           "`lower_bound` (`lower_bound_params` parameters); they are left out of the fits.", ""]
+  md += ["## Power-law fits: params ~ a N^b", "", scaling.markdown_table(fits, fit_cols)]
   io.atomic_write_text(os.path.join(workdir, "table.md"), "\n".join(md) + "\n")
   io.atomic_write_json(os.path.join(workdir, "fits.json"), fits)
   artifacts = [plots.scaling_curves(points, list(config.sweep.arms), list(config.schemes),
@@ -331,13 +502,23 @@ def write_report(config: Any, workdir: str) -> dict[str, Any]:
 
 
 def format_report(report: dict[str, Any]) -> str:
-  """The fits (and how complete the sweep is) as terminal text."""
+  """The fits (and how complete the sweep is) as terminal text.
+
+  Args:
+    report: what :func:`write_report` returns.
+
+  Returns:
+    One line per (arm, scheme): reached points, the exponent with its 95%
+    interval, or why there is no fit.
+  """
   lines = [f"points finished: {report['points']} / {report['expected_points']}",
            f"{'arm':<10}{'scheme':<18}{'pts':>4}{'b':>8}  95% CI"]
   for f in report["fits"]:
     if f.get("b") is None:
-      lines.append(f"{f['arm']:<10}{f['scheme']:<18}{f['points']:>4}{'-':>8}")
+      lines.append(f"{f['arm']:<10}{f['scheme']:<18}{f['points']:>4}{'-':>8}  "
+                   f"{f.get('note', 'no fit')}")
     else:
-      lines.append(f"{f['arm']:<10}{f['scheme']:<18}{f['points']:>4}{f['b']:>8.2f}  "
-                   f"[{f['b_ci_low']:.2f}, {f['b_ci_high']:.2f}]")
+      line = (f"{f['arm']:<10}{f['scheme']:<18}{f['points']:>4}{f['b']:>8.2f}  "
+              f"[{f['b_ci_low']:.2f}, {f['b_ci_high']:.2f}]")
+      lines.append(line + (f"  ({f['note']})" if f.get("note") else ""))
   return "\n".join(lines)

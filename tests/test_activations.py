@@ -138,3 +138,55 @@ def test_fast_sinc_at_zero():
   act = A.get_activation("sinc", omega=30.0, fast=True)
   assert float(act(jnp.float32(0.0))) == 1.0
   assert float(jax.grad(act)(0.0)) == 0.0
+
+
+def _sinc_grad_f64(omega, x):
+  """d/dx sin(omega x)/(omega x) in float64, from the series near 0 (no cancellation)."""
+  z = omega * x.astype(np.float64)
+  small = np.abs(z) < 1e-2
+  safe = np.where(small, 1.0, z)
+  quotient = (safe * np.cos(safe) - np.sin(safe)) / safe ** 2
+  series = -z / 3 + z ** 3 / 30 - z ** 5 / 840
+  return omega * np.where(small, series, quotient)
+
+
+@pytest.mark.parametrize("omega", [30.0, 1.0, 0.01])
+def test_sinc_gradient_near_zero_matches_float64(omega):
+  # Log-spaced |x| from 1e-30 to 3, both signs: jnp.sinc's derivative was
+  # +-inf/NaN below |omega x| ~ 1e-19 and off by up to 8e12 up to 1e-8.
+  mag = np.logspace(-30, np.log10(3.0), 3001)
+  x = np.concatenate([mag, -mag, [0.0]]).astype(np.float32)
+  act = A.get_activation("sinc", omega=omega)
+  g = np.asarray(jax.jit(jax.vmap(jax.grad(act)))(x))
+  assert np.all(np.isfinite(g))
+  want = _sinc_grad_f64(omega, x)  # at the float32 inputs, as the activation sees them
+  # float32 relative accuracy (4e-6 ~ 30 eps), plus an absolute floor of 1e-6
+  # omega for the zeros of the derivative (tan z = z), where relative error
+  # is meaningless; near 0 the derivative is ~omega z/3, so the relative
+  # bound is what is tested there.
+  np.testing.assert_allclose(g, want, rtol=4e-6, atol=1e-6 * omega)
+  assert g[-1] == 0.0
+  # Values too: 1 - z^2/6 near 0, the quotient elsewhere.
+  y = np.asarray(jax.jit(act)(x))
+  np.testing.assert_allclose(y, np.sinc(omega * x.astype(np.float64) / np.pi), rtol=1e-6,
+                             atol=1e-7)
+
+
+def test_sinc_second_derivative_is_finite_everywhere():
+  act = A.get_activation("sinc", omega=30.0)
+  x = np.concatenate([np.logspace(-30, 0, 61), [0.0]]).astype(np.float32)
+  g2 = np.asarray(jax.vmap(jax.grad(jax.grad(act)))(x))
+  assert np.all(np.isfinite(g2))
+  # Near 0 it is -omega^2/3 (1 - 3 z^2/10 ...).
+  np.testing.assert_allclose(g2[x < 1e-6], -30.0 ** 2 / 3, rtol=1e-5)
+
+
+def test_fast_sinc_gradient_is_finite_near_zero():
+  mag = np.logspace(-30, 0, 301)
+  x = np.concatenate([mag, -mag, [0.0]]).astype(np.float32)
+  act = A.get_activation("sinc", omega=30.0, fast=True)
+  g = np.asarray(jax.jit(jax.vmap(jax.grad(act)))(x))
+  assert np.all(np.isfinite(g))
+  # The fast path's slope (cos z - sin(z)/z)/z cancels near its series
+  # switch (|z| = 1e-2): absolute, not relative, accuracy ~1e-5 omega.
+  np.testing.assert_allclose(g, _sinc_grad_f64(30.0, x), atol=1e-5 * 30.0)

@@ -22,8 +22,8 @@ from nfscale.io import (
     append_jsonl,
     atomic_write_json,
     atomic_write_text,
+    check_config,
     check_or_write_config,
-    config_fingerprint,
     read_json,
     read_jsonl,
     to_jsonable,
@@ -246,16 +246,13 @@ def test_append_jsonl_survives_sigkill(tmp_path):
 CFG = {"lr": 1e-3, "model": {"width": 256, "depth": 4, "act": "sine"}, "seed": 0, "num_workers": 4}
 
 
-def test_config_fingerprint():
-    fp = config_fingerprint(CFG)
-    assert len(fp) == 64 and int(fp, 16) >= 0
-    reordered = {"num_workers": 4, "seed": 0, "model": {"act": "sine", "depth": 4, "width": 256}, "lr": 1e-3}
-    assert config_fingerprint(reordered) == fp
-    assert config_fingerprint({**CFG, "seed": np.int64(0)}) == fp
-    assert config_fingerprint({**CFG, "seed": 1}) != fp
-    assert config_fingerprint({"a": (1, 2)}) == config_fingerprint({"a": [1, 2]})
-    assert config_fingerprint({"a": 1}) != config_fingerprint({"a": 1.0})
-    assert config_fingerprint({"a": 1}) != config_fingerprint({"a": True})
+def test_config_comparison_is_by_json_value(tmp_path):
+    # Key order, numpy scalars and tuple-vs-list do not matter; 1 vs 1.0 does.
+    check_or_write_config(tmp_path, {**CFG, "a": (1, 2)})
+    reordered = {"a": [1, 2], "num_workers": 4, "seed": np.int64(0), "model": {"act": "sine", "depth": 4, "width": 256}, "lr": 1e-3}
+    assert check_or_write_config(tmp_path, reordered) is False
+    with pytest.raises(ValueError, match="lr: 0.001 -> 1"):
+        check_or_write_config(tmp_path, {**reordered, "lr": 1})
 
 
 def test_check_or_write_config_same_config_passes(tmp_path):
@@ -312,3 +309,126 @@ def test_check_or_write_config_type_changes_count(tmp_path):
     check_or_write_config(wd, {"flag": True, "lr": 1})
     with pytest.raises(ValueError, match="flag: true -> 1"):
         check_or_write_config(wd, {"flag": 1, "lr": 1})
+
+
+# --------------------------------------------------------------------------- #
+# Invalid JSON names the file
+# --------------------------------------------------------------------------- #
+def test_truncated_config_names_the_file(tmp_path):
+    check_or_write_config(tmp_path, CFG)
+    path = tmp_path / "config.json"
+    path.write_text(path.read_text()[:25])  # e.g. a copy cut short
+    for call in (lambda: check_or_write_config(tmp_path, CFG), lambda: check_config(tmp_path, CFG)):
+        with pytest.raises(ValueError) as e:
+            call()
+        msg = str(e.value)
+        assert str(path) in msg and "not valid JSON" in msg
+        assert "pick a new workdir" in msg  # says what to do
+        assert "\n" not in msg
+
+
+@pytest.mark.parametrize("content", [b'{"a": [1, 2', b"", b'{"a": "\xff\xfe"}'])
+def test_read_json_invalid_names_the_file(tmp_path, content):
+    path = tmp_path / "results.json"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=r"results\.json is not valid JSON .*restore it"):
+        read_json(path)
+
+
+def test_read_jsonl_invalid_line_names_file_and_line(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(b'{"i": 0}\n\xff\n')
+    with pytest.raises(ValueError, match=r"r\.jsonl:2 is not valid JSON"):
+        read_jsonl(path)
+
+
+# --------------------------------------------------------------------------- #
+# check_config (read-only check) and atomic bytes
+# --------------------------------------------------------------------------- #
+def test_check_config_writes_nothing(tmp_path):
+    with pytest.raises(ValueError, match="holds no config.json"):
+        check_config(tmp_path / "empty", CFG)
+    assert not (tmp_path / "empty").exists()
+    check_or_write_config(tmp_path, CFG)
+    before = (tmp_path / "config.json").read_bytes()
+    check_config(tmp_path, dict(CFG))
+    with pytest.raises(ValueError, match="seed: 0 -> 1"):
+        check_config(tmp_path, {**CFG, "seed": 1})
+    check_config(tmp_path, {**CFG, "num_workers": 8}, keys_ignored=("num_workers",))
+    assert (tmp_path / "config.json").read_bytes() == before
+    assert os.listdir(tmp_path) == ["config.json"]
+
+
+def test_atomic_write_bytes_failed_rename_leaves_nothing(tmp_path, monkeypatch):
+    path = tmp_path / "a.png"
+    nio.atomic_write_bytes(path, b"old")
+
+    def fail(*args):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(nio.os, "replace", fail)
+    with pytest.raises(OSError, match="disk gone"):
+        nio.atomic_write_bytes(path, b"new")
+    assert path.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["a.png"]
+
+
+# --------------------------------------------------------------------------- #
+# Workdir lock
+# --------------------------------------------------------------------------- #
+_HOLD = """
+import sys, time
+sys.path.insert(0, {root!r})
+from nfscale import io
+with io.workdir_lock({wd!r}, name={name!r}, shared={shared}, what="sweep"):
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
+def _hold(wd, name=".lock", shared=False):
+    """A child process holding the lock; returns once it holds it."""
+    code = _HOLD.format(root=str(IO_SOURCE.parents[1]), wd=str(wd), name=name, shared=shared)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_workdir_lock_refuses_a_second_holder_naming_pid(tmp_path):
+    proc = _hold(tmp_path)
+    try:
+        with pytest.raises(nio.WorkdirLockedError) as e:
+            with nio.workdir_lock(tmp_path, what="sweep"):
+                pytest.fail("entered a lock another process holds")
+        msg = str(e.value)
+        assert str(tmp_path) in msg and f"pid {proc.pid}" in msg and "another sweep" in msg
+        assert isinstance(e.value, ValueError)  # reported as a usage error
+        # Another lock name is an independent lock.
+        with nio.workdir_lock(tmp_path, name=".lock.other"):
+            pass
+    finally:
+        proc.kill()  # SIGKILL: the kernel must release the lock.
+        proc.wait()
+    with nio.workdir_lock(tmp_path):
+        assert f'"pid": {os.getpid()}' in (tmp_path / ".lock").read_text()
+
+
+def test_workdir_lock_shared_holders_coexist_and_exclude_exclusive(tmp_path):
+    with nio.workdir_lock(tmp_path):  # leaves our pid in the file
+        pass
+    proc = _hold(tmp_path, shared=True)
+    try:
+        with nio.workdir_lock(tmp_path, shared=True):
+            pass
+        with pytest.raises(nio.WorkdirLockedError) as e:
+            with nio.workdir_lock(tmp_path):
+                pass
+        # The earlier exclusive holder's pid is stale and must not be named.
+        assert "pid not recorded" in str(e.value) and str(os.getpid()) not in str(e.value)
+    finally:
+        proc.kill()
+        proc.wait()
+    with nio.workdir_lock(tmp_path):
+        with pytest.raises(nio.WorkdirLockedError):
+            with nio.workdir_lock(tmp_path, shared=True):
+                pass

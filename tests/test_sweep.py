@@ -1,4 +1,5 @@
-"""Scaling sweeps: resumable after SIGKILL, config pinning, host split, forced devices."""
+"""Scaling sweeps: resumable after SIGKILL, config pinning, host split, forced devices,
+one run per workdir, a report however little finished."""
 
 import os
 import pathlib
@@ -7,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from nfscale import io, sweep
@@ -110,7 +112,8 @@ def test_host_split_merges_to_the_same_result(reference, tmp_path):
   for index in (0, 1):
     sweep.run_sweep(_tiny(), str(tmp_path), host=(index, 2), report=False)
   assert sorted(os.listdir(tmp_path)) == sorted(
-      ["config.json", "points.0.jsonl", "points.1.jsonl", "evals.0.jsonl", "evals.1.jsonl"])
+      ["config.json", "points.0.jsonl", "points.1.jsonl", "evals.0.jsonl", "evals.1.jsonl",
+       ".lock", ".lock.host0", ".lock.host1", ".lock.split", ".lock.count2"])
   assert len(io.read_jsonl(tmp_path / "points.0.jsonl")) == 2  # points 0 and 2
   report = sweep.write_report(_tiny(), str(tmp_path))
   assert report["points"] == 3
@@ -152,5 +155,189 @@ def test_bad_sweep_configs(tmp_path):
     sweep.run_sweep(c, str(tmp_path))
   assert os.listdir(tmp_path) == []
   with pytest.raises(ValueError, match="median, all, any"):
-    import numpy as np
     sweep.success(np.array([True]), "most")
+
+
+# --------------------------------------------------------------------------- #
+# --report_only is checked like a run
+# --------------------------------------------------------------------------- #
+def test_report_with_another_config_is_refused(reference, tmp_path):
+  workdir, _ = reference
+  before = (workdir / "table.md").read_bytes()
+  c = _tiny()
+  with c.unlocked():
+    c.target_psnr = 40.0
+    c.steps = 5000
+  with pytest.raises(ValueError, match=r"steps: 400 -> 5000") as e:
+    sweep.write_report(c, str(workdir))
+  assert "target_psnr: 20.0 -> 40.0" in str(e.value)
+  assert (workdir / "table.md").read_bytes() == before  # nothing relabelled
+  with pytest.raises(ValueError, match="holds no config.json"):
+    sweep.write_report(_tiny(), str(tmp_path / "never_ran"))
+  # The same config (up to keys that do not change results) re-renders.
+  c = _tiny()
+  with c.unlocked():
+    c.progress = True
+  assert sweep.write_report(c, str(workdir))["points"] == 3
+
+
+# --------------------------------------------------------------------------- #
+# --host
+# --------------------------------------------------------------------------- #
+def test_parse_host():
+  assert sweep.parse_host("0/1") == (0, 1)
+  assert sweep.parse_host(" 3 / 4 ") == (3, 4)
+  for bad in ("0/0", "5/2", "2/2", "-1/2", "x", "1", "1/2/3", "a/b", "1.0/2", ""):
+    with pytest.raises(ValueError, match="0 <= index < count") as e:
+      sweep.parse_host(bad)
+    assert repr(bad) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_bad_host_fails_before_touching_the_workdir(tmp_path):
+  for host in ((0, 0), (5, 2), (-1, 2)):
+    with pytest.raises(ValueError, match="0 <= index < count"):
+      sweep.run_sweep(_tiny(), str(tmp_path / "w"), host=host)
+  assert not (tmp_path / "w").exists()
+
+
+def test_cli_bad_host_is_a_one_line_error(tmp_path):
+  out = subprocess.run(CMD + [f"--workdir={tmp_path}", "--host=0/0"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+  assert out.returncode != 0
+  assert "host '0/0' is not a valid 'index/count'" in out.stderr
+  assert "ZeroDivisionError" not in out.stderr and "Traceback" not in out.stderr
+  assert os.listdir(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- #
+# One sweep per workdir
+# --------------------------------------------------------------------------- #
+def test_second_sweep_on_a_running_workdir_refuses(tmp_path):
+  workdir = tmp_path / "busy"
+  proc = subprocess.Popen(CMD + [f"--workdir={workdir}"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  try:
+    deadline = time.time() + 240
+    lock = workdir / ".lock"
+    while time.time() < deadline and proc.poll() is None:
+      if lock.exists() and str(proc.pid) in lock.read_text():
+        break
+      time.sleep(0.05)
+    assert proc.poll() is None, "the first sweep ended before the test could race it"
+    with pytest.raises(io.WorkdirLockedError) as e:
+      sweep.run_sweep(_tiny(), str(workdir))
+    msg = str(e.value)
+    assert str(workdir) in msg and f"pid {proc.pid}" in msg and "another sweep" in msg
+  finally:
+    proc.kill()
+    proc.wait()
+  # The kernel dropped the killed holder's lock: a rerun may take it.
+  with sweep._locks(str(workdir), 0, 1):
+    assert str(os.getpid()) in (workdir / ".lock").read_text()
+
+
+def test_host_shares_lock_independently(tmp_path):
+  with sweep._locks(str(tmp_path), 0, 2):
+    with sweep._locks(str(tmp_path), 1, 2):  # the other share runs alongside
+      pass
+    with pytest.raises(io.WorkdirLockedError, match="host share 0/2"):
+      with sweep._locks(str(tmp_path), 0, 2):
+        pass
+    with pytest.raises(io.WorkdirLockedError, match="another sweep"):
+      with sweep._locks(str(tmp_path), 0, 1):  # a whole-sweep run
+        pass
+    with pytest.raises(io.WorkdirLockedError, match="split into 2 host shares"):
+      with sweep._locks(str(tmp_path), 2, 3):  # would overlap share 1/2 at point 5
+        pass
+  with sweep._locks(str(tmp_path), 2, 3):  # the 2-way split has ended
+    pass
+  with sweep._locks(str(tmp_path), 0, 1):
+    with pytest.raises(io.WorkdirLockedError):
+      with sweep._locks(str(tmp_path), 1, 2):
+        pass
+
+
+# --------------------------------------------------------------------------- #
+# A report however little finished
+# --------------------------------------------------------------------------- #
+def test_unreachable_target_still_writes_the_report(tmp_path):
+  c = _tiny()
+  with c.unlocked():
+    c.target_psnr = 200.0  # no float32 fit reaches it
+    c.sweep.max_width = 4
+    c.steps = 20
+    c.chunk_steps = 20
+  report = sweep.run_sweep(c, str(tmp_path))
+  for f in ("table.csv", "table.md", "fits.json", "scaling.png"):
+    assert (tmp_path / f).stat().st_size > 0, f
+  assert all(not r["found"] and r["lower_bound"] == 4 for r in report["rows"])
+  # The lower bound's parameter count comes from the trained width (1-hidden, 1-D: 3w+1).
+  assert all(r["lower_bound_params"] == 13 for r in report["rows"])
+  for f in io.read_json(tmp_path / "fits.json"):
+    assert f["note"] == "no fit: no N reached the target" and f["censored"] == 3
+    assert "b" not in f
+  assert "no fit: no N reached the target" in sweep.format_report(report)
+  assert "censored" in (tmp_path / "table.md").read_text()
+  # Rerunning (the resume path) and re-rendering both work again.
+  assert sweep.run_sweep(c, str(tmp_path))["points"] == 3
+  assert sweep.write_report(c, str(tmp_path))["artifacts"] == ["scaling.png"]
+
+
+def _point(arm, n, found, width=None, lower=0, params=None, theory=None):
+  r = {"min_width": width if found else None, "found": found, "lower_bound": lower,
+       "param_count": params if found else None, "best_lr": 0.1 if found else None,
+       "evaluations": {}}
+  if theory is not None:
+    r["theory"] = {"condition_width": theory, "found": bool(theory)}
+  return {"arm": arm, "n": n, "schemes": {"lecun_normal": r, "init1": dict(r)}, "rounds": 1,
+          "seconds": 0.0, "trained_seconds": 0.0}
+
+
+@pytest.mark.parametrize("found_ns, note", [
+    ((), "no fit: no N reached the target"),
+    ((6,), "no fit: 1 N reached the target, a fit needs 3"),
+    ((6, 10), "no fit: 2 N reached the target, a fit needs 3"),
+    ((6, 10, 14), None),
+])
+def test_report_from_partial_points(tmp_path, found_ns, note):
+  c = _tiny()
+  io.check_or_write_config(tmp_path, c.to_dict())
+  for n in (6, 10, 14):
+    w = n // 2
+    io.append_jsonl(tmp_path / "points.jsonl",
+                    _point("sinc", n, n in found_ns, w, lower=w - 1 if n in found_ns else 64,
+                           params=3 * w + 1, theory=0))
+  report = sweep.write_report(c, str(tmp_path))
+  fits = report["fits"]
+  assert len(fits) == 2
+  for f in fits:
+    assert f["points"] == len(found_ns) and f["censored"] == 3 - len(found_ns)
+    if note is None:
+      assert f["b"] == pytest.approx(1.0, abs=0.2) and "note" not in f
+    else:
+      assert f["note"] == note and f.get("b") is None
+  assert (tmp_path / "scaling.png").stat().st_size > 0
+  # theory.png too: every condition width is missing, so the panel says so.
+  assert report["artifacts"] == ["scaling.png", "theory.png"]
+  text = sweep.format_report(report)
+  assert (note or "[") in text
+
+
+def test_report_of_an_empty_workdir(tmp_path):
+  io.check_or_write_config(tmp_path, _tiny().to_dict())
+  report = sweep.write_report(_tiny(), str(tmp_path))
+  assert report["points"] == 0 and report["rows"] == []
+  assert {f["note"] for f in report["fits"]} == {"no fit: no finished point"}
+  assert (tmp_path / "scaling.png").stat().st_size > 0
+
+
+def test_truncated_config_names_the_file(tmp_path):
+  io.check_or_write_config(tmp_path, _tiny().to_dict())
+  path = tmp_path / "config.json"
+  path.write_text(path.read_text()[:40])
+  for call in (lambda: sweep.run_sweep(_tiny(), str(tmp_path)),
+               lambda: sweep.write_report(_tiny(), str(tmp_path))):
+    with pytest.raises(ValueError, match="is not valid JSON") as e:
+      call()
+    assert str(path) in str(e.value)
+  assert sorted(os.listdir(tmp_path)) == ["config.json"]  # nothing else written

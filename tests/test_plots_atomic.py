@@ -1,0 +1,71 @@
+"""plots._save writes figures with io's atomic, durable write; report plots never fail on empty data."""
+
+import os
+
+import matplotlib.pyplot as plt
+import pytest
+
+from nfscale import plots
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _fig():
+  fig, ax = plt.subplots()
+  ax.plot([0, 1], [1, 2])
+  return fig
+
+
+def test_save_is_durable_and_leaves_no_temp(tmp_path, monkeypatch):
+  synced = []
+  real_fsync = os.fsync
+  monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+  path = tmp_path / "a.png"
+  assert plots._save(_fig(), str(path)) == str(path)
+  assert path.read_bytes().startswith(PNG_MAGIC)
+  assert synced, "the PNG must be fsynced before it is renamed into place"
+  assert os.listdir(tmp_path) == ["a.png"]
+  assert plt.get_fignums() == []
+
+
+def test_failed_write_keeps_the_old_file_and_no_temp(tmp_path, monkeypatch):
+  path = tmp_path / "a.png"
+  plots._save(_fig(), str(path))
+  old = path.read_bytes()
+
+  def fail(*args):
+    raise OSError("disk full")
+
+  monkeypatch.setattr(os, "replace", fail)
+  with pytest.raises(OSError, match="disk full"):
+    plots._save(_fig(), str(path))
+  assert path.read_bytes() == old
+  assert os.listdir(tmp_path) == ["a.png"]
+  assert plt.get_fignums() == []
+
+
+def test_failed_render_writes_nothing_and_closes_the_figure(tmp_path, monkeypatch):
+  fig = _fig()
+
+  def fail(*args, **kwargs):
+    raise RuntimeError("cannot render")
+
+  monkeypatch.setattr(fig, "savefig", fail)
+  with pytest.raises(RuntimeError, match="cannot render"):
+    plots._save(fig, str(tmp_path / "a.png"))
+  assert os.listdir(tmp_path) == []
+  assert plt.get_fignums() == []
+
+
+def test_scaling_plots_draw_empty_and_censored_panels(tmp_path):
+  censored = {"found": False, "param_count": None, "min_width": None, "lower_bound": 64,
+              "lower_bound_params": 193}
+  points = [{"arm": "sinc", "n": n, "schemes": {"init1": dict(censored)}} for n in (6, 10)]
+  fits = [{"arm": "sinc", "scheme": "init1", "note": "no fit: no N reached the target"}]
+  for pts in (points, []):  # only lower bounds; nothing at all
+    for f in (lambda p: plots.scaling_curves(pts, ["sinc", "relu"], ["init1"], fits, p),
+              lambda p: plots.theory_widths(pts, ["sinc", "relu"], ["init1"], p)):
+      path = tmp_path / "p.png"
+      f(str(path))  # "Data cannot be log-scaled" before the fix
+      assert path.read_bytes().startswith(PNG_MAGIC)
+      path.unlink()
