@@ -44,7 +44,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from nfscale import initializers, io, models, plots, scaling, tasks, train
+from nfscale import initializers, io, models, plots, scaling, sharding, tasks, train
 from nfscale.tasks import base
 
 EVALS_FILE = "evals.jsonl"
@@ -379,6 +379,12 @@ def _run_locked(config: Any, workdir: str, points: list[tuple[str, int]], index:
       bar.set_postfix(arm=arm, n=n)
   if bar is not None:
     bar.close()
+  if jax.process_count() > 1:
+    # Several JAX processes (sharding.initialize_distributed): every host's
+    # points must be on disk before the merged report; process 0 writes it.
+    sharding.barrier("nfscale_sweep_points_done")
+    if jax.process_index() != 0:
+      return {"points": read_points(workdir), "report_written_by": 0}
   if not report:
     return {"points": read_points(workdir)}
   return write_report(config, workdir)
