@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import glob
 import math
 import os
@@ -151,9 +152,10 @@ def run_point(config: Any, arm: str, n: int, cache: Mapping[tuple, dict[str, Any
     config: the sweep config.
     arm: arm name.
     n: dataset size.
-    cache: earlier width evaluations ``{(arm, n, width, schemes): record}``
-      (resume); reused only for the same scheme set, so a resumed point
-      trains exactly the ensembles the uninterrupted run trained.
+    cache: earlier width evaluations ``{evals_cache_key(record): record}``
+      (resume); reused only for the same scheme set and learning-rate grid,
+      so a resumed point trains exactly the ensembles the uninterrupted run
+      trained.
     on_eval: called with every new width record (appends ``evals.jsonl``).
     progress: progress bars per ensemble.
     theory_fn: optional ``(config, arm, n) -> {scheme: {...}}`` diagnostics.
@@ -164,30 +166,33 @@ def run_point(config: Any, arm: str, n: int, cache: Mapping[tuple, dict[str, Any
   s = config.sweep
   t0 = time.perf_counter()
   trained: list[dict[str, Any]] = []
-
-  def oracle(width, schemes):
-    key = (arm, n, int(width), tuple(schemes))
-    rec = cache.get(key)
-    if rec is None:
-      rec = evaluate_width(config, arm, n, width, schemes, progress)
-      on_eval(rec)
-    trained.append(rec)
-    return {sc: rec["schemes"][sc]["success"] for sc in schemes}
-
-  results = scaling.min_width_search_joint(
-      oracle, list(config.schemes), start=int(s.start), max_width=int(s.max_width),
-      rel_precision=float(s.rel_precision), growth=float(s.growth), min_width=int(s.min_width))
+  grid = tuple(float(v) for v in config.lrs)
+  grids = [grid]
+  while True:
+    results, at_grid = _search(config, arm, n, grid, cache, on_eval, progress)
+    trained += at_grid
+    if len(grids) > int(s.get("lr_extensions", 0)):
+      break
+    new = scaling.extend_lr_grid(grid, _lr_outcomes(results, at_grid, grid),
+                                 factor=float(s.get("lr_factor", 3.0)))
+    if new is None:
+      break
+    # A best rate at an end of the grid that did not diverge: the optimum may
+    # lie beyond it, so the whole point is searched again on the wider grid.
+    grid = new
+    grids.append(grid)
   per_scheme = {}
   for sc, r in results.items():
     # The found width was trained (it is the smallest success), so its record
     # holds the real parameter count and the lr that got there.
-    at_width = [rec for rec in trained if rec["width"] == r.width and sc in rec["schemes"]]
+    at_width = [rec for rec in at_grid if rec["width"] == r.width and sc in rec["schemes"]]
     per_scheme[sc] = {
         "min_width": r.width, "found": r.found, "lower_bound": r.lower_bound,
         "param_count": at_width[-1]["param_count"] if at_width else None,
         "best_lr": at_width[-1]["schemes"][sc]["best_lr"] if at_width else None,
         "evaluations": {str(w): ok for w, ok in r.evaluations.items()}}
   record = {"arm": arm, "n": n, "schemes": per_scheme, "rounds": len(trained),
+            "lrs": list(grid), "lr_grids": [list(g) for g in grids],
             "seconds": time.perf_counter() - t0,
             "trained_seconds": sum(rec["seconds"] for rec in trained)}
   if theory_fn is not None:
@@ -196,27 +201,99 @@ def run_point(config: Any, arm: str, n: int, cache: Mapping[tuple, dict[str, Any
   return io.to_jsonable(record)
 
 
-def theory_widths(config: Any, arm: str, n: int) -> dict[str, dict[str, Any]]:
-  """Per scheme: the smallest width at which the paper's eq. 4.6 holds at init."""
+def with_lrs(config: Any, lrs: Sequence[float]) -> Any:
+  """A copy of ``config`` with the learning-rate grid ``lrs``."""
+  c = ml_collections.ConfigDict(copy.deepcopy(config.to_dict()))
+  c.lrs = tuple(float(v) for v in lrs)
+  return c
+
+
+def _search(config: Any, arm: str, n: int, grid: tuple[float, ...],
+            cache: Mapping[tuple, dict[str, Any]], on_eval: Callable[[dict[str, Any]], None],
+            progress: bool) -> tuple[dict[str, scaling.SearchResult], list[dict[str, Any]]]:
+  """One joint min-width search of a point on the learning-rate grid ``grid``."""
+  s = config.sweep
+  cfg = config if grid == tuple(float(v) for v in config.lrs) else with_lrs(config, grid)
+  trained: list[dict[str, Any]] = []
+
+  def oracle(width, schemes):
+    key = (arm, n, int(width), tuple(schemes), grid)
+    rec = cache.get(key)
+    if rec is None:
+      rec = evaluate_width(cfg, arm, n, width, schemes, progress)
+      rec["lrs"] = list(grid)
+      on_eval(rec)
+    trained.append(rec)
+    return {sc: rec["schemes"][sc]["success"] for sc in schemes}
+
+  results = scaling.min_width_search_joint(
+      oracle, list(config.schemes), start=int(s.start), max_width=int(s.max_width),
+      rel_precision=float(s.rel_precision), growth=float(s.growth), min_width=int(s.min_width))
+  return results, trained
+
+
+def _lr_outcomes(results: Mapping[str, scaling.SearchResult], trained: list[dict[str, Any]],
+                 grid: tuple[float, ...]) -> list[tuple[float, bool]]:
+  """Per scheme that reached the target: its best rate at its width, and whether it diverged."""
+  out = []
+  for sc, r in results.items():
+    recs = [rec for rec in trained if rec["width"] == r.width and sc in rec["schemes"]]
+    if not r.found or not recs:
+      continue
+    cell = recs[-1]["schemes"][sc]
+    j = grid.index(float(cell["best_lr"]))
+    out.append((float(cell["best_lr"]), bool(np.any(np.asarray(cell["diverged"])[:, j]))))
+  return out
+
+
+def evals_cache_key(rec: Mapping[str, Any], config: Any) -> tuple:
+  """The key of a width record in the resume cache (records from before grids: config.lrs)."""
+  return (rec["arm"], rec["n"], rec["width"], tuple(rec["schemes"]),
+          tuple(float(v) for v in rec.get("lrs", config.lrs)))
+
+
+def theory_widths(config: Any, arm: str, n: int, cache_path: str | None = None
+                  ) -> dict[str, dict[str, Any]]:
+  """Per scheme: the smallest widths at which the paper's eq. 4.6 holds at init.
+
+  Both readings of eq. 4.6 (:mod:`nfscale.theory`): ``condition_width`` for
+  ``16 sqrt(N)/sqrt(n) ...`` and ``condition_width_times`` for
+  ``16 sqrt(N) sqrt(n) ...``. With ``cache_path`` (the sweep's
+  ``theory.jsonl``) each scheme is computed once per (arm, N), also across
+  resumes.
+  """
   from nfscale import theory
   c = point_config(config, arm, n)
-  task = tasks.build_task(c)
-  x = np.asarray(task.train_data["x"])
-  y = np.asarray(task.train_data["y"])
   t = config.theory
+  built: dict[str, Any] = {}
+
+  def data():
+    if not built:  # only when something is not cached
+      task = tasks.build_task(c)
+      built.update(task=task, x=np.asarray(task.train_data["x"]),
+                   y=np.asarray(task.train_data["y"]))
+    return built
 
   def make_model(width):
-    return task.model.clone(hidden=tuple(config.sweep.hidden_prefix) + (int(width),))
+    return data()["task"].model.clone(hidden=tuple(config.sweep.hidden_prefix) + (int(width),))
 
-  out = {}
-  for sc in config.schemes:
-    r = theory.condition_width(make_model, sc, x, y, seeds=tuple(config.seeds),
-                               start=int(t.start), max_width=int(t.max_width),
-                               rel_precision=float(t.rel_precision),
-                               scheme_params=initializers.filter_hparams(
-                                   sc, base.scheme_params(c)))
-    out[sc] = {"condition_width": r.width, "found": r.found}
-  return out
+  def compute(sc):
+    d = data()
+    out = {}
+    for reading, key in (("over_sqrt_n", "condition_width"),
+                         ("times_sqrt_n", "condition_width_times")):
+      r = theory.condition_width(make_model, sc, d["x"], d["y"], seeds=tuple(config.seeds),
+                                 start=int(t.start), max_width=int(t.max_width),
+                                 rel_precision=float(t.rel_precision), reading=reading,
+                                 scheme_params=initializers.filter_hparams(
+                                     sc, base.scheme_params(c)))
+      out[key] = r.width
+      out["found" if reading == "over_sqrt_n" else "found_times"] = r.found
+    return out
+
+  if cache_path is None:
+    return {sc: compute(sc) for sc in config.schemes}
+  return theory.cached_per_scheme(cache_path, arm, n, list(config.schemes), compute)
 
 
 def _host() -> tuple[int, int]:
@@ -360,11 +437,12 @@ def _run_locked(config: Any, workdir: str, points: list[tuple[str, int]], index:
   points_path = os.path.join(workdir, "points.jsonl" if count == 1 else f"points.{index}.jsonl")
   evals_path = os.path.join(workdir, EVALS_FILE if count == 1 else f"evals.{index}.jsonl")
   done = {(r["arm"], r["n"]) for r in read_points(workdir)}
-  cache = {(r["arm"], r["n"], r["width"], tuple(r["schemes"])): r
-           for r in io.read_jsonl(evals_path, missing_ok=True)}
+  cache = {evals_cache_key(r, config): r for r in io.read_jsonl(evals_path, missing_ok=True)}
   mine = [p for i, p in enumerate(points) if i % count == index]
   todo = [p for p in mine if p not in done]
-  theory_fn = theory_widths if config.theory.enabled else None
+  theory_path = os.path.join(workdir, "theory.jsonl" if count == 1 else f"theory.{index}.jsonl")
+  theory_fn = (functools.partial(theory_widths, cache_path=theory_path)
+               if config.theory.enabled else None)
   bar = None
   if progress:
     from tqdm.auto import tqdm
@@ -430,6 +508,16 @@ def _fit(points: list[dict[str, Any]], arm: str, scheme: str) -> dict[str, Any]:
     else:
       entry.update({"a": f.a, "b": f.b, "b_ci_low": f.b_ci[0], "b_ci_high": f.b_ci[1],
                     "r2": f.r2})
+      # The theorems bound the grown (last hidden) width; the parameter count
+      # adds a fixed prefix (deep nets) that flattens its exponent.
+      nw, ws = _fit_rows(points, arm, scheme, "min_width")
+      fw = scaling.fit_power_law(nw, ws, n_boot=2000, seed=0)
+      entry.update({"a_width": fw.a, "b_width": fw.b, "b_width_ci_low": fw.b_ci[0],
+                    "b_width_ci_high": fw.b_ci[1], "r2_width": fw.r2,
+                    "ci_meaningful": scaling.ci_meaningful(f.n_points)})
+      if not entry["ci_meaningful"]:
+        entry["ci_note"] = (f"interval from {f.n_points} points: not a meaningful 95% "
+                            f"interval (needs >= {scaling.MIN_CI_POINTS})")
       if entry["censored"]:
         # The fit leaves the censored N out, which biases b low: say so.
         entry["note"] = f"fit over reached N only; {entry['censored']} N censored"
@@ -481,8 +569,8 @@ def write_report(config: Any, workdir: str) -> dict[str, Any]:
           "condition_width", "lower_bound_params"]
   scaling.write_csv(os.path.join(workdir, "table.csv"), rows, cols)
   fits = [_fit(points, arm, sc) for arm in config.sweep.arms for sc in config.schemes]
-  fit_cols = ["arm", "scheme", "points", "censored", "b", "b_ci_low", "b_ci_high", "a", "r2",
-              "note"]
+  fit_cols = ["arm", "scheme", "points", "censored", "b_width", "b_width_ci_low",
+              "b_width_ci_high", "b", "b_ci_low", "b_ci_high", "r2", "ci_note", "note"]
   censored = sum(not r["found"] for r in rows)
   md = ["# Scaling sweep", "", f"target {config.target_psnr:g} dB, {config.steps} steps, "
         f"{config.optimizer} lrs {tuple(config.lrs)}, seeds {tuple(config.seeds)}, "
@@ -493,7 +581,12 @@ def write_report(config: Any, workdir: str) -> dict[str, Any]:
     md += [f"{censored} row(s) censored (`found` False): no width up to "
            f"{int(config.sweep.max_width)} reached the target, so the minimum width is above "
            "`lower_bound` (`lower_bound_params` parameters); they are left out of the fits.", ""]
-  md += ["## Power-law fits: params ~ a N^b", "", scaling.markdown_table(fits, fit_cols)]
+  md += ["## Power-law fits", "",
+         "`b_width`: last hidden width ~ N^b_width (the quantity the theorems bound); "
+         "`b`: parameter count ~ N^b (includes the fixed layers). Intervals: 95% bootstrap "
+         f"over points, not meaningful from fewer than {scaling.MIN_CI_POINTS} points "
+         "(`ci_note`). Censored N (no width reached the target) are left out of the fits "
+         "(`censored` counts them).", "", scaling.markdown_table(fits, fit_cols)]
   io.atomic_write_text(os.path.join(workdir, "table.md"), "\n".join(md) + "\n")
   io.atomic_write_json(os.path.join(workdir, "fits.json"), fits)
   artifacts = [plots.scaling_curves(points, list(config.sweep.arms), list(config.schemes),
@@ -518,13 +611,19 @@ def format_report(report: dict[str, Any]) -> str:
     interval, or why there is no fit.
   """
   lines = [f"points finished: {report['points']} / {report['expected_points']}",
-           f"{'arm':<10}{'scheme':<18}{'pts':>4}{'b':>8}  95% CI"]
+           "b_width: last hidden width ~ N^b; b_params: parameters ~ N^b; [95% CI] "
+           f"(* = fewer than {scaling.MIN_CI_POINTS} points: not meaningful)",
+           f"{'arm':<10}{'scheme':<18}{'pts':>4}{'b_width':>9}  {'CI':<16}{'b_params':>9}  CI"]
   for f in report["fits"]:
     if f.get("b") is None:
-      lines.append(f"{f['arm']:<10}{f['scheme']:<18}{f['points']:>4}{'-':>8}  "
+      lines.append(f"{f['arm']:<10}{f['scheme']:<18}{f['points']:>4}{'-':>9}  "
                    f"{f.get('note', 'no fit')}")
     else:
-      line = (f"{f['arm']:<10}{f['scheme']:<18}{f['points']:>4}{f['b']:>8.2f}  "
-              f"[{f['b_ci_low']:.2f}, {f['b_ci_high']:.2f}]")
+      star = "" if f.get("ci_meaningful", True) else "*"
+      ci_w = (f"[{f['b_width_ci_low']:.2f}, {f['b_width_ci_high']:.2f}]{star}"
+              if f.get("b_width") is not None else "")
+      line = (f"{f['arm']:<10}{f['scheme']:<18}{f['points']:>4}"
+              f"{f.get('b_width', float('nan')):>9.2f}  {ci_w:<16}{f['b']:>9.2f}  "
+              f"[{f['b_ci_low']:.2f}, {f['b_ci_high']:.2f}]{star}")
       lines.append(line + (f"  ({f['note']})" if f.get("note") else ""))
   return "\n".join(lines)

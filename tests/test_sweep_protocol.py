@@ -1,0 +1,98 @@
+"""Sweep protocol: theory cache on resume, lr-grid extension, width exponent, CI labels."""
+
+import os
+import pathlib
+import sys
+
+import numpy as np
+
+from nfscale import io, sweep, theory
+
+ROOT = pathlib.Path(__file__).parents[1]
+sys.path.insert(0, str(ROOT))
+from configs import scaling_shallow  # noqa: E402
+
+
+def _tiny(**overrides):
+  c = scaling_shallow.get_config("tiny")
+  with c.unlocked():
+    c.schemes = ("init1",)
+    c.steps = 200
+    c.chunk_steps = 100
+    c.sweep.start = 8
+    c.sweep.max_width = 64
+    for k, v in overrides.items():
+      node = c
+      *path, last = k.split(".")
+      for p in path:
+        node = node[p]
+      node[last] = v
+  return c
+
+
+def test_theory_is_cached_and_not_recomputed_on_resume(tmp_path, monkeypatch):
+  c = _tiny(**{"theory.max_width": 128, "theory.rel_precision": 0.5, "theory.start": 8})
+  first = sweep.run_sweep(c, str(tmp_path))
+  cached = io.read_jsonl(tmp_path / theory.CACHE_FILE)
+  assert {(r["arm"], r["n"], r["scheme"]) for r in cached} == {
+      ("sinc", n, "init1") for n in (6, 10, 14)}
+  # Both readings, labelled.
+  assert {"condition_width", "found", "condition_width_times", "found_times"} <= set(
+      cached[0]["theory"])
+  # A crash after training and theory, before the point records: resume.
+  os.remove(tmp_path / "points.jsonl")
+
+  def boom(*a, **k):
+    raise AssertionError("eq. 4.6 recomputed on resume")
+
+  monkeypatch.setattr(theory, "condition_width", boom)
+  second = sweep.run_sweep(c, str(tmp_path))
+  assert [r["condition_width"] for r in second["rows"]] == [
+      r["condition_width"] for r in first["rows"]]
+  # The report: width exponent beside the parameter exponent; 3 points -> the
+  # interval is labelled as not meaningful.
+  fits = second["fits"]
+  for f in fits:
+    if f.get("b") is not None:
+      assert f["points"] == 3 and not f["ci_meaningful"] and "not a meaningful" in f["ci_note"]
+      # One hidden layer on 1-D input: params = 3 width + 1, nearly the same exponent.
+      assert abs(f["b_width"] - f["b"]) < 0.1
+  md = (tmp_path / "table.md").read_text()
+  assert "b_width" in md and "last hidden width ~ N^b_width" in md
+
+
+def test_lr_grid_extends_once_when_the_best_rate_is_an_end(tmp_path):
+  c = _tiny(**{"theory.enabled": False, "sweep.ns": (6,), "sweep.lr_extensions": 1,
+               "lrs": (0.1,)})
+  sweep.run_sweep(c, str(tmp_path))
+  (p,) = io.read_jsonl(tmp_path / "points.jsonl")
+  assert p["schemes"]["init1"]["found"]
+  # A one-rate grid: its rate is both ends -> extended both ways, once (bounded).
+  assert p["lr_grids"] == [[0.1], [0.0333, 0.1, 0.3]] and p["lrs"] == [0.0333, 0.1, 0.3]
+  grids = {tuple(e["lrs"]) for e in io.read_jsonl(tmp_path / "evals.jsonl")}
+  assert grids == {(0.1,), (0.0333, 0.1, 0.3)}
+  assert p["schemes"]["init1"]["best_lr"] in (0.0333, 0.1, 0.3)
+
+
+def test_report_width_fit_and_censored(tmp_path):
+  # Synthetic points: width = 2 N^1.5 (params = 3 width + 1), one censored N.
+  c = _tiny(**{"theory.enabled": False, "sweep.ns": (4, 8, 16, 32, 64, 128)})
+  io.check_or_write_config(str(tmp_path), c.to_dict())
+  recs = []
+  for n in (4, 8, 16, 32, 64):
+    w = int(round(2 * n ** 1.5))
+    recs.append({"arm": "sinc", "n": n, "schemes": {"init1": {
+        "min_width": w, "found": True, "lower_bound": w - 1, "param_count": 3 * w + 1,
+        "best_lr": 0.1, "evaluations": {}}}})
+  recs.append({"arm": "sinc", "n": 128, "schemes": {"init1": {
+      "min_width": None, "found": False, "lower_bound": 64, "param_count": None,
+      "best_lr": None, "evaluations": {}}}})
+  for r in recs:
+    io.append_jsonl(tmp_path / "points.jsonl", r)
+  rep = sweep.write_report(c, str(tmp_path))
+  (f,) = rep["fits"]
+  assert f["points"] == 5 and f["censored"] == 1 and f["ci_meaningful"]
+  np.testing.assert_allclose(f["b_width"], 1.5, atol=0.01)
+  assert "ci_note" not in f
+  text = sweep.format_report(rep)
+  assert "b_width" in text and "1.50" in text
