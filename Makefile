@@ -4,19 +4,26 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test test-all demo bench clean
+.PHONY: venv test test-packaging test-all demo bench clean
 RUNS   ?= runs
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# The fast suite (tests/ and the docstring examples of nfscale/ and configs/), then the
+# packaging checks that are slow-marked: the wheel installed in a fresh venv and the
+# quickstart notebook executed top to bottom.
 test: $(STAMP)
 	$(PY) -m pytest -n 2
+	$(MAKE) test-packaging
+
+test-packaging: $(STAMP)
+	$(PY) -m pytest -p no:xdist -m slow tests/test_install.py tests/test_notebook.py
 
 test-all: $(STAMP)
 	$(PY) -m pytest -n 2 -m ''
@@ -25,12 +32,12 @@ test-all: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m launch.train --config=configs/image.py:demo --workdir=$(RUNS)/demo
 
-# Training throughput vs the PyTorch reference (docs/benchmarks.md), all in one session:
-# nfscale (fast sine on and off) and torch eager / torch.compile / torch.func.vmap, run
+# Training throughput vs PyTorch (docs/benchmarks.md), all in one session: nfscale (fast
+# sine on and off) and benchmarks/torch_workloads.py's eager / torch.compile / vmap, run
 # alternately for BENCH_ROUNDS rounds; prints every JSON line, then the ratios. Installs the
 # `bench` extra (torch) into the venv when TORCH_PY cannot import torch.
 TORCH_PY     ?= $(PY)
-TORCH_REF    ?= ../shared/bench/torch_reference.py
+TORCH_REF    ?= benchmarks/torch_workloads.py
 BENCH_ROUNDS ?= 2
 BENCH_ARGS   ?=
 bench: $(STAMP)

@@ -5,8 +5,8 @@ Run:
   python -m launch.train --config=configs/curve1d.py --workdir=runs/curve
 
 One hidden layer with the sinc activation (omega = 30), full-batch gradient descent, the
-learning-rate grid {0.01, 0.03, 0.1} (SPEC §6) and random first-layer biases (zero biases
-make a sinc network even in x, so it cannot fit the odd target: SPEC §6). Target 35 dB,
+learning-rate grid {0.01, 0.03, 0.1} (docs/protocol.md) and random first-layer biases (zero biases
+make a sinc network even in x, so it cannot fit the odd target). Target 35 dB,
 PSNR = 10 log10(1 / MSE).
 
 Presets: ``quick`` (width 128, N = 100, 3000 steps, ~1 minute on a 2-core CPU);

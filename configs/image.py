@@ -12,7 +12,8 @@ Presets (combine with overrides, e.g. ``:quick,size=48``):
          (``make demo``; a few minutes on a 2-core CPU).
   paper  the paper's Fig. 1 protocol: Gaussian activation, 4 hidden layers of 256,
          full-batch gradient descent, init1 vs LeCun/Xavier/Kaiming normal; each scheme
-         at every rate of a grid (SPEC §6: full-batch GD needs a per-scheme rate).
+         at every rate of a grid (full-batch GD needs a per-scheme rate:
+         docs/protocol.md).
 """
 
 from nfscale import config_lib

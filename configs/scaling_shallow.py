@@ -7,13 +7,13 @@ Run:
 f(x) = sin 2pi x + sin 6pi x + sin 10pi x on N equispaced points of [-1, 1]; one hidden
 layer; sinc (omega = 30) vs ReLU + 8-dim random Fourier features; LeCun / Xavier / Kaiming
 normal and init1; full-batch gradient descent, best of the learning-rate grid; random
-first-layer biases U(+-1/sqrt(fan_in)) (zero biases make a sinc field even in x: SPEC §6).
+first-layer biases U(+-1/sqrt(fan_in)) (zero biases make a sinc field even in x: docs/protocol.md).
 PSNR = 10 log10(1/MSE) on the training points, i.e. data range 1 (``data_range``), while the
 target curve spans +-2.23 (peak-to-peak CURVE_RANGE = 4.46): 35 dB here is 48.0 dB in the
 range-normalised definition 10 log10(range^2/MSE). ``range_psnr`` switches to that definition
 (``data_range = CURVE_RANGE``), keeping the 35 dB number, i.e. a 19.9x larger MSE.
 
-``sphere`` replaces the curve by the data the theorems assume (SPEC §6): N i.i.d. points on
+``sphere`` replaces the curve by the data the theorems assume (docs/protocol.md): N i.i.d. points on
 the unit sphere of R^3 with labels U(-1, 1), so N samples carry N degrees of freedom
 (nested: the points for N are the first N of any larger set); target 30 dB (data range 1;
 the labels span 2, so it is 36.0 dB range-normalised).
@@ -21,7 +21,7 @@ the labels span 2, so it is 36.0 dB range-normalised).
 Presets: ``quick`` (fewer N, one seed, shorter budget; <= 10 minutes on a 2-core CPU);
 ``range_psnr`` (see above; combines with the others);
 ``tiny`` (seconds; a smoke test of the machinery, not a measurement).
-SPEC §6: on this target the needed width saturates once N resolves the signal; the
+On this target the needed width saturates once N resolves the signal; the
 measured exponent depends on omega, the step budget and the lr grid, all recorded in
 the workdir's config.json.
 """
@@ -53,7 +53,7 @@ def get_config(arg=None):
     c.task = "random_labels"
     c.data = config_lib.ml_collections.ConfigDict({"num_points": 0, "dim": 3, "seed": 0})
     c.arms.relu_pe.encoding_params.sigma = 1.0
-    c.target_psnr = 30.0
+    c.target = 30.0
   if a.range_psnr:  # labels U(-1, 1) span 2 on the sphere
     c.data_range = 2.0 if a.sphere else CURVE_RANGE
   if a.quick:
@@ -74,7 +74,7 @@ def get_config(arg=None):
     c.schemes = ("lecun_normal", "init1")
     c.seeds = (0,)
     c.lrs = (0.1,)
-    c.target_psnr = 20.0
+    c.target = 20.0
     c.steps = 400
     c.chunk_steps = 200
     c.sweep.start = 2

@@ -1,6 +1,7 @@
 r"""Runs (or resumes) a scaling-law sweep and writes its table, fits and plots.
 
   python -m launch.sweep --config=configs/scaling_shallow.py:quick --workdir=runs/shallow_quick
+  nfscale-sweep --config=scaling_shallow:quick --workdir=runs/shallow_quick  # pip install
 
 Rerunning the same command resumes; ``--report_only`` re-renders from finished points
 (e.g. after several hosts each ran their share) and, like a run, refuses a config that
@@ -19,13 +20,16 @@ JAX_PROCESS_ID; NFSCALE_DISTRIBUTED=1 alone lets JAX detect a SLURM/TPU cluster)
 The workdir must be on a file system every host sees.
 """
 
-from absl import app, flags
+import sys
+
+from absl import flags, logging
 from ml_collections import config_flags
 
-from nfscale import sharding, sweep
+from nfscale import cli, sharding, sweep
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Sweep config file.",
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Sweep config: a file or a bundled name, e.g. scaling_shallow:quick.",
+    lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
 _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only rebuild the report.")
 _HOST = flags.DEFINE_string("host", "", "'index/count' to split points by hand "
@@ -39,16 +43,14 @@ flags.mark_flags_as_required(["config"])
 
 def main(argv):
   del argv
-  try:
-    sharding.initialize_distributed(_COORD.value, _NPROC.value, _PID.value)
-    host = sweep.parse_host(_HOST.value) if _HOST.value else None
-    if _REPORT_ONLY.value:
-      # write_report refuses a config other than the workdir's, like a run.
-      report = sweep.write_report(_CONFIG.value, _WORKDIR.value)
-    else:
-      report = sweep.run_sweep(_CONFIG.value, _WORKDIR.value, host=host)
-  except ValueError as e:
-    raise app.UsageError(str(e)) from e
+  sharding.initialize_distributed(_COORD.value, _NPROC.value, _PID.value)
+  host = sweep.parse_host(_HOST.value) if _HOST.value else None
+  logging.info("Sweep %s into %s", ", ".join(_CONFIG.value.sweep.arms), _WORKDIR.value)
+  if _REPORT_ONLY.value:
+    # write_report refuses a config other than the workdir's, like a run.
+    report = sweep.write_report(_CONFIG.value, _WORKDIR.value)
+  else:
+    report = sweep.run_sweep(_CONFIG.value, _WORKDIR.value, host=host)
   if "fits" not in report:  # another process of a multi-process run writes the report
     print(f"points finished: {len(report['points'])}; the report is written by process 0.")
     return
@@ -57,5 +59,10 @@ def main(argv):
         + ", ".join(report["artifacts"]) + ")")
 
 
+def run():
+  """Console-script entry point (``nfscale-sweep``)."""
+  cli.run(main, __doc__, sys.argv[0] if __name__ == "__main__" else __name__)
+
+
 if __name__ == "__main__":
-  app.run(main)
+  run()

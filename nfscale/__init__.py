@@ -9,3 +9,12 @@ from nfscale.layers import Dense, Linear
 from nfscale.models import NeuralField, make_field, param_count
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+  # nfscale.load pulls in the experiment stack (tasks, plots, orbax): imported
+  # on first use, so `import nfscale` stays light.
+  if name == "load":
+    from nfscale.experiment import load
+    return load
+  raise AttributeError(f"module 'nfscale' has no attribute {name!r}")

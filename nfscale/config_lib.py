@@ -28,27 +28,51 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
     A ConfigDict of the parsed values.
 
   Raises:
-    ValueError: for a key not in ``defaults``.
+    ConfigArgError: (a ``ValueError``) for a key not in ``defaults`` or a value of the
+      wrong type; the message lists the presets and overrides.
   """
   out = ml_collections.ConfigDict(defaults)
   for token in filter(None, (arg or "").split(",")):
     key, _, value = token.partition("=")
     if key not in defaults:
-      raise ValueError(f"Unknown config argument {key!r}; valid: {', '.join(defaults)}.")
+      raise ConfigArgError(f"unknown preset or argument {key!r}", defaults)
     default = defaults[key]
     if not _:
       out[key] = True
     elif isinstance(default, bool):
       out[key] = value.lower() in ("1", "true", "yes")
     else:
-      out[key] = type(default)(value)
+      try:
+        out[key] = type(default)(value)
+      except ValueError:
+        raise ConfigArgError(f"argument {key}={value!r} is not of type "
+                             f"{type(default).__name__}", defaults) from None
   return out
+
+
+class ConfigArgError(ValueError):
+  """A bad ``--config=file.py:arg``; lists the config's presets and overrides.
+
+  Attributes:
+    presets: the boolean arguments (``quick``, ...), set by a bare word.
+    overrides: the other arguments and their defaults, set by ``key=value``.
+  """
+
+  def __init__(self, problem: str, defaults: dict[str, Any]):
+    self.presets = [k for k, v in defaults.items() if isinstance(v, bool)]
+    self.overrides = {k: v for k, v in defaults.items() if not isinstance(v, bool)}
+    over = ", ".join(f"{k}=<{type(v).__name__}>" for k, v in self.overrides.items())
+    super().__init__(f"{problem}; valid presets: {', '.join(self.presets) or '(none)'}"
+                     + (f"; overrides: {over}" if over else "") + ".")
 
 
 def base_config() -> ml_collections.ConfigDict:
   """Keys common to every training experiment (unlocked; the caller fills and locks)."""
   c = ml_collections.ConfigDict()
   c.task = ""
+  # A task of your own: the module that registers it (imported before the
+  # lookup, so resuming and nfscale.load find it too). Built-in tasks: "".
+  c.task_module = ""
   c.data = ml_collections.ConfigDict()
   c.model = ml_collections.ConfigDict({
       "hidden": (256, 256, 256, 256),
@@ -65,17 +89,29 @@ def base_config() -> ml_collections.ConfigDict:
        "omega": ml_collections.config_dict.placeholder(float)})
   c.seeds = (0,)
   # Every (scheme, seed) is trained once per learning rate in the grid; the
-  # results name each scheme's best rate (SPEC §6: per-scheme rates).
+  # results name each scheme's best rate (docs/protocol.md: per-scheme rates).
   c.lrs = (1e-3,)
+  # Any optax optimizer taking a learning_rate (its other parameters in
+  # optimizer_params), times a schedule: constant, cosine or exponential.
   c.optimizer = "adam"
   c.optimizer_params = ml_collections.ConfigDict()
+  c.schedule = "constant"
+  c.schedule_params = ml_collections.ConfigDict()
   c.steps = 1000
   c.chunk_steps = 50
   c.log_every = 50
-  c.target_psnr = ml_collections.config_dict.placeholder(float)
+  # Members stop when the task's training score (PSNR for the regression
+  # tasks) reaches it; None: train every member for all steps.
+  c.target = ml_collections.config_dict.placeholder(float)
+  # Loss above this multiple of a member's first loss: diverged, frozen.
+  c.diverge_factor = ml_collections.config_dict.placeholder(float)
+  c.diverge_factor = 1e3
   c.batch_size = 0  # 0: full batch
   c.data_range = 1.0
-  c.seed = 0  # minibatch sampling
+  c.seed = 0  # per-step rng: minibatch sampling, the loss's rng
+  c.checkpoint_every = 500  # steps between checkpoints (0: only at the end)
+  c.mode = "train"  # "eval": re-evaluate the workdir's last checkpoint, no training
+  c.overwrite = False  # True: delete a different run found in the workdir
   c.progress = True
   return c
 
@@ -127,7 +163,7 @@ RFF_1D: dict[str, Any] = {"dim": 8, "sigma": 5.0, "seed": 0}
 
 
 def curve_protocol(c: ml_collections.ConfigDict) -> None:
-  """The 1-D curve protocol shared by the curve and shallow-sweep configs (SPEC §4, §6).
+  """The 1-D curve protocol shared by the curve and shallow-sweep configs (docs/protocol.md).
 
   LeCun / Xavier / Kaiming normal and init1; random first-layer biases (zero
   biases make a sinc field even in x); full-batch gradient descent at every
@@ -138,5 +174,5 @@ def curve_protocol(c: ml_collections.ConfigDict) -> None:
   c.seeds = (0, 1, 2)
   c.optimizer = "sgd"
   c.lrs = (0.01, 0.03, 0.1)
-  c.target_psnr = 35.0
+  c.target = 35.0
   c.steps = 5000

@@ -5,22 +5,49 @@ notebook can do the same thing in one call::
 
     from configs import image
     results = nfscale.experiment.run(image.get_config("quick"), "/tmp/run")
+    trained = nfscale.load("/tmp/run")   # config, model, each member's params
 
 The workdir receives ``config.json``, ``metrics.jsonl`` (per member, per log
-step), ``results.json`` (per member and a per-scheme summary), ``psnr.png``
-(the schemes' PSNR curves, the paper's Fig. 1) and the task's artifacts.
+step: loss, the task's score and aux values), ``checkpoints/`` (the ensemble
+state, every ``checkpoint_every`` steps and at the end), ``results.json`` (per
+member: every metric the task declares; per scheme the best learning rate),
+``<score>.png`` (the score curves, e.g. ``psnr.png``, the paper's Fig. 1) and
+the task's artifacts.
+
+Workdir rules (what a repeated, interrupted or misdirected run does):
+
+* the whole config is validated (task, schemes, optimizer, numbers) before
+  anything in the workdir is touched;
+* a workdir holding a different run is refused, listing the differing keys
+  (the keys in :data:`IGNORED_KEYS` may differ); ``config.overwrite=True``
+  deletes that run's files and starts over;
+* the same command again resumes from the newest checkpoint (the ``metrics.jsonl``
+  records after it are dropped) and ends with the results an uninterrupted run
+  gives; after a finished run it only re-evaluates;
+* ``config.mode="eval"`` re-evaluates and re-renders the last checkpoint
+  without training.
 """
 
 from __future__ import annotations
 
+import math
 import os
-from typing import Any, Sequence
+import shutil
+import time
+from typing import Any, NamedTuple, Sequence
 
 import jax
+import ml_collections
 import numpy as np
 
-from nfscale import initializers, io, models, plots, tasks, train
+from nfscale import checkpoint, initializers, io, models, plots, tasks, train
 from nfscale.tasks import base
+
+#: Config keys that do not change a run's results: a rerun may differ in them.
+IGNORED_KEYS = ("progress", "mode", "overwrite", "checkpoint_every")
+MODES = ("train", "eval")
+METRICS_FILE = "metrics.jsonl"
+RESULTS_FILE = "results.json"
 
 
 def members_from_config(config: Any) -> list[train.Member]:
@@ -67,11 +94,192 @@ def summarize(rows: list[dict[str, Any]], key: str = "final_psnr") -> list[dict[
   return out
 
 
-def run(config: Any, workdir: str) -> dict[str, Any]:
-  """Runs the experiment ``config`` and writes everything to ``workdir``.
+def _positive_int(config: Any, key: str, minimum: int = 1) -> int:
+  value = config[key]
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+    raise ValueError(f"config.{key} must be an integer >= {minimum}, got {value!r}.")
+  return int(value)
 
-  Bad input (unknown task/scheme, missing image...) raises ``ValueError``
-  before anything in ``workdir`` is touched.
+
+def validate(config: Any) -> tuple[base.Task, list[train.Member]]:
+  """Checks the whole config and builds its task, touching no file.
+
+  Args:
+    config: an experiment config (``configs/*.py``).
+
+  Returns:
+    ``(task, members)``.
+
+  Raises:
+    ValueError: the first invalid setting, named with its valid values.
+  """
+  steps = _positive_int(config, "steps")
+  for key in ("chunk_steps", "log_every"):
+    _positive_int(config, key)
+  for key in ("checkpoint_every", "batch_size"):
+    _positive_int(config, key, minimum=0)
+  if config.mode not in MODES:
+    raise ValueError(f"Unknown config.mode {config.mode!r}; valid modes: {', '.join(MODES)}.")
+  if config.target is not None and not math.isfinite(float(config.target)):
+    raise ValueError(f"config.target must be a finite number or None, got {config.target!r}.")
+  if config.diverge_factor is not None and not float(config.diverge_factor) > 1:
+    raise ValueError("config.diverge_factor must be > 1 (or None: NaN/Inf only), got "
+                     f"{config.diverge_factor!r}.")
+  members = members_from_config(config)
+  train.make_optimizer(config.optimizer, dict(config.optimizer_params),
+                       schedule=config.schedule, schedule_params=dict(config.schedule_params),
+                       steps=steps)
+  task = tasks.build_task(config)
+  return task, members
+
+
+class Trained(NamedTuple):
+  """What :func:`train_members` returns."""
+
+  members: list[train.Member]
+  labels: list[str]
+  param_count: int          # per member (they share one architecture)
+  fit: train.FitResult
+  rows: list[dict[str, Any]]  # per member: flags, steps, loss and score (no task metrics)
+
+
+def init_params(config: Any, task: base.Task, members: Sequence[train.Member]) -> Any:
+  """Every member's initial params, stacked (each under its own scheme and seed)."""
+  return train.init_members(task.model, members, task.example_input, base.scheme_params(config))
+
+
+def optimizer_args(config: Any) -> dict[str, Any]:
+  """The optimizer keyword arguments of :func:`nfscale.train.fit` from a config."""
+  return {"optimizer": config.optimizer, "optimizer_params": dict(config.optimizer_params),
+          "schedule": config.schedule, "schedule_params": dict(config.schedule_params)}
+
+
+def template_state(config: Any, params: Any) -> train.EnsembleState:
+  """A fresh ensemble state of ``params``: the structure a checkpoint restores into."""
+  tx = train.make_optimizer(config.optimizer, dict(config.optimizer_params),
+                            schedule=config.schedule,
+                            schedule_params=dict(config.schedule_params), steps=int(config.steps))
+  return train.init_state(params, tx)
+
+
+def train_members(config: Any, task: base.Task, members: Sequence[train.Member], *,
+                  params: Any = None, progress: bool | None = None, desc: str | None = None,
+                  **fit_kwargs: Any) -> Trained:
+  """Initializes and trains ``members`` on ``task`` as one ensemble; per-member rows.
+
+  The one path from a config to trained members, shared by :func:`run` and
+  the sweeps (:func:`nfscale.sweep.evaluate_width`).
+
+  Args:
+    config: the experiment config (optimizer, steps, target, ...).
+    task: the built task.
+    members: the members.
+    params: their initial params (default: :func:`init_params`).
+    progress: progress bar (default ``config.progress``).
+    desc: progress bar label (default: the task name).
+    **fit_kwargs: passed on to :func:`nfscale.train.fit` (``on_log``,
+      ``resume``, ``on_checkpoint``, ``checkpoint_every``), overriding what
+      the config sets.
+
+  Returns:
+    A :class:`Trained`.
+  """
+  members = list(members)
+  if params is None:
+    params = init_params(config, task, members)
+  n_params = models.param_count(train.unstack(params, 0))
+  target = None if config.target is None else float(config.target)
+  kwargs = dict(
+      steps=int(config.steps), score_fn=task.score.fn, target=target,
+      diverge_factor=None if config.diverge_factor is None else float(config.diverge_factor),
+      chunk_steps=int(config.chunk_steps), log_every=int(config.log_every),
+      batch_size=int(config.batch_size) or None, seed=int(config.seed),
+      progress=bool(config.progress) if progress is None else progress,
+      desc=desc or task.name, **optimizer_args(config))
+  kwargs.update(fit_kwargs)
+  fit = train.fit(task.loss_fn, params, members, task.train_data, **kwargs)
+  labels = [member_label(m, members) for m in members]
+  rows = member_rows(task.score.name, members, labels, n_params, fit.state)
+  return Trained(members, labels, n_params, fit, rows)
+
+
+def member_rows(score_name: str, members: Sequence[train.Member], labels: Sequence[str],
+                param_count: int, state: train.EnsembleState) -> list[dict[str, Any]]:
+  """Per member: flags, steps, loss and score of a trained ensemble state (JSON-able)."""
+  st = jax.device_get(state)
+  rows = []
+  for i, m in enumerate(members):
+    rows.append({
+        "member": i, "label": labels[i], "scheme": m.scheme, "seed": m.seed, "lr": m.lr,
+        "param_count": param_count, f"final_{score_name}": float(st.score[i]),
+        f"best_{score_name}": float(st.best_score[i]), "final_loss": float(st.loss[i]),
+        "initial_loss": float(st.initial_loss[i]), "steps_trained": int(st.steps[i]),
+        "steps_to_target": int(st.steps_to_target[i]) if st.done[i] else None,
+        "reached_target": bool(st.done[i]), "diverged": bool(st.diverged[i])})
+  return rows
+
+
+def _metrics_rows(record: dict[str, Any], members: Sequence[train.Member],
+                  score_name: str) -> list[dict[str, Any]]:
+  rows = []
+  for i, m in enumerate(members):
+    row = {k: v[i] for k, v in record["aux"].items()}  # the fixed keys below win
+    row.update({"step": record["step"], "member": i, "scheme": m.scheme, "seed": m.seed,
+                "lr": m.lr, "loss": record["loss"][i], score_name: record["score"][i]})
+    rows.append(row)
+  return rows
+
+
+def _clear_run(workdir: str) -> None:
+  """Deletes the files a run writes (``config.overwrite``); other files stay."""
+  old = os.path.join(workdir, RESULTS_FILE)
+  names = [io.CONFIG_FILENAME, METRICS_FILE, RESULTS_FILE]
+  if os.path.exists(old):
+    try:
+      names += list(io.read_json(old).get("artifacts", []))
+    except (ValueError, OSError, AttributeError):
+      pass
+  for name in names:
+    path = os.path.join(workdir, os.path.basename(name))
+    if os.path.isfile(path):
+      os.remove(path)
+  shutil.rmtree(os.path.join(workdir, checkpoint.CHECKPOINT_DIR), ignore_errors=True)
+
+
+def _pin_workdir(config: Any, workdir: str) -> bool:
+  """Writes or checks ``config.json``; returns whether this run is new."""
+  if config.overwrite and config.mode == "train":
+    _clear_run(workdir)
+  path = os.path.join(workdir, io.CONFIG_FILENAME)
+  if config.mode == "eval":
+    if not os.path.exists(path) or checkpoint.latest_step(workdir) is None:
+      raise ValueError(f"config.mode='eval' needs a trained run in {workdir!r} "
+                       "(config.json and checkpoints/); train it first.")
+  elif not os.path.exists(path) and checkpoint.latest_step(workdir) is not None:
+    raise ValueError(f"{workdir!r} holds checkpoints but no config.json: refusing to mix runs "
+                     "(pass --config.overwrite=True to delete them and start over).")
+  try:
+    return io.check_or_write_config(workdir, config.to_dict(), keys_ignored=IGNORED_KEYS)
+  except ValueError as e:
+    raise ValueError(f"{e}\nOr pass --config.overwrite=True to delete that run's files "
+                     "and start over.") from e
+
+
+def _restore(config: Any, workdir: str, params: Any):
+  step = checkpoint.latest_step(workdir)
+  if step is None:
+    return None
+  state, meta = checkpoint.restore(workdir, template_state(config, params), step)
+  return int(meta["step"]), train.EnsembleState(*state), list(meta["history"]), meta
+
+
+def run(config: Any, workdir: str) -> dict[str, Any]:
+  """Runs (or resumes, or with ``config.mode="eval"`` re-evaluates) ``config`` in ``workdir``.
+
+  Bad input (unknown task/scheme/optimizer, missing image, steps <= 0...)
+  raises ``ValueError`` before anything in ``workdir`` is touched; so does a
+  workdir holding a different run (unless ``config.overwrite``), and one that
+  another run or sweep is using right now (:func:`nfscale.io.workdir_lock`).
 
   Args:
     config: a ConfigDict from ``configs/*.py``.
@@ -80,89 +288,203 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
   Returns:
     The content of ``results.json``.
   """
-  task = tasks.build_task(config)
-  members = members_from_config(config)
-  target = config.target_psnr
+  task, members = validate(config)
+  params = init_params(config, task, members)
   os.makedirs(workdir, exist_ok=True)
-  io.atomic_write_json(os.path.join(workdir, "config.json"), config.to_dict())
-  metrics_path = os.path.join(workdir, "metrics.jsonl")
-  io.atomic_write_text(metrics_path, "")  # a rerun starts a fresh log
+  # One process per workdir: a second run (or a sweep) started on it refuses
+  # at once, naming the holder, instead of both writing the same files.
+  with io.workdir_lock(workdir, what="training run"):
+    return _run_locked(config, workdir, task, members, params)
+
+
+def _run_locked(config: Any, workdir: str, task: base.Task, members: list[train.Member],
+                params: Any) -> dict[str, Any]:
+  """:func:`run` once the config is valid and the workdir is locked."""
+  _pin_workdir(config, workdir)
+  metrics_path = os.path.join(workdir, METRICS_FILE)
+  resumed = _restore(config, workdir, params)
+  seconds_before = 0.0
+  if resumed is None:
+    io.atomic_write_text(metrics_path, "")
+    resume = None
+  else:
+    step, state, history, meta = resumed
+    seconds_before = float(meta.get("seconds", 0.0))
+    resume = (step, state, history)
+    if config.mode == "train":
+      # Records logged after the checkpoint are replayed by the resumed run.
+      kept = [r for r in io.read_jsonl(metrics_path, missing_ok=True) if r["step"] <= step]
+      io.atomic_write_text(metrics_path, "".join(io.json_dumps(r) + "\n" for r in kept))
 
   labels = [member_label(m, members) for m in members]
-  x0 = np.asarray(task.train_data["x"][:1])
-  params = train.init_members(task.model, members, x0, base.scheme_params(config))
-  n_params = models.param_count(train.unstack(params, 0))
+  t0 = time.perf_counter()
 
   def on_log(record):
-    for i, m in enumerate(members):
-      io.append_jsonl(metrics_path, {"step": record["step"], "member": i, "scheme": m.scheme,
-                                     "seed": m.seed, "lr": m.lr, "loss": record["loss"][i],
-                                     "psnr": record["psnr"][i]})
+    for row in _metrics_rows(record, members, task.score.name):
+      io.append_jsonl(metrics_path, row)
 
-  fit = train.fit(task.loss_fn, params, members, task.train_data, steps=int(config.steps),
-                  optimizer=config.optimizer, optimizer_params=dict(config.optimizer_params),
-                  chunk_steps=int(config.chunk_steps), log_every=int(config.log_every),
-                  target_psnr=target, data_range=task.data_range,
-                  batch_size=int(config.batch_size) or None, seed=int(config.seed),
-                  progress=bool(config.progress), desc=task.name, on_log=on_log)
+  def on_checkpoint(step, state, history):
+    checkpoint.save(workdir, step, state, {
+        "history": io.to_jsonable(history), "labels": labels,
+        "seconds": seconds_before + time.perf_counter() - t0})
+
+  if config.mode == "eval":
+    step, state, history = resume
+    n_params = models.param_count(train.unstack(params, 0))
+    fit = train.FitResult(state=state, history=history, seconds=0.0, steps_run=step)
+    trained = Trained(members, labels, n_params, fit,
+                      member_rows(task.score.name, members, labels, n_params, state))
+  else:
+    trained = train_members(config, task, members, params=params, on_log=on_log, resume=resume,
+                            checkpoint_every=int(config.checkpoint_every),
+                            on_checkpoint=on_checkpoint)
+  return _finish(config, task, trained, workdir, seconds_before + trained.fit.seconds)
+
+
+def _finish(config: Any, task: base.Task, trained: Trained, workdir: str,
+            seconds: float) -> dict[str, Any]:
+  """Evaluation, figures and ``results.json`` of trained members."""
+  fit = trained.fit
   state = jax.device_get(fit.state)
-  evaluation = task.evaluate(fit.state.params)
-
-  rows = []
-  last_psnr = fit.history[-1]["psnr"] if fit.history else [None] * len(members)
-  for i, m in enumerate(members):
-    row = {"member": i, "label": labels[i], "scheme": m.scheme, "seed": m.seed, "lr": m.lr,
-           "param_count": n_params, "final_psnr": last_psnr[i],
-           "best_psnr": float(state.best_psnr[i]), "final_loss": float(state.loss[i]),
-           "steps_trained": int(state.steps[i]),
-           "steps_to_target": int(state.steps_to_target[i]) if state.done[i] else None,
-           "reached_target": bool(state.done[i]), "diverged": bool(state.diverged[i])}
-    for k, v in evaluation.items():
-      if k != "outputs":
-        row[k] = float(v[i])
-    rows.append(row)
-
-  artifacts = [plots.psnr_curves(fit.history, labels, os.path.join(workdir, "psnr.png"),
-                                 title=_title(config, task), target=target)]
-  artifacts += task.save_artifacts(workdir, labels, evaluation)
+  evaluation = task.evaluate(state.params)
+  rows = [dict(r) for r in trained.rows]
+  for m in task.metrics:
+    if m.name not in evaluation:
+      raise ValueError(f"task {task.name!r} declares metric {m.name!r} but evaluate() did not "
+                       "return it.")
+    for i, row in enumerate(rows):
+      row[m.name] = float(np.asarray(evaluation[m.name])[i])
+  score = task.score
+  target = None if config.target is None else float(config.target)
+  artifacts = [plots.psnr_curves(
+      fit.history, trained.labels, os.path.join(workdir, f"{score.name}.png"),
+      title=_title(config, task), target=target, ylabel=score.label,
+      diverged=[r["diverged"] for r in rows])]
+  artifacts += task.save_artifacts(workdir, trained.labels, evaluation)
   results = {
-      "task": task.name, "task_info": task.info, "target_psnr": target,
-      "steps": int(config.steps), "steps_run": fit.steps_run, "seconds": fit.seconds,
-      "devices": [str(d) for d in jax.devices()], "members": rows,
-      "summary": summarize(rows), "artifacts": [os.path.basename(a) for a in artifacts],
-      "notes": _notes(rows, target)}
-  # NaN/Inf (diverged members) become None, in the file and in what we return.
+      "task": task.name, "task_info": dict(task.info),
+      "score": {"name": score.name, "label": score.label},
+      "metrics": [{"name": m.name, "higher_is_better": m.higher_is_better, "fmt": m.fmt,
+                   "label": m.label or m.name} for m in task.metrics],
+      "target": target, "steps": int(config.steps), "steps_run": fit.steps_run,
+      "seconds": seconds, "devices": [str(d) for d in jax.devices()], "members": rows,
+      "summary": summarize(rows, f"final_{score.name}"),
+      "artifacts": [os.path.basename(a) for a in artifacts],
+      "notes": _notes(rows, target, score.name, config.diverge_factor)}
+  # NaN/Inf become None, in the file and in what we return.
   results = io.to_jsonable(results)
-  io.atomic_write_json(os.path.join(workdir, "results.json"), results)
+  io.atomic_write_json(os.path.join(workdir, RESULTS_FILE), results)
   return results
 
 
-def _title(config: Any, task: Any) -> str:
+def _title(config: Any, task: base.Task) -> str:
   m = config.model
   return (f"{task.name}: {m.activation} {tuple(m.hidden)}, {config.optimizer} "
           f"lr {tuple(config.lrs)}, {config.steps} steps")
 
 
-def _notes(rows: list[dict[str, Any]], target: float | None) -> list[str]:
+def _notes(rows: list[dict[str, Any]], target: float | None, score_name: str,
+           diverge_factor: float | None) -> list[str]:
   notes = []
   diverged = [r["label"] for r in rows if r["diverged"]]
   if diverged:
-    notes.append(f"diverged (NaN/Inf loss, frozen): {', '.join(diverged)}")
+    rule = "NaN/Inf" + (f" or loss > {diverge_factor:g}x initial" if diverge_factor else "")
+    notes.append(f"diverged ({rule}; frozen): {', '.join(diverged)}")
   if target is not None and not any(r["reached_target"] for r in rows):
-    notes.append(f"no member reached the target PSNR {target:g} dB")
+    notes.append(f"no member reached the target {score_name} {target:g}")
   return notes
 
 
 def format_table(results: dict[str, Any]) -> str:
-  """A plain-text table of the per-member results (for the terminal)."""
-  extra = [k for k in ("full_psnr", "full_ssim", "dense_psnr") if k in results["members"][0]]
-  cols = ["final_psnr", "best_psnr"] + extra
-  head = f"{'member':<28}" + "".join(f"{k:>12}" for k in cols) + f"{'to target':>10}  status"
+  """A plain-text table of the per-member results: score and the task's metrics."""
+  name = results["score"]["name"]
+  cols = [(f"final_{name}", ".3f"), (f"best_{name}", ".3f")]
+  cols += [(m["name"], m["fmt"]) for m in results.get("metrics", [])]
+  width = max([12] + [len(k) + 2 for k, _ in cols])
+  head = f"{'member':<28}" + "".join(f"{k:>{width}}" for k, _ in cols)
+  head += f"{'to target':>10}  status"
   lines = [head, "-" * len(head)]
   for r in results["members"]:
-    cells = "".join(f"{'nan':>12}" if r[k] is None else f"{r[k]:>12.3f}" for k in cols)
+    cells = "".join(f"{'nan':>{width}}" if r.get(k) is None else f"{r[k]:>{width}{fmt}}"
+                    for k, fmt in cols)
     tt = "-" if r["steps_to_target"] is None else str(r["steps_to_target"])
     status = "diverged" if r["diverged"] else ("reached" if r["reached_target"] else "")
     lines.append(f"{r['label']:<28}{cells}{tt:>10}  {status}")
   lines += results["notes"]
   return "\n".join(lines)
+
+
+class Loaded(NamedTuple):
+  """A trained run read back from its workdir (:func:`load`).
+
+  Attributes:
+    config: the run's config (from ``config.json``).
+    task: the task, rebuilt from the config (data, evaluate, ...).
+    model: the field; ``model.apply(params[i], x)`` renders member ``i`` at
+      any coordinates ``x``.
+    members: the members (scheme, seed, lr).
+    labels: their legend labels.
+    params: each member's params (a list of pytrees).
+    stacked_params: the same with a leading member axis (for
+      :func:`nfscale.models.ensemble_apply` or ``task.evaluate``).
+    state: the whole restored ensemble state (optimizer state, flags...).
+    step: the training step of the checkpoint.
+  """
+
+  config: ml_collections.ConfigDict
+  task: base.Task
+  model: models.NeuralField
+  members: list[train.Member]
+  labels: list[str]
+  params: list[Any]
+  stacked_params: Any
+  state: train.EnsembleState
+  step: int
+
+
+def load(workdir: str, step: int | None = None) -> Loaded:
+  """Reads a trained run (config, model, every member's params) from ``workdir``.
+
+  Args:
+    workdir: a workdir written by :func:`run` (``python -m launch.train``).
+    step: which checkpoint (default: the newest, i.e. the end of training).
+
+  Returns:
+    A :class:`Loaded`.
+
+  Raises:
+    ValueError: no ``config.json`` or no checkpoint in ``workdir``.
+  """
+  path = os.path.join(workdir, io.CONFIG_FILENAME)
+  if not os.path.exists(path):
+    raise ValueError(f"{workdir!r} holds no run (no {io.CONFIG_FILENAME}).")
+  config = ml_collections.ConfigDict(io.read_json(path))
+  task = tasks.build_task(config)
+  members = members_from_config(config)
+  params = init_params(config, task, members)
+  state, meta = checkpoint.restore(workdir, template_state(config, params), step)
+  state = train.EnsembleState(*state)
+  labels = [member_label(m, members) for m in members]
+  per_member = [train.unstack(state.params, i) for i in range(len(members))]
+  return Loaded(config, task, task.model, members, labels, per_member, state.params, state,
+                int(meta["step"]))
+
+
+def rerender(workdir: str) -> dict[str, Any]:
+  """Re-evaluates the last checkpoint of ``workdir`` with its own config (no training).
+
+  Args:
+    workdir: a workdir written by :func:`run`.
+
+  Returns:
+    The rewritten ``results.json`` content.
+
+  Raises:
+    ValueError: no run or no checkpoint in ``workdir``.
+  """
+  path = os.path.join(workdir, io.CONFIG_FILENAME)
+  if not os.path.exists(path):
+    raise ValueError(f"{workdir!r} holds no run (no {io.CONFIG_FILENAME}).")
+  config = ml_collections.ConfigDict(io.read_json(path))
+  config.mode = "eval"
+  return run(config, workdir)

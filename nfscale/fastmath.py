@@ -50,8 +50,8 @@ Speed:
     2 * x)`` (~20-25 ms vs ~60-110 ms for ``jnp.sin``), and forward+backward
     of ``sum(sin(30 * x))`` drops from ~90 ms to ~22-26 ms. A full SIREN
     step (2 -> 3x256 -> 3, 65536 points, value_and_grad) went from ~1.67 s
-    to ~0.97 s (relu: ~0.92 s). Run :func:`benchmark` to measure on your
-    machine.
+    to ~0.97 s (relu: ~0.92 s). ``nfscale.bench.sin_timings()`` measures it
+    on your machine.
 
 Dtypes:
     float32 uses the fast path. float16/bfloat16 are computed in float32 and
@@ -67,15 +67,13 @@ This module is opt-in: nothing in nfscale switches to it implicitly. Pass
 
 from __future__ import annotations
 
-import statistics
-import time
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["fast_sin", "fast_cos", "benchmark", "MAX_ACCURATE_ARG"]
+__all__ = ["fast_sin", "fast_cos", "MAX_ACCURATE_ARG"]
 
 # --- Range reduction constants --------------------------------------------
 #
@@ -256,52 +254,3 @@ def fast_cos(x: jax.typing.ArrayLike) -> jax.Array:
         ``cos(x)`` with the dtype of ``x`` (after integer promotion).
     """
     return _dispatch(x, 1, jnp.cos)
-
-
-def benchmark(
-    shape: tuple[int, ...] = (65536, 256), repeats: int = 5
-) -> dict[str, float]:
-    """Times jitted ``jnp.sin`` against jitted :func:`fast_sin`.
-
-    Measures both the bare element-wise op and the SIREN-like
-    forward+backward ``grad(lambda x: sum(sin(30 * x)))``. Inputs are uniform
-    in ``[-1, 1]`` (so the sine sees arguments in ``[-30, 30]`` in the
-    gradient case). Compilation and a warm-up call are excluded. Not run by
-    the tests: it takes seconds and depends on the machine.
-
-    Args:
-        shape: Shape of the float32 input array.
-        repeats: Number of timed calls per variant; the median is reported.
-
-    Returns:
-        Median wall-clock seconds per call, keyed by ``"numpy_sin"`` (numpy
-        reference, not jitted), ``"jnp_sin"``, ``"fast_sin"``,
-        ``"jnp_sin_fwd_bwd"`` and ``"fast_sin_fwd_bwd"``.
-    """
-    rng = np.random.default_rng(0)
-    x_np = rng.uniform(-1.0, 1.0, size=shape).astype(np.float32)
-    x = jax.device_put(x_np)
-
-    def timed(fn: Callable[[], object]) -> float:
-        jax.block_until_ready(fn())  # compile / warm up
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            jax.block_until_ready(fn())
-            times.append(time.perf_counter() - t0)
-        return statistics.median(times)
-
-    def fwd_bwd(sin: Callable[[jax.Array], jax.Array]) -> Callable:
-        return jax.jit(jax.grad(lambda v: jnp.sum(sin(30.0 * v))))
-
-    jnp_sin = jax.jit(jnp.sin)
-    f_sin = jax.jit(fast_sin)
-    jnp_grad = fwd_bwd(jnp.sin)
-    f_grad = fwd_bwd(fast_sin)
-    return {
-        "numpy_sin": timed(lambda: np.sin(x_np)),
-        "jnp_sin": timed(lambda: jnp_sin(x)),
-        "fast_sin": timed(lambda: f_sin(x)),
-        "jnp_sin_fwd_bwd": timed(lambda: jnp_grad(x)),
-        "fast_sin_fwd_bwd": timed(lambda: f_grad(x)),
-    }

@@ -396,7 +396,7 @@ class Scheme:
     last: kernel init of the output layer.
     bias: bias rule of every layer except the first.
     first_bias: bias rule of the first layer (random first-layer biases break
-      the even symmetry of sinc/Gaussian fields on 1-D inputs).
+      the even symmetry of sinc/Gaussian fields on 1-D inputs; docs/protocol.md).
 
   Example:
     >>> s = get_scheme("init2", bias="torch")

@@ -1,4 +1,9 @@
-"""Matplotlib figures of results (written as PNG; the Agg backend needs no display)."""
+"""Matplotlib figures of results, written as PNG.
+
+Figures are built with :class:`matplotlib.figure.Figure` directly, never through
+``pyplot``: that needs no display, and importing nfscale leaves the user's
+backend alone (a notebook keeps showing its inline plots).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,21 @@ import io as _stdio
 from typing import Any, Sequence
 
 import matplotlib
+from matplotlib import figure as mpl_figure
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from nfscale import io
 
-from nfscale import io  # noqa: E402
+
+def subplots(*args: Any, figsize: tuple[float, float], **kwargs: Any) -> tuple[Any, Any]:
+  """Like ``pyplot.subplots`` but without pyplot's global state (see the module doc)."""
+  fig = mpl_figure.Figure(figsize=figsize)
+  return fig, fig.subplots(*args, **kwargs)
+
+
+def get_cmap(name: str) -> Any:
+  """A registered matplotlib colormap by name."""
+  return matplotlib.colormaps[name]
 
 
 def _save(fig: Any, path: str) -> str:
@@ -22,40 +36,84 @@ def _save(fig: Any, path: str) -> str:
   directory, fsync, rename), so a reader never sees half a PNG and a failed
   write leaves the old file and no temp file behind.
   """
-  try:
-    buf = _stdio.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-  finally:
-    plt.close(fig)  # also on failure: pyplot keeps every open figure alive
+  buf = _stdio.BytesIO()
+  fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
   io.atomic_write_bytes(path, buf.getvalue())
   return path
 
 
-def psnr_curves(history: Sequence[dict[str, Any]], labels: Sequence[str], path: str,
-                title: str = "", target: float | None = None) -> str:
-  """Train PSNR against step, one line per member (the paper's Fig. 1).
+def score_ylim(values: np.ndarray, diverged: np.ndarray,
+               target: float | None = None) -> tuple[float, float] | None:
+  """The y range of a score plot: the non-diverged members' values and the target.
 
   Args:
-    history: records with ``step`` and per-member ``psnr`` lists.
+    values: ``(log steps, members)`` scores (NaN allowed).
+    diverged: ``(members,)`` flags; those members do not widen the range.
+    target: included when given.
+
+  Returns:
+    ``(low, high)`` with a small margin, or ``None`` if nothing finite is left.
+
+  Example:
+    >>> v = np.array([[5.0, 4.0], [20.0, -90.0]])
+    >>> score_ylim(v, np.array([False, True]))
+    (4.25, 20.75)
+  """
+  good = np.asarray(values, float)[:, ~np.asarray(diverged, bool)]
+  good = good[np.isfinite(good)].tolist() + ([] if target is None else [float(target)])
+  if not good:
+    return None
+  lo, hi = min(good), max(good)
+  pad = max(0.05 * (hi - lo), 0.5)
+  return lo - pad, hi + pad
+
+
+def psnr_curves(history: Sequence[dict[str, Any]], labels: Sequence[str], path: str,
+                title: str = "", target: float | None = None, ylabel: str = "train PSNR (dB)",
+                diverged: Sequence[bool] | None = None, key: str = "score") -> str:
+  """The training score (e.g. PSNR) against step, one line per member (the paper's Fig. 1).
+
+  Diverged members are drawn thin and grey, and the y range is set by the
+  other members (plus the target), so a blown-up loss does not squash the
+  curves that matter; their values beyond the range are clipped.
+
+  Args:
+    history: records with ``step`` and per-member lists under ``key``
+      (``"score"``; older histories used ``"psnr"``, accepted too).
     labels: one legend label per member.
     path: PNG path.
     title: figure title.
-    target: draws the target PSNR as a dashed line.
+    target: draws the target as a dashed line.
+    ylabel: y axis label.
+    diverged: per member, whether it diverged.
+    key: the history entry plotted.
 
   Returns:
     ``path``.
   """
-  steps = np.array([r["step"] for r in history])
-  psnr = np.array([[np.nan if v is None else v for v in r["psnr"]] for r in history], float)
-  fig, ax = plt.subplots(figsize=(7, 4.5))
-  cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
+  if history and key not in history[0] and "psnr" in history[0]:
+    key = "psnr"
+  steps = np.array([r["step"] for r in history], float)
+  vals = np.array([[np.nan if v is None else v for v in r[key]] for r in history],
+                  float).reshape(len(history), len(labels))
+  bad = np.zeros(len(labels), bool) if diverged is None else np.asarray(diverged, bool)
+  fig, ax = subplots(figsize=(7, 4.5))
+  cmap = get_cmap("tab10" if len(labels) <= 10 else "tab20")
   for i, label in enumerate(labels):
+    if bad[i]:
+      ax.plot(steps, vals[:, i], ":", color="0.6", lw=1, label=f"{label} (diverged)")
+      continue
     style = "--" if "uniform" in label or "init2" in label else "-"
-    ax.plot(steps, psnr[:, i], style, color=cmap(i % cmap.N), label=label, lw=1.6)
+    # A single logged point is still visible as a marker.
+    ax.plot(steps, vals[:, i], style, color=cmap(i % cmap.N), label=label, lw=1.6,
+            marker="o" if len(steps) == 1 else None)
   if target is not None:
-    ax.axhline(target, color="k", ls=":", lw=1, label=f"target {target:g} dB")
+    ax.axhline(target, color="k", ls=":", lw=1, label=f"target {target:g}")
+  ylim = score_ylim(vals, bad, target)
+  if ylim is not None:
+    ax.set_ylim(*ylim)
   ax.set_xlabel("step")
-  ax.set_ylabel("train PSNR (dB)")
+  ax.set_ylabel(ylabel)
   ax.set_title(title)
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8, ncol=2)
@@ -68,7 +126,7 @@ def image_grid(target: np.ndarray, images: Sequence[np.ndarray], titles: Sequenc
   panels = [(target, "target")] + list(zip(images, titles))
   ncols = min(ncols, len(panels))
   nrows = -(-len(panels) // ncols)
-  fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.8 * nrows), squeeze=False)
+  fig, axes = subplots(nrows, ncols, figsize=(2.6 * ncols, 2.8 * nrows), squeeze=False)
   for ax in axes.ravel():
     ax.axis("off")
   for ax, (img, title) in zip(axes.ravel(), panels):
@@ -81,10 +139,10 @@ def image_grid(target: np.ndarray, images: Sequence[np.ndarray], titles: Sequenc
 def curves_1d(x_dense: np.ndarray, y_dense: np.ndarray, x_train: np.ndarray, y_train: np.ndarray,
               preds: Sequence[np.ndarray], labels: Sequence[str], path: str) -> str:
   """A 1-D target with every member's fit."""
-  fig, ax = plt.subplots(figsize=(8, 4.5))
+  fig, ax = subplots(figsize=(8, 4.5))
   ax.plot(x_dense, y_dense, "k-", lw=2.5, alpha=0.35, label="target")
   ax.plot(x_train, y_train, "k.", ms=4, label="train points")
-  cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
+  cmap = get_cmap("tab10" if len(labels) <= 10 else "tab20")
   for i, (pred, label) in enumerate(zip(preds, labels)):
     ax.plot(x_dense, pred, color=cmap(i % cmap.N), lw=1, label=label)
   ax.set_xlabel("x")
@@ -94,7 +152,7 @@ def curves_1d(x_dense: np.ndarray, y_dense: np.ndarray, x_train: np.ndarray, y_t
 
 
 def _scheme_style(i: int, scheme: str) -> dict[str, Any]:
-  cmap = plt.get_cmap("tab10")
+  cmap = get_cmap("tab10")
   return {"color": cmap(i % 10), "ls": "--" if ("uniform" in scheme or scheme == "init2") else "-",
           "marker": "o", "ms": 4}
 
@@ -142,7 +200,7 @@ def scaling_curves(points: Sequence[dict[str, Any]], arms: Sequence[str],
   Returns:
     ``path``.
   """
-  fig, axes = plt.subplots(1, len(arms), figsize=(5.5 * len(arms), 4.2), squeeze=False)
+  fig, axes = subplots(1, len(arms), figsize=(5.5 * len(arms), 4.2), squeeze=False)
   fit_of = {(f["arm"], f["scheme"]): f for f in fits}
   for ax, arm in zip(axes[0], arms):
     drawn = False
@@ -201,7 +259,7 @@ def theory_widths(points: Sequence[dict[str, Any]], arms: Sequence[str],
   Returns:
     ``path``.
   """
-  fig, axes = plt.subplots(1, len(arms), figsize=(5.5 * len(arms), 4.2), squeeze=False)
+  fig, axes = subplots(1, len(arms), figsize=(5.5 * len(arms), 4.2), squeeze=False)
   for ax, arm in zip(axes[0], arms):
     drawn = False
     for i, sc in enumerate(schemes):
@@ -230,9 +288,9 @@ def theory_widths(points: Sequence[dict[str, Any]], arms: Sequence[str],
 def label_scatter(labels: np.ndarray, preds: Sequence[np.ndarray], names: Sequence[str],
                   path: str) -> str:
   """Predicted vs true label per member (a perfect fit lies on the diagonal)."""
-  fig, ax = plt.subplots(figsize=(5, 5))
+  fig, ax = subplots(figsize=(5, 5))
   for i, (pred, name) in enumerate(zip(preds, names)):
-    ax.plot(labels, pred, ".", ms=3, alpha=0.6, label=name, color=plt.get_cmap("tab10")(i % 10))
+    ax.plot(labels, pred, ".", ms=3, alpha=0.6, label=name, color=get_cmap("tab10")(i % 10))
   lim = float(np.max(np.abs(labels))) * 1.1
   ax.plot([-lim, lim], [-lim, lim], "k:", lw=1)
   ax.set_xlabel("label")

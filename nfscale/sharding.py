@@ -166,8 +166,3 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
   """Places every leaf fully replicated on the mesh (the shared data)."""
   spec = NamedSharding(mesh, P())
   return jax.tree.map(lambda a: jax.device_put(a, spec), tree)
-
-
-def padded_size(num: int, mesh: Mesh) -> int:
-  """Smallest multiple of the mesh size that holds ``num`` members."""
-  return -(-num // mesh.size) * mesh.size

@@ -45,7 +45,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from nfscale import initializers, io, models, plots, scaling, sharding, tasks, train
+from nfscale import experiment, initializers, io, plots, scaling, sharding, tasks, train
 from nfscale.tasks import base
 
 EVALS_FILE = "evals.jsonl"
@@ -54,7 +54,7 @@ POINTS_GLOB = "points*.jsonl"
 # Fewest points (with at least two distinct N) a power-law fit needs.
 MIN_FIT_POINTS = 3
 # Keys that do not change results: a rerun may differ in them.
-IGNORED_KEYS = ("progress",)
+IGNORED_KEYS = ("progress", "overwrite", "mode", "checkpoint_every")
 
 
 def sweep_points(config: Any) -> list[tuple[str, int]]:
@@ -68,6 +68,23 @@ def sweep_points(config: Any) -> list[tuple[str, int]]:
   return [(a, int(n)) for a in arms for n in sorted(config.sweep.ns)]
 
 
+def set_dotted(config: Any, key: str, value: Any) -> None:
+  """Sets ``config[a][b][c] = value`` for ``key = "a.b.c"``.
+
+  Raises:
+    ValueError: a key on the path does not exist in ``config``.
+  """
+  *parents, last = key.split(".")
+  node = config
+  for part in parents:
+    if part not in node:
+      raise ValueError(f"config has no key {key!r} (missing {part!r}).")
+    node = node[part]
+  if last not in node:
+    raise ValueError(f"config has no key {key!r} (missing {last!r}).")
+  node[last] = type(node[last])(value) if isinstance(node[last], (int, float)) else value
+
+
 def point_config(config: Any, arm: str, n: int, width: int | None = None) -> Any:
   """The training config of one point: the arm's model, N samples, last width."""
   c = ml_collections.ConfigDict(copy.deepcopy(config.to_dict()))
@@ -78,13 +95,8 @@ def point_config(config: Any, arm: str, n: int, width: int | None = None) -> Any
   c.model.encoding_params = ml_collections.ConfigDict(dict(a.encoding_params))
   if width is not None:
     c.model.hidden = tuple(config.sweep.hidden_prefix) + (int(width),)
-  if config.task in ("curve1d", "random_labels"):
-    c.data.num_points = n
-  elif config.task == "image":
-    c.data.num_samples = n
-  else:
-    raise ValueError("sweeps support the tasks curve1d, random_labels and image, "
-                     f"got task={config.task!r}.")
+  # The task says which key holds its sample count N (register_task).
+  set_dotted(c, tasks.num_samples_key(config.task, config.get("task_module", "")), n)
   return c
 
 
@@ -115,31 +127,28 @@ def evaluate_width(config: Any, arm: str, n: int, width: int, schemes: Sequence[
   task = tasks.build_task(c)
   members = [train.Member(s, int(seed), float(lr))
              for s in schemes for seed in config.seeds for lr in config.lrs]
-  params = train.init_members(task.model, members, np.asarray(task.train_data["x"][:1]),
-                              base.scheme_params(c))
   t0 = time.perf_counter()
-  fit = train.fit(task.loss_fn, params, members, task.train_data, steps=int(c.steps),
-                  optimizer=c.optimizer, optimizer_params=dict(c.optimizer_params),
-                  chunk_steps=int(c.chunk_steps), log_every=10 ** 9,
-                  target_psnr=float(c.target_psnr), data_range=task.data_range,
-                  batch_size=int(c.batch_size) or None, seed=int(c.seed), progress=progress,
-                  desc=f"{arm} N={n} w={width}")
-  st = jax.device_get(fit.state)
+  trained = experiment.train_members(c, task, members, progress=progress,
+                                     desc=f"{arm} N={n} w={width}", log_every=10 ** 9)
+  rows = trained.rows
+  best_key = f"best_{task.score.name}"
   record: dict[str, Any] = {"arm": arm, "n": n, "width": int(width),
-                            "param_count": models.param_count(train.unstack(params, 0)),
+                            "param_count": trained.param_count,
                             "seconds": time.perf_counter() - t0, "schemes": {}}
   k, nl = len(config.seeds), len(config.lrs)
   for si, s in enumerate(schemes):
     idx = si * k * nl + np.arange(k * nl).reshape(k, nl)  # [seed, lr]
-    reached = np.asarray(st.done)[idx]
-    steps = np.where(reached, np.asarray(st.steps_to_target)[idx], np.iinfo(np.int32).max)
+    col = lambda key: np.array([[rows[j][key] for j in r] for r in idx])  # noqa: E731
+    reached = col("reached_target").astype(bool)
+    to_target = np.array([[-1 if rows[j]["steps_to_target"] is None else rows[j]["steps_to_target"]
+                           for j in r] for r in idx])
+    steps = np.where(reached, to_target, np.iinfo(np.int32).max)
     per_lr = [success(reached[:, j], config.sweep.rule) for j in range(nl)]
     order = sorted(range(nl), key=lambda j: (-int(reached[:, j].sum()), np.median(steps[:, j])))
     record["schemes"][s] = {
         "success": any(per_lr), "best_lr": float(config.lrs[order[0]]),
-        "reached": reached.tolist(), "steps_to_target": np.asarray(st.steps_to_target)[idx].tolist(),
-        "best_psnr": np.asarray(st.best_psnr)[idx].tolist(),
-        "diverged": np.asarray(st.diverged)[idx].tolist()}
+        "reached": reached.tolist(), "steps_to_target": to_target.tolist(),
+        best_key: col(best_key).tolist(), "diverged": col("diverged").tolist()}
   return io.to_jsonable(record)
 
 
@@ -422,8 +431,8 @@ def run_sweep(config: Any, workdir: str, *, host: tuple[int, int] | None = None,
   points = sweep_points(config)
   for sc in config.schemes:  # fail before touching the workdir
     initializers.get_scheme(sc, **initializers.filter_hparams(sc, base.scheme_params(config)))
-  if config.target_psnr is None:
-    raise ValueError("a sweep needs config.target_psnr.")
+  if config.target is None:
+    raise ValueError("a sweep needs config.target.")
   index, count = _check_host(*host, f"{host[0]!r}/{host[1]!r}") if host else _host()
   io.check_or_write_config(workdir, config.to_dict(), keys_ignored=IGNORED_KEYS)
   with _locks(workdir, index, count):
@@ -572,7 +581,7 @@ def write_report(config: Any, workdir: str) -> dict[str, Any]:
   fit_cols = ["arm", "scheme", "points", "censored", "b_width", "b_width_ci_low",
               "b_width_ci_high", "b", "b_ci_low", "b_ci_high", "r2", "ci_note", "note"]
   censored = sum(not r["found"] for r in rows)
-  md = ["# Scaling sweep", "", f"target {config.target_psnr:g} dB, {config.steps} steps, "
+  md = ["# Scaling sweep", "", f"target {config.target:g} dB, {config.steps} steps, "
         f"{config.optimizer} lrs {tuple(config.lrs)}, seeds {tuple(config.seeds)}, "
         f"rule {config.sweep.rule}", "",
         f"points finished: {len(points)} / {len(sweep_points(config))}", "",
@@ -591,7 +600,7 @@ def write_report(config: Any, workdir: str) -> dict[str, Any]:
   io.atomic_write_json(os.path.join(workdir, "fits.json"), fits)
   artifacts = [plots.scaling_curves(points, list(config.sweep.arms), list(config.schemes),
                                     fits, os.path.join(workdir, "scaling.png"),
-                                    title=f"target {config.target_psnr:g} dB")]
+                                    title=f"target {config.target:g} dB")]
   if any("theory" in r for p in points for r in p["schemes"].values()):
     artifacts.append(plots.theory_widths(points, list(config.sweep.arms), list(config.schemes),
                                          os.path.join(workdir, "theory.png")))

@@ -1,4 +1,4 @@
-"""Diagnostics at initialization that make the paper's theory measurable (SPEC §5).
+"""Diagnostics at initialization that make the paper's theory measurable (paper sec. 4).
 
 The convergence proofs of the paper (sec. 4.3) rest on one inequality at
 initialization, eq. 4.6 for a 2-layer network. The factor of the hidden width
@@ -323,9 +323,9 @@ def ensemble_diagnostics(model: Any, stacked_params: PyTree, x: Any, y: Any) -> 
   Example:
     >>> import numpy as np
     >>> from nfscale import make_field, train
-    >>> field = make_field((16,), 1, activation="sinc")
-    >>> x = np.linspace(-1, 1, 8, dtype=np.float32)[:, None]
+    >>> x = np.linspace(-1, 1, 20, dtype=np.float32)[:, None]
     >>> y = np.sin(3 * x)
+    >>> field = make_field((32,), 1, activation="sinc", scheme="init1")
     >>> stacked = train.init_members(field, [train.Member("init1", 0, 0.1),
     ...                                      train.Member("init1", 1, 0.1)], x[:1])
     >>> len(ensemble_diagnostics(field, stacked, x, y))

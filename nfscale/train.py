@@ -6,28 +6,47 @@ states are stacked on a leading axis and trained together by a single
 ``jax.jit(lax.scan(jax.vmap(step)))`` that donates its buffers; the leading
 axis is sharded over all devices (:mod:`nfscale.sharding`).
 
-Per member, the engine
+The engine knows nothing about tasks. It gets a per-member loss
+``loss_fn(params, batch, rng) -> (loss, aux)`` and a *score*
+``score_fn(loss, aux) -> scalar`` (higher is better, e.g. a PSNR); per member it
 
-* stops updating once the train PSNR reaches ``target_psnr`` (a masked update,
-  so nothing recompiles) and records after how many updates that happened;
+* stops updating once the score reaches ``target`` (a masked update, so
+  nothing recompiles) and records after how many updates that happened;
 * freezes the member and flags it ``diverged`` when the loss, a gradient or
-  the updated params become NaN/Inf, while the others go on.
+  the updated params become NaN/Inf, or when the loss exceeds
+  ``diverge_factor`` times the member's first (step-0) loss (see
+  :data:`DEFAULT_DIVERGE_FACTOR`), while the others go on;
+* conjugates complex gradients before the optimizer (see
+  :func:`descent_gradients`).
 
-The learning rate is a per-member array: optimizers are built with unit step
-size and the update is scaled by the member's rate, which is exact for SGD and
-Adam (``-lr * u`` with ``u`` the unit-rate update) and lets one run sweep
-learning rates as just more members.
+Every step gets ``fold_in(key(seed), step)`` as its rng (the same for all
+members; it draws the minibatch and is passed to ``loss_fn``), so a run
+resumed from a checkpoint replays exactly the steps it would have run.
+
+Learning rates are per member: the optimizer is built with unit learning
+rate (times the optional schedule) and its update is scaled by the member's
+rate. This is exact for every optax optimizer whose update is linear in its
+learning rate (all of optax's aliases scale by it as their last step), so one
+run can sweep learning rates as just more members.
 
 Example:
-  >>> members = [Member("init1", 0, 1e-3), Member("kaiming_normal", 0, 1e-3)]
+  >>> from nfscale import models
+  >>> x = np.linspace(-1, 1, 32, dtype=np.float32)[:, None]
+  >>> data = {"x": x, "y": np.sin(3 * x)}
+  >>> field = models.make_field(hidden=(32,), out_dim=1, activation="sine")
+  >>> members = [Member("init1", 0, 1e-2), Member("lecun_normal", 0, 1e-2)]
   >>> params = init_members(field, members, x[:1])
-  >>> loss_fn = mse_loss(field)
-  >>> result = fit(loss_fn, params, members, {"x": x, "y": y}, steps=500)
+  >>> psnr = lambda loss, aux: -10 * jnp.log10(loss)
+  >>> result = fit(models.mse_loss(field), params, members, data, steps=300,
+  ...              score_fn=psnr, target=30.0, progress=False, shard=False)
+  >>> np.asarray(result.state.done).tolist()
+  [True, True]
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import time
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
@@ -37,12 +56,24 @@ import numpy as np
 import optax
 
 from nfscale import initializers
-from nfscale import metrics
 from nfscale import sharding
 
 Array = jax.Array
 PyTree = Any
-LossFn = Callable[[PyTree, Mapping[str, Array]], Array]
+LossFn = Callable[[PyTree, Mapping[str, Array], Array], tuple[Array, Mapping[str, Array]]]
+ScoreFn = Callable[[Array, Mapping[str, Array]], Array]
+
+#: A member whose loss exceeds this multiple of its first (step-0) loss is
+#: flagged ``diverged`` and frozen. A fit that works never comes close: the
+#: loss at initialization is that of an untrained field, and 1000x above it
+#: (30 dB worse in PSNR terms) only happens when the step size blew the
+#: weights up (e.g. Adam at lr 1e6, or GD at lr 3 on the image preset). The
+#: rule applies only while the first loss is positive.
+DEFAULT_DIVERGE_FACTOR = 1e3
+
+#: Learning-rate schedules of :func:`make_optimizer`, as multipliers of each
+#: member's learning rate.
+SCHEDULES = ("constant", "cosine", "exponential")
 
 
 class Member(NamedTuple):
@@ -60,52 +91,129 @@ class EnsembleState(NamedTuple):
   opt_state: PyTree
   steps: Array            # int32: updates applied so far
   done: Array             # bool: reached the target (frozen)
-  diverged: Array         # bool: NaN/Inf loss or gradient (frozen)
+  diverged: Array         # bool: non-finite, or loss beyond diverge_factor x initial (frozen)
   steps_to_target: Array  # int32: updates before reaching the target, -1 if not
   loss: Array             # float32: loss at the last evaluated step
-  best_psnr: Array        # float32: best train PSNR seen
+  score: Array            # float32: score at the last evaluated step
+  best_score: Array       # float32: best score seen (finite steps)
+  initial_loss: Array     # float32: loss at the member's first step (NaN before it)
 
 
 class ChunkLog(NamedTuple):
-  """Per-step, per-member loss of one chunk: shape ``(chunk_steps, members)``."""
+  """Per-step, per-member values of one chunk: each ``(chunk_steps, members)``."""
 
   loss: Array
+  score: Array
+  aux: dict[str, Array]
 
 
 class FitResult(NamedTuple):
   """What :func:`fit` returns."""
 
   state: EnsembleState
-  history: list[dict[str, Any]]  # one record per log step: step, loss[], psnr[]
+  history: list[dict[str, Any]]  # per log step: step, loss[], score[], aux{name: []}
   seconds: float
   steps_run: int
 
 
-def make_optimizer(name: str, **kwargs) -> optax.GradientTransformation:
-  """A unit-step-size optax transformation; the engine multiplies by ``-lr``.
+def neg_loss(loss: Array, aux: Mapping[str, Array]) -> Array:
+  """The default score: minus the loss (higher is better)."""
+  del aux
+  return -loss
+
+
+@functools.lru_cache(maxsize=None)
+def list_optimizers() -> tuple[str, ...]:
+  """The optax optimizers :func:`make_optimizer` accepts: every alias taking a ``learning_rate``."""
+  names = []
+  for name in dir(optax):
+    obj = getattr(optax, name)
+    # scale_by_* are building blocks, and L-BFGS's update needs the loss
+    # function itself (a line search), which the engine does not pass.
+    if name.startswith(("_", "scale_by")) or name == "lbfgs" or not inspect.isfunction(obj):
+      continue
+    try:
+      params = list(inspect.signature(obj).parameters)
+    except (TypeError, ValueError):
+      continue
+    if params[:1] == ["learning_rate"]:
+      names.append(name)
+  return tuple(sorted(names))
+
+
+def make_schedule(name: str = "constant", params: Mapping[str, Any] | None = None, *,
+                  steps: int | None = None) -> optax.Schedule | float:
+  """A learning-rate multiplier: ``1`` at step 0, then as ``name`` says.
 
   Args:
-    name: ``"sgd"`` (plain full-batch gradient descent, optional ``momentum``)
-      or ``"adam"`` (``b1``, ``b2``, ``eps``).
-    **kwargs: the optimizer's parameters.
+    name: ``"constant"`` (no params), ``"cosine"`` (``decay_steps``, default
+      ``steps``; ``alpha``, the final multiplier, default 0; ``exponent``) or
+      ``"exponential"`` (``decay_rate`` and ``transition_steps`` required;
+      ``staircase``, ``transition_begin``, ``end_value``), optax's schedules
+      with ``init_value=1``.
+    params: the schedule's parameters.
+    steps: the run's length (the cosine's default ``decay_steps``).
 
   Returns:
-    The transformation.
+    ``1.0`` for constant, else an optax schedule.
 
   Raises:
-    ValueError: unknown name or parameter.
+    ValueError: unknown schedule or parameters.
   """
+  params = dict(params or {})
   try:
-    if name == "sgd":
-      momentum = kwargs.pop("momentum", 0.0)
-      if kwargs:
+    if name == "constant":
+      if params:
         raise TypeError
-      return optax.trace(decay=momentum) if momentum else optax.identity()
-    if name == "adam":
-      return optax.scale_by_adam(**kwargs)
+      return 1.0
+    if name == "cosine":
+      params.setdefault("decay_steps", steps)
+      if not params["decay_steps"] or params["decay_steps"] <= 0:
+        raise ValueError(f"cosine schedule needs decay_steps > 0, got {params['decay_steps']}.")
+      return optax.cosine_decay_schedule(1.0, **params)
+    if name == "exponential":
+      return optax.exponential_decay(1.0, **params)
   except TypeError as e:
-    raise ValueError(f"Invalid parameters {sorted(kwargs)} for optimizer {name!r}.") from e
-  raise ValueError(f"Unknown optimizer {name!r}; valid optimizers: sgd, adam.")
+    raise ValueError(f"Invalid parameters {sorted(params)} for schedule {name!r}.") from e
+  raise ValueError(f"Unknown schedule {name!r}; valid schedules: {', '.join(SCHEDULES)}.")
+
+
+def make_optimizer(name: str, params: Mapping[str, Any] | None = None, *,
+                   schedule: str = "constant", schedule_params: Mapping[str, Any] | None = None,
+                   steps: int | None = None) -> optax.GradientTransformation:
+  """An optax optimizer with unit learning rate; the engine scales it per member.
+
+  Args:
+    name: any optax optimizer taking a ``learning_rate`` (see
+      :func:`list_optimizers`), e.g. ``"adam"``, ``"sgd"``, ``"adamw"``.
+    params: its other parameters (``b1``, ``momentum``, ``weight_decay``...).
+    schedule: learning-rate multiplier over steps (:func:`make_schedule`).
+    schedule_params: the schedule's parameters.
+    steps: the run's length (default length of the cosine schedule).
+
+  Returns:
+    The transformation: its update is ``-schedule(t) * u``; the engine adds
+    ``lr * update`` to the params.
+
+  Raises:
+    ValueError: unknown name, schedule or parameter.
+
+  Example:
+    >>> tx = make_optimizer("sgd", {"momentum": 0.9}, schedule="cosine", steps=100)
+    >>> state = tx.init({"w": jnp.ones(2)})
+  """
+  if name not in list_optimizers():
+    raise ValueError(f"Unknown optimizer {name!r}; valid optimizers: any optax optimizer "
+                     f"taking a learning_rate, e.g. sgd, adam, adamw ({len(list_optimizers())} "
+                     "in all: nfscale.train.list_optimizers()).")
+  lr = make_schedule(schedule, schedule_params, steps=steps)
+  params = dict(params or {})
+  try:
+    tx = getattr(optax, name)(learning_rate=lr, **params)
+    tx.init({"w": jnp.zeros(2)})  # catches parameter values the constructor accepts lazily
+  except (TypeError, ValueError) as e:
+    raise ValueError(f"Invalid parameters {params} for optimizer {name!r}: {e}") from e
+  return tx
 
 
 def _stack(trees: Sequence[PyTree]) -> PyTree:
@@ -148,27 +256,31 @@ def init_members(model: Any, members: Sequence[Member], example_input: Array,
   return _stack(trees)
 
 
-def mse_loss(model: Any, x_key: str = "x", y_key: str = "y") -> LossFn:
-  """Mean squared error of ``model.apply(params, batch[x_key])`` against ``batch[y_key]``."""
-
-  def loss_fn(params, batch):
-    pred = model.apply(params, batch[x_key])
-    return jnp.mean(jnp.square(pred - batch[y_key]))
-
-  return loss_fn
-
-
 def init_state(params: PyTree, tx: optax.GradientTransformation) -> EnsembleState:
   """A fresh :class:`EnsembleState` for stacked ``params``."""
   m = jax.tree.leaves(params)[0].shape[0]
   # The chunk function donates the state's buffers; copy so that the caller's
   # params stay valid after fit() (one copy per run, not per step).
   params = jax.tree.map(jnp.copy, params)
+  # Separate buffers per field: the chunk function donates each of them.
+  nan = lambda: jnp.full(m, jnp.nan, jnp.float32)  # noqa: E731
   return EnsembleState(
       params=params, opt_state=jax.vmap(tx.init)(params),
       steps=jnp.zeros(m, jnp.int32), done=jnp.zeros(m, bool), diverged=jnp.zeros(m, bool),
-      steps_to_target=jnp.full(m, -1, jnp.int32), loss=jnp.full(m, jnp.nan, jnp.float32),
-      best_psnr=jnp.full(m, -jnp.inf, jnp.float32))
+      steps_to_target=jnp.full(m, -1, jnp.int32), loss=nan(), score=nan(),
+      best_score=jnp.full(m, -jnp.inf, jnp.float32), initial_loss=nan())
+
+
+def descent_gradients(grads: PyTree) -> PyTree:
+  """Gradients as optimizers expect them: complex leaves conjugated.
+
+  For a real loss of a complex parameter ``z = a + ib``, ``jax.grad``
+  returns ``dL/da - i dL/db``, the conjugate of the steepest-ascent
+  direction ``dL/da + i dL/db``. Optax treats a complex leaf as the pair
+  (real, imaginary) and steps against the gradient it is given, so without
+  the conjugate every imaginary part moves uphill (Gabor/WIRE fields).
+  """
+  return jax.tree.map(lambda g: jnp.conj(g) if jnp.iscomplexobj(g) else g, grads)
 
 
 def _all_finite(tree: PyTree) -> Array:
@@ -180,39 +292,51 @@ def _select(pred: Array, a: PyTree, b: PyTree) -> PyTree:
 
 
 def make_member_step(loss_fn: LossFn, tx: optax.GradientTransformation, *,
-                     target_psnr: float | None, data_range: float = 1.0
-                     ) -> Callable[[EnsembleState, Array, Mapping[str, Array]],
-                                   tuple[EnsembleState, Array]]:
+                     score_fn: ScoreFn = neg_loss, target: float | None = None,
+                     diverge_factor: float | None = DEFAULT_DIVERGE_FACTOR
+                     ) -> Callable[..., tuple[EnsembleState, tuple[Array, Array, dict]]]:
   """One training step of ONE member (unbatched state); vmap it over members.
 
-  The PSNR that decides the target is that of the loss at the current params
-  (before the update), so ``steps_to_target`` counts the updates needed.
+  The returned ``step(state, lr, batch, rng, in_range)`` evaluates the loss
+  and score at the current params (before the update), so
+  ``steps_to_target`` counts the updates needed; ``in_range=False`` makes
+  the step a no-op (the tail of the last chunk).
   """
 
-  def step(state: EnsembleState, lr: Array, batch: Mapping[str, Array]):
-    loss, grads = jax.value_and_grad(loss_fn)(state.params, batch)
-    psnr = metrics.mse_to_psnr(loss, data_range)
+  def step(state: EnsembleState, lr: Array, batch: Mapping[str, Array], rng: Array,
+           in_range: Array):
+    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, rng)
+    grads = descent_gradients(grads)
+    score = jnp.asarray(score_fn(loss, aux), jnp.float32)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = jax.tree.map(lambda p, u: p - (lr * u).astype(p.dtype), state.params, updates)
+    params = jax.tree.map(lambda p, u: p + (lr * u).astype(p.dtype), state.params, updates)
+    active = in_range & ~(state.done | state.diverged)
+    initial = jnp.where(active & jnp.isnan(state.initial_loss), loss, state.initial_loss)
     # A huge step can overflow the params while loss and gradient are still
     # finite; checking the new params keeps a diverged member's last finite
     # params (and costs one reduction, small next to the matmuls).
     finite = jnp.isfinite(loss) & _all_finite(grads) & _all_finite(params)
-    active = ~(state.done | state.diverged)
-    reached = (psnr >= target_psnr) if target_psnr is not None else jnp.bool_(False)
-    newly_done = active & jnp.isfinite(loss) & reached
-    update = active & finite & ~reached
+    blown = jnp.bool_(False)
+    if diverge_factor is not None:
+      blown = (initial > 0) & (loss > diverge_factor * initial)
+    reached = (score >= target) if target is not None else jnp.bool_(False)
+    reached = reached & jnp.isfinite(loss) & ~blown
+    newly_done = active & reached
+    update = active & finite & ~blown & ~reached
     new = EnsembleState(
         params=_select(update, params, state.params),
         opt_state=_select(update, opt_state, state.opt_state),
         steps=state.steps + update.astype(jnp.int32),
         done=state.done | newly_done,
-        diverged=state.diverged | (active & ~finite & ~reached),
+        diverged=state.diverged | (active & ~reached & (~finite | blown)),
         steps_to_target=jnp.where(newly_done, state.steps, state.steps_to_target),
         loss=jnp.where(active, loss, state.loss).astype(jnp.float32),
-        best_psnr=jnp.where(active & finite, jnp.maximum(state.best_psnr, psnr),
-                            state.best_psnr).astype(jnp.float32))
-    return new, jnp.where(active, loss, state.loss).astype(jnp.float32)
+        score=jnp.where(active, score, state.score),
+        best_score=jnp.where(active & finite & ~blown, jnp.maximum(state.best_score, score),
+                             state.best_score),
+        initial_loss=initial.astype(jnp.float32))
+    aux = {k: jnp.asarray(v, jnp.float32) for k, v in dict(aux).items()}
+    return new, (new.loss, new.score, aux)
 
   return step
 
@@ -252,46 +376,50 @@ def chunk_compiler_options() -> dict[str, Any] | None:
 
 
 def make_train_chunk(loss_fn: LossFn, tx: optax.GradientTransformation, *, chunk_steps: int,
-                     target_psnr: float | None = None, data_range: float = 1.0,
-                     batch_size: int | None = None
-                     ) -> Callable[[EnsembleState, Array, Mapping[str, Array], Array],
-                                   tuple[EnsembleState, ChunkLog]]:
-  """Builds the jitted chunk function ``(state, lrs, data, key) -> (state, log)``.
+                     score_fn: ScoreFn = neg_loss, target: float | None = None,
+                     batch_size: int | None = None,
+                     diverge_factor: float | None = DEFAULT_DIVERGE_FACTOR
+                     ) -> Callable[..., tuple[EnsembleState, ChunkLog]]:
+  """Builds the jitted ``chunk(state, lrs, data, key, start, total) -> (state, log)``.
 
-  It runs ``chunk_steps`` vmapped steps under ``lax.scan`` and donates the
-  state's buffers. With ``batch_size``, every step trains on a random subset
-  of the points (the same subset for all members; every leaf of ``data``
-  must share the leading point axis); otherwise full batch.
+  It runs the steps ``start .. start + chunk_steps - 1`` (those ``>= total``
+  are no-ops) as vmapped steps under ``lax.scan`` and donates the state's
+  buffers. Step ``t`` uses ``fold_in(key, t)``: it picks the minibatch (with
+  ``batch_size``: a random subset of the samples, the same for all members;
+  every leaf of ``data`` shares the leading sample axis) and is passed on to
+  ``loss_fn``.
 
   Args:
-    loss_fn: ``loss_fn(params, batch) -> scalar`` for one member.
+    loss_fn: ``loss_fn(params, batch, rng) -> (scalar, aux)`` for one member.
     tx: unit-rate optimizer from :func:`make_optimizer`.
     chunk_steps: steps per dispatch.
-    target_psnr: freeze members reaching it (``None``: never).
-    data_range: converts the loss to PSNR (``10 log10(range^2 / loss)``).
+    score_fn: ``score_fn(loss, aux) -> scalar``, higher is better.
+    target: freeze members whose score reaches it (``None``: never).
     batch_size: minibatch size, or ``None`` for full batch.
+    diverge_factor: see :data:`DEFAULT_DIVERGE_FACTOR` (``None``: NaN/Inf only).
 
   Returns:
     The jitted function.
   """
   if chunk_steps <= 0:
     raise ValueError(f"chunk_steps must be positive, got chunk_steps={chunk_steps}.")
-  member_step = make_member_step(loss_fn, tx, target_psnr=target_psnr, data_range=data_range)
-  ensemble_step = jax.vmap(member_step, in_axes=(0, 0, None))
+  member_step = make_member_step(loss_fn, tx, score_fn=score_fn, target=target,
+                                 diverge_factor=diverge_factor)
+  ensemble_step = jax.vmap(member_step, in_axes=(0, 0, None, None, None))
 
-  def chunk(state, lrs, data, key):
-    def body(state, k):
+  def chunk(state, lrs, data, key, start, total):
+    def body(state, t):
+      batch_key, loss_key = jax.random.split(jax.random.fold_in(key, t))
       batch = data
       if batch_size is not None:
         n = jax.tree.leaves(data)[0].shape[0]
-        idx = jax.random.randint(k, (batch_size,), 0, n)
+        idx = jax.random.randint(batch_key, (batch_size,), 0, n)
         batch = jax.tree.map(lambda a: a[idx], data)
-      state, loss = ensemble_step(state, lrs, batch)
-      return state, loss
+      return ensemble_step(state, lrs, batch, loss_key, t < total)
 
-    keys = jax.random.split(key, chunk_steps)
-    state, losses = jax.lax.scan(body, state, keys)
-    return state, ChunkLog(loss=losses)
+    ts = jnp.asarray(start, jnp.int32) + jnp.arange(chunk_steps, dtype=jnp.int32)
+    state, (loss, score, aux) = jax.lax.scan(body, state, ts)
+    return state, ChunkLog(loss=loss, score=score, aux=aux)
 
   return jax.jit(chunk, donate_argnums=(0,), compiler_options=chunk_compiler_options())
 
@@ -302,46 +430,81 @@ def _pad_members(tree: PyTree, pad: int) -> PyTree:
   return jax.tree.map(lambda a: jnp.concatenate([a, jnp.repeat(a[:1], pad, 0)]), tree)
 
 
+def _crossed(before: int, after: int, every: int) -> bool:
+  """Whether a multiple of ``every`` lies in ``(before, after]``."""
+  return every > 0 and after // every > before // every
+
+
 def fit(loss_fn: LossFn, params: PyTree, members: Sequence[Member], data: Mapping[str, Array],
         *, steps: int, optimizer: str = "adam", optimizer_params: Mapping[str, Any] | None = None,
-        chunk_steps: int = 100, log_every: int = 100, target_psnr: float | None = None,
-        data_range: float = 1.0, batch_size: int | None = None, seed: int = 0,
-        shard: bool = True, progress: bool = True, desc: str = "train",
-        on_log: Callable[[dict[str, Any]], None] | None = None) -> FitResult:
+        schedule: str = "constant", schedule_params: Mapping[str, Any] | None = None,
+        score_fn: ScoreFn = neg_loss, target: float | None = None,
+        diverge_factor: float | None = DEFAULT_DIVERGE_FACTOR, chunk_steps: int = 100,
+        log_every: int = 100, batch_size: int | None = None, seed: int = 0, shard: bool = True,
+        progress: bool = True, desc: str = "train",
+        on_log: Callable[[dict[str, Any]], None] | None = None,
+        resume: tuple[int, EnsembleState, list[dict[str, Any]]] | None = None,
+        checkpoint_every: int = 0,
+        on_checkpoint: Callable[[int, EnsembleState, list[dict[str, Any]]], None] | None = None
+        ) -> FitResult:
   """Trains stacked ``params`` for ``steps`` steps; the whole ensemble at once.
 
   Args:
-    loss_fn: per-member loss ``(params, batch) -> scalar``.
+    loss_fn: per-member loss ``(params, batch, rng) -> (scalar, {name: scalar})``.
     params: stacked params from :func:`init_members`.
     members: the members (their ``lr`` is used).
-    data: dict of device or host arrays (the training batch).
-    steps: total steps.
-    optimizer: ``"sgd"`` or ``"adam"``; ``optimizer_params`` its parameters.
+    data: dict of device or host arrays (the training set).
+    steps: total steps (> 0).
+    optimizer: an optax optimizer name (:func:`make_optimizer`).
+    optimizer_params: its parameters.
+    schedule: learning-rate multiplier (``constant``, ``cosine``, ``exponential``).
+    schedule_params: its parameters.
+    score_fn: ``(loss, aux) -> scalar``, higher is better; watched for the
+      target, logged and shown. Default: minus the loss.
+    target: members stop when their score reaches it (``None``: never).
+    diverge_factor: a member whose loss exceeds this multiple of its first
+      loss is flagged diverged and frozen (``None``: only NaN/Inf).
     chunk_steps: steps per jitted dispatch (``lax.scan`` length).
-    log_every: history/``on_log`` interval in steps (rounded up to chunks).
-    target_psnr: members stop when their train PSNR reaches it.
-    data_range: for PSNR.
+    log_every: history/``on_log`` interval in steps (rounded up to chunks);
+      step 0 (the initial loss) and the last step are always logged.
     batch_size: minibatch size, ``None`` for full batch.
-    seed: seed of the minibatch sampling.
+    seed: seed of the per-step rng (minibatches, the loss's rng).
     shard: shard the member axis over all devices.
     progress: show a tqdm bar.
     desc: progress bar label.
     on_log: called with each history record (e.g. to append metrics.jsonl).
-    optimizer_params: see ``optimizer``.
+    resume: ``(step, state, history)`` of a checkpoint taken by
+      ``on_checkpoint`` of a run with the same arguments; training goes on
+      from there and ends as the uninterrupted run would.
+    checkpoint_every: call ``on_checkpoint`` after the chunk that passes
+      each multiple of this many steps (0: only at the end).
+    on_checkpoint: ``(step, state, history)`` with the host state of the
+      ``len(members)`` members; always called once at the end.
 
   Returns:
     A :class:`FitResult`; the state has exactly ``len(members)`` members.
+
+  Raises:
+    ValueError: bad steps, batch size, optimizer or member count.
   """
-  if steps < 0:
-    raise ValueError(f"steps must be non-negative, got steps={steps}.")
+  if steps <= 0:
+    raise ValueError(f"steps must be positive, got steps={steps}.")
   if batch_size is not None and batch_size <= 0:
     raise ValueError(f"batch_size must be positive, got batch_size={batch_size}.")
+  if log_every <= 0:
+    raise ValueError(f"log_every must be positive, got log_every={log_every}.")
   num = len(members)
   if jax.tree.leaves(params)[0].shape[0] != num:
     raise ValueError("params must have one leading entry per member.")
-  tx = make_optimizer(optimizer, **dict(optimizer_params or {}))
+  tx = make_optimizer(optimizer, optimizer_params, schedule=schedule,
+                      schedule_params=schedule_params, steps=steps)
   lrs = jnp.asarray([m.lr for m in members], jnp.float32)
-  state = init_state(params, tx)
+  if resume is None:
+    done_steps, state, history = 0, init_state(params, tx), []
+  else:
+    done_steps, state, history = resume
+    state = jax.tree.map(jnp.array, state)  # fresh device buffers (they get donated)
+    history = list(history)
 
   pad = 0
   mesh = sharding.ensemble_mesh() if shard else None
@@ -357,36 +520,50 @@ def fit(loss_fn: LossFn, params: PyTree, members: Sequence[Member], data: Mappin
   else:
     data = jax.tree.map(jnp.asarray, data)
 
-  chunk_steps = max(1, min(chunk_steps, steps)) if steps else 1
-  run_chunk = make_train_chunk(loss_fn, tx, chunk_steps=chunk_steps, target_psnr=target_psnr,
-                               data_range=data_range, batch_size=batch_size)
-  history: list[dict[str, Any]] = []
+  chunk_steps = max(1, min(chunk_steps, steps))
+  run_chunk = make_train_chunk(loss_fn, tx, chunk_steps=chunk_steps, score_fn=score_fn,
+                               target=target, batch_size=batch_size,
+                               diverge_factor=diverge_factor)
   key = jax.random.key(seed)
-  done_steps, next_log = 0, 0
-  bar = _progress(steps, desc) if progress else None
+
+  def host_state(st):
+    return jax.device_get(jax.tree.map(lambda a: a[:num], st))
+
+  def frozen(st):
+    return bool(np.all(np.asarray(st.done | st.diverged)[:num]))
+
+  bar = _progress(steps, desc, done_steps) if progress else None
   t0 = time.perf_counter()
-  while done_steps < steps:
-    key, sub = jax.random.split(key)
-    state, log = run_chunk(state, lrs, data, sub)
-    done_steps += chunk_steps
-    losses = np.asarray(log.loss)[:, :num]
-    last = losses[-1]
-    psnr = _psnr_np(last, data_range)
-    if done_steps >= next_log or done_steps >= steps:
-      record = {"step": done_steps, "loss": last.tolist(), "psnr": psnr.tolist()}
+  while done_steps < steps and not frozen(state):
+    start = done_steps
+    state, log = run_chunk(state, lrs, data, key, start, steps)
+    done_steps = min(start + chunk_steps, steps)
+    loss = np.asarray(log.loss)[:, :num]
+    score = np.asarray(log.score)[:, :num]
+    aux = {k: np.asarray(v)[:, :num] for k, v in log.aux.items()}
+    rows = []
+    if start == 0:  # the loss before any update: a run of one chunk still has a curve
+      rows.append((0, 0))
+    last = done_steps - start - 1
+    if _crossed(start, done_steps, log_every) or done_steps >= steps or frozen(state):
+      rows.append((done_steps, last))
+    for step, j in rows:
+      record = {"step": step, "loss": loss[j].tolist(), "score": score[j].tolist(),
+                "aux": {k: v[j].tolist() for k, v in aux.items()}}
       history.append(record)
       if on_log is not None:
         on_log(record)
-      next_log = done_steps + log_every
-    frozen = np.asarray(state.done | state.diverged)[:num]
+    finished = done_steps >= steps or frozen(state)
+    if on_checkpoint is not None and (_crossed(start, done_steps, checkpoint_every) or finished):
+      on_checkpoint(done_steps, host_state(state), list(history))
     if bar is not None:
-      finite = psnr[np.isfinite(psnr)]
-      bar.update(chunk_steps)
+      s = score[last]
+      finite = s[np.isfinite(s)]
+      bar.update(done_steps - start)
+      n_frozen = int(np.asarray(state.done | state.diverged)[:num].sum())
       if finite.size:
-        bar.set_postfix(best=f"{finite.max():.2f}dB", worst=f"{finite.min():.2f}dB",
-                        frozen=f"{int(frozen.sum())}/{num}")
-    if frozen.all():
-      break
+        bar.set_postfix(best=f"{finite.max():.3g}", worst=f"{finite.min():.3g}",
+                        frozen=f"{n_frozen}/{num}")
   jax.block_until_ready(state)
   seconds = time.perf_counter() - t0
   if bar is not None:
@@ -395,27 +572,12 @@ def fit(loss_fn: LossFn, params: PyTree, members: Sequence[Member], data: Mappin
   return FitResult(state=state, history=history, seconds=seconds, steps_run=done_steps)
 
 
-def _psnr_np(loss: np.ndarray, data_range: float) -> np.ndarray:
-  with np.errstate(divide="ignore", invalid="ignore"):
-    return 10.0 * np.log10(data_range ** 2 / loss)
-
-
-def _progress(total: int, desc: str):
+def _progress(total: int, desc: str, initial: int = 0):
   from tqdm.auto import tqdm
-  return tqdm(total=total, desc=desc, unit="step", leave=False, dynamic_ncols=True)
+  return tqdm(total=total, initial=initial, desc=desc, unit="step", leave=False,
+              dynamic_ncols=True)
 
 
 def unstack(tree: PyTree, i: int) -> PyTree:
   """Member ``i`` of a stacked pytree."""
   return jax.tree.map(lambda a: a[i], tree)
-
-
-def ensemble_apply(model: Any, params: PyTree, x: Array, *, batch: int = 65536) -> Array:
-  """Evaluates every member on ``x`` (chunked over points to bound memory).
-
-  Returns:
-    Array ``(members, len(x), out_dim)``.
-  """
-  apply = jax.jit(jax.vmap(model.apply, in_axes=(0, None)))
-  outs = [apply(params, x[i:i + batch]) for i in range(0, x.shape[0], batch)]
-  return jnp.concatenate(outs, axis=1)

@@ -256,19 +256,21 @@ def masked_loss(loss_fn: LossFn, num_hidden: int) -> LossFn:
   """Wraps a bucket-width field's loss to take masked params ``{"net", "mask"}``.
 
   Args:
-    loss_fn: ``(variables, batch) -> scalar`` of the field at bucket width
-      (e.g. ``train.mse_loss(field_at_bucket)``).
+    loss_fn: ``(variables, batch, *rest) -> loss`` of the field at bucket
+      width (e.g. a task's ``loss_fn`` built for the bucket-width model);
+      extra arguments (the engine's rng) and its return value (a scalar, or
+      ``(loss, aux)``) pass through unchanged.
     num_hidden: number of hidden layers of the field.
 
   Returns:
-    ``(masked_params, batch) -> scalar`` for :func:`nfscale.train.fit`.
+    ``(masked_params, batch, *rest) -> loss`` for :func:`nfscale.train.fit`.
   """
 
-  def loss(params: PyTree, batch: Mapping[str, jax.Array]) -> jax.Array:
+  def loss(params: PyTree, batch: Mapping[str, jax.Array], *args: Any) -> Any:
     # stop_gradient: the mask is data riding along in the params tree; its
     # zero gradient keeps it fixed under SGD, momentum and Adam.
     mask = jax.lax.stop_gradient(params[MASK])
-    return loss_fn(apply_mask(params[NET], mask, num_hidden), batch)
+    return loss_fn(apply_mask(params[NET], mask, num_hidden), batch, *args)
 
   return loss
 

@@ -40,7 +40,8 @@ def test_image_quick_writes_everything(tmp_path):
     assert (tmp_path / f).stat().st_size > 0, f
   assert io.read_json(tmp_path / "config.json")["data"]["size"] == 16
   rows = io.read_jsonl(tmp_path / "metrics.jsonl")
-  assert len(rows) == 2 * len(c.schemes)  # 2 log steps x members
+  assert len(rows) == 3 * len(c.schemes)  # log steps 0, 20, 40 x members
+  assert sorted({r["step"] for r in rows}) == [0, 20, 40]
   assert {r["scheme"] for r in rows} == set(c.schemes)
   assert [m["scheme"] for m in res["members"]] == list(c.schemes)
   for m in res["members"]:
@@ -56,7 +57,7 @@ def test_curve_quick_reaches_target_and_stops(tmp_path):
   with c.unlocked():
     c.schemes = ("lecun_normal", "init1")
     c.lrs = (0.1,)
-    c.target_psnr = 25.0
+    c.target = 25.0
     c.progress = False
   res = experiment.run(c, str(tmp_path))
   assert (tmp_path / "fits.png").stat().st_size > 0
@@ -73,12 +74,14 @@ def test_subset_of_pixels_and_planted_divergence(tmp_path):
   res = experiment.run(c, str(tmp_path))
   assert res["task_info"]["num_train_points"] == 100
   ok, bad = res["members"]
-  assert not ok["diverged"] and bad["diverged"] and bad["final_psnr"] is None
+  assert not ok["diverged"] and bad["diverged"]
+  # Frozen as soon as it blew up: it never trained the 40 steps.
+  assert bad["steps_trained"] < 40 and ok["steps_trained"] == 40
   assert any("diverged" in n for n in res["notes"])
 
 
 def test_unreached_target_is_reported(tmp_path):
-  c = _tiny_image(target_psnr=90.0)
+  c = _tiny_image(target=90.0)
   res = experiment.run(c, str(tmp_path))
   assert all(not m["reached_target"] and m["steps_to_target"] is None for m in res["members"])
   assert any("no member reached" in n for n in res["notes"])
@@ -88,6 +91,12 @@ def test_unreached_target_is_reported(tmp_path):
     ("task", "nerf2", "valid tasks"),
     ("schemes", ("glorot",), "valid schemes"),
     ("lrs", (-1.0,), "learning rates"),
+    ("optimizer", "bogus", "valid optimizers"),
+    ("steps", -5, "config.steps"),
+    ("steps", 0, "config.steps"),
+    ("batch_size", -1, "config.batch_size"),
+    ("schedule", "linear", "valid schedules"),
+    ("mode", "render", "valid modes"),
 ])
 def test_bad_config_fails_before_writing(tmp_path, field, value, match):
   (tmp_path / "keep.txt").write_text("precious")
@@ -160,8 +169,25 @@ def test_random_labels_task(tmp_path):
   with c.unlocked():
     c.data.num_points = 20
     c.model.hidden = (64,)
-    c.target_psnr = None
+    c.target = None
   res = experiment.run(c, str(tmp_path))
   assert res["task_info"] == {"num_points": 20, "dim": 3}
   assert (tmp_path / "fits.png").exists()
   assert all(m["best_psnr"] > 10 for m in res["members"])
+
+
+def test_adam_blow_up_is_flagged_and_kept_off_the_plot_axes(tmp_path):
+  # Issue: Adam at lr 1e6 ended at loss 6.8e9 and was reported as a normal member.
+  c = _tiny_image(lrs=(1e-3, 1e6), steps=20)
+  with c.unlocked():
+    c.schemes = ("init1",)
+  res = experiment.run(c, str(tmp_path))
+  ok, bad = res["members"]
+  assert not ok["diverged"] and bad["diverged"] and bad["final_loss"] > 1e3 * bad["initial_loss"]
+  assert any("1000x initial" in n for n in res["notes"])
+  rows = io.read_jsonl(tmp_path / "metrics.jsonl")
+  assert sorted({r["step"] for r in rows}) == [0, 20]  # one chunk still gives a curve
+  from nfscale import plots
+  vals = np.array([[r["psnr"] for r in rows if r["step"] == s] for s in (0, 20)])
+  lo, _ = plots.score_ylim(vals, np.array([False, True]))
+  assert lo > min(bad["final_psnr"], bad["best_psnr"]) and lo <= min(vals[:, 0])

@@ -1,6 +1,8 @@
 """plots._save writes figures with io's atomic, durable write; report plots never fail on empty data."""
 
 import os
+import subprocess
+import sys
 
 import matplotlib.pyplot as plt
 import pytest
@@ -11,7 +13,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _fig():
-  fig, ax = plt.subplots()
+  fig, ax = plots.subplots(figsize=(3, 2))
   ax.plot([0, 1], [1, 2])
   return fig
 
@@ -44,7 +46,7 @@ def test_failed_write_keeps_the_old_file_and_no_temp(tmp_path, monkeypatch):
   assert plt.get_fignums() == []
 
 
-def test_failed_render_writes_nothing_and_closes_the_figure(tmp_path, monkeypatch):
+def test_failed_render_writes_nothing(tmp_path, monkeypatch):
   fig = _fig()
 
   def fail(*args, **kwargs):
@@ -69,3 +71,15 @@ def test_scaling_plots_draw_empty_and_censored_panels(tmp_path):
       f(str(path))  # "Data cannot be log-scaled" before the fix
       assert path.read_bytes().startswith(PNG_MAGIC)
       path.unlink()
+
+
+def test_figures_bypass_pyplot_and_keep_the_users_backend(tmp_path):
+  # A notebook's inline backend must survive importing nfscale, and figures
+  # must not pile up in pyplot's global registry.
+  plots.psnr_curves([{"step": 0, "score": [1.0]}, {"step": 1, "score": [2.0]}], ["a"],
+                    str(tmp_path / "c.png"))
+  assert plt.get_fignums() == []
+  code = ("import matplotlib; matplotlib.use('svg'); import nfscale.plots; "
+          "print(matplotlib.get_backend())")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+  assert out.stdout.strip() == "svg"

@@ -9,7 +9,7 @@ SCRIPT = textwrap.dedent("""
     import jax
     jax.config.update("jax_num_cpu_devices", 8)
     import numpy as np
-    from nfscale import models, sharding, train
+    from nfscale import metrics, models, sharding, train
 
     assert len(jax.devices()) == 8, jax.devices()
     x = np.linspace(-1, 1, 48, dtype=np.float32)[:, None]
@@ -19,9 +19,10 @@ SCRIPT = textwrap.dedent("""
     members = [train.Member(s, i, 1e-3) for i, s in
                enumerate(["init1", "lecun_normal", "init2", "kaiming_uniform", "siren"])]
     params = train.init_members(field, members, x[:1])
-    kw = dict(steps=60, chunk_steps=20, progress=False, target_psnr=12.0)
-    multi = train.fit(train.mse_loss(field), params, members, data, shard=True, **kw)
-    single = train.fit(train.mse_loss(field), params, members, data, shard=False, **kw)
+    kw = dict(steps=60, chunk_steps=20, progress=False, target=12.0,
+              score_fn=lambda loss, aux: metrics.mse_to_psnr(loss))
+    multi = train.fit(models.mse_loss(field), params, members, data, shard=True, **kw)
+    single = train.fit(models.mse_loss(field), params, members, data, shard=False, **kw)
     leaf = jax.tree.leaves(multi.state.params)[0]
     assert len(leaf.sharding.device_set) == 8, leaf.sharding
     for a, b in zip(jax.tree.leaves(multi.state), jax.tree.leaves(single.state)):

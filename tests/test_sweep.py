@@ -150,8 +150,8 @@ def test_bad_sweep_configs(tmp_path):
     sweep.run_sweep(c, str(tmp_path))
   c = _tiny()
   with c.unlocked():
-    c.target_psnr = None
-  with pytest.raises(ValueError, match="target_psnr"):
+    c.target = None
+  with pytest.raises(ValueError, match="target"):
     sweep.run_sweep(c, str(tmp_path))
   assert os.listdir(tmp_path) == []
   with pytest.raises(ValueError, match="median, all, any"):
@@ -166,11 +166,11 @@ def test_report_with_another_config_is_refused(reference, tmp_path):
   before = (workdir / "table.md").read_bytes()
   c = _tiny()
   with c.unlocked():
-    c.target_psnr = 40.0
+    c.target = 40.0
     c.steps = 5000
   with pytest.raises(ValueError, match=r"steps: 400 -> 5000") as e:
     sweep.write_report(c, str(workdir))
-  assert "target_psnr: 20.0 -> 40.0" in str(e.value)
+  assert "target: 20.0 -> 40.0" in str(e.value)
   assert (workdir / "table.md").read_bytes() == before  # nothing relabelled
   with pytest.raises(ValueError, match="holds no config.json"):
     sweep.write_report(_tiny(), str(tmp_path / "never_ran"))
@@ -263,7 +263,7 @@ def test_host_shares_lock_independently(tmp_path):
 def test_unreachable_target_still_writes_the_report(tmp_path):
   c = _tiny()
   with c.unlocked():
-    c.target_psnr = 200.0  # no float32 fit reaches it
+    c.target = 200.0  # no float32 fit reaches it
     c.sweep.max_width = 4
     c.steps = 20
     c.chunk_steps = 20

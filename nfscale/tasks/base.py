@@ -1,41 +1,136 @@
-"""What every task provides to the engine and the launcher."""
+"""The task plug-in contract: what a task gives the engine and the launcher.
+
+A task turns a config into data, a model, a loss, a training score and an
+evaluation. The engine (:mod:`nfscale.train`) sees only ``loss_fn`` and
+``score``; :func:`nfscale.experiment.run` uses the rest (metrics for
+``results.json`` and the tables, ``save_artifacts`` for the figures).
+
+Example:
+  >>> score = psnr_score(data_range=2.0)
+  >>> float(score.fn(jnp.float32(0.04), {}))  # 10 log10(4 / 0.04)
+  20.0
+  >>> Metric("full_psnr", label="PSNR (dB)").higher_is_better
+  True
+"""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, NamedTuple
+import dataclasses
+from typing import Any, Callable, Mapping
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from nfscale import initializers, models
+from nfscale import initializers, metrics, models
+
+Array = jax.Array
+PyTree = Any
 
 
-class Task(NamedTuple):
-  """A built task: data, model and the task-specific evaluation.
+@dataclasses.dataclass(frozen=True)
+class Metric:
+  """One evaluation metric a task reports per member.
 
   Attributes:
-    name: task name.
-    model: the field (its scheme is replaced per member by the engine).
-    train_data: host arrays with a shared leading point axis (``x``, ``y``).
-    loss_fn: per-member loss ``(params, batch) -> scalar`` (MSE for regression).
-    data_range: converts losses to PSNR.
-    evaluate: ``(params_stacked) -> {metric: array (members,)}`` plus
-      ``"outputs"``: per-member renders for the artifacts.
-    save_artifacts: ``(workdir, labels, evaluation) -> list of written paths``.
-    info: facts to record in results (sizes, data source...).
+    name: key in ``evaluate()``'s dict and in the ``results.json`` rows.
+    higher_is_better: whether larger values are better (ranks members).
+    fmt: format spec for tables, e.g. ``".3f"``.
+    label: human-readable label, e.g. ``"PSNR (dB)"`` (default: ``name``).
+  """
+
+  name: str
+  higher_is_better: bool = True
+  fmt: str = ".3f"
+  label: str = ""
+
+
+def _psnr_of_loss(loss: Array, aux: Mapping[str, Array]) -> Array:
+  del aux
+  return metrics.mse_to_psnr(loss, 1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Score:
+  """The training score the engine watches (early stop, logs, progress bar).
+
+  Attributes:
+    name: its key in ``metrics.jsonl`` and the history, e.g. ``"psnr"``.
+    fn: ``fn(loss, aux) -> scalar`` for one member, higher is better,
+      jit-able. Default: the PSNR of an MSE loss with data range 1.
+    label: axis label of the score curve.
+  """
+
+  name: str = "psnr"
+  fn: Callable[[Array, Mapping[str, Array]], Array] = _psnr_of_loss
+  label: str = "train PSNR (dB)"
+
+
+def psnr_score(data_range: float = 1.0) -> Score:
+  """The PSNR of an MSE loss, ``10 log10(data_range^2 / loss)``, as a :class:`Score`.
+
+  Args:
+    data_range: ``max - min`` of the target signal.
+
+  Returns:
+    The score named ``"psnr"``.
+  """
+  data_range = float(data_range)
+  if not data_range > 0:
+    raise ValueError(f"data_range must be positive, got data_range={data_range}.")
+
+  def fn(loss, aux):
+    del aux
+    return metrics.mse_to_psnr(loss, data_range)
+
+  return Score("psnr", fn, "train PSNR (dB)")
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """A built task.
+
+  Attributes:
+    name: the task's registered name.
+    model: the field; the engine replaces its scheme per member.
+    train_data: host arrays sharing a leading sample axis (minibatches of
+      ``config.batch_size`` index it).
+    loss_fn: ``loss_fn(params, batch, rng) -> (scalar loss, {name: scalar})``
+      for ONE member; the aux scalars are logged to ``metrics.jsonl``.
+    score: what the engine watches (:class:`Score`).
+    metrics: what ``evaluate`` returns per member (:class:`Metric` each).
+    evaluate: ``evaluate(stacked_params) -> {metric: array (members,)}``,
+      optionally plus ``"outputs"`` (per-member renders for the artifacts).
+    save_artifacts: ``save_artifacts(workdir, labels, evaluation) -> paths``.
+    info: facts recorded in ``results.json`` (sizes, data source...).
+    example_input: what ``model.init`` traces; ``None`` means the first
+      sample of ``train_data["x"]``.
   """
 
   name: str
   model: models.NeuralField
   train_data: Mapping[str, np.ndarray]
-  loss_fn: Callable[..., Any]
-  data_range: float
-  evaluate: Callable[[Any], dict[str, Any]]
-  save_artifacts: Callable[[str, list[str], dict[str, Any]], list[str]]
-  info: dict[str, Any]
+  loss_fn: Callable[[PyTree, Mapping[str, Array], Array], tuple[Array, dict[str, Array]]]
+  score: Score = Score()
+  metrics: tuple[Metric, ...] = ()
+  evaluate: Callable[[PyTree], dict[str, Any]] = lambda params: {}
+  save_artifacts: Callable[[str, list[str], dict[str, Any]], list[str]] = (
+      lambda workdir, labels, evaluation: [])
+  info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  example_input: np.ndarray | None = None
+
+  def __post_init__(self):
+    if self.example_input is None:
+      if "x" not in self.train_data:
+        raise ValueError(f"task {self.name!r}: give example_input (train_data has no 'x').")
+      object.__setattr__(self, "example_input", np.asarray(self.train_data["x"][:1]))
+    names = [m.name for m in self.metrics]
+    if len(set(names)) != len(names):
+      raise ValueError(f"task {self.name!r}: duplicate metric names {names}.")
 
 
 def model_from_config(config: Any, out_dim: int) -> models.NeuralField:
-  """The :class:`NeuralField` described by ``config.model``."""
+  """The :class:`NeuralField` described by ``config.model`` (first scheme as template)."""
   m = config.model
   return models.make_field(
       hidden=tuple(m.hidden), out_dim=out_dim, activation=m.activation,
@@ -50,3 +145,24 @@ def scheme_params(config: Any) -> dict[str, Any]:
   if not params.get("first_bias"):
     params.pop("first_bias", None)
   return params
+
+
+def psnr_of(pred: np.ndarray, target: np.ndarray, data_range: float = 1.0,
+            axis: tuple[int, ...] | None = None) -> np.ndarray:
+  """Host-side PSNR per member of ``pred`` (members, ...) against ``target``.
+
+  Args:
+    pred: predictions with a leading member axis.
+    target: the reference, broadcastable to one member's prediction.
+    data_range: ``max - min`` of the signal.
+    axis: axes averaged (default: all but the member axis).
+
+  Returns:
+    ``(members,)`` PSNR in dB (``inf`` for an exact fit, ``nan`` for NaN).
+  """
+  pred = np.asarray(pred, np.float64)
+  axis = tuple(range(1, pred.ndim)) if axis is None else axis
+  mse = np.mean((pred - np.asarray(target, np.float64)[None]) ** 2, axis=axis)
+  with np.errstate(divide="ignore", invalid="ignore"):
+    return 10 * np.log10(data_range ** 2 / mse)
+

@@ -8,8 +8,8 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from nfscale import plots, train
-from nfscale.tasks import base
+from nfscale import models, plots
+from nfscale.tasks import base, register_task
 
 
 def target_fn(x: np.ndarray) -> np.ndarray:
@@ -25,6 +25,7 @@ def sample_points(num_points: int) -> tuple[np.ndarray, np.ndarray]:
   return x.astype(np.float32), target_fn(x).astype(np.float32)
 
 
+@register_task("curve1d", num_samples_key="data.num_points")
 def build(config: Any) -> base.Task:
   """Builds the curve task from ``config.data`` (num_points, dense_points)."""
   d = config.data
@@ -37,11 +38,8 @@ def build(config: Any) -> base.Task:
   data_range = float(config.data_range)
 
   def evaluate(params):
-    out = np.asarray(train.ensemble_apply(model, params, jnp.asarray(x_dense)))
-    mse = np.mean((out - y_dense[None]) ** 2, axis=(1, 2))
-    with np.errstate(divide="ignore", invalid="ignore"):
-      dense_psnr = 10 * np.log10(data_range ** 2 / mse)
-    return {"dense_psnr": dense_psnr, "outputs": out[..., 0]}
+    out = np.asarray(models.ensemble_apply(model, params, jnp.asarray(x_dense)))
+    return {"dense_psnr": base.psnr_of(out, y_dense, data_range), "outputs": out[..., 0]}
 
   def save_artifacts(workdir, labels, evaluation):
     path = plots.curves_1d(x_dense[:, 0], y_dense[:, 0], x[:, 0], y[:, 0],
@@ -49,5 +47,8 @@ def build(config: Any) -> base.Task:
     return [path]
 
   info = {"num_points": int(x.shape[0]), "dense_points": int(x_dense.shape[0])}
-  return base.Task("curve1d", model, {"x": x, "y": y}, train.mse_loss(model), data_range,
-                   evaluate, save_artifacts, info)
+  return base.Task(
+      name="curve1d", model=model, train_data={"x": x, "y": y},
+      loss_fn=models.mse_loss(model), score=base.psnr_score(data_range),
+      metrics=(base.Metric("dense_psnr", label="PSNR on the dense grid (dB)"),),
+      evaluate=evaluate, save_artifacts=save_artifacts, info=info)

@@ -9,11 +9,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nfscale import metrics, plots, train
+from nfscale import metrics, models, plots
 from nfscale.data import images
-from nfscale.tasks import base
+from nfscale.tasks import base, register_task
 
 
+@register_task("image", num_samples_key="data.num_samples")
 def build(config: Any) -> base.Task:
   """Builds the image task from ``config.data`` (name/path, size, num_samples, seed)."""
   d = config.data
@@ -30,14 +31,18 @@ def build(config: Any) -> base.Task:
   else:
     idx = np.arange(n_all)
   model = base.model_from_config(config, out_dim=c)
+  data_range = float(config.data_range)
   train_data = {"x": coords[idx], "y": pixels[idx]}
 
   def evaluate(params):
-    out = np.asarray(train.ensemble_apply(model, params, jnp.asarray(coords)))
+    out = np.asarray(models.ensemble_apply(model, params, jnp.asarray(coords)))
     recon = out.reshape(out.shape[0], h, w, c)
     target = jnp.asarray(img)
-    psnr_fn = jax.jit(jax.vmap(lambda r: metrics.psnr(jnp.clip(r, 0, 1), target)))
-    ssim_fn = jax.jit(jax.vmap(lambda r: metrics.ssim(jnp.clip(r, 0, 1), target)))
+    # Pixels live in [0, data_range]: clip the reconstruction to that range.
+    psnr_fn = jax.jit(jax.vmap(
+        lambda r: metrics.psnr(jnp.clip(r, 0, data_range), target, data_range)))
+    ssim_fn = jax.jit(jax.vmap(
+        lambda r: metrics.ssim(jnp.clip(r, 0, data_range), target, data_range)))
     return {"full_psnr": np.asarray(psnr_fn(recon)), "full_ssim": np.asarray(ssim_fn(recon)),
             "outputs": recon}
 
@@ -49,5 +54,9 @@ def build(config: Any) -> base.Task:
 
   info = {"image": d.path or d.name, "height": h, "width": w, "channels": c,
           "num_train_points": int(idx.size)}
-  return base.Task("image", model, train_data, train.mse_loss(model), 1.0, evaluate,
-                   save_artifacts, info)
+  return base.Task(
+      name="image", model=model, train_data=train_data, loss_fn=models.mse_loss(model),
+      score=base.psnr_score(data_range),
+      metrics=(base.Metric("full_psnr", label="PSNR, all pixels (dB)"),
+               base.Metric("full_ssim", fmt=".4f", label="SSIM, all pixels")),
+      evaluate=evaluate, save_artifacts=save_artifacts, info=info)

@@ -1,9 +1,9 @@
 """Random labels on the unit sphere: the data the scaling theorems assume.
 
-The theorems (paper sec. 4, SPEC §5) count N samples as N degrees of freedom:
+The theorems (paper sec. 4) count N samples as N degrees of freedom:
 i.i.d. inputs normalised to unit norm, labels with no structure. A dense 1-D
 grid with a smooth target is not that (its needed width saturates once N
-resolves the signal, SPEC §6), and random labels on a dense 1-D grid need
+resolves the signal, docs/protocol.md), and random labels on a dense 1-D grid need
 frequencies the first layer never reaches. Here ``x`` is uniform on the unit
 sphere of ``R^dim`` (default dim 3) and ``y ~ U(-1, 1)``, both from ``seed``.
 """
@@ -16,8 +16,8 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from nfscale import plots, train
-from nfscale.tasks import base
+from nfscale import models, plots
+from nfscale.tasks import base, register_task
 
 
 def sample(num_points: int, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -36,20 +36,25 @@ def sample(num_points: int, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray
   return x.astype(np.float32), y.astype(np.float32)
 
 
+@register_task("random_labels", num_samples_key="data.num_points")
 def build(config: Any) -> base.Task:
   """Builds the task from ``config.data`` (num_points, dim, seed)."""
   d = config.data
   x, y = sample(int(d.num_points), int(d.dim), int(d.seed))
   model = base.model_from_config(config, out_dim=1)
+  data_range = float(config.data_range)
 
   def evaluate(params):
-    out = np.asarray(train.ensemble_apply(model, params, jnp.asarray(x)))[..., 0]
-    return {"outputs": out}
+    out = np.asarray(models.ensemble_apply(model, params, jnp.asarray(x)))
+    return {"train_psnr": base.psnr_of(out, y, data_range), "outputs": out[..., 0]}
 
   def save_artifacts(workdir, labels, evaluation):
     return [plots.label_scatter(y[:, 0], list(evaluation["outputs"]), labels,
                                 os.path.join(workdir, "fits.png"))]
 
   info = {"num_points": int(x.shape[0]), "dim": int(x.shape[1])}
-  return base.Task("random_labels", model, {"x": x, "y": y}, train.mse_loss(model),
-                   float(config.data_range), evaluate, save_artifacts, info)
+  return base.Task(
+      name="random_labels", model=model, train_data={"x": x, "y": y},
+      loss_fn=models.mse_loss(model), score=base.psnr_score(data_range),
+      metrics=(base.Metric("train_psnr", label="PSNR on the training points (dB)"),),
+      evaluate=evaluate, save_artifacts=save_artifacts, info=info)

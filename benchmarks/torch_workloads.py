@@ -1,0 +1,212 @@
+"""nfscale's two benchmark workloads written the way a PyTorch user would write them.
+
+``make bench`` runs this script beside ``python -m launch.bench`` (same machine, same
+session, interleaved) and reports the ratios; see docs/benchmarks.md. Needs
+``torch`` and ``scikit-image`` (``pip install '.[bench]'``).
+
+    python benchmarks/torch_workloads.py image --mode eager
+    python benchmarks/torch_workloads.py image --mode compile
+    python benchmarks/torch_workloads.py ensemble --mode vmap
+    python benchmarks/torch_workloads.py image --mode compile --device cuda
+
+Workloads (the same as ``nfscale.bench``):
+
+* ``image``: the 256x256 scikit-image astronaut, coordinates in [-1, 1]^2, an MLP
+  2 -> 256 -> 256 -> 256 -> 3 with sin(30 x) activations and SIREN initialisation
+  (first layer U(+-1/fan_in), later layers U(+-sqrt(6/fan_in)/30), ``nn.Linear``'s own
+  biases), Adam at 1e-4 on the full batch of 65536 pixels, float32. Modes: ``eager``,
+  ``compile`` (``torch.compile``), and the compile modes ``reduce-overhead`` and
+  ``max-autotune``. Reports training steps per second.
+* ``ensemble``: f(x) = sin 2pi x + sin 6pi x + sin 10pi x on 200 points of [-1, 1]; 64
+  independent one-hidden-layer networks of width 256 with sinc(10 x) activations,
+  LeCun-normal weights and zero biases, full-batch SGD at 1e-2. Modes: ``vmap``
+  (``torch.func.vmap`` of ``torch.func.grad`` over the stacked parameters),
+  ``vmap-compile`` (the same under ``torch.compile``) and ``sequential`` (one model
+  after another with autograd). Reports model-steps per second.
+
+Each run prints one JSON line: ``workload``, ``impl`` (``torch-<mode>``), the rate
+(``steps_per_s`` or ``model_steps_per_s``: the median of ``rates`` over ``--repeats``
+timed runs of ``--steps`` steps, after warm-up), ``first_step_s`` (image; compilation
+included) and versions. On a GPU compare at the same matmul precision: PyTorch uses full
+float32 unless ``--tf32``; JAX may use TF32 there unless
+``JAX_DEFAULT_MATMUL_PRECISION=highest``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import time
+
+IMAGE_MODES = ("eager", "compile", "reduce-overhead", "max-autotune")
+ENSEMBLE_MODES = ("vmap", "vmap-compile", "sequential")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("workload", choices=["image", "ensemble"])
+  parser.add_argument("--mode", default=None,
+                      help=f"image: {'|'.join(IMAGE_MODES)} (default eager); "
+                           f"ensemble: {'|'.join(ENSEMBLE_MODES)} (default vmap)")
+  parser.add_argument("--steps", type=int, default=20, help="steps per timed repeat")
+  parser.add_argument("--repeats", type=int, default=3, help="timed repeats (median)")
+  parser.add_argument("--device", default="cpu", help="cpu or cuda")
+  parser.add_argument("--tf32", action="store_true", help="allow TF32 matmuls (GPU)")
+  parser.add_argument("--size", type=int, default=256, help="image side (image)")
+  parser.add_argument("--models", type=int, default=64, help="ensemble members")
+  parser.add_argument("--points", type=int, default=200, help="curve points (ensemble)")
+  parser.add_argument("--width", type=int, default=256, help="hidden width (ensemble)")
+  args = parser.parse_args(argv)
+  modes = IMAGE_MODES if args.workload == "image" else ENSEMBLE_MODES
+  args.mode = args.mode or modes[0]
+  if args.mode not in modes:
+    parser.error(f"--mode={args.mode} is not a {args.workload} mode; choose from "
+                 f"{', '.join(modes)}")
+  if args.steps < 1 or args.repeats < 1:
+    parser.error("--steps and --repeats must be positive")
+  return args
+
+
+class Timer:
+  """Wall-clock timing that waits for the device."""
+
+  def __init__(self, torch, device: str):
+    self._torch, self._cuda = torch, device.startswith("cuda")
+
+  def now(self) -> float:
+    if self._cuda:
+      self._torch.cuda.synchronize()
+    return time.perf_counter()
+
+
+def image_workload(torch, args) -> dict:
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from skimage import data, transform  # pylint: disable=import-outside-toplevel
+
+  size, omega, width = args.size, 30.0, 256
+  picture = transform.resize(data.astronaut(), (size, size), anti_aliasing=True)
+  axis = np.linspace(-1.0, 1.0, size)
+  grid_y, grid_x = np.meshgrid(axis, axis, indexing="ij")
+  inputs = torch.as_tensor(np.stack([grid_x.ravel(), grid_y.ravel()], axis=1),
+                           dtype=torch.float32, device=args.device)
+  target = torch.as_tensor(picture.reshape(-1, 3), dtype=torch.float32, device=args.device)
+
+  class SineLayer(torch.nn.Module):
+    """sin(omega * (W x + b)); the last layer of the field is a plain Linear."""
+
+    def __init__(self, fan_in, fan_out, first):
+      super().__init__()
+      self.linear = torch.nn.Linear(fan_in, fan_out)
+      bound = 1.0 / fan_in if first else math.sqrt(6.0 / fan_in) / omega
+      torch.nn.init.uniform_(self.linear.weight, -bound, bound)
+
+    def forward(self, x):
+      return torch.sin(omega * self.linear(x))
+
+  head = torch.nn.Linear(width, 3)
+  torch.nn.init.uniform_(head.weight, -math.sqrt(6.0 / width) / omega,
+                         math.sqrt(6.0 / width) / omega)
+  field = torch.nn.Sequential(SineLayer(2, width, True), SineLayer(width, width, False),
+                              SineLayer(width, width, False), head).to(args.device)
+  forward = field
+  if args.mode != "eager":
+    forward = torch.compile(field, mode=None if args.mode == "compile" else args.mode)
+  optimizer = torch.optim.Adam(field.parameters(), lr=1e-4)
+
+  def train_step():
+    optimizer.zero_grad(set_to_none=True)
+    loss = torch.nn.functional.mse_loss(forward(inputs), target)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+  timer = Timer(torch, args.device)
+  start = timer.now()
+  train_step()
+  first_step_s = timer.now() - start
+  for _ in range(3):  # warm-up past the first step (allocator, autotuning)
+    train_step()
+  rates = []
+  for _ in range(args.repeats):
+    start = timer.now()
+    for _ in range(args.steps):
+      loss = train_step()
+    rates.append(args.steps / (timer.now() - start))
+  rate = statistics.median(rates)
+  flops_per_step = 3 * 2 * size * size * (2 * width + 2 * width * width + width * 3)
+  return {"workload": "image", "steps_per_s": rate, "rates": rates,
+          "first_step_s": first_step_s, "gflops": flops_per_step * rate / 1e9,
+          "final_psnr": -10.0 * math.log10(loss.item()), "size": size}
+
+
+def ensemble_workload(torch, args) -> dict:
+  models, width, omega, lr = args.models, args.width, 10.0, 1e-2
+  device = args.device
+  x = torch.linspace(-1.0, 1.0, args.points, device=device)[:, None]
+  y = sum(torch.sin(k * math.pi * x) for k in (2, 6, 10))
+  generator = torch.Generator(device=device).manual_seed(0)
+  # Stacked parameters of all models; LeCun normal: std 1/sqrt(fan_in).
+  params = (torch.randn(models, 1, width, generator=generator, device=device),
+            torch.zeros(models, 1, width, device=device),
+            torch.randn(models, width, 1, generator=generator, device=device)
+            / math.sqrt(width),
+            torch.zeros(models, 1, 1, device=device))
+
+  def sinc(z):
+    z = omega * z
+    safe = torch.where(z == 0, torch.ones_like(z), z)
+    return torch.where(z == 0, torch.ones_like(z), torch.sin(safe) / safe)
+
+  def loss_of(w1, b1, w2, b2):
+    return torch.mean((sinc(x @ w1 + b1) @ w2 + b2 - y) ** 2)
+
+  if args.mode.startswith("vmap"):
+    from torch import func  # pylint: disable=import-outside-toplevel
+    all_grads = func.vmap(func.grad(loss_of, argnums=(0, 1, 2, 3)))
+    if args.mode == "vmap-compile":
+      all_grads = torch.compile(all_grads)
+
+    def train(ps):
+      for _ in range(args.steps):
+        ps = tuple(p - lr * g for p, g in zip(ps, all_grads(*ps)))
+      return ps
+  else:
+    def train(ps):
+      trained = []
+      for m in range(models):
+        own = [p[m].clone().requires_grad_(True) for p in ps]
+        for _ in range(args.steps):
+          grads = torch.autograd.grad(loss_of(*own), own)
+          with torch.no_grad():
+            own = [(p - lr * g).requires_grad_(True) for p, g in zip(own, grads)]
+        trained.append(own)
+      return trained
+
+  timer = Timer(torch, device)
+  train(params)  # warm-up (and compilation)
+  rates = []
+  for _ in range(args.repeats):
+    start = timer.now()
+    train(params)
+    rates.append(models * args.steps / (timer.now() - start))
+  return {"workload": "ensemble", "model_steps_per_s": statistics.median(rates),
+          "rates": rates, "models": models}
+
+
+def main(argv=None) -> None:
+  args = parse_args(argv)
+  import torch  # pylint: disable=import-outside-toplevel  (so --help works without torch)
+  torch.backends.cuda.matmul.allow_tf32 = args.tf32
+  torch.backends.cudnn.allow_tf32 = args.tf32
+  run = image_workload if args.workload == "image" else ensemble_workload
+  record = run(torch, args)
+  record.update(impl=f"torch-{args.mode}", torch=torch.__version__, device=args.device,
+                threads=torch.get_num_threads(), tf32=args.tf32, steps=args.steps,
+                repeats=args.repeats)
+  print(json.dumps(record), flush=True)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,235 @@
+"""Command-line plumbing shared by the launchers (``launch/*.py``).
+
+What a user of ``nfscale-train`` / ``python -m launch.train`` meets before any training:
+
+* ``--config`` takes a file (``configs/image.py:quick``) or a bundled config's name
+  (``image:quick``), so the same command works from a checkout and from a pip install.
+* ``--help`` lists every bundled config with its presets, overrides and main keys.
+* A bad flag, an unknown preset (``:quik``), an unknown key (``--config.stepz=5``), a value
+  of the wrong type, or a ``ValueError`` raised by the run ends with a one-line
+  ``Error: ...`` naming the key and the valid choices, then a pointer to ``--help``:
+  no traceback and no page of flag help.
+
+The config modules live in ``nfscale.configs`` when installed and in the top-level
+``configs`` package of a checkout; :func:`config_package` finds whichever is importable.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import os
+import sys
+from types import ModuleType
+from typing import Any, Callable, NoReturn, Sequence
+
+from absl import app, flags
+
+#: Keys shown per config in ``--help`` (where the config has them).
+MAIN_KEYS = ("task", "data.name", "data.size", "model.hidden", "model.activation",
+             "schemes", "seeds", "optimizer", "lrs", "steps", "target", "sweep.arms",
+             "sweep.ns")
+#: The last line of every usage error.
+HELP_HINT = "Run with --help for the configs, their presets and keys, and the flags."
+
+
+class UsageError(ValueError):
+  """A bad command line; printed as one line, without a traceback."""
+
+
+def config_package() -> ModuleType:
+  """The package holding the bundled configs: ``nfscale.configs`` or a checkout's ``configs``."""
+  for name in ("nfscale.configs", "configs"):
+    try:
+      module = importlib.import_module(name)
+    except ImportError:
+      continue
+    if hasattr(module, "names"):
+      return module
+  raise ImportError("No config package found (neither nfscale.configs nor configs).")
+
+
+def resolve_config(spec: str) -> str:
+  """Maps ``--config``'s value to a file spec: ``image:quick`` -> ``/.../image.py:quick``.
+
+  A value whose file part exists (or ends in ``.py``) is left as it is.
+
+  Raises:
+    UsageError: neither a file nor a bundled config name.
+  """
+  file_part, sep, arg = spec.partition(":")
+  if file_part.endswith(".py") or os.path.exists(file_part):
+    return spec
+  package = config_package()
+  if file_part not in package.names():
+    raise UsageError(f"--config={spec}: no config file or bundled config {file_part!r}; "
+                     f"bundled configs: {', '.join(package.names())}.")
+  return package.path(file_part) + sep + arg
+
+
+def load_config(spec: str) -> Any:
+  """Loads ``file.py[:arg]`` (after :func:`resolve_config`) by calling its ``get_config``.
+
+  Raises:
+    UsageError: missing file, no ``get_config``, or a bad preset/argument.
+  """
+  path, _, arg = resolve_config(spec).partition(":")
+  if not os.path.isfile(path):
+    raise UsageError(f"--config={spec}: config file {path!r} does not exist.")
+  module_spec = importlib.util.spec_from_file_location("_nfscale_cli_config", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  if not hasattr(module, "get_config"):
+    raise UsageError(f"--config={spec}: {path} defines no get_config(arg).")
+  try:
+    return module.get_config(arg or None)
+  except ValueError as e:
+    raise UsageError(f"--config={spec}: {e}") from None
+
+
+def _leaves(config: Any, prefix: str = "") -> dict[str, Any]:
+  out = {}
+  for key, value in config.items():
+    if hasattr(value, "items"):
+      out.update(_leaves(value, prefix + key + "."))
+    out[prefix + key] = value
+  return out
+
+
+def _overrides(argv: Sequence[str]) -> list[tuple[str, str | None]]:
+  """``(key, value or None)`` of every ``--config.key[=value]`` in ``argv``."""
+  out = []
+  for i, token in enumerate(argv):
+    if token.startswith("--config."):
+      key, eq, value = token[len("--config."):].partition("=")
+      if not eq:
+        value = argv[i + 1] if i + 1 < len(argv) else None
+      out.append((key, value))
+  return out
+
+
+def check_overrides(config: Any, argv: Sequence[str]) -> None:
+  """Checks every ``--config.key=value`` against ``config``'s keys and scalar types.
+
+  Raises:
+    UsageError: an unknown key (with close matches and the valid keys at that level) or
+      a value that does not parse as the key's type.
+  """
+  leaves = _leaves(config)
+  for key, value in _overrides(argv):
+    if key not in leaves:
+      parent, _, _ = key.rpartition(".")
+      level = sorted(k for k in leaves if k.rpartition(".")[0] == parent)
+      close = difflib.get_close_matches(key, list(leaves), n=3)
+      hint = f" Did you mean {' or '.join(close)}?" if close else ""
+      raise UsageError(f"--config.{key}: unknown config key.{hint} Valid keys"
+                       f"{' under ' + parent if parent else ''}: {', '.join(level)}.")
+    current = leaves[key]
+    if value is None or current is None or isinstance(current, (tuple, list, dict)):
+      continue
+    if hasattr(current, "items"):
+      raise UsageError(f"--config.{key}: is a group; set one of its keys: "
+                       f"{', '.join(sorted(current))}.")
+    if isinstance(current, bool):
+      if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+        raise UsageError(f"--config.{key}={value}: expected true or false.")
+    elif isinstance(current, (int, float)):
+      try:
+        type(current)(float(value) if isinstance(current, float) else int(value))
+      except ValueError:
+        raise UsageError(f"--config.{key}={value}: expected a number of type "
+                         f"{type(current).__name__} (default {current!r}).") from None
+
+
+def _preset_help(module: ModuleType) -> str:
+  """``presets: a, b; overrides: k=v`` for one config, read from its argument check."""
+  try:
+    module.get_config("?")
+  except ValueError as e:
+    presets = getattr(e, "presets", None)
+    overrides = getattr(e, "overrides", None)
+    if presets is not None:
+      text = f"presets: {', '.join(presets) or '(none)'}"
+      if overrides:
+        text += "; overrides: " + ", ".join(f"{k}={v!r}" for k, v in overrides.items())
+      return text
+  return "presets: see the config file"
+
+
+def catalog() -> str:
+  """A ``--help`` section: each bundled config, its presets and its main keys."""
+  package = config_package()
+  lines = ["Configs (--config=NAME[:PRESET[,KEY=VALUE...]] or --config=path/to/file.py[:...]):"]
+  for name in package.names():
+    module = importlib.import_module(f"{package.__name__}.{name}")
+    doc = (module.__doc__ or "").strip().splitlines()
+    lines.append(f"  {name}: {doc[0] if doc else ''}")
+    lines.append(f"    {_preset_help(module)}")
+    try:
+      leaves = _leaves(module.get_config(None))
+    except ValueError:
+      continue
+    keys = [f"{k}={leaves[k]!r}" for k in MAIN_KEYS if k in leaves]
+    lines.append("    main keys (--config.KEY=VALUE): " + ", ".join(keys))
+  return "\n".join(lines)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+  """Prints ``Error: message`` (one line) and the ``--help`` hint to stderr; exits."""
+  sys.stderr.write(f"Error: {' '.join(str(message).split())}\n{HELP_HINT}\n")
+  sys.exit(code)
+
+
+def _print_help(doc: str, module_name: str, configs: bool) -> NoReturn:
+  sys.stdout.write(doc.rstrip() + "\n\n" + (catalog() + "\n\n" if configs else "")
+                   + "Flags:\n")
+  sys.stdout.write(flags.FLAGS.module_help(module_name) + "\n")
+  sys.exit(0)
+
+
+def make_flags_parser(doc: str, module_name: str, configs: bool = True
+                      ) -> Callable[[list[str]], list[str]]:
+  """An ``app.run(flags_parser=...)`` that resolves, checks and reports as described above.
+
+  ``configs``: the launcher takes ``--config`` (``--help`` then lists the configs)."""
+
+  def parse(argv: list[str]) -> list[str]:
+    if any(a in ("-h", "--help", "--helpshort", "-?") for a in argv[1:]):
+      _print_help(doc, module_name, configs)
+    argv = list(argv)
+    for i, token in enumerate(argv):
+      if token.startswith("--config="):
+        spec = token[len("--config="):]
+      elif token == "--config" and i + 1 < len(argv):
+        spec = argv[i + 1]
+        argv[i:i + 2] = [f"--config={spec}", ""]
+      else:
+        continue
+      try:
+        argv[i] = "--config=" + resolve_config(spec)
+        check_overrides(load_config(spec), argv)
+      except UsageError as e:
+        fail(str(e))
+      break
+    argv = [a for a in argv if a != ""]
+    try:
+      return flags.FLAGS(argv)
+    except flags.Error as e:
+      fail(str(e))
+
+  return parse
+
+
+def run(main: Callable[[list[str]], Any], doc: str, module_name: str,
+        configs: bool = True) -> None:
+  """``app.run(main)`` with this module's flag parsing; a ``ValueError`` from ``main`` is a
+  one-line error too (the library's bad-input errors name the key and valid choices)."""
+
+  def wrapped(argv: list[str]) -> Any:
+    try:
+      return main(argv)
+    except (ValueError, app.UsageError) as e:
+      fail(str(e), code=1)
+
+  app.run(wrapped, flags_parser=make_flags_parser(doc, module_name, configs))

@@ -1,0 +1,107 @@
+"""The launchers' command line: configs by name, --help catalog, one-line usage errors."""
+
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from nfscale import cli, config_lib
+
+ROOT = pathlib.Path(__file__).parents[1]
+LAUNCHERS = {"train": "image:quick", "sweep": "scaling_shallow:tiny"}
+
+
+def _launch(launcher, *args, cwd=ROOT):
+  return subprocess.run([sys.executable, "-m", f"launch.{launcher}", *args], cwd=cwd,
+                        capture_output=True, text=True, timeout=300, check=False)
+
+
+def _assert_one_line_error(out, *needles):
+  """Exit != 0; stderr is `Error: ...` plus the --help hint, nothing else."""
+  assert out.returncode != 0
+  lines = [l for l in out.stderr.splitlines() if l.strip() and not l.startswith(("I", "W"))]
+  assert len(lines) == 2, out.stderr
+  assert lines[0].startswith("Error: ") and lines[1] == cli.HELP_HINT
+  assert "Traceback" not in out.stderr and "--workdir: Output directory" not in out.stderr
+  for needle in needles:
+    assert needle in lines[0], (needle, lines[0])
+
+
+@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
+def test_help_lists_configs_presets_and_main_keys(launcher):
+  out = _launch(launcher, "--help")
+  assert out.returncode == 0, out.stderr
+  for name in ("curve1d", "image", "scaling_deep", "scaling_shallow"):
+    assert f"  {name}: " in out.stdout
+  assert "presets: quick, demo, paper" in out.stdout  # image
+  assert "presets: quick, tiny, sphere" in out.stdout  # scaling_shallow
+  assert "model.activation=" in out.stdout and "steps=" in out.stdout
+  assert "--workdir" in out.stdout
+
+
+@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
+@pytest.mark.parametrize("case", ["key", "preset", "value", "name"])
+def test_usage_errors_are_one_line(launcher, case, tmp_path):
+  name, preset = LAUNCHERS[launcher].split(":")
+  args = {
+      "key": ([f"--config={name}:{preset}", "--config.stepz=5"], ["stepz", "steps"]),
+      "preset": ([f"--config=configs/{name}.py:quik"], ["quik", "presets: quick"]),
+      "value": ([f"--config={name}:{preset}", "--config.steps=abc"], ["steps", "int"]),
+      "name": (["--config=imag:quick"], ["imag", "curve1d, image"]),
+  }[case]
+  out = _launch(launcher, *args[0], f"--workdir={tmp_path / 'w'}")
+  _assert_one_line_error(out, *args[1])
+  assert not (tmp_path / "w").exists()  # nothing written
+
+
+def test_missing_workdir_is_one_line(tmp_path):
+  out = _launch("train", "--config=image:quick")
+  _assert_one_line_error(out, "workdir")
+
+
+def test_render_of_a_missing_run_is_one_line(tmp_path):
+  out = _launch("render", f"--workdir={tmp_path / 'nothing'}")
+  _assert_one_line_error(out, "nothing")
+  assert "--workdir" in _launch("render", "--help").stdout
+
+
+def test_invalid_value_from_the_library_is_one_line(tmp_path):
+  out = _launch("train", "--config=image:quick,size=8,steps=2", "--config.optimizer=bogus",
+                f"--workdir={tmp_path / 'w'}")
+  _assert_one_line_error(out, "bogus", "adam")
+
+
+def test_train_by_name_from_another_directory_logs_progress(tmp_path):
+  out = _launch("train", "--config=image:quick,size=8,steps=4",
+                "--config.schemes=('init1',)", "--config.chunk_steps=2",
+                "--config.log_every=2", f"--workdir={tmp_path / 'w'}")
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert (tmp_path / "w" / "results.json").is_file()
+  assert "init1" in out.stdout and "results.json" in out.stdout  # the final report
+  # Status lines go through absl logging and progress through a tqdm bar (stderr).
+  assert "] Training image into" in out.stderr
+  assert "4/4 [" in out.stderr  # tqdm's "n/total [elapsed<remaining" at the end
+
+
+def test_resolve_and_check_in_process():
+  assert cli.resolve_config("image:quick").endswith("image.py:quick")
+  assert cli.resolve_config("configs/image.py:quick") == "configs/image.py:quick"
+  config = cli.load_config("image:quick,steps=7")
+  assert config.steps == 7
+  cli.check_overrides(config, ["--config.model.hidden=(8,)", "--config.steps", "9"])
+  with pytest.raises(cli.UsageError, match="Valid keys under model: model.activation"):
+    cli.check_overrides(config, ["--config.model.widths=(8,)"])
+  with pytest.raises(cli.UsageError, match="expected true or false"):
+    cli.check_overrides(config, ["--config.progress=maybe"])
+  with pytest.raises(cli.UsageError, match="is a group; set one of its keys"):
+    cli.check_overrides(config, ["--config.model=3"])
+
+
+def test_parse_arg_error_lists_presets_and_overrides():
+  with pytest.raises(config_lib.ConfigArgError) as e:
+    config_lib.parse_arg("fast", quick=False, size=0)
+  assert e.value.presets == ["quick"] and e.value.overrides == {"size": 0}
+  assert "'fast'" in str(e.value) and "presets: quick; overrides: size=<int>" in str(e.value)
+  with pytest.raises(ValueError, match="size='x' is not of type int"):
+    config_lib.parse_arg("size=x", quick=False, size=0)

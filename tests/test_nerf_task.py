@@ -1,0 +1,102 @@
+"""The NeRF task end to end at a test size (configs/nerf.py:tiny)."""
+
+import os
+import pathlib
+import sys
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from nfscale import experiment, io, tasks
+
+ROOT = pathlib.Path(__file__).parents[1]
+sys.path.insert(0, str(ROOT))
+from configs import nerf as nerf_cfg  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("nerf")
+  return workdir, experiment.run(nerf_cfg.get_config("tiny"), str(workdir))
+
+
+def test_tiny_run_writes_metrics_and_artifacts(tiny_run):
+  workdir, results = tiny_run
+  assert results["task"] == "nerf"
+  assert [m["name"] for m in results["metrics"]] == ["train_psnr", "test_psnr", "test_ssim"]
+  assert [r["scheme"] for r in results["members"]] == ["kaiming_uniform", "init2"]
+  for row in results["members"]:
+    assert np.isfinite(row["test_psnr"]) and 0 < row["test_psnr"] < 60
+    assert -1 <= row["test_ssim"] <= 1
+    assert np.isfinite(row["final_psnr"]) and 0 < row["train_psnr"] < 60
+  for name in ("psnr.png", "test_views.png", "test_per_view.png", "turntable.gif",
+               "test_views.json", "metrics.jsonl", "results.json"):
+    assert (workdir / name).stat().st_size > 0, name
+  per_view = io.read_json(workdir / "test_views.json")
+  assert len(per_view["members"]) == 2 and len(per_view["members"][0]["psnr"]) == 2
+  # The mean over views is the reported test PSNR.
+  np.testing.assert_allclose(np.mean(per_view["members"][1]["psnr"]),
+                             results["members"][1]["test_psnr"], rtol=1e-6)
+  # The turntable: one frame per test view, truth beside both members.
+  frames = iio.imread(workdir / "turntable.gif", index=None)
+  assert frames.shape[0] == 2 and frames.shape[2] == 3 * 8 + 2 * 2
+  info = results["task_info"]
+  assert info["num_train_rays"] == 3 * 8 * 8 and info["rays_per_step_per_member"] == 32
+  # Aux (the fine-render MSE) is logged per member.
+  rows = io.read_jsonl(workdir / "metrics.jsonl")
+  assert {"mse", "psnr", "loss"} <= set(rows[-1])
+
+
+def test_registered_with_a_sample_key():
+  assert "nerf" in tasks.list_tasks()
+  assert tasks.num_samples_key("nerf") == "data.num_train"
+
+
+def test_bad_scene_path_touches_nothing(tmp_path):
+  c = nerf_cfg.get_config("tiny,path=" + str(tmp_path / "no_scene"))
+  with pytest.raises(ValueError, match="no_scene does not exist"):
+    experiment.run(c, str(tmp_path / "work"))
+  assert not os.path.exists(tmp_path / "work")
+  c = nerf_cfg.get_config("tiny")
+  with c.unlocked():
+    c.data.name = "lego"
+  with pytest.raises(ValueError, match="valid: procedural"):
+    tasks.build_task(c)
+
+
+def test_hierarchical_loss_and_viewdirs_build():
+  import jax
+  c = nerf_cfg.get_config("tiny")
+  with c.unlocked():
+    c.render.num_importance = 4
+    c.render.use_viewdirs = True
+  task = tasks.build_task(c)
+  assert task.example_input.shape == (1, 6)
+  params = task.model.init(jax.random.key(0), task.example_input)
+  batch = {k: v[:5] for k, v in task.train_data.items()}
+  loss, aux = task.loss_fn(params, batch, jax.random.key(1))
+  # loss = fine MSE + coarse MSE, both non-negative and finite.
+  assert np.isfinite(float(loss)) and float(loss) >= float(aux["mse"]) > 0
+
+
+def test_an_800x800_view_renders_in_chunks():
+  import jax
+  from nfscale.data import scenes
+  from nfscale.tasks import base, nerf
+  c = nerf_cfg.get_config("tiny")
+  with c.unlocked():
+    c.render.num_samples = 4
+    c.render.chunk = 65536   # 10 calls for 640k rays, each a few MB
+  model = base.model_from_config(c, out_dim=4)
+  params = jax.tree.map(lambda a: a[None], model.init(jax.random.key(0), np.zeros((1, 3))))
+  pose = np.eye(4, dtype=np.float32)
+  pose[2, 3] = 4.0
+  views = scenes.Views(np.zeros((1, 800, 800, 3), np.float32), pose[None], 1111.1)
+  out = nerf.render_members(nerf.make_field_fn(model, c.render), params, views, c.render,
+                            2.0, 6.0)
+  assert out.shape == (1, 1, 800, 800, 3) and np.all(np.isfinite(out))
+  psnr, ssim = nerf.image_metrics(out[:, :, :64, :64], views.images[:, :64, :64])
+  np.testing.assert_allclose(psnr[0, 0], -10 * np.log10(np.mean(out[0, 0, :64, :64] ** 2)),
+                             rtol=1e-4)
+  assert ssim.shape == (1, 1)

@@ -1,0 +1,176 @@
+"""Workdir rules: refusal of another run, overwrite, resume after SIGKILL, load, eval mode."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import nfscale
+from nfscale import checkpoint, experiment, io, sweep
+
+ROOT = pathlib.Path(__file__).parents[1]
+sys.path.insert(0, str(ROOT))
+from configs import image as image_cfg  # noqa: E402
+from configs import scaling_shallow  # noqa: E402
+
+
+def _tiny(**over):
+  c = image_cfg.get_config("quick,size=12,steps=40")
+  with c.unlocked():
+    c.model.hidden = (16, 16)
+    c.schemes = ("init1", "lecun_normal")
+    c.chunk_steps = c.log_every = 10
+    c.checkpoint_every = 20
+    c.progress = False
+    for k, v in over.items():
+      c[k] = v
+  return c
+
+
+def _snapshot(d):
+  """Every file's bytes, except the lock file (it only names its last holder)."""
+  out = {}
+  for root, _, files in os.walk(d):
+    for f in files:
+      if f == io.LOCK_FILENAME:
+        continue
+      p = os.path.join(root, f)
+      out[os.path.relpath(p, d)] = pathlib.Path(p).read_bytes()
+  return out
+
+
+def test_different_run_is_refused_nothing_lost_and_overwrite_starts_over(tmp_path):
+  experiment.run(_tiny(), str(tmp_path))
+  before = _snapshot(tmp_path)
+  with pytest.raises(ValueError, match=r"(?s)lrs: \[0.001\] -> \[0.01\].*overwrite=True"):
+    experiment.run(_tiny(lrs=(1e-2,)), str(tmp_path))
+  assert _snapshot(tmp_path) == before
+  # Keys that do not change results may differ.
+  experiment.run(_tiny(progress=True, checkpoint_every=0), str(tmp_path))
+  res = experiment.run(_tiny(lrs=(1e-2,), overwrite=True), str(tmp_path))
+  assert [m["lr"] for m in res["members"]] == [1e-2, 1e-2]
+  rows = io.read_jsonl(tmp_path / "metrics.jsonl")
+  assert {r["lr"] for r in rows} == {1e-2} and len(rows) == 2 * 5  # steps 0, 10, ..., 40
+
+
+def test_sweep_workdir_is_refused(tmp_path):
+  c = scaling_shallow.get_config("tiny")
+  io.check_or_write_config(tmp_path, c.to_dict(), keys_ignored=sweep.IGNORED_KEYS)
+  before = _snapshot(tmp_path)
+  with pytest.raises(ValueError, match="different configuration"):
+    experiment.run(_tiny(), str(tmp_path))
+  assert _snapshot(tmp_path) == before
+
+
+def test_workdir_in_use_is_refused(tmp_path):
+  with io.workdir_lock(tmp_path, what="sweep"):
+    with pytest.raises(io.WorkdirLockedError, match=f"pid {os.getpid()}"):
+      experiment.run(_tiny(), str(tmp_path))
+  assert not (tmp_path / "config.json").exists()
+
+
+def test_finished_run_rerun_and_eval_mode_give_the_same_results(tmp_path):
+  first = experiment.run(_tiny(), str(tmp_path))
+  metrics = (tmp_path / "metrics.jsonl").read_bytes()
+  again = experiment.run(_tiny(), str(tmp_path))  # resumes at the end: nothing to train
+  assert again["members"] == first["members"]
+  assert (tmp_path / "metrics.jsonl").read_bytes() == metrics
+  (tmp_path / "reconstructions.png").unlink()
+  ev = experiment.run(_tiny(mode="eval"), str(tmp_path))
+  assert ev["members"] == first["members"] and (tmp_path / "reconstructions.png").exists()
+  assert checkpoint.latest_step(str(tmp_path)) == 40
+  with pytest.raises(ValueError, match="mode='eval' needs a trained run"):
+    experiment.run(_tiny(mode="eval"), str(tmp_path / "empty"))
+
+
+def test_load_round_trips_params_bit_exactly(tmp_path):
+  c = _tiny()
+  with c.unlocked():
+    c.model.activation = "gabor"  # complex params too
+    c.model.activation_params = {"omega0": 5.0, "s0": 3.0}
+  captured = {}
+  orig = checkpoint.save
+
+  def spy(workdir, step, state, meta):
+    captured[step] = jax.device_get(state)
+    orig(workdir, step, state, meta)
+
+  checkpoint.save = spy
+  try:
+    res = experiment.run(c, str(tmp_path))
+  finally:
+    checkpoint.save = orig
+  loaded = nfscale.load(str(tmp_path))
+  assert loaded.step == 40 and loaded.labels == ["init1", "lecun_normal"]
+  final = captured[40]
+  for a, b in zip(jax.tree.leaves(final), jax.tree.leaves(loaded.state)):
+    assert np.asarray(a).dtype == np.asarray(b).dtype
+    np.testing.assert_array_equal(a, b)
+  assert any(np.iscomplexobj(x) for x in jax.tree.leaves(loaded.params[0]))
+  for i in range(2):
+    for a, b in zip(jax.tree.leaves(loaded.params[i]), jax.tree.leaves(final.params)):
+      np.testing.assert_array_equal(a, np.asarray(b)[i])
+  # The reloaded fields evaluate to the recorded metrics, and render at any resolution.
+  ev = loaded.task.evaluate(loaded.stacked_params)
+  assert [float(v) for v in ev["full_psnr"]] == [m["full_psnr"] for m in res["members"]]
+  ys, xs = np.meshgrid(np.linspace(-1, 1, 24), np.linspace(-1, 1, 24), indexing="ij")
+  hi = loaded.model.apply(loaded.params[0], jnp.asarray(np.stack([xs, ys], -1).reshape(-1, 2),
+                                                        jnp.float32))
+  assert hi.shape == (24 * 24, 3)
+  # An older checkpoint is reachable too.
+  assert nfscale.load(str(tmp_path), step=20).step == 20
+
+
+def test_checkpoint_without_config_is_refused(tmp_path):
+  experiment.run(_tiny(), str(tmp_path))
+  (tmp_path / "config.json").unlink()
+  with pytest.raises(ValueError, match="checkpoints but no config.json"):
+    experiment.run(_tiny(), str(tmp_path))
+
+
+CMD = [sys.executable, "-m", "launch.train", "--config=configs/image.py:quick,size=12,steps=300",
+       "--config.model.hidden=(16,16)", "--config.schemes=('init1','lecun_normal')",
+       "--config.chunk_steps=10", "--config.log_every=10", "--config.checkpoint_every=10",
+       "--config.progress=False"]
+
+
+def _steps_on_disk(workdir):
+  d = workdir / "checkpoints"
+  return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit()) if d.exists() else []
+
+
+def test_sigkill_then_rerun_equals_uninterrupted(tmp_path):
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  killed, ref = tmp_path / "killed", tmp_path / "ref"
+  proc = subprocess.Popen(CMD + [f"--workdir={killed}"], cwd=ROOT, env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  deadline = time.time() + 240
+  while time.time() < deadline and not any(s >= 20 for s in _steps_on_disk(killed)):
+    if proc.poll() is not None:
+      pytest.fail(f"run ended before it could be killed: {proc.stderr.read()[-2000:]}")
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert not (killed / "results.json").exists()  # really killed mid-way
+  steps_at_kill = max(_steps_on_disk(killed))
+  assert 20 <= steps_at_kill < 300
+  for workdir in (killed, ref):
+    out = subprocess.run(CMD + [f"--workdir={workdir}"], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+  a = json.loads((killed / "results.json").read_text())
+  b = json.loads((ref / "results.json").read_text())
+  assert a["members"] == b["members"] and a["steps_run"] == b["steps_run"] == 300
+  # The log too: records after the checkpoint were dropped and replayed.
+  assert io.read_jsonl(killed / "metrics.jsonl") == io.read_jsonl(ref / "metrics.jsonl")
+  la, lb = nfscale.load(str(killed)), nfscale.load(str(ref))
+  for x, y in zip(jax.tree.leaves(la.state), jax.tree.leaves(lb.state)):
+    np.testing.assert_array_equal(x, y)
