@@ -1,8 +1,15 @@
-"""Sweep protocol pieces: learning-rate grid extension, CI labelling."""
+"""Sweep protocol pieces: learning-rate grid extension, CI labelling, nested image subsets."""
+
+import pathlib
+import sys
 
 import pytest
 
-from nfscale import scaling
+from nfscale import scaling, sweep, tasks
+from nfscale.tasks import image
+
+sys.path.insert(0, str(pathlib.Path(__file__).parents[1]))
+from configs import scaling_deep  # noqa: E402
 
 GRID = (0.01, 0.03, 0.1)
 
@@ -42,3 +49,14 @@ def test_extension_errors():
 
 def test_ci_meaningful_threshold():
   assert [scaling.ci_meaningful(k) for k in (3, 4, 5, 9)] == [False, False, True, True]
+
+
+def test_image_subsets_are_nested_across_n():
+  order = image.sample_order(64 * 64, 0)
+  assert set(order[:1000]) <= set(order[:2000]) and len(set(order[:2000])) == 2000
+  # Through the sweep's own data: every training pixel of N=1000 is in N=2000
+  # (before this, the two draws shared a few pixels by chance).
+  c = scaling_deep.get_config("quick")
+  pixels = [{tuple(r) for r in tasks.build_task(sweep.point_config(c, "sinc", n, 16))
+             .train_data["x"].tolist()} for n in (1000, 2000)]
+  assert len(pixels[0]) == 1000 and len(pixels[1]) == 2000 and pixels[0] <= pixels[1]

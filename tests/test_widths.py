@@ -27,7 +27,7 @@ def _field(activation, width, **act):
 
 def _solo(field_w, member, optimizer, steps):
   p = train.init_members(field_w, [member], X[:1], SP)
-  r = train.fit(train.mse_loss(field_w), p, [member], DATA, steps=steps, optimizer=optimizer,
+  r = train.fit(models.mse_loss(field_w), p, [member], DATA, steps=steps, optimizer=optimizer,
                 chunk_steps=25, log_every=25, progress=False, shard=False)
   return p, r
 
@@ -38,7 +38,7 @@ def test_masked_member_trains_like_its_true_width(activation, act, optimizer):
   steps = 60
   bucket_field = _field(activation, BUCKET, **act)
   params = widths.init_masked(bucket_field, MEMBERS, WIDTHS, X[:1], SP, bucket=BUCKET)
-  loss = widths.masked_loss(train.mse_loss(bucket_field), 2)
+  loss = widths.masked_loss(models.mse_loss(bucket_field), 2)
   r = train.fit(loss, params, MEMBERS, DATA, steps=steps, optimizer=optimizer, chunk_steps=25,
                 log_every=25, progress=False, shard=False)
   for i, (m, w) in enumerate(zip(MEMBERS, WIDTHS)):
@@ -81,8 +81,10 @@ def test_without_the_mask_padded_sinc_units_would_learn():
   field = _field("sinc", BUCKET, omega=10.0)
   params = widths.init_masked(field, MEMBERS[:1], [5], X[:1], SP, bucket=BUCKET)
   one = jax.tree.map(lambda a: a[0], params)
-  g_plain = jax.grad(train.mse_loss(field))(one["net"], DATA)
-  g_masked = jax.grad(widths.masked_loss(train.mse_loss(field), 2))(one, DATA)
+  key = jax.random.key(0)
+  g_plain = jax.grad(lambda p: models.mse_loss(field)(p, DATA, key)[0])(one["net"])
+  g_masked = jax.grad(
+      lambda p: widths.masked_loss(models.mse_loss(field), 2)(p, DATA, key)[0])(one)
   assert np.abs(np.asarray(g_plain["params"]["dense_2"]["kernel"])[5:]).max() > 1e-3
   assert not np.any(np.asarray(g_masked["net"]["params"]["dense_2"]["kernel"])[5:])
   assert not np.any(np.asarray(g_masked["mask"]))
