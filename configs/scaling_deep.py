@@ -20,7 +20,7 @@ needs many more steps than a CPU affords; ``adam`` is the named variant with Ada
 (rates 1e-3, 3e-3), which the CPU measurement uses.
 
 Presets (combine with commas, e.g. ``quick,adam``): ``quick`` (a 64x64 image, N up to
-2048, one seed, width up to 1024, no lr-grid extension); ``adam`` (Adam instead of
+2048, one seed, width up to 1024, no lr-grid extension, eq. 4.6 only at N = 256); ``adam`` (Adam instead of
 gradient descent).
 """
 
@@ -72,5 +72,8 @@ def get_config(arg=None):
     c.sweep.max_width = 1024
     c.sweep.rel_precision = 0.25
     c.sweep.lr_extensions = 0  # budget preset: the grid is not checked for bracketing
+    c.theory.max_n = 256
+    c.theory.max_width = 2 ** 12
+    c.theory.rel_precision = 0.25
   c.lock()
   return c
