@@ -144,8 +144,9 @@ def sweep_config() -> ml_collections.ConfigDict:
       "lr_extensions": 2,
       "lr_factor": 3.0,
       # Train the widths of a round in width buckets (nfscale.widths: padded
-      # and masked, one compiled program per bucket): "auto" = on accelerators
-      # only (on a CPU the padded units cost time in proportion).
+      # and masked, one compiled program per bucket): "on", "off", or "auto"
+      # = on accelerators only (on a CPU the padded units cost time in
+      # proportion).
       "buckets": "auto",
   })
   c.theory = ml_collections.ConfigDict({

@@ -316,7 +316,7 @@ def min_width_search_batched(
 # Power-law fit
 # --------------------------------------------------------------------------- #
 def min_width_search_joint(
-    oracle_joint: Callable[[int, list[Any]], Mapping[Any, bool]],
+    oracle_joint: Callable[[int, list[Any]], Mapping[Any, bool]] | None,
     keys: Sequence[Any],
     *,
     start: int,
@@ -324,6 +324,7 @@ def min_width_search_joint(
     rel_precision: float = 0.1,
     growth: float = 2.0,
     min_width: int = 1,
+    oracle_round: Callable[[dict[int, list[Any]]], Mapping[int, Mapping[Any, bool]]] | None = None,
 ) -> dict[Any, SearchResult]:
     """Runs :func:`min_width_search` for several keys at once, sharing evaluations.
 
@@ -336,8 +337,13 @@ def min_width_search_joint(
     key asks for the same width, so the ladder costs what one search costs.
 
     Args:
-      oracle_joint: ``(width, keys) -> {key: bool}`` for the keys given.
+      oracle_joint: ``(width, keys) -> {key: bool}`` for the keys given
+        (None when ``oracle_round`` is given).
       keys: the searches to run (hashable, distinct).
+      oracle_round: instead of ``oracle_joint``, ``({width: keys}) ->
+        {width: {key: bool}}`` receives a whole round's requests at once
+        (e.g. to train all its widths in one padded ensemble:
+        :mod:`nfscale.widths`). The searches are the same either way.
       start: First width tried.
       max_width: Largest width ever tried.
       rel_precision: Relative width of the final bracket.
@@ -357,6 +363,8 @@ def min_width_search_joint(
       (37, 100)
     """
     _validate_search_args(start, max_width, rel_precision, growth, min_width)
+    if (oracle_joint is None) == (oracle_round is None):
+        raise ValueError("give exactly one of oracle_joint and oracle_round")
     keys = list(dict.fromkeys(keys))
     ladder = _ladder(start, max_width, growth)
     evals: dict[Any, dict[int, bool]] = {k: {} for k in keys}
@@ -379,11 +387,15 @@ def min_width_search_joint(
         if not requests:
             break
         rounds += 1
+        if oracle_round is not None:
+            outs = oracle_round({w: list(ks) for w, ks in sorted(requests.items())})
+        else:
+            outs = {w: oracle_joint(w, list(ks)) for w, ks in sorted(requests.items())}
         for w, ks in sorted(requests.items()):
-            out = oracle_joint(w, list(ks))
+            out = outs.get(w, {})
             missing = [k for k in ks if k not in out]
             if missing:
-                raise ValueError(f"oracle_joint returned no result for {missing} at width {w}")
+                raise ValueError(f"the oracle returned no result for {missing} at width {w}")
             for k in ks:
                 evals[k][w] = bool(out[k])
     return {k: _result(evals[k], min_width, rounds) for k in keys}

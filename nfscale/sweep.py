@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import functools
 import glob
 import math
@@ -45,7 +46,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from nfscale import experiment, initializers, io, plots, scaling, sharding, tasks, train
+from nfscale import experiment, initializers, io, models, plots, scaling, sharding, tasks, train
 from nfscale.tasks import base
 
 EVALS_FILE = "evals.jsonl"
@@ -125,16 +126,26 @@ def evaluate_width(config: Any, arm: str, n: int, width: int, schemes: Sequence[
   c = point_config(config, arm, n, width)
   c.schemes = tuple(schemes)
   task = tasks.build_task(c)
-  members = [train.Member(s, int(seed), float(lr))
-             for s in schemes for seed in config.seeds for lr in config.lrs]
+  members = _members(config, schemes)
   t0 = time.perf_counter()
   trained = experiment.train_members(c, task, members, progress=progress,
                                      desc=f"{arm} N={n} w={width}", log_every=10 ** 9)
-  rows = trained.rows
-  best_key = f"best_{task.score.name}"
+  return _width_record(config, arm, n, width, schemes, trained.rows, trained.param_count,
+                       time.perf_counter() - t0, task.score.name)
+
+
+def _members(config: Any, schemes: Sequence[str]) -> list[train.Member]:
+  return [train.Member(s, int(seed), float(lr))
+          for s in schemes for seed in config.seeds for lr in config.lrs]
+
+
+def _width_record(config: Any, arm: str, n: int, width: int, schemes: Sequence[str],
+                  rows: Sequence[Mapping[str, Any]], param_count: int, seconds: float,
+                  score_name: str) -> dict[str, Any]:
+  """The evals.jsonl record of one width from its members' rows (in _members order)."""
+  best_key = f"best_{score_name}"
   record: dict[str, Any] = {"arm": arm, "n": n, "width": int(width),
-                            "param_count": trained.param_count,
-                            "seconds": time.perf_counter() - t0, "schemes": {}}
+                            "param_count": int(param_count), "seconds": seconds, "schemes": {}}
   k, nl = len(config.seeds), len(config.lrs)
   for si, s in enumerate(schemes):
     idx = si * k * nl + np.arange(k * nl).reshape(k, nl)  # [seed, lr]
@@ -150,6 +161,67 @@ def evaluate_width(config: Any, arm: str, n: int, width: int, schemes: Sequence[
         "reached": reached.tolist(), "steps_to_target": to_target.tolist(),
         best_key: col(best_key).tolist(), "diverged": col("diverged").tolist()}
   return io.to_jsonable(record)
+
+
+def use_buckets(config: Any) -> bool:
+  """Whether the sweep trains a round's widths in padded buckets (``sweep.buckets``)."""
+  value = config.sweep.get("buckets", "off")
+  if value == "auto":
+    # On a CPU the padded units cost time in proportion to their number; on
+    # an accelerator they fill otherwise idle lanes and save compilations.
+    return jax.default_backend() != "cpu"
+  if value not in ("on", "off"):
+    raise ValueError(f"sweep.buckets must be 'on', 'off' or 'auto', got {value!r}.")
+  return value == "on"
+
+
+def evaluate_round(config: Any, arm: str, n: int, requests: Mapping[int, Sequence[str]],
+                   progress: bool = False) -> dict[int, dict[str, Any]]:
+  """Trains a search round's widths in width buckets: one ensemble per bucket.
+
+  Each requested width trains the schemes asked of it x seeds x lrs, drawn at
+  its true width and padded to its bucket (the smallest rung of the search's
+  ladder at or above it) with the extra units masked (:mod:`nfscale.widths`):
+  the same training as :func:`evaluate_width` up to float rounding, in one
+  compiled program per bucket instead of one per width.
+
+  Returns:
+    ``{width: record}``, each record as :func:`evaluate_width`'s, plus
+    ``bucket`` (the padded width it trained at).
+  """
+  from nfscale import widths as widths_lib
+  s = config.sweep
+  buckets = widths_lib.bucket_widths(int(s.start), int(s.max_width), float(s.growth))
+  order = list(requests)
+  out: dict[int, dict[str, Any]] = {}
+  for bucket, idx in widths_lib.group_by_bucket(order, buckets).items():
+    ws = [int(order[i]) for i in idx]
+    c = point_config(config, arm, n, bucket)
+    c.schemes = tuple(dict.fromkeys(sc for w in ws for sc in requests[w]))
+    task = tasks.build_task(c)
+    num_hidden = len(task.model.hidden)
+    members, member_widths, spans = [], [], {}
+    for w in ws:
+      first = len(members)
+      members += _members(config, requests[w])
+      member_widths += [w] * (len(members) - first)
+      spans[w] = (first, len(members))
+    params = widths_lib.init_masked(task.model, members, member_widths, task.example_input,
+                                    base.scheme_params(c), bucket=bucket)
+    masked = dataclasses.replace(task, loss_fn=widths_lib.masked_loss(task.loss_fn, num_hidden))
+    t0 = time.perf_counter()
+    trained = experiment.train_members(c, masked, members, params=params, progress=progress,
+                                       desc=f"{arm} N={n} bucket={bucket}", log_every=10 ** 9)
+    seconds = time.perf_counter() - t0
+    for w in ws:
+      first, last = spans[w]
+      count = models.param_count(widths_lib.extract_member(params, first, w, num_hidden))
+      # The bucket's time is shared among its widths by member count.
+      rec = _width_record(config, arm, n, w, requests[w], trained.rows[first:last], count,
+                          seconds * (last - first) / len(members), task.score.name)
+      rec["bucket"] = int(bucket)
+      out[w] = rec
+  return out
 
 
 def run_point(config: Any, arm: str, n: int, cache: Mapping[tuple, dict[str, Any]],
@@ -225,19 +297,31 @@ def _search(config: Any, arm: str, n: int, grid: tuple[float, ...],
   cfg = config if grid == tuple(float(v) for v in config.lrs) else with_lrs(config, grid)
   trained: list[dict[str, Any]] = []
 
-  def oracle(width, schemes):
-    key = (arm, n, int(width), tuple(schemes), grid)
-    rec = cache.get(key)
-    if rec is None:
-      rec = evaluate_width(cfg, arm, n, width, schemes, progress)
-      rec["lrs"] = list(grid)
-      on_eval(rec)
-    trained.append(rec)
-    return {sc: rec["schemes"][sc]["success"] for sc in schemes}
+  def oracle_round(requests):
+    todo = {}
+    for width, schemes in requests.items():
+      if (arm, n, int(width), tuple(schemes), grid) not in cache:
+        todo[int(width)] = list(schemes)
+    if todo:
+      if use_buckets(config):
+        fresh = evaluate_round(cfg, arm, n, todo, progress)
+      else:
+        fresh = {w: evaluate_width(cfg, arm, n, w, sc, progress) for w, sc in todo.items()}
+    out = {}
+    for width, schemes in requests.items():
+      rec = cache.get((arm, n, int(width), tuple(schemes), grid))
+      if rec is None:
+        rec = fresh[int(width)]
+        rec["lrs"] = list(grid)
+        on_eval(rec)
+      trained.append(rec)
+      out[width] = {sc: rec["schemes"][sc]["success"] for sc in schemes}
+    return out
 
   results = scaling.min_width_search_joint(
-      oracle, list(config.schemes), start=int(s.start), max_width=int(s.max_width),
-      rel_precision=float(s.rel_precision), growth=float(s.growth), min_width=int(s.min_width))
+      None, list(config.schemes), start=int(s.start), max_width=int(s.max_width),
+      rel_precision=float(s.rel_precision), growth=float(s.growth), min_width=int(s.min_width),
+      oracle_round=oracle_round)
   return results, trained
 
 
