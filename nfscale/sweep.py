@@ -685,6 +685,12 @@ def write_report(config: Any, workdir: str) -> dict[str, Any]:
   artifacts = [plots.scaling_curves(points, list(config.sweep.arms), list(config.schemes),
                                     fits, os.path.join(workdir, "scaling.png"),
                                     title=f"target {config.target:g} dB")]
+  # The paper's layout (Fig. 3/4): both arms on one axis, normal and uniform
+  # schemes in separate panels, reference slopes; widths, then parameters.
+  for quantity, stem in (("min_width", "figure_width"), ("param_count", "figure_params")):
+    artifacts += plots.scaling_figure(points, list(config.sweep.arms), list(config.schemes),
+                                      fits, os.path.join(workdir, stem), quantity=quantity,
+                                      title=f"target {config.target:g}")
   if any("theory" in r for p in points for r in p["schemes"].values()):
     artifacts.append(plots.theory_widths(points, list(config.sweep.arms), list(config.schemes),
                                          os.path.join(workdir, "theory.png")))
