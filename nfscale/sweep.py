@@ -8,23 +8,35 @@ PSNR within the step budget (paper Fig. 3 and 4):
 * all schemes x seeds x learning rates of one width train as ONE vmapped
   ensemble (:mod:`nfscale.train`); the schemes' searches share widths through
   :func:`nfscale.scaling.min_width_search_joint`;
+* with ``sweep.buckets`` a search round's widths train together, padded to
+  the next rung of the search's ladder with masked units
+  (:mod:`nfscale.widths`), one compiled program per bucket; JAX's persistent
+  compilation cache (``<workdir>/.jax_cache``) reuses it across rounds;
 * success rule at a width: for at least one learning rate of the grid, at
   least ``ceil(K/2)`` of the K seeds reach the target (the median seed does,
   for odd K);
+* a point whose best rate (for some scheme) is an end of the grid and did
+  not diverge there is searched again on a grid extended at that end
+  (``sweep.lr_extensions`` times at most); the grids are recorded;
 * every trained width is appended to ``evals.jsonl`` and every finished point
   (arm, N) to ``points.jsonl``, atomically: a sweep killed at any moment and
   rerun with the same command loses at most the ensemble in flight and skips
   what is done; a different config in the same workdir is refused;
-* with several hosts (``jax.distributed``), host ``i`` of ``H`` takes the
-  points ``i, i+H, ...`` and writes ``points.<i>.jsonl``; the report merges;
+* with several hosts (``jax.distributed``, :mod:`nfscale.sharding`), host
+  ``i`` of ``H`` takes the points ``i, i+H, ...``, trains them on its own
+  devices and writes ``points.<i>.jsonl``; process 0 writes the merged
+  report after a barrier;
 * one run per workdir (per host share): a sweep holds a lock on its workdir
   while it runs, and a second sweep started on the same workdir (same host
   share) refuses at once, naming the workdir and the running sweep's pid,
   so no point is ever trained twice (see :func:`run_sweep`).
 
-The report (:func:`write_report`) fits ``params ~ a N^b`` per (arm, scheme)
-with a bootstrap interval for ``b`` and writes ``table.csv``, ``table.md``,
-``fits.json`` and the plots ``scaling.png`` / ``theory.png``. It is always
+The report (:func:`write_report`) fits ``width ~ a N^b_width`` (the last
+hidden width, which the theorems bound) and ``params ~ a N^b`` per (arm,
+scheme) with bootstrap intervals (labelled not meaningful below
+:data:`nfscale.scaling.MIN_CI_POINTS` points) and writes ``table.csv``,
+``table.md``, ``fits.json`` and the plots ``scaling.png``,
+``figure_{width,params}.{png,pdf}`` and ``theory.png``. It is always
 written, however little finished: a fit that cannot be made says why
 (``note``), and points no width reached are marked as censored.
 """
