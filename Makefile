@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test test-packaging test-all demo bench clean
+.PHONY: venv test test-packaging test-all format demo bench bench-gpu clean
 RUNS   ?= runs
 
 venv: $(STAMP)
@@ -19,11 +19,17 @@ $(STAMP): pyproject.toml setup.py
 # packaging checks that are slow-marked: the wheel installed in a fresh venv and the
 # quickstart notebook executed top to bottom.
 test: $(STAMP)
+	$(PY) -m pyink --check --quiet $(SOURCES)
 	$(PY) -m pytest -n 2
 	$(MAKE) test-packaging
 
 test-packaging: $(STAMP)
 	$(PY) -m pytest -p no:xdist -m slow tests/test_install.py tests/test_notebook.py
+
+# One formatting for the whole tree (pyink: Google style, 2-space indents; pyproject.toml).
+SOURCES := nfscale launch configs tests benchmarks setup.py
+format: $(STAMP)
+	$(PY) -m pyink --quiet $(SOURCES)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -n 2 -m ''
@@ -44,6 +50,11 @@ bench: $(STAMP)
 	$(TORCH_PY) -c 'import torch' 2>/dev/null || $(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m launch.bench --suite --rounds=$(BENCH_ROUNDS) --torch_python=$(TORCH_PY) \
 	  --torch_reference=$(TORCH_REF) --out=$(RUNS)/bench.jsonl $(BENCH_ARGS)
+
+# On a machine with one NVIDIA GPU: nfscale vs PyTorch at 256^2 and 512^2, TF32 and full
+# float32, the ensemble workload and a profile, in under 10 minutes (docs/benchmarks.md).
+bench-gpu:
+	bash benchmarks/gpu_suite.sh $(RUNS)/gpu_suite
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -24,12 +24,27 @@ Workloads (the same as ``nfscale.bench``):
   ``vmap-compile`` (the same under ``torch.compile``) and ``sequential`` (one model
   after another with autograd). Reports model-steps per second.
 
-Each run prints one JSON line: ``workload``, ``impl`` (``torch-<mode>``), the rate
-(``steps_per_s`` or ``model_steps_per_s``: the median of ``rates`` over ``--repeats``
-timed runs of ``--steps`` steps, after warm-up), ``first_step_s`` (image; compilation
-included) and versions. On a GPU compare at the same matmul precision: PyTorch uses full
-float32 unless ``--tf32``; JAX may use TF32 there unless
-``JAX_DEFAULT_MATMUL_PRECISION=highest``.
+Each run prints one JSON line per mode (``--mode`` takes a comma-separated list; the
+modes then run one after another in this process, compiled state reset in between):
+``workload``, ``impl`` (``torch-<mode>``), the rate (``steps_per_s`` or
+``model_steps_per_s``: the median of ``rates`` over ``--repeats`` timed runs of
+``--steps`` steps, after warm-up), ``first_step_s`` (image; compilation included),
+``precision``, the device's name and versions.
+
+``--precision`` is the matmul precision, the same knob as nfscale's ``precision``
+(``nfscale.train.PRECISIONS``); on a GPU compare both sides at the same value:
+
+* ``highest`` (the default): full float32 matmuls (``allow_tf32 = False``,
+  ``torch.set_float32_matmul_precision("highest")``).
+* ``tf32``: TF32 tensor-core matmuls with float32 accumulation (``allow_tf32 = True``,
+  ``"high"``). ``--tf32`` is the same.
+* ``bf16``: ``torch.autocast(dtype=torch.bfloat16)`` around the forward pass and the
+  loss: matmuls take bfloat16 inputs and accumulate in float32. Autocast also returns
+  their outputs, and so the activations after them, in bfloat16 (nfscale keeps those in
+  float32), which halves that part of PyTorch's memory traffic; params and the
+  optimizer stay float32 on both sides.
+
+On the CPU all three compute float32 matmuls except ``bf16`` (CPU autocast).
 """
 
 from __future__ import annotations
@@ -41,6 +56,7 @@ import statistics
 import time
 
 IMAGE_MODES = ("eager", "compile", "reduce-overhead", "max-autotune")
+PRECISIONS = ("highest", "tf32", "bf16")
 ENSEMBLE_MODES = ("vmap", "vmap-compile", "sequential")
 
 
@@ -49,24 +65,48 @@ def parse_args(argv=None) -> argparse.Namespace:
   parser.add_argument("workload", choices=["image", "ensemble"])
   parser.add_argument("--mode", default=None,
                       help=f"image: {'|'.join(IMAGE_MODES)} (default eager); "
-                           f"ensemble: {'|'.join(ENSEMBLE_MODES)} (default vmap)")
+                           f"ensemble: {'|'.join(ENSEMBLE_MODES)} (default vmap); "
+                           "several, comma-separated, run one after another")
   parser.add_argument("--steps", type=int, default=20, help="steps per timed repeat")
   parser.add_argument("--repeats", type=int, default=3, help="timed repeats (median)")
   parser.add_argument("--device", default="cpu", help="cpu or cuda")
-  parser.add_argument("--tf32", action="store_true", help="allow TF32 matmuls (GPU)")
+  parser.add_argument("--precision", default="highest", choices=PRECISIONS,
+                      help="matmul precision: highest (float32), tf32, bf16 (autocast)")
+  parser.add_argument("--tf32", action="store_true", help="same as --precision tf32")
   parser.add_argument("--size", type=int, default=256, help="image side (image)")
   parser.add_argument("--models", type=int, default=64, help="ensemble members")
   parser.add_argument("--points", type=int, default=200, help="curve points (ensemble)")
   parser.add_argument("--width", type=int, default=256, help="hidden width (ensemble)")
   args = parser.parse_args(argv)
   modes = IMAGE_MODES if args.workload == "image" else ENSEMBLE_MODES
-  args.mode = args.mode or modes[0]
-  if args.mode not in modes:
-    parser.error(f"--mode={args.mode} is not a {args.workload} mode; choose from "
+  args.modes = (args.mode or modes[0]).split(",")
+  bad = [m for m in args.modes if m not in modes]
+  if bad:
+    parser.error(f"--mode={bad[0]} is not a {args.workload} mode; choose from "
                  f"{', '.join(modes)}")
+  if args.tf32:
+    if args.precision not in ("highest", "tf32"):
+      parser.error(f"--tf32 contradicts --precision={args.precision}")
+    args.precision = "tf32"
   if args.steps < 1 or args.repeats < 1:
     parser.error("--steps and --repeats must be positive")
   return args
+
+
+def set_precision(torch, precision: str) -> None:
+  """The float32 matmul settings of ``--precision`` (bf16 adds :func:`autocast`)."""
+  tf32 = precision == "tf32"
+  torch.backends.cuda.matmul.allow_tf32 = tf32
+  torch.backends.cudnn.allow_tf32 = tf32
+  torch.set_float32_matmul_precision("high" if tf32 else "highest")
+
+
+def autocast(torch, args):
+  """bfloat16 autocast for ``--precision bf16``, else a no-op context."""
+  import contextlib  # pylint: disable=import-outside-toplevel
+  if args.precision != "bf16":
+    return contextlib.nullcontext()
+  return torch.autocast(device_type=args.device.split(":")[0], dtype=torch.bfloat16)
 
 
 class Timer:
@@ -117,7 +157,8 @@ def image_workload(torch, args) -> dict:
 
   def train_step():
     optimizer.zero_grad(set_to_none=True)
-    loss = torch.nn.functional.mse_loss(forward(inputs), target)
+    with autocast(torch, args):
+      loss = torch.nn.functional.mse_loss(forward(inputs).float(), target)
     loss.backward()
     optimizer.step()
     return loss
@@ -160,7 +201,9 @@ def ensemble_workload(torch, args) -> dict:
     return torch.where(z == 0, torch.ones_like(z), torch.sin(safe) / safe)
 
   def loss_of(w1, b1, w2, b2):
-    return torch.mean((sinc(x @ w1 + b1) @ w2 + b2 - y) ** 2)
+    with autocast(torch, args):
+      pred = sinc(x @ w1 + b1) @ w2 + b2
+    return torch.mean((pred.float() - y) ** 2)
 
   if args.mode.startswith("vmap"):
     from torch import func  # pylint: disable=import-outside-toplevel
@@ -192,20 +235,26 @@ def ensemble_workload(torch, args) -> dict:
     train(params)
     rates.append(models * args.steps / (timer.now() - start))
   return {"workload": "ensemble", "model_steps_per_s": statistics.median(rates),
-          "rates": rates, "models": models}
+          "rates": rates, "models": models, "points": args.points, "width": width}
 
 
 def main(argv=None) -> None:
   args = parse_args(argv)
   import torch  # pylint: disable=import-outside-toplevel  (so --help works without torch)
-  torch.backends.cuda.matmul.allow_tf32 = args.tf32
-  torch.backends.cudnn.allow_tf32 = args.tf32
+  set_precision(torch, args.precision)
   run = image_workload if args.workload == "image" else ensemble_workload
-  record = run(torch, args)
-  record.update(impl=f"torch-{args.mode}", torch=torch.__version__, device=args.device,
-                threads=torch.get_num_threads(), tf32=args.tf32, steps=args.steps,
-                repeats=args.repeats)
-  print(json.dumps(record), flush=True)
+  cuda = args.device.startswith("cuda")
+  name = torch.cuda.get_device_name(args.device) if cuda else "cpu"
+  for i, mode in enumerate(args.modes):
+    if i:  # a fresh start for the next mode: no compiled graphs or cached kernels reused
+      torch._dynamo.reset()  # pylint: disable=protected-access
+    args.mode = mode
+    record = run(torch, args)
+    record.update(impl=f"torch-{mode}", torch=torch.__version__, device=args.device,
+                  device_kind=name, threads=torch.get_num_threads(),
+                  precision=args.precision, tf32=args.precision == "tf32",
+                  steps=args.steps, repeats=args.repeats)
+    print(json.dumps(record), flush=True)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ r"""Training throughput of nfscale's engine, alone or against the PyTorch worklo
   python -m launch.bench --workload=all                  # nfscale only, JSON lines
   python -m launch.bench --workload=image --nofast_sin   # XLA's own sin
   python -m launch.bench --suite                         # vs benchmarks/torch_workloads.py
+  python -m launch.bench --gpu_suite --out_dir=DIR       # on a GPU (benchmarks/gpu_suite.sh)
   nfscale-bench --workload=ensemble                      # after pip install
 
 The workloads and their records are described in ``nfscale.bench``. ``--suite`` runs, for
@@ -11,17 +12,29 @@ modes as separate processes one after the other, and prints a summary with the r
 (medians over all timed repeats of all rounds), so that the ratios come from one session
 on one machine (``make bench``). ``--xla_defaults``, ``--small_fan_in`` and
 ``--ablate_engine_checks`` switch off the engine's CPU choices one at a time, for the
-ablations in docs/benchmarks.md.
+ablations in docs/benchmarks.md. ``--precision`` and ``--remat`` are the engine's settings
+of the same names (``nfscale.train.PRECISIONS``, ``nfscale.train.REMAT``);
+``--profile_dir`` traces the timed repeats with ``jax.profiler``.
+
+``--gpu_suite`` runs, each in its own process and in this order, nfscale and PyTorch at
+every ``--gpu_sizes`` image size and every ``--gpu_precisions`` precision (both sides
+at the same setting), the ensemble, one profiled nfscale run and nfscale with
+``--remat=dots`` and with ``--nofast_sin``; it appends every JSON line to
+``OUT_DIR/gpu_suite.jsonl`` as it comes, starts nothing after ``--budget_s`` seconds,
+and writes ``OUT_DIR/summary.md`` (ratios and roofline fractions) and
+``OUT_DIR/profile.md``. The PyTorch runs are left out when
+``--torch_python`` cannot import torch.
 """
 
 import json
 import os
 import platform
+import subprocess
 import sys
 
 from absl import flags
 
-from nfscale import bench, cli
+from nfscale import bench, cli, train
 
 # The PyTorch workloads ship with the repository (benchmarks/), not with the wheel.
 _DEFAULT_TORCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
@@ -53,17 +66,97 @@ _XLA_DEFAULTS = flags.DEFINE_bool("xla_defaults", False, "Compile the chunk func
                                   "XLA's default options.")
 _SMALL_FAN_IN = flags.DEFINE_integer("small_fan_in", None, "Override "
                                      "models.SMALL_FAN_IN (0: every layer is a matmul).")
+_PRECISION = flags.DEFINE_enum("precision", "default", list(train.PRECISIONS),
+                               "Matmul precision of the engine (nfscale.train.PRECISIONS).")
+_REMAT = flags.DEFINE_enum("remat", "none", list(train.REMAT),
+                           "Rematerialisation of the engine (nfscale.train.REMAT).")
+_PROFILE_DIR = flags.DEFINE_string("profile_dir", "", "Image workload: trace the timed "
+                                   "repeats into this folder with jax.profiler.")
+_GPU_SUITE = flags.DEFINE_bool("gpu_suite", False, "Run the GPU suite (see above).")
+_OUT_DIR = flags.DEFINE_string("out_dir", "runs/gpu_suite", "GPU suite: output folder.")
+_BUDGET = flags.DEFINE_float("budget_s", 450.0, "GPU suite: start no run after this many "
+                             "seconds.")
+_GPU_SIZES = flags.DEFINE_list("gpu_sizes", [str(s) for s in bench.GPU_SIZES],
+                               "GPU suite: image sides.")
+_GPU_PRECISIONS = flags.DEFINE_list("gpu_precisions", list(bench.GPU_PRECISIONS),
+                                    "GPU suite: matmul precisions, both sides.")
+_GPU_TORCH_MODES = flags.DEFINE_list("gpu_torch_modes", list(bench.GPU_TORCH_MODES),
+                                     "GPU suite: PyTorch runs, workload:mode.")
+_ENSEMBLE_STEPS = flags.DEFINE_integer("ensemble_steps", None, "GPU suite: ensemble steps "
+                                       f"per timed repeat (default {bench.GPU_ENSEMBLE_STEPS}).")
+_TORCH_DEVICE = flags.DEFINE_string("torch_device", "", "GPU suite: --device of the PyTorch "
+                                    "runs (default: cuda if torch sees a GPU, else cpu).")
 _NO_CHECKS = flags.DEFINE_bool("ablate_engine_checks", False, "Measurement only: drop the "
                                "engine's per-step NaN/Inf checks and masked updates.")
 
 
+def _torch_device(python: str) -> str | None:
+  """``cuda``/``cpu`` where ``python`` imports torch, else ``None``."""
+  try:
+    out = subprocess.run([python, "-c", "import torch; print(torch.cuda.is_available())"],
+                         capture_output=True, text=True, timeout=300, check=False)
+  except (OSError, subprocess.TimeoutExpired):
+    return None
+  if out.returncode:
+    return None
+  return "cuda" if out.stdout.strip().endswith("True") else "cpu"
+
+
+def gpu_suite(me: list[str]) -> None:
+  """The ``--gpu_suite`` mode (see the module docstring)."""
+  out_dir = _OUT_DIR.value
+  os.makedirs(out_dir, exist_ok=True)
+  try:
+    sizes = [int(v) for v in _GPU_SIZES.value]
+  except ValueError:
+    raise ValueError(f"--gpu_sizes={','.join(_GPU_SIZES.value)}: image sides must be "
+                     "integers.") from None
+  device = _torch_device(_TORCH_PY.value)
+  torch_cmd = None
+  if device is None:
+    sys.stderr.write(f"torch is not importable by {_TORCH_PY.value}: PyTorch runs left out.\n")
+  else:
+    if not os.path.isfile(_TORCH_REF.value):
+      raise ValueError(f"--torch_reference={_TORCH_REF.value}: no such file.")
+    torch_cmd = [_TORCH_PY.value, _TORCH_REF.value]
+  plan = bench.gpu_suite_plan(
+      me, torch_cmd, out_dir, sizes=sizes, precisions=_GPU_PRECISIONS.value,
+      torch_modes=_GPU_TORCH_MODES.value, image_steps=_STEPS.value or bench.GPU_IMAGE_STEPS,
+      ensemble_steps=_ENSEMBLE_STEPS.value or bench.GPU_ENSEMBLE_STEPS,
+      repeats=_REPEATS.value, models=_MODELS.value,
+      torch_device=_TORCH_DEVICE.value or device or "cpu")
+  records = bench.run_plan(plan, os.path.join(out_dir, "gpu_suite.jsonl"), _BUDGET.value)
+  rows = bench.gpu_summary(records)
+  table = bench.format_gpu_summary(rows)
+  problems = [r for r in records if "status" in r]
+  if torch_cmd is None:
+    problems.append({"label": "PyTorch", "status": f"left out: {_TORCH_PY.value} cannot "
+                                                   "import torch"})
+  with open(os.path.join(out_dir, "summary.md"), "w", encoding="utf-8") as f:
+    f.write(table + "\n")
+    f.writelines(f"\n- {r['label']}: {r['status']}" for r in problems)
+  with open(os.path.join(out_dir, "summary.json"), "w", encoding="utf-8") as f:
+    json.dump({"rows": rows, "problems": problems, "machine": platform.node()}, f, indent=1)
+  profiles = [r["profile"] for r in records if r.get("profile")]
+  if profiles:
+    with open(os.path.join(out_dir, "profile.md"), "w", encoding="utf-8") as f:
+      f.write(bench.format_profile(profiles[-1]) + "\n")
+    print(bench.format_profile(profiles[-1]))
+  print(table)
+  for r in problems:
+    print(f"- {r['label']}: {r['status']}")
+
+
 def main(argv):
   del argv
+  me = [sys.executable, "-m", __spec__.name if __spec__ else "launch.bench"]
+  if _GPU_SUITE.value:
+    gpu_suite(me)
+    return
   if _SUITE.value:
     if not os.path.isfile(_TORCH_REF.value):
       raise ValueError(f"--torch_reference={_TORCH_REF.value}: no such file (the PyTorch "
                        "workloads are benchmarks/torch_workloads.py in the repository).")
-    me = [sys.executable, "-m", __spec__.name if __spec__ else "launch.bench"]
     commands = bench.suite_commands(me, _TORCH_PY.value, _TORCH_REF.value, _TORCH_MODES.value,
                                     _STEPS.value, _REPEATS.value)
     summary = bench.run_suite(_ROUNDS.value, commands, _OUT.value)
@@ -73,12 +166,14 @@ def main(argv):
     return
   ablations = {"compiler_options": {} if _XLA_DEFAULTS.value else bench.ENGINE_DEFAULT,
                "small_fan_in": _SMALL_FAN_IN.value,
-               "engine_checks": not _NO_CHECKS.value}
+               "engine_checks": not _NO_CHECKS.value,
+               "precision": _PRECISION.value, "remat": _REMAT.value}
   workloads = ["image", "ensemble"] if _WORKLOAD.value == "all" else [_WORKLOAD.value]
   for wl in workloads:
     if wl == "image":
       rec = bench.bench_image(_STEPS.value or bench.IMAGE_STEPS, _REPEATS.value,
-                              _FAST_SIN.value, _SIZE.value, _CHUNK.value, **ablations)
+                              _FAST_SIN.value, _SIZE.value, _CHUNK.value,
+                              trace_dir=_PROFILE_DIR.value, **ablations)
     else:
       rec = bench.bench_ensemble(_STEPS.value or bench.ENSEMBLE_STEPS, _REPEATS.value,
                                  _FAST_SIN.value, _MODELS.value, chunk_steps=_CHUNK.value,

@@ -109,6 +109,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.batch_size = 0  # 0: full batch
   c.data_range = 1.0
   c.seed = 0  # per-step rng: minibatch sampling, the loss's rng
+  # Matmul precision of the training step: "default" (JAX's backend default: TF32 on
+  # recent NVIDIA GPUs, float32 on CPU) | "highest" (float32) | "tf32" | "bf16" (bfloat16
+  # inputs, float32 accumulation). See nfscale.train.PRECISIONS.
+  c.precision = "default"
+  # Recompute the forward pass in the backward pass instead of storing it: "none" |
+  # "dots" (store only matmul outputs) | "full". Same results; see nfscale.train.REMAT.
+  c.remat = "none"
   c.checkpoint_every = 500  # steps between checkpoints (0: only at the end)
   c.mode = "train"  # "eval": re-evaluate the workdir's last checkpoint, no training
   c.overwrite = False  # True: delete a different run found in the workdir

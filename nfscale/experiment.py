@@ -125,6 +125,7 @@ def validate(config: Any) -> tuple[base.Task, list[train.Member]]:
   if config.diverge_factor is not None and not float(config.diverge_factor) > 1:
     raise ValueError("config.diverge_factor must be > 1 (or None: NaN/Inf only), got "
                      f"{config.diverge_factor!r}.")
+  train.check_settings(str(config.get("precision", "default")), str(config.get("remat", "none")))
   members = members_from_config(config)
   train.make_optimizer(config.optimizer, dict(config.optimizer_params),
                        schedule=config.schedule, schedule_params=dict(config.schedule_params),
@@ -195,7 +196,8 @@ def train_members(config: Any, task: base.Task, members: Sequence[train.Member],
       chunk_steps=int(config.chunk_steps), log_every=int(config.log_every),
       batch_size=int(config.batch_size) or None, seed=int(config.seed),
       progress=bool(config.progress) if progress is None else progress,
-      desc=desc or task.name, **optimizer_args(config))
+      desc=desc or task.name, **optimizer_args(config),
+      precision=str(config.get("precision", "default")), remat=str(config.get("remat", "none")))
   kwargs.update(fit_kwargs)
   fit = train.fit(task.loss_fn, params, members, task.train_data, **kwargs)
   labels = [member_label(m, members) for m in members]

@@ -28,7 +28,7 @@ def get_cmap(name: str) -> Any:
   return matplotlib.colormaps[name]
 
 
-def _save(fig: Any, path: str) -> str:
+def save_figure(fig: Any, path: str) -> str:
   """Renders ``fig`` as PNG and writes it with :func:`nfscale.io.atomic_write_bytes`.
 
   Rendering goes to memory first, so a figure that fails to render leaves no
@@ -117,7 +117,7 @@ def psnr_curves(history: Sequence[dict[str, Any]], labels: Sequence[str], path: 
   ax.set_title(title)
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8, ncol=2)
-  return _save(fig, path)
+  return save_figure(fig, path)
 
 
 def image_grid(target: np.ndarray, images: Sequence[np.ndarray], titles: Sequence[str],
@@ -133,7 +133,7 @@ def image_grid(target: np.ndarray, images: Sequence[np.ndarray], titles: Sequenc
     img = np.clip(np.asarray(img), 0, 1)
     ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
     ax.set_title(title, fontsize=8)
-  return _save(fig, path)
+  return save_figure(fig, path)
 
 
 def curves_1d(x_dense: np.ndarray, y_dense: np.ndarray, x_train: np.ndarray, y_train: np.ndarray,
@@ -148,7 +148,7 @@ def curves_1d(x_dense: np.ndarray, y_dense: np.ndarray, x_train: np.ndarray, y_t
   ax.set_xlabel("x")
   ax.legend(fontsize=7, ncol=2)
   ax.grid(alpha=0.3)
-  return _save(fig, path)
+  return save_figure(fig, path)
 
 
 def _scheme_style(i: int, scheme: str) -> dict[str, Any]:
@@ -239,7 +239,7 @@ def scaling_curves(points: Sequence[dict[str, Any]], arms: Sequence[str],
     ax.set_title(f"{arm}  {title}")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
-  return _save(fig, path)
+  return save_figure(fig, path)
 
 
 def theory_widths(points: Sequence[dict[str, Any]], arms: Sequence[str],
@@ -282,7 +282,7 @@ def theory_widths(points: Sequence[dict[str, Any]], arms: Sequence[str],
     ax.grid(alpha=0.3, which="both")
     if drawn:
       ax.legend(fontsize=7)
-  return _save(fig, path)
+  return save_figure(fig, path)
 
 
 def label_scatter(labels: np.ndarray, preds: Sequence[np.ndarray], names: Sequence[str],
@@ -296,7 +296,7 @@ def label_scatter(labels: np.ndarray, preds: Sequence[np.ndarray], names: Sequen
   ax.set_xlabel("label")
   ax.set_ylabel("prediction")
   ax.legend(fontsize=7)
-  return _save(fig, path)
+  return save_figure(fig, path)
 
 
 def _save_formats(fig: Any, path_stem: str, formats: Sequence[str]) -> list[str]:

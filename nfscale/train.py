@@ -45,6 +45,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import time
@@ -291,17 +292,94 @@ def _select(pred: Array, a: PyTree, b: PyTree) -> PyTree:
   return jax.tree.map(lambda x, y: jnp.where(pred, x, y), a, b)
 
 
+# --- matmul precision and rematerialisation (opt-in; config keys precision, remat) ---
+
+#: Matmul precisions of :func:`make_train_chunk` (config key ``precision``):
+#: ``default`` leaves JAX's backend default (on NVIDIA GPUs float32 matmuls may
+#: use TF32; on CPU they are float32); ``highest`` full float32; ``tf32``
+#: TF32 inputs with float32 accumulation (backends without TF32, e.g. CPU:
+#: float32); ``bf16`` bfloat16 inputs with float32 accumulation and float32
+#: outputs. Only matmuls change: params, activations and the optimizer stay
+#: float32, and a first layer of at most ``models.SMALL_FAN_IN`` inputs (a
+#: multiply-add, not a matmul) stays exact.
+PRECISIONS = ("default", "highest", "tf32", "bf16")
+
+#: Rematerialisation of :func:`make_member_step` (config key ``remat``):
+#: ``none`` stores what the backward pass needs; ``dots`` stores only the
+#: matmul outputs and recomputes the activations and their derivatives from
+#: them in the backward pass; ``full`` stores nothing of the forward pass and
+#: recomputes it (one more forward pass per step).
+REMAT = ("none", "dots", "full")
+
+
+def matmul_precision(precision: str, backend: str | None = None) -> str | None:
+  """The ``jax.default_matmul_precision`` value of a :data:`PRECISIONS` setting.
+
+  Args:
+    precision: one of :data:`PRECISIONS`.
+    backend: the JAX backend (default: ``jax.default_backend()``).
+
+  Returns:
+    ``None`` for ``default`` (no scope), else a value for
+    ``jax.default_matmul_precision``.
+
+  Raises:
+    ValueError: an unknown setting.
+
+  Example:
+    >>> matmul_precision("bf16"), matmul_precision("tf32", "gpu"), matmul_precision("tf32", "cpu")
+    ('BF16_BF16_F32', 'TF32_TF32_F32', 'highest')
+  """
+  if precision not in PRECISIONS:
+    raise ValueError(f"Unknown precision {precision!r}; valid precisions: "
+                     f"{', '.join(PRECISIONS)}.")
+  backend = backend or jax.default_backend()
+  # XLA's CPU dot refuses the TF32 algorithm; there TF32 means float32.
+  tf32 = "TF32_TF32_F32" if backend in ("gpu", "cuda", "rocm") else "highest"
+  return {"default": None, "highest": "highest", "tf32": tf32,
+          "bf16": "BF16_BF16_F32"}[precision]
+
+
+def precision_scope(precision: str) -> contextlib.AbstractContextManager:
+  """A context in which traced matmuls use ``precision`` (:data:`PRECISIONS`)."""
+  value = matmul_precision(precision)
+  return contextlib.nullcontext() if value is None else jax.default_matmul_precision(value)
+
+
+def check_settings(precision: str = "default", remat: str = "none") -> None:
+  """Raises a one-line ``ValueError`` for a ``precision`` or ``remat`` not in the lists."""
+  matmul_precision(precision, "cpu")
+  if remat not in REMAT:
+    raise ValueError(f"Unknown remat {remat!r}; valid remat settings: {', '.join(REMAT)}.")
+
+
+def remat_loss(loss_fn: LossFn, remat: str) -> LossFn:
+  """``loss_fn`` under ``jax.checkpoint`` with the :data:`REMAT` policy ``remat``.
+
+  Raises:
+    ValueError: an unknown setting.
+  """
+  check_settings(remat=remat)
+  if remat == "none":
+    return loss_fn
+  policy = (jax.checkpoint_policies.dots_saveable if remat == "dots"
+            else jax.checkpoint_policies.nothing_saveable)
+  return jax.checkpoint(loss_fn, policy=policy)
+
+
 def make_member_step(loss_fn: LossFn, tx: optax.GradientTransformation, *,
                      score_fn: ScoreFn = neg_loss, target: float | None = None,
-                     diverge_factor: float | None = DEFAULT_DIVERGE_FACTOR
+                     diverge_factor: float | None = DEFAULT_DIVERGE_FACTOR,
+                     remat: str = "none"
                      ) -> Callable[..., tuple[EnsembleState, tuple[Array, Array, dict]]]:
   """One training step of ONE member (unbatched state); vmap it over members.
 
   The returned ``step(state, lr, batch, rng, in_range)`` evaluates the loss
   and score at the current params (before the update), so
   ``steps_to_target`` counts the updates needed; ``in_range=False`` makes
-  the step a no-op (the tail of the last chunk).
+  the step a no-op (the tail of the last chunk). ``remat``: see :data:`REMAT`.
   """
+  loss_fn = remat_loss(loss_fn, remat)
 
   def step(state: EnsembleState, lr: Array, batch: Mapping[str, Array], rng: Array,
            in_range: Array):
@@ -378,7 +456,8 @@ def chunk_compiler_options() -> dict[str, Any] | None:
 def make_train_chunk(loss_fn: LossFn, tx: optax.GradientTransformation, *, chunk_steps: int,
                      score_fn: ScoreFn = neg_loss, target: float | None = None,
                      batch_size: int | None = None,
-                     diverge_factor: float | None = DEFAULT_DIVERGE_FACTOR
+                     diverge_factor: float | None = DEFAULT_DIVERGE_FACTOR,
+                     precision: str = "default", remat: str = "none"
                      ) -> Callable[..., tuple[EnsembleState, ChunkLog]]:
   """Builds the jitted ``chunk(state, lrs, data, key, start, total) -> (state, log)``.
 
@@ -397,14 +476,20 @@ def make_train_chunk(loss_fn: LossFn, tx: optax.GradientTransformation, *, chunk
     target: freeze members whose score reaches it (``None``: never).
     batch_size: minibatch size, or ``None`` for full batch.
     diverge_factor: see :data:`DEFAULT_DIVERGE_FACTOR` (``None``: NaN/Inf only).
+    precision: matmul precision of the step (:data:`PRECISIONS`).
+    remat: rematerialisation of the loss's forward pass (:data:`REMAT`).
 
   Returns:
     The jitted function.
+
+  Raises:
+    ValueError: bad ``chunk_steps``, ``precision`` or ``remat``.
   """
   if chunk_steps <= 0:
     raise ValueError(f"chunk_steps must be positive, got chunk_steps={chunk_steps}.")
+  matmul_precision(precision)  # fail on a bad setting now, not at the first call
   member_step = make_member_step(loss_fn, tx, score_fn=score_fn, target=target,
-                                 diverge_factor=diverge_factor)
+                                 diverge_factor=diverge_factor, remat=remat)
   ensemble_step = jax.vmap(member_step, in_axes=(0, 0, None, None, None))
 
   def chunk(state, lrs, data, key, start, total):
@@ -418,7 +503,8 @@ def make_train_chunk(loss_fn: LossFn, tx: optax.GradientTransformation, *, chunk
       return ensemble_step(state, lrs, batch, loss_key, t < total)
 
     ts = jnp.asarray(start, jnp.int32) + jnp.arange(chunk_steps, dtype=jnp.int32)
-    state, (loss, score, aux) = jax.lax.scan(body, state, ts)
+    with precision_scope(precision):  # applies while jit traces the step's matmuls
+      state, (loss, score, aux) = jax.lax.scan(body, state, ts)
     return state, ChunkLog(loss=loss, score=score, aux=aux)
 
   return jax.jit(chunk, donate_argnums=(0,), compiler_options=chunk_compiler_options())
@@ -445,8 +531,8 @@ def fit(loss_fn: LossFn, params: PyTree, members: Sequence[Member], data: Mappin
         on_log: Callable[[dict[str, Any]], None] | None = None,
         resume: tuple[int, EnsembleState, list[dict[str, Any]]] | None = None,
         checkpoint_every: int = 0,
-        on_checkpoint: Callable[[int, EnsembleState, list[dict[str, Any]]], None] | None = None
-        ) -> FitResult:
+        on_checkpoint: Callable[[int, EnsembleState, list[dict[str, Any]]], None] | None = None,
+        precision: str = "default", remat: str = "none") -> FitResult:
   """Trains stacked ``params`` for ``steps`` steps; the whole ensemble at once.
 
   Args:
@@ -480,13 +566,16 @@ def fit(loss_fn: LossFn, params: PyTree, members: Sequence[Member], data: Mappin
       each multiple of this many steps (0: only at the end).
     on_checkpoint: ``(step, state, history)`` with the host state of the
       ``len(members)`` members; always called once at the end.
+    precision: matmul precision (:data:`PRECISIONS`; ``default``: JAX's).
+    remat: rematerialisation (:data:`REMAT`; ``none``: store activations).
 
   Returns:
     A :class:`FitResult`; the state has exactly ``len(members)`` members.
 
   Raises:
-    ValueError: bad steps, batch size, optimizer or member count.
+    ValueError: bad steps, batch size, optimizer, member count, precision or remat.
   """
+  check_settings(precision, remat)  # bad settings fail before any work
   if steps <= 0:
     raise ValueError(f"steps must be positive, got steps={steps}.")
   if batch_size is not None and batch_size <= 0:
@@ -523,7 +612,7 @@ def fit(loss_fn: LossFn, params: PyTree, members: Sequence[Member], data: Mappin
   chunk_steps = max(1, min(chunk_steps, steps))
   run_chunk = make_train_chunk(loss_fn, tx, chunk_steps=chunk_steps, score_fn=score_fn,
                                target=target, batch_size=batch_size,
-                               diverge_factor=diverge_factor)
+                               diverge_factor=diverge_factor, precision=precision, remat=remat)
   key = jax.random.key(seed)
 
   def host_state(st):

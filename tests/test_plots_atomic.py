@@ -1,4 +1,4 @@
-"""plots._save writes figures with io's atomic, durable write; report plots never fail on empty data."""
+"""plots.save_figure writes figures with io's atomic, durable write; report plots never fail on empty data."""
 
 import os
 import subprocess
@@ -23,7 +23,7 @@ def test_save_is_durable_and_leaves_no_temp(tmp_path, monkeypatch):
   real_fsync = os.fsync
   monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
   path = tmp_path / "a.png"
-  assert plots._save(_fig(), str(path)) == str(path)
+  assert plots.save_figure(_fig(), str(path)) == str(path)
   assert path.read_bytes().startswith(PNG_MAGIC)
   assert synced, "the PNG must be fsynced before it is renamed into place"
   assert os.listdir(tmp_path) == ["a.png"]
@@ -32,7 +32,7 @@ def test_save_is_durable_and_leaves_no_temp(tmp_path, monkeypatch):
 
 def test_failed_write_keeps_the_old_file_and_no_temp(tmp_path, monkeypatch):
   path = tmp_path / "a.png"
-  plots._save(_fig(), str(path))
+  plots.save_figure(_fig(), str(path))
   old = path.read_bytes()
 
   def fail(*args):
@@ -40,7 +40,7 @@ def test_failed_write_keeps_the_old_file_and_no_temp(tmp_path, monkeypatch):
 
   monkeypatch.setattr(os, "replace", fail)
   with pytest.raises(OSError, match="disk full"):
-    plots._save(_fig(), str(path))
+    plots.save_figure(_fig(), str(path))
   assert path.read_bytes() == old
   assert os.listdir(tmp_path) == ["a.png"]
   assert plt.get_fignums() == []
@@ -54,7 +54,7 @@ def test_failed_render_writes_nothing(tmp_path, monkeypatch):
 
   monkeypatch.setattr(fig, "savefig", fail)
   with pytest.raises(RuntimeError, match="cannot render"):
-    plots._save(fig, str(tmp_path / "a.png"))
+    plots.save_figure(fig, str(tmp_path / "a.png"))
   assert os.listdir(tmp_path) == []
   assert plt.get_fignums() == []
 

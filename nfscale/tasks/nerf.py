@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nfscale import io as nfio
-from nfscale import metrics, plots, rendering  # noqa: F401  (plots: Agg backend)
+from nfscale import metrics, plots, rendering
 from nfscale.data import scenes
 from nfscale.tasks import base, register_task
 
@@ -124,21 +124,11 @@ def image_metrics(renders: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, n
 
 
 def write_gif(path: str, frames: np.ndarray, fps: float = 8.0) -> str:
-  """Writes ``(T, H, W, 3)`` frames in ``[0, 1]`` as a looping GIF (atomic rename)."""
+  """Writes ``(T, H, W, 3)`` frames in ``[0, 1]`` as a looping GIF (atomic write)."""
   import imageio.v3 as iio  # imported here: only the artifacts need it
-  tmp = f"{path}.tmp.gif"
-  iio.imwrite(tmp, np.round(np.clip(frames, 0, 1) * 255).astype(np.uint8),
-              duration=1000.0 / fps, loop=0)
-  os.replace(tmp, path)
-  return path
-
-
-def _save_figure(fig: Any, path: str) -> str:
-  import matplotlib.pyplot as plt
-  tmp = f"{path}.tmp.png"  # renamed into place: a reader never sees half a PNG
-  fig.savefig(tmp, dpi=120, bbox_inches="tight")
-  plt.close(fig)
-  os.replace(tmp, path)
+  data = iio.imwrite("<bytes>", np.round(np.clip(frames, 0, 1) * 255).astype(np.uint8),
+                     extension=".gif", duration=1000.0 / fps, loop=0)
+  nfio.atomic_write_bytes(path, data)
   return path
 
 
@@ -157,9 +147,8 @@ def view_grid(truth: np.ndarray, renders: np.ndarray, labels: list[str], psnr: n
   Returns:
     ``path``.
   """
-  import matplotlib.pyplot as plt  # plots sets the Agg backend on import
   nv, nm = truth.shape[0], renders.shape[0]
-  fig, axes = plt.subplots(nm + 1, nv, figsize=(1.6 * nv, 1.7 * (nm + 1)), squeeze=False)
+  fig, axes = plots.subplots(nm + 1, nv, figsize=(1.6 * nv, 1.7 * (nm + 1)), squeeze=False)
   for v in range(nv):
     axes[0, v].imshow(truth[v])
     axes[0, v].set_title(f"view {int(view_ids[v])}: truth", fontsize=7)
@@ -168,13 +157,12 @@ def view_grid(truth: np.ndarray, renders: np.ndarray, labels: list[str], psnr: n
       axes[m + 1, v].set_title(f"{labels[m]}\n{psnr[m, v]:.1f} dB", fontsize=7)
   for ax in axes.ravel():
     ax.set_axis_off()
-  return _save_figure(fig, path)
+  return plots.save_figure(fig, path)
 
 
 def per_view_plot(psnr: np.ndarray, ssim: np.ndarray, labels: list[str], path: str) -> str:
   """Test PSNR and SSIM against the held-out view index, one line per member."""
-  import matplotlib.pyplot as plt
-  fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+  fig, axes = plots.subplots(1, 2, figsize=(10, 3.5))
   for i, label in enumerate(labels):
     for ax, vals in zip(axes, (psnr, ssim)):
       ax.plot(np.arange(vals.shape[1]), vals[i], "o-", ms=3, lw=1.2,
@@ -184,7 +172,7 @@ def per_view_plot(psnr: np.ndarray, ssim: np.ndarray, labels: list[str], path: s
     ax.set_ylabel(name)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-  return _save_figure(fig, path)
+  return plots.save_figure(fig, path)
 
 
 def _label_strip(images: list[np.ndarray]) -> np.ndarray:

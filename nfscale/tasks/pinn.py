@@ -194,15 +194,6 @@ def pde_history(workdir: str, num_members: int) -> list[dict[str, Any]]:
   return [{"step": s, "pde_psnr": v} for s, v in sorted(by_step.items())]
 
 
-def _save_figure(fig: Any, path: str) -> str:
-  import matplotlib.pyplot as plt
-  tmp = f"{path}.tmp.png"  # renamed into place: a reader never sees half a PNG
-  fig.savefig(tmp, dpi=120, bbox_inches="tight")
-  plt.close(fig)
-  os.replace(tmp, path)
-  return path
-
-
 def field_plot(flow: flows.Flow, preds: np.ndarray, labels: list[str],
                evaluation: dict[str, Any], path: str) -> str:
   """Exact and predicted ``u, v, p`` at the middle time slice (rows: exact, then members).
@@ -210,7 +201,6 @@ def field_plot(flow: flows.Flow, preds: np.ndarray, labels: list[str],
   Grid flows are drawn as images; scattered ones (the cylinder wake) as
   coloured points.
   """
-  import matplotlib.pyplot as plt
   nt = flow.grid_shape[0]
   per = flow.xyt.shape[0] // nt
   ti = nt // 2
@@ -218,7 +208,7 @@ def field_plot(flow: flows.Flow, preds: np.ndarray, labels: list[str],
   xy = flow.xyt[sl, :2]
   rows = [("exact", flow.uvp[sl])] + [
       (f"{lab}", preds[i, sl]) for i, lab in enumerate(labels)]
-  fig, axes = plt.subplots(len(rows), 3, figsize=(8, 2.3 * len(rows)), squeeze=False)
+  fig, axes = plots.subplots(len(rows), 3, figsize=(8, 2.3 * len(rows)), squeeze=False)
   for j, comp in enumerate("uvp"):
     exact = flow.uvp[sl, j]
     lo, hi = float(exact.min()), float(exact.max())
@@ -242,4 +232,4 @@ def field_plot(flow: flows.Flow, preds: np.ndarray, labels: list[str],
       ax.set_xticks([])
       ax.set_yticks([])
       fig.colorbar(im, ax=ax, fraction=0.046)
-  return _save_figure(fig, path)
+  return plots.save_figure(fig, path)

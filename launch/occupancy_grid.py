@@ -1,0 +1,59 @@
+r"""Times the dense-grid evaluation of an occupancy ensemble and reports its peak memory.
+
+  python -m launch.occupancy_grid --config=configs/occupancy.py:quick --res=256
+
+Builds the config's task and members (freshly initialised: the cost does not depend on
+training), then evaluates every member on the ``res^3`` grid in chunks, computes the IoU
+against the ground truth, and meshes and renders one member. Prints seconds per stage and
+the process's peak resident memory and CPU time.
+"""
+
+import resource
+import time
+
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+
+from nfscale import experiment, surfaces
+from nfscale.data import shapes
+from nfscale.tasks import occupancy
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Occupancy config file.",
+                                          lock_config=True)
+_RES = flags.DEFINE_integer("res", 256, "Grid points per axis.")
+flags.mark_flags_as_required(["config"])
+
+
+def main(argv):
+  del argv
+  config = _CONFIG.value
+  task, members = experiment.validate(config)
+  params = experiment.init_params(config, task, members)
+  res = _RES.value
+  times = {}
+  t = time.perf_counter()
+  grids = occupancy.grid_predictions(task.model, params, res)
+  times["field on grid"] = time.perf_counter() - t
+  t = time.perf_counter()
+  truth = shapes.occupancy_grid(occupancy.load_solid(config.data), res)
+  times["ground truth grid"] = time.perf_counter() - t
+  t = time.perf_counter()
+  ious = [surfaces.grid_iou(g, truth) for g in grids]
+  times["IoU (all members)"] = time.perf_counter() - t
+  t = time.perf_counter()
+  surfaces.marching_cubes(np.nan_to_num(grids[0].astype(np.float32)))
+  times["marching cubes (one member)"] = time.perf_counter() - t
+  t = time.perf_counter()
+  surfaces.render_preview(grids[0].astype(np.float32))
+  times["preview (one member)"] = time.perf_counter() - t
+  peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+  print(f"{len(members)} members, hidden {tuple(config.model.hidden)}, {res}^3 grid")
+  for k, v in times.items():
+    print(f"  {k:<30}{v:8.1f} s")
+  print(f"  IoU at init: {np.round(ious, 3).tolist()}")
+  print(f"  peak resident memory: {peak_gb:.2f} GB; CPU time {time.process_time():.0f} s")
+
+
+if __name__ == "__main__":
+  app.run(main)
