@@ -144,13 +144,16 @@ def _layers(params: PyTree, num_hidden: int) -> tuple[Mapping, Mapping]:
   hid, out = _layer_names(num_hidden)
   tree = params.get("params") if isinstance(params, Mapping) else None
   if tree is None or hid not in tree or out not in tree:
-    raise ValueError(f"params must be NeuralField variables holding params['params']['{hid}'] "
-                     f"and ['{out}'] (a field with {num_hidden} hidden layers).")
+    raise ValueError(
+        f"params must be NeuralField variables holding params['params']['{hid}'] "
+        f"and ['{out}'] (a field with {num_hidden} hidden layers)."
+    )
   return tree[hid], tree[out]
 
 
-def _replace_layers(params: PyTree, num_hidden: int, hid_layer: Mapping, out_layer: Mapping
-                    ) -> PyTree:
+def _replace_layers(
+    params: PyTree, num_hidden: int, hid_layer: Mapping, out_layer: Mapping
+) -> PyTree:
   hid, out = _layer_names(num_hidden)
   tree = dict(params["params"])
   tree[hid] = hid_layer
@@ -283,9 +286,14 @@ def with_last_width(model: Any, width: int) -> Any:
   return model.clone(hidden=hidden[:-1] + (int(width),))
 
 
-def init_masked(model: Any, members: Sequence[train.Member], width_list: Sequence[int],
-                example_input: Any, scheme_params: Mapping[str, Any] | None = None,
-                bucket: int | None = None) -> PyTree:
+def init_masked(
+    model: Any,
+    members: Sequence[train.Member],
+    width_list: Sequence[int],
+    example_input: Any,
+    scheme_params: Mapping[str, Any] | None = None,
+    bucket: int | None = None,
+) -> PyTree:
   """Stacked masked params: member ``i`` drawn at width ``width_list[i]``, padded to ``bucket``.
 
   Each member's weights are exactly those :func:`nfscale.train.init_members`
@@ -306,8 +314,9 @@ def init_masked(model: Any, members: Sequence[train.Member], width_list: Sequenc
     ValueError: on mismatched lengths or a width outside ``[1, bucket]``.
   """
   if len(members) != len(width_list):
-    raise ValueError(f"need one width per member, got {len(width_list)} widths for "
-                     f"{len(members)} members.")
+    raise ValueError(
+        f"need one width per member, got {len(width_list)} widths for {len(members)} members."
+    )
   if not members:
     raise ValueError("members must not be empty.")
   bucket = int(max(width_list) if bucket is None else bucket)
@@ -316,8 +325,9 @@ def init_masked(model: Any, members: Sequence[train.Member], width_list: Sequenc
   per_member: list[PyTree | None] = [None] * len(members)
   for w in dict.fromkeys(int(v) for v in width_list):
     idx = [i for i, v in enumerate(width_list) if int(v) == w]
-    stacked = train.init_members(with_last_width(model, w), [members[i] for i in idx],
-                                 example_input, scheme_params)
+    stacked = train.init_members(
+        with_last_width(model, w), [members[i] for i in idx], example_input, scheme_params
+    )
     for j, i in enumerate(idx):
       per_member[i] = embed(train.unstack(stacked, j), bucket, num_hidden)
   net = jax.tree.map(lambda *xs: jnp.stack(xs), *per_member)

@@ -14,23 +14,26 @@ from configs import scaling_deep  # noqa: E402
 GRID = (0.01, 0.03, 0.1)
 
 
-@pytest.mark.parametrize("outcomes,expected", [
-    # Best rate inside the grid: the grid brackets it, no extension.
-    ([(0.03, False)], None),
-    ([(0.03, False), (0.03, True)], None),
-    # Best at the top and did not diverge: extend upward (only).
-    ([(0.1, False)], (0.01, 0.03, 0.1, 0.3)),
-    ([(0.03, False), (0.1, False)], (0.01, 0.03, 0.1, 0.3)),
-    # Best at the top but diverged there (for some seed): the top is already
-    # too large, going further cannot help.
-    ([(0.1, True)], None),
-    # Best at the bottom, no divergence: extend downward.
-    ([(0.01, False)], (0.00333, 0.01, 0.03, 0.1)),
-    # Both ends best for different schemes: both ways.
-    ([(0.01, False), (0.1, False)], (0.00333, 0.01, 0.03, 0.1, 0.3)),
-    # No scheme reached the target: nothing to go by.
-    ([], None),
-])
+@pytest.mark.parametrize(
+    "outcomes,expected",
+    [
+        # Best rate inside the grid: the grid brackets it, no extension.
+        ([(0.03, False)], None),
+        ([(0.03, False), (0.03, True)], None),
+        # Best at the top and did not diverge: extend upward (only).
+        ([(0.1, False)], (0.01, 0.03, 0.1, 0.3)),
+        ([(0.03, False), (0.1, False)], (0.01, 0.03, 0.1, 0.3)),
+        # Best at the top but diverged there (for some seed): the top is already
+        # too large, going further cannot help.
+        ([(0.1, True)], None),
+        # Best at the bottom, no divergence: extend downward.
+        ([(0.01, False)], (0.00333, 0.01, 0.03, 0.1)),
+        # Both ends best for different schemes: both ways.
+        ([(0.01, False), (0.1, False)], (0.00333, 0.01, 0.03, 0.1, 0.3)),
+        # No scheme reached the target: nothing to go by.
+        ([], None),
+    ],
+)
 def test_extension_triggers_exactly_at_an_undiverged_end(outcomes, expected):
   assert scaling.extend_lr_grid(GRID, outcomes) == expected
 
@@ -57,6 +60,11 @@ def test_image_subsets_are_nested_across_n():
   # Through the sweep's own data: every training pixel of N=1000 is in N=2000
   # (before this, the two draws shared a few pixels by chance).
   c = scaling_deep.get_config("quick")
-  pixels = [{tuple(r) for r in tasks.build_task(sweep.point_config(c, "sinc", n, 16))
-             .train_data["x"].tolist()} for n in (1000, 2000)]
+  pixels = [
+      {
+          tuple(r)
+          for r in tasks.build_task(sweep.point_config(c, "sinc", n, 16)).train_data["x"].tolist()
+      }
+      for n in (1000, 2000)
+  ]
   assert len(pixels[0]) == 1000 and len(pixels[1]) == 2000 and pixels[0] <= pixels[1]

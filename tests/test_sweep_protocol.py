@@ -40,8 +40,9 @@ def test_theory_is_cached_and_not_recomputed_on_resume(tmp_path, monkeypatch):
   def fake(make_model, scheme, x, y, *, reading="over_sqrt_n", **kw):
     calls.append((scheme, len(x), reading))
     w = 100 if reading == "over_sqrt_n" else None
-    return scaling.SearchResult(width=w, found=w is not None, lower_bound=0, evaluations={},
-                                rounds=1)
+    return scaling.SearchResult(
+        width=w, found=w is not None, lower_bound=0, evaluations={}, rounds=1
+    )
 
   monkeypatch.setattr(theory, "condition_width", fake)
   c = _tiny(**{"sweep.ns": (6,)})
@@ -49,8 +50,12 @@ def test_theory_is_cached_and_not_recomputed_on_resume(tmp_path, monkeypatch):
   assert sorted(calls) == [("init1", 6, "over_sqrt_n"), ("init1", 6, "times_sqrt_n")]
   (cached,) = io.read_jsonl(tmp_path / theory.CACHE_FILE)
   # Both readings, labelled.
-  assert cached["theory"] == {"condition_width": 100, "found": True,
-                              "condition_width_times": None, "found_times": False}
+  assert cached["theory"] == {
+      "condition_width": 100,
+      "found": True,
+      "condition_width_times": None,
+      "found_times": False,
+  }
   # A crash after training and theory, before the point record: resume.
   os.remove(tmp_path / "points.jsonl")
 
@@ -63,8 +68,7 @@ def test_theory_is_cached_and_not_recomputed_on_resume(tmp_path, monkeypatch):
 
 
 def test_lr_grid_extends_once_when_the_best_rate_is_an_end(tmp_path):
-  c = _tiny(**{"theory.enabled": False, "sweep.ns": (6,), "sweep.lr_extensions": 1,
-               "lrs": (0.1,)})
+  c = _tiny(**{"theory.enabled": False, "sweep.ns": (6,), "sweep.lr_extensions": 1, "lrs": (0.1,)})
   sweep.run_sweep(c, str(tmp_path))
   (p,) = io.read_jsonl(tmp_path / "points.jsonl")
   assert p["schemes"]["init1"]["found"]
@@ -81,13 +85,35 @@ def test_report_width_fit_and_censored(tmp_path):
   io.check_or_write_config(str(tmp_path), c.to_dict())
   recs = []
   for n in (4, 8, 16, 32, 64):
-    w = int(round(2 * n ** 1.5))
-    recs.append({"arm": "sinc", "n": n, "schemes": {"init1": {
-        "min_width": w, "found": True, "lower_bound": w - 1, "param_count": 3 * w + 1,
-        "best_lr": 0.1, "evaluations": {}}}})
-  recs.append({"arm": "sinc", "n": 128, "schemes": {"init1": {
-      "min_width": None, "found": False, "lower_bound": 64, "param_count": None,
-      "best_lr": None, "evaluations": {}}}})
+    w = int(round(2 * n**1.5))
+    recs.append({
+        "arm": "sinc",
+        "n": n,
+        "schemes": {
+            "init1": {
+                "min_width": w,
+                "found": True,
+                "lower_bound": w - 1,
+                "param_count": 3 * w + 1,
+                "best_lr": 0.1,
+                "evaluations": {},
+            }
+        },
+    })
+  recs.append({
+      "arm": "sinc",
+      "n": 128,
+      "schemes": {
+          "init1": {
+              "min_width": None,
+              "found": False,
+              "lower_bound": 64,
+              "param_count": None,
+              "best_lr": None,
+              "evaluations": {},
+          }
+      },
+  })
   for r in recs:
     io.append_jsonl(tmp_path / "points.jsonl", r)
   rep = sweep.write_report(c, str(tmp_path))
@@ -106,9 +132,23 @@ def test_report_labels_an_interval_from_three_points(tmp_path):
   io.check_or_write_config(str(tmp_path), c.to_dict())
   for n in (4, 8, 16):
     w = 3 * n
-    io.append_jsonl(tmp_path / "points.jsonl", {"arm": "sinc", "n": n, "schemes": {"init1": {
-        "min_width": w, "found": True, "lower_bound": w - 1, "param_count": 3 * w + 1,
-        "best_lr": 0.1, "evaluations": {}}}})
+    io.append_jsonl(
+        tmp_path / "points.jsonl",
+        {
+            "arm": "sinc",
+            "n": n,
+            "schemes": {
+                "init1": {
+                    "min_width": w,
+                    "found": True,
+                    "lower_bound": w - 1,
+                    "param_count": 3 * w + 1,
+                    "best_lr": 0.1,
+                    "evaluations": {},
+                }
+            },
+        },
+    )
   (f,) = sweep.write_report(c, str(tmp_path))["fits"]
   assert f["points"] == 3 and not f["ci_meaningful"]
   assert "not a meaningful 95% interval" in f["ci_note"]
@@ -124,13 +164,22 @@ def test_bucketed_sweep_finds_the_same_widths(tmp_path):
   # so float rounding (the padded sum) grows to O(1) differences after ~20
   # steps; after 10 the runs agree to ~1e-5 (measured), so the same widths
   # must be found.
-  base = {"theory.enabled": False, "sweep.ns": (6,), "schemes": ("lecun_normal", "init1"),
-          "sweep.start": 2, "sweep.max_width": 32, "sweep.rel_precision": 0.0, "steps": 10,
-          "chunk_steps": 10, "target": 3.0}
+  base = {
+      "theory.enabled": False,
+      "sweep.ns": (6,),
+      "schemes": ("lecun_normal", "init1"),
+      "sweep.start": 2,
+      "sweep.max_width": 32,
+      "sweep.rel_precision": 0.0,
+      "steps": 10,
+      "chunk_steps": 10,
+      "target": 3.0,
+  }
   plain = sweep.run_sweep(_tiny(**base, **{"sweep.buckets": "off"}), str(tmp_path / "plain"))
   bucketed = sweep.run_sweep(_tiny(**base, **{"sweep.buckets": "on"}), str(tmp_path / "b"))
-  key = lambda rows: [(r["n"], r["scheme"], r["min_width"], r["param_count"], r["found"])  # noqa
-                      for r in rows]
+  key = lambda rows: [
+      (r["n"], r["scheme"], r["min_width"], r["param_count"], r["found"]) for r in rows  # noqa
+  ]
   assert key(bucketed["rows"]) == key(plain["rows"])
   evals = io.read_jsonl(tmp_path / "b" / "evals.jsonl")
   assert all(e["bucket"] >= e["width"] for e in evals)

@@ -15,18 +15,24 @@ SP = {"first_bias": "torch"}
 
 
 def _field(width, scheme="lecun_normal"):
-  return models.make_field((width,), 1, activation="sinc", activation_params={"omega": 30.0},
-                           scheme=scheme, scheme_params=SP)
+  return models.make_field(
+      (width,),
+      1,
+      activation="sinc",
+      activation_params={"omega": 30.0},
+      scheme=scheme,
+      scheme_params=SP,
+  )
 
 
 def test_both_readings_follow_their_formulas():
   field = _field(64)
   d = theory.init_diagnostics(field, field.init(jax.random.key(0), X[:1]), X, Y)
   common = 16 * math.sqrt(N) * math.sqrt(2 * d.init_loss) * d.w_last_norm
-  assert d.rhs == pytest.approx(common / math.sqrt(64), rel=1e-13)        # over_sqrt_n
+  assert d.rhs == pytest.approx(common / math.sqrt(64), rel=1e-13)  # over_sqrt_n
   assert d.rhs_times == pytest.approx(common * math.sqrt(64), rel=1e-13)  # times_sqrt_n
   assert d.rhs_times == pytest.approx(64 * d.rhs, rel=1e-13)
-  assert d.margin_times == d.sigma_min ** 2 - d.rhs_times
+  assert d.margin_times == d.sigma_min**2 - d.rhs_times
   assert d.holds_times == (d.margin_times >= 0)
   assert d.margin_for("over_sqrt_n") == d.margin
   assert d.margin_for("times_sqrt_n") == d.margin_times
@@ -36,10 +42,20 @@ def test_both_readings_follow_their_formulas():
 
 def test_times_reading_needs_at_least_the_width_of_the_over_reading():
   make = lambda w: _field(w)  # noqa: E731
-  over = theory.condition_width(make, "init1", X, Y, scheme_params=SP, seeds=(0,),
-                                max_width=2 ** 12, rel_precision=0.25)
-  times = theory.condition_width(make, "init1", X, Y, scheme_params=SP, seeds=(0,),
-                                 max_width=2 ** 12, rel_precision=0.25, reading="times_sqrt_n")
+  over = theory.condition_width(
+      make, "init1", X, Y, scheme_params=SP, seeds=(0,), max_width=2**12, rel_precision=0.25
+  )
+  times = theory.condition_width(
+      make,
+      "init1",
+      X,
+      Y,
+      scheme_params=SP,
+      seeds=(0,),
+      max_width=2**12,
+      rel_precision=0.25,
+      reading="times_sqrt_n",
+  )
   assert over.found
   # rhs_times = width * rhs >= rhs for every width >= 1: whatever holds under
   # the times reading holds under the over reading.
@@ -58,7 +74,8 @@ def test_init1_changes_only_the_output_side_of_eq_4_6():
     d[sc] = theory.init_diagnostics(f, f.init(jax.random.key(1), X[:1]), X, Y)
   assert d["init1"].sigma_min == d["lecun_normal"].sigma_min
   assert d["init1"].w_last_norm == pytest.approx(
-      d["lecun_normal"].w_last_norm * math.sqrt(2 / math.sqrt(w)), rel=1e-5)
+      d["lecun_normal"].w_last_norm * math.sqrt(2 / math.sqrt(w)), rel=1e-5
+  )
   assert d["init1"].rhs < d["lecun_normal"].rhs
 
 
@@ -73,8 +90,9 @@ def test_cache_computes_each_scheme_once_and_survives_a_restart(tmp_path):
   a = theory.cached_per_scheme(path, "sinc", 10, ["init1", "lecun_normal"], compute)
   assert calls == ["init1", "lecun_normal"]
   # A resume (fresh process: only the file is shared) adds a scheme and a point.
-  b = theory.cached_per_scheme(path, "sinc", 10, ["lecun_normal", "init1", "kaiming_normal"],
-                               compute)
+  b = theory.cached_per_scheme(
+      path, "sinc", 10, ["lecun_normal", "init1", "kaiming_normal"], compute
+  )
   c = theory.cached_per_scheme(path, "sinc", 20, ["init1"], compute)
   assert calls == ["init1", "lecun_normal", "kaiming_normal", "init1"]
   assert b["init1"] == a["init1"] == {"condition_width": 5, "found": True, "w": 3}

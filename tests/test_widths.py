@@ -14,21 +14,35 @@ SP = {"first_bias": "torch"}
 BUCKET = 24
 # Widths below, inside and at the bucket; schemes whose last-layer law depends
 # on the fan-in (init1: 1/sqrt(w)) and ones that do not.
-MEMBERS = [train.Member("init1", 0, 0.05), train.Member("lecun_normal", 1, 0.05),
-           train.Member("kaiming_uniform", 2, 0.02)]
+MEMBERS = [
+    train.Member("init1", 0, 0.05),
+    train.Member("lecun_normal", 1, 0.05),
+    train.Member("kaiming_uniform", 2, 0.02),
+]
 WIDTHS = [5, 13, 24]
 
 
 def _field(activation, width, **act):
   # Two hidden layers: the masked layer is not the first, as in the deep sweep.
-  return models.make_field((6, width), 1, activation=activation, activation_params=act,
-                           scheme_params=SP)
+  return models.make_field(
+      (6, width), 1, activation=activation, activation_params=act, scheme_params=SP
+  )
 
 
 def _solo(field_w, member, optimizer, steps):
   p = train.init_members(field_w, [member], X[:1], SP)
-  r = train.fit(models.mse_loss(field_w), p, [member], DATA, steps=steps, optimizer=optimizer,
-                chunk_steps=25, log_every=25, progress=False, shard=False)
+  r = train.fit(
+      models.mse_loss(field_w),
+      p,
+      [member],
+      DATA,
+      steps=steps,
+      optimizer=optimizer,
+      chunk_steps=25,
+      log_every=25,
+      progress=False,
+      shard=False,
+  )
   return p, r
 
 
@@ -39,8 +53,18 @@ def test_masked_member_trains_like_its_true_width(activation, act, optimizer):
   bucket_field = _field(activation, BUCKET, **act)
   params = widths.init_masked(bucket_field, MEMBERS, WIDTHS, X[:1], SP, bucket=BUCKET)
   loss = widths.masked_loss(models.mse_loss(bucket_field), 2)
-  r = train.fit(loss, params, MEMBERS, DATA, steps=steps, optimizer=optimizer, chunk_steps=25,
-                log_every=25, progress=False, shard=False)
+  r = train.fit(
+      loss,
+      params,
+      MEMBERS,
+      DATA,
+      steps=steps,
+      optimizer=optimizer,
+      chunk_steps=25,
+      log_every=25,
+      progress=False,
+      shard=False,
+  )
   for i, (m, w) in enumerate(zip(MEMBERS, WIDTHS)):
     p0, solo = _solo(_field(activation, w, **act), m, optimizer, steps)
     # Same init, bit for bit: drawn at the true width (fan-in laws), then padded.
@@ -58,21 +82,26 @@ def test_masked_member_trains_like_its_true_width(activation, act, optimizer):
     got = widths.extract_member(r.state.params, i, w, 2)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(train.unstack(solo.state.params, 0))):
       np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=atol)
-    np.testing.assert_allclose([h["loss"][i] for h in r.history],
-                               [h["loss"][0] for h in solo.history],
-                               rtol=1e-4 if optimizer == "sgd" else 1e-3)
+    np.testing.assert_allclose(
+        [h["loss"][i] for h in r.history],
+        [h["loss"][0] for h in solo.history],
+        rtol=1e-4 if optimizer == "sgd" else 1e-3,
+    )
     # Training moved the params far beyond the tolerance (else equality
     # would be trivial).
-    moved = max(float(np.abs(np.asarray(a) - np.asarray(b)).max())
-                for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(init_i)))
+    moved = max(
+        float(np.abs(np.asarray(a) - np.asarray(b)).max())
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(init_i))
+    )
     assert moved > 100 * atol, moved
     # The padding is still exactly zero and the mask unchanged.
     net = train.unstack(r.state.params["net"], i)["params"]
     assert not np.any(np.asarray(net["dense_1"]["kernel"])[:, w:])
     assert not np.any(np.asarray(net["dense_1"]["bias"])[w:])
     assert not np.any(np.asarray(net["dense_2"]["kernel"])[w:])
-  np.testing.assert_array_equal(np.asarray(r.state.params["mask"]),
-                                widths.unit_mask(WIDTHS, BUCKET))
+  np.testing.assert_array_equal(
+      np.asarray(r.state.params["mask"]), widths.unit_mask(WIDTHS, BUCKET)
+  )
 
 
 def test_without_the_mask_padded_sinc_units_would_learn():
@@ -83,8 +112,7 @@ def test_without_the_mask_padded_sinc_units_would_learn():
   one = jax.tree.map(lambda a: a[0], params)
   key = jax.random.key(0)
   g_plain = jax.grad(lambda p: models.mse_loss(field)(p, DATA, key)[0])(one["net"])
-  g_masked = jax.grad(
-      lambda p: widths.masked_loss(models.mse_loss(field), 2)(p, DATA, key)[0])(one)
+  g_masked = jax.grad(lambda p: widths.masked_loss(models.mse_loss(field), 2)(p, DATA, key)[0])(one)
   assert np.abs(np.asarray(g_plain["params"]["dense_2"]["kernel"])[5:]).max() > 1e-3
   assert not np.any(np.asarray(g_masked["net"]["params"]["dense_2"]["kernel"])[5:])
   assert not np.any(np.asarray(g_masked["mask"]))
