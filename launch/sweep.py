@@ -6,8 +6,18 @@ r"""Runs (or resumes) a scaling-law sweep and writes its table, fits and plots.
 Rerunning the same command resumes; ``--report_only`` re-renders from finished points
 (e.g. after several hosts each ran their share) and, like a run, refuses a config that
 differs from the workdir's. A second sweep started on a running sweep's workdir refuses
-at once, naming the running one's pid. Multi-host: set NFSCALE_DISTRIBUTED=1
-(calls ``jax.distributed.initialize()``); host i takes points i, i+H, ...
+at once, naming the running one's pid.
+
+Several hosts split the points (host i of H takes points i, i+H, ...) and each trains
+on its own devices; process 0 writes the merged report once all have finished. The
+same command runs on a cluster and as N local processes:
+
+  python -m launch.sweep --config=... --workdir=shared/dir \
+      --coordinator_address=10.0.0.1:12345 --num_processes=2 --process_id=0   # and =1
+
+(or the environment variables JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES,
+JAX_PROCESS_ID; NFSCALE_DISTRIBUTED=1 alone lets JAX detect a SLURM/TPU cluster).
+The workdir must be on a file system every host sees.
 """
 
 import sys
@@ -24,12 +34,16 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=Tr
 _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only rebuild the report.")
 _HOST = flags.DEFINE_string("host", "", "'index/count' to split points by hand "
                             "(default: jax.process_index()/jax.process_count()).")
+_COORD = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 for a "
+                             "multi-process run (or JAX_COORDINATOR_ADDRESS).")
+_NPROC = flags.DEFINE_integer("num_processes", None, "Number of processes (or JAX_NUM_PROCESSES).")
+_PID = flags.DEFINE_integer("process_id", None, "This process's id (or JAX_PROCESS_ID).")
 flags.mark_flags_as_required(["config"])
 
 
 def main(argv):
   del argv
-  sharding.maybe_initialize_distributed()
+  sharding.initialize_distributed(_COORD.value, _NPROC.value, _PID.value)
   host = sweep.parse_host(_HOST.value) if _HOST.value else None
   logging.info("Sweep %s into %s", ", ".join(_CONFIG.value.sweep.arms), _WORKDIR.value)
   if _REPORT_ONLY.value:
@@ -37,6 +51,9 @@ def main(argv):
     report = sweep.write_report(_CONFIG.value, _WORKDIR.value)
   else:
     report = sweep.run_sweep(_CONFIG.value, _WORKDIR.value, host=host)
+  if "fits" not in report:  # another process of a multi-process run writes the report
+    print(f"points finished: {len(report['points'])}; the report is written by process 0.")
+    return
   print(sweep.format_report(report))
   print(f"\nworkdir: {_WORKDIR.value}  (table.md, table.csv, fits.json, "
         + ", ".join(report["artifacts"]) + ")")

@@ -145,6 +145,16 @@ def sweep_config() -> ml_collections.ConfigDict:
       "min_width": 1,
       "rel_precision": 0.1,     # stop when (hi - lo) <= rel * hi
       "rule": "median",         # per lr: >= ceil(K/2) of K seeds reach the target
+      # A point whose best rate is an end of the lr grid (and did not diverge
+      # there) is searched again with the grid extended by lr_factor at that
+      # end, at most lr_extensions times (0: never).
+      "lr_extensions": 2,
+      "lr_factor": 3.0,
+      # Train the widths of a round in width buckets (nfscale.widths: padded
+      # and masked, one compiled program per bucket): "on", "off", or "auto"
+      # = on accelerators only (on a CPU the padded units cost time in
+      # proportion).
+      "buckets": "auto",
   })
   c.theory = ml_collections.ConfigDict({
       "enabled": True,          # eq. 4.6 width at init, per scheme and point

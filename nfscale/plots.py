@@ -297,3 +297,119 @@ def label_scatter(labels: np.ndarray, preds: Sequence[np.ndarray], names: Sequen
   ax.set_ylabel("prediction")
   ax.legend(fontsize=7)
   return save_figure(fig, path)
+
+
+def _save_formats(fig: Any, path_stem: str, formats: Sequence[str]) -> list[str]:
+  """Renders ``fig`` once per format (``png``, ``pdf``, ``svg``) and writes each atomically."""
+  paths = []
+  for fmt in formats:
+    buf = _stdio.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=150, bbox_inches="tight")
+    path = f"{path_stem}.{fmt}"
+    io.atomic_write_bytes(path, buf.getvalue())
+    paths.append(path)
+  return paths
+
+
+#: Reference slopes drawn in :func:`scaling_figure` (the paper's rates).
+REFERENCE_SLOPES: tuple[tuple[float, str], ...] = ((1.0, "N¹"), (1.5, "N^1.5"), (2.0, "N²"))
+
+
+def _is_uniform(scheme: str) -> bool:
+  return "uniform" in scheme or scheme == "init2"
+
+
+def scaling_figure(points: Sequence[dict[str, Any]], arms: Sequence[str],
+                   schemes: Sequence[str], fits: Sequence[dict[str, Any]], path_stem: str, *,
+                   quantity: str = "min_width", title: str = "",
+                   formats: Sequence[str] = ("png", "pdf")) -> list[str]:
+  """The paper's Fig. 3/4 layout: every arm on one axis, normal and uniform schemes apart.
+
+  One panel for the normal schemes (LeCun/Xavier/Kaiming normal, init1) and
+  one for the uniform ones (their uniform versions, init2), each only if
+  present. In a panel every (arm, scheme) is a line of measured points, the
+  arms told apart by marker and line style (the paper's claim compares arms:
+  sinc vs ReLU-PE) and the schemes by colour; its fitted power law is a thin
+  line over the fitted range; grey dotted lines show the reference slopes
+  N¹, N^1.5 and N² through the panel's smallest point. A censored point (no
+  width up to the search limit reached the target) is a hollow upward
+  triangle at its lower bound and is not part of any fit.
+
+  Args:
+    points: point records (``points.jsonl``), with ``lower_bound`` (and
+      ``lower_bound_params``) for censored schemes.
+    arms: the arms, in legend order.
+    schemes: the schemes; split into normal and uniform panels.
+    fits: fit entries (``fits.json``): ``a``/``b`` for parameter counts and
+      ``a_width``/``b_width`` for widths.
+    path_stem: output path without extension.
+    quantity: ``"min_width"`` (the last hidden width, what the theorems
+      bound) or ``"param_count"``.
+    title: figure title.
+    formats: file formats to write.
+
+  Returns:
+    The written paths, one per format.
+
+  Raises:
+    ValueError: an unknown ``quantity``.
+  """
+  if quantity not in ("min_width", "param_count"):
+    raise ValueError(f"quantity must be 'min_width' or 'param_count', got {quantity!r}.")
+  a_key, b_key = ("a_width", "b_width") if quantity == "min_width" else ("a", "b")
+  bound_key = "lower_bound" if quantity == "min_width" else "lower_bound_params"
+  groups = [(name, [s for s in schemes if (_is_uniform(s) == uni)])
+            for name, uni in (("normal schemes", False), ("uniform schemes", True))]
+  groups = [g for g in groups if g[1]] or [("schemes", list(schemes))]
+  fig, axes = subplots(1, len(groups), figsize=(6.2 * len(groups), 4.8), squeeze=False)
+  fit_of = {(f["arm"], f["scheme"]): f for f in fits}
+  arm_style = [{"marker": m, "ls": ls} for m, ls in (("o", "-"), ("s", "--"), ("^", "-."),
+                                                     ("D", ":"))]
+  cmap = get_cmap("tab10")
+  for ax, (name, group) in zip(axes[0], groups):
+    drawn: list[tuple[float, float]] = []
+    for ai, arm in enumerate(arms):
+      st = arm_style[ai % len(arm_style)]
+      for si, sc in enumerate(group):
+        color = cmap(si % 10)
+        pts = sorted(((p["n"], p["schemes"][sc]) for p in points
+                      if p["arm"] == arm and sc in p["schemes"]), key=lambda t: t[0])
+        found = [(n, r[quantity]) for n, r in pts if r.get("found") and (r.get(quantity) or 0) > 0]
+        bounds = [(n, r.get(bound_key)) for n, r in pts
+                  if not r.get("found") and (r.get(bound_key) or 0) > 0]
+        f = fit_of.get((arm, sc), {})
+        label = f"{arm} · {sc}"
+        if f.get(b_key) is not None:
+          label += f"  b={f[b_key]:.2f}"
+        if bounds:
+          label += f"  ({len(bounds)} censored)"
+        if found:
+          ax.plot(*zip(*found), color=color, marker=st["marker"], ls="none", ms=5, label=label)
+          drawn += found
+          if f.get(b_key) is not None and f.get(a_key):
+            ns = np.array([n for n, _ in found], float)
+            grid = np.geomspace(ns.min(), ns.max(), 20)
+            ax.plot(grid, f[a_key] * grid ** f[b_key], color=color, ls=st["ls"], lw=1.2)
+        elif pts:
+          ax.plot([], [], color=color, marker=st["marker"], ls="none", label=label)
+        if bounds:
+          ax.plot(*zip(*bounds), ls="none", marker="^", ms=8, mfc="none", color=color)
+          drawn += bounds
+    if drawn:
+      n0, y0 = min(drawn)
+      n_max = max(n for n, _ in drawn)
+      grid = np.geomspace(n0, n_max, 20)
+      for slope, text in REFERENCE_SLOPES:
+        ax.plot(grid, y0 * (grid / n0) ** slope, color="0.6", ls=":", lw=1)
+        ax.annotate(text, (grid[-1], y0 * (grid[-1] / n0) ** slope), fontsize=8, color="0.4",
+                    xytext=(2, 0), textcoords="offset points", va="center")
+      ax.plot([], [], ls="none", marker="^", mfc="none", color="0.3",
+              label="censored: lower bound (not reached)")
+    _log_axes_or_note(ax, bool(drawn), "no finished points yet")
+    ax.set_xlabel("N (training samples)")
+    ax.set_ylabel("last hidden width" if quantity == "min_width" else "parameters")
+    ax.set_title(f"{name}" + (f" — {title}" if title else ""))
+    ax.grid(True, which="both", alpha=0.3)
+    if drawn or points:
+      ax.legend(fontsize=7, loc="upper left")
+  return _save_formats(fig, path_stem, formats)

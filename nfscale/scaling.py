@@ -40,6 +40,9 @@ import numpy as np
 from nfscale.io import atomic_write_text, to_jsonable
 
 __all__ = [
+    "MIN_CI_POINTS",
+    "ci_meaningful",
+    "extend_lr_grid",
     "min_width_search_joint",
     "SearchResult",
     "min_width_search",
@@ -313,7 +316,7 @@ def min_width_search_batched(
 # Power-law fit
 # --------------------------------------------------------------------------- #
 def min_width_search_joint(
-    oracle_joint: Callable[[int, list[Any]], Mapping[Any, bool]],
+    oracle_joint: Callable[[int, list[Any]], Mapping[Any, bool]] | None,
     keys: Sequence[Any],
     *,
     start: int,
@@ -321,6 +324,7 @@ def min_width_search_joint(
     rel_precision: float = 0.1,
     growth: float = 2.0,
     min_width: int = 1,
+    oracle_round: Callable[[dict[int, list[Any]]], Mapping[int, Mapping[Any, bool]]] | None = None,
 ) -> dict[Any, SearchResult]:
     """Runs :func:`min_width_search` for several keys at once, sharing evaluations.
 
@@ -333,8 +337,13 @@ def min_width_search_joint(
     key asks for the same width, so the ladder costs what one search costs.
 
     Args:
-      oracle_joint: ``(width, keys) -> {key: bool}`` for the keys given.
+      oracle_joint: ``(width, keys) -> {key: bool}`` for the keys given
+        (None when ``oracle_round`` is given).
       keys: the searches to run (hashable, distinct).
+      oracle_round: instead of ``oracle_joint``, ``({width: keys}) ->
+        {width: {key: bool}}`` receives a whole round's requests at once
+        (e.g. to train all its widths in one padded ensemble:
+        :mod:`nfscale.widths`). The searches are the same either way.
       start: First width tried.
       max_width: Largest width ever tried.
       rel_precision: Relative width of the final bracket.
@@ -354,6 +363,8 @@ def min_width_search_joint(
       (37, 100)
     """
     _validate_search_args(start, max_width, rel_precision, growth, min_width)
+    if (oracle_joint is None) == (oracle_round is None):
+        raise ValueError("give exactly one of oracle_joint and oracle_round")
     keys = list(dict.fromkeys(keys))
     ladder = _ladder(start, max_width, growth)
     evals: dict[Any, dict[int, bool]] = {k: {} for k in keys}
@@ -376,11 +387,15 @@ def min_width_search_joint(
         if not requests:
             break
         rounds += 1
+        if oracle_round is not None:
+            outs = oracle_round({w: list(ks) for w, ks in sorted(requests.items())})
+        else:
+            outs = {w: oracle_joint(w, list(ks)) for w, ks in sorted(requests.items())}
         for w, ks in sorted(requests.items()):
-            out = oracle_joint(w, list(ks))
+            out = outs.get(w, {})
             missing = [k for k in ks if k not in out]
             if missing:
-                raise ValueError(f"oracle_joint returned no result for {missing} at width {w}")
+                raise ValueError(f"the oracle returned no result for {missing} at width {w}")
             for k in ks:
                 evals[k][w] = bool(out[k])
     return {k: _result(evals[k], min_width, rounds) for k in keys}
@@ -502,6 +517,78 @@ def fit_power_law(
             q = np.quantile(slopes, [alpha, 1.0 - alpha])
             lo_hi = (float(q[0]), float(q[1]))
     return PowerLawFit(a=math.exp(log_a), b=b, r2=r2, b_ci=lo_hi, n_points=m, n_boot_used=used)
+
+
+#: Fewest points from which :func:`fit_power_law`'s bootstrap interval is
+#: reported as an interval. With 3 or 4 points a percentile bootstrap draws
+#: from at most 10 or 35 distinct resamples, many of them repeating one point,
+#: so its "95%" has no coverage meaning; reports label such intervals instead.
+MIN_CI_POINTS: int = 5
+
+
+def ci_meaningful(n_points: int) -> bool:
+  """Whether a bootstrap interval over ``n_points`` points is worth reporting as one.
+
+  Example:
+    >>> ci_meaningful(3), ci_meaningful(5)
+    (False, True)
+  """
+  return int(n_points) >= MIN_CI_POINTS
+
+
+# --------------------------------------------------------------------------- #
+# Learning-rate grid
+# --------------------------------------------------------------------------- #
+def _round_lr(lr: float) -> float:
+  # 3 significant digits: 0.1 * 3 is 0.3 in the records, not 0.30000000000000004.
+  return float(f"{lr:.3g}")
+
+
+def extend_lr_grid(lrs: Sequence[float], outcomes: Sequence[tuple[float, bool]], *,
+                   factor: float = 3.0) -> tuple[float, ...] | None:
+  """The grid extended outward where a best rate sits at its end, or None.
+
+  A sweep picks, per scheme, the best rate of a grid. If that rate is the
+  grid's largest (or smallest) and training at it did not diverge, the true
+  optimum may lie beyond the grid and the measured width is biased upward.
+  The caller then retrains with the returned grid (bounded by its own count
+  of extensions).
+
+  Args:
+    lrs: the current grid (any order).
+    outcomes: per scheme that reached the target, ``(best_lr, diverged)``:
+      its best rate at the width it was found at, and whether any member
+      diverged at that rate there.
+    factor: ratio of the new end rate to the old one (> 1).
+
+  Returns:
+    The sorted grid with ``max * factor`` added if some scheme's best rate is
+    the maximum and did not diverge, and ``min / factor`` added if some
+    scheme's best rate is the minimum and did not diverge; None if neither
+    (the grid brackets every best rate).
+
+  Raises:
+    ValueError: an empty grid, a rate that is not positive, or ``factor <= 1``.
+
+  Example:
+    >>> extend_lr_grid([0.01, 0.03, 0.1], [(0.1, False), (0.03, False)])
+    (0.01, 0.03, 0.1, 0.3)
+    >>> extend_lr_grid([0.01, 0.03, 0.1], [(0.1, True)]) is None
+    True
+  """
+  grid = sorted({float(v) for v in lrs})
+  if not grid or grid[0] <= 0:
+    raise ValueError(f"lrs must be a non-empty grid of positive rates, got {list(lrs)}.")
+  if not factor > 1:
+    raise ValueError(f"factor must be > 1, got factor={factor}.")
+  lo, hi = grid[0], grid[-1]
+  ok_best = {float(lr) for lr, diverged in outcomes if not diverged}
+  new = list(grid)
+  if hi in ok_best:
+    new.append(_round_lr(hi * factor))
+  if lo in ok_best:
+    new.insert(0, _round_lr(lo / factor))
+  return tuple(new) if len(new) > len(grid) else None
 
 
 # --------------------------------------------------------------------------- #

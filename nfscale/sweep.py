@@ -8,23 +8,35 @@ PSNR within the step budget (paper Fig. 3 and 4):
 * all schemes x seeds x learning rates of one width train as ONE vmapped
   ensemble (:mod:`nfscale.train`); the schemes' searches share widths through
   :func:`nfscale.scaling.min_width_search_joint`;
+* with ``sweep.buckets`` a search round's widths train together, padded to
+  the next rung of the search's ladder with masked units
+  (:mod:`nfscale.widths`), one compiled program per bucket; JAX's persistent
+  compilation cache (``<workdir>/.jax_cache``) reuses it across rounds;
 * success rule at a width: for at least one learning rate of the grid, at
   least ``ceil(K/2)`` of the K seeds reach the target (the median seed does,
   for odd K);
+* a point whose best rate (for some scheme) is an end of the grid and did
+  not diverge there is searched again on a grid extended at that end
+  (``sweep.lr_extensions`` times at most); the grids are recorded;
 * every trained width is appended to ``evals.jsonl`` and every finished point
   (arm, N) to ``points.jsonl``, atomically: a sweep killed at any moment and
   rerun with the same command loses at most the ensemble in flight and skips
   what is done; a different config in the same workdir is refused;
-* with several hosts (``jax.distributed``), host ``i`` of ``H`` takes the
-  points ``i, i+H, ...`` and writes ``points.<i>.jsonl``; the report merges;
+* with several hosts (``jax.distributed``, :mod:`nfscale.sharding`), host
+  ``i`` of ``H`` takes the points ``i, i+H, ...``, trains them on its own
+  devices and writes ``points.<i>.jsonl``; process 0 writes the merged
+  report after a barrier;
 * one run per workdir (per host share): a sweep holds a lock on its workdir
   while it runs, and a second sweep started on the same workdir (same host
   share) refuses at once, naming the workdir and the running sweep's pid,
   so no point is ever trained twice (see :func:`run_sweep`).
 
-The report (:func:`write_report`) fits ``params ~ a N^b`` per (arm, scheme)
-with a bootstrap interval for ``b`` and writes ``table.csv``, ``table.md``,
-``fits.json`` and the plots ``scaling.png`` / ``theory.png``. It is always
+The report (:func:`write_report`) fits ``width ~ a N^b_width`` (the last
+hidden width, which the theorems bound) and ``params ~ a N^b`` per (arm,
+scheme) with bootstrap intervals (labelled not meaningful below
+:data:`nfscale.scaling.MIN_CI_POINTS` points) and writes ``table.csv``,
+``table.md``, ``fits.json`` and the plots ``scaling.png``,
+``figure_{width,params}.{png,pdf}`` and ``theory.png``. It is always
 written, however little finished: a fit that cannot be made says why
 (``note``), and points no width reached are marked as censored.
 """
@@ -33,6 +45,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
+import functools
 import glob
 import math
 import os
@@ -44,10 +58,12 @@ import jax
 import ml_collections
 import numpy as np
 
-from nfscale import experiment, initializers, io, plots, scaling, tasks, train
+from nfscale import experiment, initializers, io, models, plots, scaling, sharding, tasks, train
 from nfscale.tasks import base
 
 EVALS_FILE = "evals.jsonl"
+# JAX's persistent compilation cache of a sweep (enable_compilation_cache).
+COMPILE_CACHE_DIR = ".jax_cache"
 EVALS_GLOB = "evals*.jsonl"
 POINTS_GLOB = "points*.jsonl"
 # Fewest points (with at least two distinct N) a power-law fit needs.
@@ -124,16 +140,26 @@ def evaluate_width(config: Any, arm: str, n: int, width: int, schemes: Sequence[
   c = point_config(config, arm, n, width)
   c.schemes = tuple(schemes)
   task = tasks.build_task(c)
-  members = [train.Member(s, int(seed), float(lr))
-             for s in schemes for seed in config.seeds for lr in config.lrs]
+  members = _members(config, schemes)
   t0 = time.perf_counter()
   trained = experiment.train_members(c, task, members, progress=progress,
                                      desc=f"{arm} N={n} w={width}", log_every=10 ** 9)
-  rows = trained.rows
-  best_key = f"best_{task.score.name}"
+  return _width_record(config, arm, n, width, schemes, trained.rows, trained.param_count,
+                       time.perf_counter() - t0, task.score.name)
+
+
+def _members(config: Any, schemes: Sequence[str]) -> list[train.Member]:
+  return [train.Member(s, int(seed), float(lr))
+          for s in schemes for seed in config.seeds for lr in config.lrs]
+
+
+def _width_record(config: Any, arm: str, n: int, width: int, schemes: Sequence[str],
+                  rows: Sequence[Mapping[str, Any]], param_count: int, seconds: float,
+                  score_name: str) -> dict[str, Any]:
+  """The evals.jsonl record of one width from its members' rows (in _members order)."""
+  best_key = f"best_{score_name}"
   record: dict[str, Any] = {"arm": arm, "n": n, "width": int(width),
-                            "param_count": trained.param_count,
-                            "seconds": time.perf_counter() - t0, "schemes": {}}
+                            "param_count": int(param_count), "seconds": seconds, "schemes": {}}
   k, nl = len(config.seeds), len(config.lrs)
   for si, s in enumerate(schemes):
     idx = si * k * nl + np.arange(k * nl).reshape(k, nl)  # [seed, lr]
@@ -151,6 +177,99 @@ def evaluate_width(config: Any, arm: str, n: int, width: int, schemes: Sequence[
   return io.to_jsonable(record)
 
 
+def use_buckets(config: Any) -> bool:
+  """Whether the sweep trains a round's widths in padded buckets (``sweep.buckets``)."""
+  value = config.sweep.get("buckets", "off")
+  if value == "auto":
+    # On a CPU the padded units cost time in proportion to their number; on
+    # an accelerator they fill otherwise idle lanes and save compilations.
+    return jax.default_backend() != "cpu"
+  if value not in ("on", "off"):
+    raise ValueError(f"sweep.buckets must be 'on', 'off' or 'auto', got {value!r}.")
+  return value == "on"
+
+
+def enable_compilation_cache(directory: str) -> bool:
+  """Turns on JAX's persistent compilation cache in ``directory`` unless one is set.
+
+  XLA programs with identical shapes (a width bucket's ensembles, a resumed
+  point's widths) are then compiled once and loaded afterwards (measured on
+  the CPU: a repeated ~4 s compilation becomes ~0.3 s). A cache directory the
+  user chose (``JAX_COMPILATION_CACHE_DIR`` or ``jax.config``) is kept. The
+  setting is process-wide.
+
+  Returns:
+    Whether this call set the directory.
+  """
+  if jax.config.jax_compilation_cache_dir:
+    return False
+  jax.config.update("jax_compilation_cache_dir", directory)
+  # Sweep programs compile in about a second each: cache them all.
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  return True
+
+
+def evaluate_round(config: Any, arm: str, n: int, requests: Mapping[int, Sequence[str]],
+                   progress: bool = False) -> dict[int, dict[str, Any]]:
+  """Trains a search round's widths in width buckets: one ensemble per bucket.
+
+  Each requested width trains the schemes asked of it x seeds x lrs, drawn at
+  its true width and padded to its bucket (the smallest rung of the search's
+  ladder at or above it) with the extra units masked (:mod:`nfscale.widths`):
+  the same training as :func:`evaluate_width` up to float rounding, in one
+  compiled program per bucket instead of one per width.
+
+  Returns:
+    ``{width: record}``, each record as :func:`evaluate_width`'s, plus
+    ``bucket`` (the padded width it trained at) and ``bucket_seconds`` (the
+    time of the whole ensemble; ``seconds`` is this width's share of it).
+  """
+  from nfscale import widths as widths_lib
+  s = config.sweep
+  buckets = widths_lib.bucket_widths(int(s.start), int(s.max_width), float(s.growth))
+  order = list(requests)
+  out: dict[int, dict[str, Any]] = {}
+  for bucket, idx in widths_lib.group_by_bucket(order, buckets).items():
+    ws = [int(order[i]) for i in idx]
+    c = point_config(config, arm, n, bucket)
+    c.schemes = tuple(dict.fromkeys(sc for w in ws for sc in requests[w]))
+    task = tasks.build_task(c)
+    num_hidden = len(task.model.hidden)
+    members, member_widths, spans = [], [], {}
+    for w in ws:
+      first = len(members)
+      members += _members(config, requests[w])
+      member_widths += [w] * (len(members) - first)
+      spans[w] = (first, len(members))
+    # A round asks each scheme for one width, so a bucket never holds more
+    # than every scheme x seed x lr. Padding to that many members (copies of
+    # the first, results dropped) gives every ensemble of a bucket the same
+    # shapes: with the compilation cache (enable_compilation_cache) the
+    # bucket's program is compiled once per point, not once per round.
+    capacity = len(config.schemes) * len(config.seeds) * len(config.lrs)
+    used = len(members)
+    members += [members[0]] * max(0, capacity - used)
+    member_widths += [member_widths[0]] * max(0, capacity - used)
+    params = widths_lib.init_masked(task.model, members, member_widths, task.example_input,
+                                    base.scheme_params(c), bucket=bucket)
+    masked = dataclasses.replace(task, loss_fn=widths_lib.masked_loss(task.loss_fn, num_hidden))
+    t0 = time.perf_counter()
+    trained = experiment.train_members(c, masked, members, params=params, progress=progress,
+                                       desc=f"{arm} N={n} bucket={bucket}", log_every=10 ** 9)
+    seconds = time.perf_counter() - t0
+    for w in ws:
+      first, last = spans[w]
+      count = models.param_count(widths_lib.extract_member(params, first, w, num_hidden))
+      # The bucket's time is shared among its widths by member count.
+      rec = _width_record(config, arm, n, w, requests[w], trained.rows[first:last], count,
+                          seconds * (last - first) / used, task.score.name)
+      rec["bucket"] = int(bucket)
+      rec["bucket_seconds"] = seconds  # the whole ensemble's time (shared with its widths)
+      out[w] = rec
+  return out
+
+
 def run_point(config: Any, arm: str, n: int, cache: Mapping[tuple, dict[str, Any]],
               on_eval: Callable[[dict[str, Any]], None], progress: bool = False,
               theory_fn: Callable[..., dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -160,9 +279,10 @@ def run_point(config: Any, arm: str, n: int, cache: Mapping[tuple, dict[str, Any
     config: the sweep config.
     arm: arm name.
     n: dataset size.
-    cache: earlier width evaluations ``{(arm, n, width, schemes): record}``
-      (resume); reused only for the same scheme set, so a resumed point
-      trains exactly the ensembles the uninterrupted run trained.
+    cache: earlier width evaluations ``{evals_cache_key(record): record}``
+      (resume); reused only for the same scheme set and learning-rate grid,
+      so a resumed point trains exactly the ensembles the uninterrupted run
+      trained.
     on_eval: called with every new width record (appends ``evals.jsonl``).
     progress: progress bars per ensemble.
     theory_fn: optional ``(config, arm, n) -> {scheme: {...}}`` diagnostics.
@@ -173,30 +293,33 @@ def run_point(config: Any, arm: str, n: int, cache: Mapping[tuple, dict[str, Any
   s = config.sweep
   t0 = time.perf_counter()
   trained: list[dict[str, Any]] = []
-
-  def oracle(width, schemes):
-    key = (arm, n, int(width), tuple(schemes))
-    rec = cache.get(key)
-    if rec is None:
-      rec = evaluate_width(config, arm, n, width, schemes, progress)
-      on_eval(rec)
-    trained.append(rec)
-    return {sc: rec["schemes"][sc]["success"] for sc in schemes}
-
-  results = scaling.min_width_search_joint(
-      oracle, list(config.schemes), start=int(s.start), max_width=int(s.max_width),
-      rel_precision=float(s.rel_precision), growth=float(s.growth), min_width=int(s.min_width))
+  grid = tuple(float(v) for v in config.lrs)
+  grids = [grid]
+  while True:
+    results, at_grid = _search(config, arm, n, grid, cache, on_eval, progress)
+    trained += at_grid
+    if len(grids) > int(s.get("lr_extensions", 0)):
+      break
+    new = scaling.extend_lr_grid(grid, _lr_outcomes(results, at_grid, grid),
+                                 factor=float(s.get("lr_factor", 3.0)))
+    if new is None:
+      break
+    # A best rate at an end of the grid that did not diverge: the optimum may
+    # lie beyond it, so the whole point is searched again on the wider grid.
+    grid = new
+    grids.append(grid)
   per_scheme = {}
   for sc, r in results.items():
     # The found width was trained (it is the smallest success), so its record
     # holds the real parameter count and the lr that got there.
-    at_width = [rec for rec in trained if rec["width"] == r.width and sc in rec["schemes"]]
+    at_width = [rec for rec in at_grid if rec["width"] == r.width and sc in rec["schemes"]]
     per_scheme[sc] = {
         "min_width": r.width, "found": r.found, "lower_bound": r.lower_bound,
         "param_count": at_width[-1]["param_count"] if at_width else None,
         "best_lr": at_width[-1]["schemes"][sc]["best_lr"] if at_width else None,
         "evaluations": {str(w): ok for w, ok in r.evaluations.items()}}
   record = {"arm": arm, "n": n, "schemes": per_scheme, "rounds": len(trained),
+            "lrs": list(grid), "lr_grids": [list(g) for g in grids],
             "seconds": time.perf_counter() - t0,
             "trained_seconds": sum(rec["seconds"] for rec in trained)}
   if theory_fn is not None:
@@ -205,27 +328,111 @@ def run_point(config: Any, arm: str, n: int, cache: Mapping[tuple, dict[str, Any
   return io.to_jsonable(record)
 
 
-def theory_widths(config: Any, arm: str, n: int) -> dict[str, dict[str, Any]]:
-  """Per scheme: the smallest width at which the paper's eq. 4.6 holds at init."""
+def with_lrs(config: Any, lrs: Sequence[float]) -> Any:
+  """A copy of ``config`` with the learning-rate grid ``lrs``."""
+  c = ml_collections.ConfigDict(copy.deepcopy(config.to_dict()))
+  c.lrs = tuple(float(v) for v in lrs)
+  return c
+
+
+def _search(config: Any, arm: str, n: int, grid: tuple[float, ...],
+            cache: Mapping[tuple, dict[str, Any]], on_eval: Callable[[dict[str, Any]], None],
+            progress: bool) -> tuple[dict[str, scaling.SearchResult], list[dict[str, Any]]]:
+  """One joint min-width search of a point on the learning-rate grid ``grid``."""
+  s = config.sweep
+  cfg = config if grid == tuple(float(v) for v in config.lrs) else with_lrs(config, grid)
+  trained: list[dict[str, Any]] = []
+
+  def oracle_round(requests):
+    todo = {}
+    for width, schemes in requests.items():
+      if (arm, n, int(width), tuple(schemes), grid) not in cache:
+        todo[int(width)] = list(schemes)
+    if todo:
+      if use_buckets(config):
+        fresh = evaluate_round(cfg, arm, n, todo, progress)
+      else:
+        fresh = {w: evaluate_width(cfg, arm, n, w, sc, progress) for w, sc in todo.items()}
+    out = {}
+    for width, schemes in requests.items():
+      rec = cache.get((arm, n, int(width), tuple(schemes), grid))
+      if rec is None:
+        rec = fresh[int(width)]
+        rec["lrs"] = list(grid)
+        on_eval(rec)
+      trained.append(rec)
+      out[width] = {sc: rec["schemes"][sc]["success"] for sc in schemes}
+    return out
+
+  results = scaling.min_width_search_joint(
+      None, list(config.schemes), start=int(s.start), max_width=int(s.max_width),
+      rel_precision=float(s.rel_precision), growth=float(s.growth), min_width=int(s.min_width),
+      oracle_round=oracle_round)
+  return results, trained
+
+
+def _lr_outcomes(results: Mapping[str, scaling.SearchResult], trained: list[dict[str, Any]],
+                 grid: tuple[float, ...]) -> list[tuple[float, bool]]:
+  """Per scheme that reached the target: its best rate at its width, and whether it diverged."""
+  out = []
+  for sc, r in results.items():
+    recs = [rec for rec in trained if rec["width"] == r.width and sc in rec["schemes"]]
+    if not r.found or not recs:
+      continue
+    cell = recs[-1]["schemes"][sc]
+    j = grid.index(float(cell["best_lr"]))
+    out.append((float(cell["best_lr"]), bool(np.any(np.asarray(cell["diverged"])[:, j]))))
+  return out
+
+
+def evals_cache_key(rec: Mapping[str, Any], config: Any) -> tuple:
+  """The key of a width record in the resume cache (records from before grids: config.lrs)."""
+  return (rec["arm"], rec["n"], rec["width"], tuple(rec["schemes"]),
+          tuple(float(v) for v in rec.get("lrs", config.lrs)))
+
+
+def theory_widths(config: Any, arm: str, n: int, cache_path: str | None = None
+                  ) -> dict[str, dict[str, Any]]:
+  """Per scheme: the smallest widths at which the paper's eq. 4.6 holds at init.
+
+  Both readings of eq. 4.6 (:mod:`nfscale.theory`): ``condition_width`` for
+  ``16 sqrt(N)/sqrt(n) ...`` and ``condition_width_times`` for
+  ``16 sqrt(N) sqrt(n) ...``. With ``cache_path`` (the sweep's
+  ``theory.jsonl``) each scheme is computed once per (arm, N), also across
+  resumes.
+  """
   from nfscale import theory
   c = point_config(config, arm, n)
-  task = tasks.build_task(c)
-  x = np.asarray(task.train_data["x"])
-  y = np.asarray(task.train_data["y"])
   t = config.theory
+  built: dict[str, Any] = {}
+
+  def data():
+    if not built:  # only when something is not cached
+      task = tasks.build_task(c)
+      built.update(task=task, x=np.asarray(task.train_data["x"]),
+                   y=np.asarray(task.train_data["y"]))
+    return built
 
   def make_model(width):
-    return task.model.clone(hidden=tuple(config.sweep.hidden_prefix) + (int(width),))
+    return data()["task"].model.clone(hidden=tuple(config.sweep.hidden_prefix) + (int(width),))
 
-  out = {}
-  for sc in config.schemes:
-    r = theory.condition_width(make_model, sc, x, y, seeds=tuple(config.seeds),
-                               start=int(t.start), max_width=int(t.max_width),
-                               rel_precision=float(t.rel_precision),
-                               scheme_params=initializers.filter_hparams(
-                                   sc, base.scheme_params(c)))
-    out[sc] = {"condition_width": r.width, "found": r.found}
-  return out
+  def compute(sc):
+    d = data()
+    out = {}
+    for reading, key in (("over_sqrt_n", "condition_width"),
+                         ("times_sqrt_n", "condition_width_times")):
+      r = theory.condition_width(make_model, sc, d["x"], d["y"], seeds=tuple(config.seeds),
+                                 start=int(t.start), max_width=int(t.max_width),
+                                 rel_precision=float(t.rel_precision), reading=reading,
+                                 scheme_params=initializers.filter_hparams(
+                                     sc, base.scheme_params(c)))
+      out[key] = r.width
+      out["found" if reading == "over_sqrt_n" else "found_times"] = r.found
+    return out
+
+  if cache_path is None:
+    return {sc: compute(sc) for sc in config.schemes}
+  return theory.cached_per_scheme(cache_path, arm, n, list(config.schemes), compute)
 
 
 def _host() -> tuple[int, int]:
@@ -359,6 +566,7 @@ def run_sweep(config: Any, workdir: str, *, host: tuple[int, int] | None = None,
   index, count = _check_host(*host, f"{host[0]!r}/{host[1]!r}") if host else _host()
   io.check_or_write_config(workdir, config.to_dict(), keys_ignored=IGNORED_KEYS)
   with _locks(workdir, index, count):
+    enable_compilation_cache(os.path.join(workdir, COMPILE_CACHE_DIR))
     return _run_locked(config, workdir, points, index, count, progress, report)
 
 
@@ -369,11 +577,12 @@ def _run_locked(config: Any, workdir: str, points: list[tuple[str, int]], index:
   points_path = os.path.join(workdir, "points.jsonl" if count == 1 else f"points.{index}.jsonl")
   evals_path = os.path.join(workdir, EVALS_FILE if count == 1 else f"evals.{index}.jsonl")
   done = {(r["arm"], r["n"]) for r in read_points(workdir)}
-  cache = {(r["arm"], r["n"], r["width"], tuple(r["schemes"])): r
-           for r in io.read_jsonl(evals_path, missing_ok=True)}
+  cache = {evals_cache_key(r, config): r for r in io.read_jsonl(evals_path, missing_ok=True)}
   mine = [p for i, p in enumerate(points) if i % count == index]
   todo = [p for p in mine if p not in done]
-  theory_fn = theory_widths if config.theory.enabled else None
+  theory_path = os.path.join(workdir, "theory.jsonl" if count == 1 else f"theory.{index}.jsonl")
+  theory_fn = (functools.partial(theory_widths, cache_path=theory_path)
+               if config.theory.enabled else None)
   bar = None
   if progress:
     from tqdm.auto import tqdm
@@ -388,6 +597,12 @@ def _run_locked(config: Any, workdir: str, points: list[tuple[str, int]], index:
       bar.set_postfix(arm=arm, n=n)
   if bar is not None:
     bar.close()
+  if jax.process_count() > 1:
+    # Several JAX processes (sharding.initialize_distributed): every host's
+    # points must be on disk before the merged report; process 0 writes it.
+    sharding.barrier("nfscale_sweep_points_done")
+    if jax.process_index() != 0:
+      return {"points": read_points(workdir), "report_written_by": 0}
   if not report:
     return {"points": read_points(workdir)}
   return write_report(config, workdir)
@@ -433,6 +648,16 @@ def _fit(points: list[dict[str, Any]], arm: str, scheme: str) -> dict[str, Any]:
     else:
       entry.update({"a": f.a, "b": f.b, "b_ci_low": f.b_ci[0], "b_ci_high": f.b_ci[1],
                     "r2": f.r2})
+      # The theorems bound the grown (last hidden) width; the parameter count
+      # adds a fixed prefix (deep nets) that flattens its exponent.
+      nw, ws = _fit_rows(points, arm, scheme, "min_width")
+      fw = scaling.fit_power_law(nw, ws, n_boot=2000, seed=0)
+      entry.update({"a_width": fw.a, "b_width": fw.b, "b_width_ci_low": fw.b_ci[0],
+                    "b_width_ci_high": fw.b_ci[1], "r2_width": fw.r2,
+                    "ci_meaningful": scaling.ci_meaningful(f.n_points)})
+      if not entry["ci_meaningful"]:
+        entry["ci_note"] = (f"interval from {f.n_points} points: not a meaningful 95% "
+                            f"interval (needs >= {scaling.MIN_CI_POINTS})")
       if entry["censored"]:
         # The fit leaves the censored N out, which biases b low: say so.
         entry["note"] = f"fit over reached N only; {entry['censored']} N censored"
@@ -484,8 +709,8 @@ def write_report(config: Any, workdir: str) -> dict[str, Any]:
           "condition_width", "lower_bound_params"]
   scaling.write_csv(os.path.join(workdir, "table.csv"), rows, cols)
   fits = [_fit(points, arm, sc) for arm in config.sweep.arms for sc in config.schemes]
-  fit_cols = ["arm", "scheme", "points", "censored", "b", "b_ci_low", "b_ci_high", "a", "r2",
-              "note"]
+  fit_cols = ["arm", "scheme", "points", "censored", "b_width", "b_width_ci_low",
+              "b_width_ci_high", "b", "b_ci_low", "b_ci_high", "r2", "ci_note", "note"]
   censored = sum(not r["found"] for r in rows)
   md = ["# Scaling sweep", "", f"target {config.target:g} dB, {config.steps} steps, "
         f"{config.optimizer} lrs {tuple(config.lrs)}, seeds {tuple(config.seeds)}, "
@@ -496,12 +721,23 @@ def write_report(config: Any, workdir: str) -> dict[str, Any]:
     md += [f"{censored} row(s) censored (`found` False): no width up to "
            f"{int(config.sweep.max_width)} reached the target, so the minimum width is above "
            "`lower_bound` (`lower_bound_params` parameters); they are left out of the fits.", ""]
-  md += ["## Power-law fits: params ~ a N^b", "", scaling.markdown_table(fits, fit_cols)]
+  md += ["## Power-law fits", "",
+         "`b_width`: last hidden width ~ N^b_width (the quantity the theorems bound); "
+         "`b`: parameter count ~ N^b (includes the fixed layers). Intervals: 95% bootstrap "
+         f"over points, not meaningful from fewer than {scaling.MIN_CI_POINTS} points "
+         "(`ci_note`). Censored N (no width reached the target) are left out of the fits "
+         "(`censored` counts them).", "", scaling.markdown_table(fits, fit_cols)]
   io.atomic_write_text(os.path.join(workdir, "table.md"), "\n".join(md) + "\n")
   io.atomic_write_json(os.path.join(workdir, "fits.json"), fits)
   artifacts = [plots.scaling_curves(points, list(config.sweep.arms), list(config.schemes),
                                     fits, os.path.join(workdir, "scaling.png"),
                                     title=f"target {config.target:g} dB")]
+  # The paper's layout (Fig. 3/4): both arms on one axis, normal and uniform
+  # schemes in separate panels, reference slopes; widths, then parameters.
+  for quantity, stem in (("min_width", "figure_width"), ("param_count", "figure_params")):
+    artifacts += plots.scaling_figure(points, list(config.sweep.arms), list(config.schemes),
+                                      fits, os.path.join(workdir, stem), quantity=quantity,
+                                      title=f"target {config.target:g}")
   if any("theory" in r for p in points for r in p["schemes"].values()):
     artifacts.append(plots.theory_widths(points, list(config.sweep.arms), list(config.schemes),
                                          os.path.join(workdir, "theory.png")))
@@ -521,13 +757,19 @@ def format_report(report: dict[str, Any]) -> str:
     interval, or why there is no fit.
   """
   lines = [f"points finished: {report['points']} / {report['expected_points']}",
-           f"{'arm':<10}{'scheme':<18}{'pts':>4}{'b':>8}  95% CI"]
+           "b_width: last hidden width ~ N^b; b_params: parameters ~ N^b; [95% CI] "
+           f"(* = fewer than {scaling.MIN_CI_POINTS} points: not meaningful)",
+           f"{'arm':<10}{'scheme':<18}{'pts':>4}{'b_width':>9}  {'CI':<16}{'b_params':>9}  CI"]
   for f in report["fits"]:
     if f.get("b") is None:
-      lines.append(f"{f['arm']:<10}{f['scheme']:<18}{f['points']:>4}{'-':>8}  "
+      lines.append(f"{f['arm']:<10}{f['scheme']:<18}{f['points']:>4}{'-':>9}  "
                    f"{f.get('note', 'no fit')}")
     else:
-      line = (f"{f['arm']:<10}{f['scheme']:<18}{f['points']:>4}{f['b']:>8.2f}  "
-              f"[{f['b_ci_low']:.2f}, {f['b_ci_high']:.2f}]")
+      star = "" if f.get("ci_meaningful", True) else "*"
+      ci_w = (f"[{f['b_width_ci_low']:.2f}, {f['b_width_ci_high']:.2f}]{star}"
+              if f.get("b_width") is not None else "")
+      line = (f"{f['arm']:<10}{f['scheme']:<18}{f['points']:>4}"
+              f"{f.get('b_width', float('nan')):>9.2f}  {ci_w:<16}{f['b']:>9.2f}  "
+              f"[{f['b_ci_low']:.2f}, {f['b_ci_high']:.2f}]{star}")
       lines.append(line + (f"  ({f['note']})" if f.get("note") else ""))
   return "\n".join(lines)

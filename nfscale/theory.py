@@ -1,9 +1,28 @@
 """Diagnostics at initialization that make the paper's theory measurable (paper sec. 4).
 
 The convergence proofs of the paper (sec. 4.3) rest on one inequality at
-initialization, eq. 4.6 for a 2-layer network::
+initialization, eq. 4.6 for a 2-layer network. The factor of the hidden width
+``n_1`` can be read two ways from the paper's text, so both are computed and
+named by where ``sqrt(n_1)`` stands::
 
-    sigma_min(F_1)^2  >=  16 * sqrt(N) / sqrt(n_1) * sqrt(2 L(theta_0)) * ||W_2||_2
+    "over_sqrt_n":   sigma_min(F_1)^2 >= 16 * sqrt(N) / sqrt(n_1) * sqrt(2 L(theta_0)) * ||W_2||_2
+    "times_sqrt_n":  sigma_min(F_1)^2 >= 16 * sqrt(N) * sqrt(n_1) * sqrt(2 L(theta_0)) * ||W_2||_2
+
+``Diagnostics.rhs`` / ``margin`` / ``holds`` are the first reading (the one
+this project used from the start), ``rhs_times`` / ``margin_times`` /
+``holds_times`` the second; :func:`condition_width` takes ``reading=``. The
+second grows with the width, so it needs ``sigma_min^2`` (about linear in the
+width) to outgrow ``sqrt(n_1)``: much larger widths, or none.
+
+Both right sides are proportional to ``||W_L||_2``, and the left side does not
+depend on ``W_L`` at all. init1 is LeCun normal except for the output layer,
+whose weights it scales by ``sqrt(2 / sqrt(n))`` (``n`` the last hidden
+width): the same seed gives the same ``F_{L-1}`` and ``sigma_min``, a
+``||W_L||_2`` smaller by that factor, and a smaller expected
+``L(theta_0) = 1/2 ||F_L - Y||^2`` (the output shrinks with ``W_L``). So init1
+lowers the condition width BY CONSTRUCTION; a smaller eq. 4.6 width for init1
+restates the scheme's definition, it is not independent evidence that init1
+trains narrower networks.
 
 where ``F_1`` is the ``N x n_1`` hidden feature matrix on the ``N`` training
 points, ``W_2`` the output kernel and ``L(theta_0)`` the squared loss at
@@ -60,7 +79,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nfscale import initializers, scaling
+from nfscale import initializers, io, scaling
 
 __all__ = [
     "Diagnostics",
@@ -68,7 +87,16 @@ __all__ = [
     "ensemble_diagnostics",
     "condition_width",
     "RHS_CONSTANT",
+    "READINGS",
+    "CACHE_FILE",
+    "cached_per_scheme",
 ]
+
+#: File of :func:`cached_per_scheme` in a sweep's workdir.
+CACHE_FILE = "theory.jsonl"
+
+#: The two readings of eq. 4.6 (see the module docstring).
+READINGS: tuple[str, ...] = ("over_sqrt_n", "times_sqrt_n")
 
 #: The constant of eq. 4.6.
 RHS_CONSTANT: float = 16.0
@@ -87,9 +115,14 @@ class Diagnostics(NamedTuple):
       NaN if the features are not finite.
     w_last_norm: spectral norm ``||W_L||_2`` of the output kernel.
     init_loss: ``L(theta_0) = 1/2 ||F_L - Y||_F^2``.
-    rhs: ``16 sqrt(N) / sqrt(n_{L-1}) * sqrt(2 L(theta_0)) * ||W_L||_2``.
+    rhs: ``16 sqrt(N) / sqrt(n_{L-1}) * sqrt(2 L(theta_0)) * ||W_L||_2``
+      (reading ``"over_sqrt_n"``).
     margin: ``sigma_min^2 - rhs``.
     holds: ``margin >= 0`` (False when anything is NaN).
+    rhs_times: ``16 sqrt(N) * sqrt(n_{L-1}) * sqrt(2 L(theta_0)) * ||W_L||_2``
+      (reading ``"times_sqrt_n"``).
+    margin_times: ``sigma_min^2 - rhs_times``.
+    holds_times: ``margin_times >= 0``.
   """
 
   N: int
@@ -100,6 +133,19 @@ class Diagnostics(NamedTuple):
   rhs: float
   margin: float
   holds: bool
+  rhs_times: float = float("nan")
+  margin_times: float = float("nan")
+  holds_times: bool = False
+
+  def margin_for(self, reading: str) -> float:
+    """The margin of one reading of eq. 4.6 (``"over_sqrt_n"`` or ``"times_sqrt_n"``)."""
+    return self.margin if _check_reading(reading) == "over_sqrt_n" else self.margin_times
+
+
+def _check_reading(reading: str) -> str:
+  if reading not in READINGS:
+    raise ValueError(f"reading must be one of {', '.join(READINGS)}; got reading={reading!r}.")
+  return reading
 
 
 # ---------------------------------------------------------------------------
@@ -174,11 +220,16 @@ def _diagnostics(features: np.ndarray, output: np.ndarray, w_last: np.ndarray,
   sigma_min = _sigma_min(features)
   w_norm = float(np.linalg.norm(w_last, 2)) if np.all(np.isfinite(w_last)) else float("nan")
   init_loss = 0.5 * float(np.sum((output - y) ** 2))
-  rhs = (RHS_CONSTANT * np.sqrt(n_points) / np.sqrt(width) * np.sqrt(2.0 * init_loss) * w_norm)
+  common = RHS_CONSTANT * np.sqrt(n_points) * np.sqrt(2.0 * init_loss) * w_norm
+  rhs = common / np.sqrt(width)         # reading "over_sqrt_n"
+  rhs_times = common * np.sqrt(width)   # reading "times_sqrt_n"
   margin = sigma_min ** 2 - rhs
+  margin_times = sigma_min ** 2 - rhs_times
   return Diagnostics(N=int(n_points), width=int(width), sigma_min=sigma_min, w_last_norm=w_norm,
                      init_loss=init_loss, rhs=float(rhs), margin=float(margin),
-                     holds=bool(margin >= 0))  # NaN >= 0 is False.
+                     holds=bool(margin >= 0),  # NaN >= 0 is False.
+                     rhs_times=float(rhs_times), margin_times=float(margin_times),
+                     holds_times=bool(margin_times >= 0))
 
 
 # Op-by-op (not jitted) forward passes: condition_width visits a new width, and
@@ -299,8 +350,8 @@ def condition_width(make_model: Callable[[int], Any], scheme: str | initializers
                     max_width: int = 2 ** 14, rel_precision: float = 0.1,
                     rule: Literal["median", "all"] = "median",
                     scheme_params: Mapping[str, Any] | None = None, growth: float = 2.0,
-                    record: dict[int, list[Diagnostics]] | None = None
-                    ) -> scaling.SearchResult:
+                    record: dict[int, list[Diagnostics]] | None = None,
+                    reading: str = "over_sqrt_n") -> scaling.SearchResult:
   """Smallest last-hidden width at which eq. 4.6 holds at initialization.
 
   For each width tried, the model ``make_model(width)`` is initialized under
@@ -347,12 +398,14 @@ def condition_width(make_model: Callable[[int], Any], scheme: str | initializers
     growth: growth factor of the search's first phase.
     record: if given, filled with ``{width: [Diagnostics per seed]}`` for every
       width evaluated.
+    reading: which reading of eq. 4.6 decides (``"over_sqrt_n"``, the
+      default, or ``"times_sqrt_n"``; see the module docstring).
 
   Returns:
     A :class:`nfscale.scaling.SearchResult`; ``width`` is the predicted width.
 
   Raises:
-    ValueError: for an empty ``seeds``, an unknown ``rule`` or ``scheme``, a
+    ValueError: for an empty ``seeds``, an unknown ``rule``, ``reading`` or ``scheme``, a
       ``make_model`` whose last hidden width is not ``width``, or bad data.
 
   Example:
@@ -371,6 +424,7 @@ def condition_width(make_model: Callable[[int], Any], scheme: str | initializers
     raise ValueError("seeds must not be empty.")
   if rule not in ("median", "all"):
     raise ValueError(f"rule must be 'median' or 'all', got rule={rule!r}.")
+  _check_reading(reading)
   scheme_obj = initializers.get_scheme(scheme, **dict(scheme_params or {}))
   x_arr, y_arr = _check_data(x, y)
   example = x_arr[:1]
@@ -388,10 +442,55 @@ def condition_width(make_model: Callable[[int], Any], scheme: str | initializers
     diags = ensemble_diagnostics(model, _init_stacked(model, keys, example), x_arr, y_arr)
     if record is not None:
       record[width] = diags
-    margins = np.array([d.margin for d in diags])
+    margins = np.array([d.margin_for(reading) for d in diags])
     if np.any(np.isnan(margins)):
       return False  # A NaN forward pass never satisfies the condition.
     return bool(np.median(margins) >= 0) if rule == "median" else bool(np.all(margins >= 0))
 
   return scaling.min_width_search(oracle, start=start, max_width=max_width,
                                   rel_precision=rel_precision, growth=growth)
+
+
+def cached_per_scheme(path: str, arm: str, n: int, schemes: Sequence[str],
+                      compute: Callable[[str], Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+  """Per-scheme diagnostics of one sweep point, computed once and kept in ``path``.
+
+  A resumed sweep calls this again for a point whose training was cut off;
+  the eq. 4.6 searches (SVDs of ``N x width`` matrices, seconds to minutes)
+  are then read back instead of redone. Each finished scheme is appended to
+  the JSON-lines file at once (:func:`nfscale.io.append_jsonl`), so a crash
+  in the middle of a point keeps the schemes already done. The key is
+  ``(arm, n, scheme)``; the sweep refuses a workdir holding another config,
+  so the theory settings behind a cached entry are those of the run.
+
+  Args:
+    path: the cache file (``<workdir>/theory.jsonl``).
+    arm: the sweep arm.
+    n: the dataset size.
+    schemes: the schemes wanted.
+    compute: ``compute(scheme) -> JSON-able dict``, called only for schemes
+      not in the cache.
+
+  Returns:
+    ``{scheme: dict}`` for every scheme in ``schemes``.
+
+  Example:
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), CACHE_FILE)
+    >>> calls = []
+    >>> f = lambda sc: calls.append(sc) or {"condition_width": 64}
+    >>> cached_per_scheme(path, "sinc", 10, ["init1"], f)
+    {'init1': {'condition_width': 64}}
+    >>> cached_per_scheme(path, "sinc", 10, ["init1"], f) and calls
+    ['init1']
+  """
+  have = {(r["arm"], int(r["n"]), r["scheme"]): r["theory"]
+          for r in io.read_jsonl(path, missing_ok=True)}
+  out = {}
+  for sc in schemes:
+    key = (arm, int(n), sc)
+    if key not in have:
+      have[key] = io.to_jsonable(dict(compute(sc)))
+      io.append_jsonl(path, {"arm": arm, "n": int(n), "scheme": sc, "theory": have[key]})
+    out[sc] = have[key]
+  return out

@@ -17,6 +17,8 @@ ROOT = pathlib.Path(__file__).parents[1]
 sys.path.insert(0, str(ROOT))
 from configs import scaling_shallow  # noqa: E402
 
+# The paper-style figures every report writes besides scaling.png.
+FIGURES = ["figure_width.png", "figure_width.pdf", "figure_params.png", "figure_params.pdf"]
 CMD = [sys.executable, "-m", "launch.sweep", "--config=configs/scaling_shallow.py:tiny",
        "--config.theory.enabled=False"]
 
@@ -280,7 +282,7 @@ def test_unreachable_target_still_writes_the_report(tmp_path):
   assert "censored" in (tmp_path / "table.md").read_text()
   # Rerunning (the resume path) and re-rendering both work again.
   assert sweep.run_sweep(c, str(tmp_path))["points"] == 3
-  assert sweep.write_report(c, str(tmp_path))["artifacts"] == ["scaling.png"]
+  assert sweep.write_report(c, str(tmp_path))["artifacts"] == ["scaling.png", *FIGURES]
 
 
 def _point(arm, n, found, width=None, lower=0, params=None, theory=None):
@@ -318,7 +320,7 @@ def test_report_from_partial_points(tmp_path, found_ns, note):
       assert f["note"] == note and f.get("b") is None
   assert (tmp_path / "scaling.png").stat().st_size > 0
   # theory.png too: every condition width is missing, so the panel says so.
-  assert report["artifacts"] == ["scaling.png", "theory.png"]
+  assert report["artifacts"] == ["scaling.png", *FIGURES, "theory.png"]
   text = sweep.format_report(report)
   assert (note or "[") in text
 
