@@ -63,15 +63,24 @@ ENSEMBLE_MODES = ("vmap", "vmap-compile", "sequential")
 def parse_args(argv=None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("workload", choices=["image", "ensemble"])
-  parser.add_argument("--mode", default=None,
-                      help=f"image: {'|'.join(IMAGE_MODES)} (default eager); "
-                           f"ensemble: {'|'.join(ENSEMBLE_MODES)} (default vmap); "
-                           "several, comma-separated, run one after another")
+  parser.add_argument(
+      "--mode",
+      default=None,
+      help=(
+          f"image: {'|'.join(IMAGE_MODES)} (default eager); "
+          f"ensemble: {'|'.join(ENSEMBLE_MODES)} (default vmap); "
+          "several, comma-separated, run one after another"
+      ),
+  )
   parser.add_argument("--steps", type=int, default=20, help="steps per timed repeat")
   parser.add_argument("--repeats", type=int, default=3, help="timed repeats (median)")
   parser.add_argument("--device", default="cpu", help="cpu or cuda")
-  parser.add_argument("--precision", default="highest", choices=PRECISIONS,
-                      help="matmul precision: highest (float32), tf32, bf16 (autocast)")
+  parser.add_argument(
+      "--precision",
+      default="highest",
+      choices=PRECISIONS,
+      help="matmul precision: highest (float32), tf32, bf16 (autocast)",
+  )
   parser.add_argument("--tf32", action="store_true", help="same as --precision tf32")
   parser.add_argument("--size", type=int, default=256, help="image side (image)")
   parser.add_argument("--models", type=int, default=64, help="ensemble members")
@@ -82,8 +91,7 @@ def parse_args(argv=None) -> argparse.Namespace:
   args.modes = (args.mode or modes[0]).split(",")
   bad = [m for m in args.modes if m not in modes]
   if bad:
-    parser.error(f"--mode={bad[0]} is not a {args.workload} mode; choose from "
-                 f"{', '.join(modes)}")
+    parser.error(f"--mode={bad[0]} is not a {args.workload} mode; choose from {', '.join(modes)}")
   if args.tf32:
     if args.precision not in ("highest", "tf32"):
       parser.error(f"--tf32 contradicts --precision={args.precision}")
@@ -104,6 +112,7 @@ def set_precision(torch, precision: str) -> None:
 def autocast(torch, args):
   """bfloat16 autocast for ``--precision bf16``, else a no-op context."""
   import contextlib  # pylint: disable=import-outside-toplevel
+
   if args.precision != "bf16":
     return contextlib.nullcontext()
   return torch.autocast(device_type=args.device.split(":")[0], dtype=torch.bfloat16)
@@ -129,8 +138,9 @@ def image_workload(torch, args) -> dict:
   picture = transform.resize(data.astronaut(), (size, size), anti_aliasing=True)
   axis = np.linspace(-1.0, 1.0, size)
   grid_y, grid_x = np.meshgrid(axis, axis, indexing="ij")
-  inputs = torch.as_tensor(np.stack([grid_x.ravel(), grid_y.ravel()], axis=1),
-                           dtype=torch.float32, device=args.device)
+  inputs = torch.as_tensor(
+      np.stack([grid_x.ravel(), grid_y.ravel()], axis=1), dtype=torch.float32, device=args.device
+  )
   target = torch.as_tensor(picture.reshape(-1, 3), dtype=torch.float32, device=args.device)
 
   class SineLayer(torch.nn.Module):
@@ -146,10 +156,15 @@ def image_workload(torch, args) -> dict:
       return torch.sin(omega * self.linear(x))
 
   head = torch.nn.Linear(width, 3)
-  torch.nn.init.uniform_(head.weight, -math.sqrt(6.0 / width) / omega,
-                         math.sqrt(6.0 / width) / omega)
-  field = torch.nn.Sequential(SineLayer(2, width, True), SineLayer(width, width, False),
-                              SineLayer(width, width, False), head).to(args.device)
+  torch.nn.init.uniform_(
+      head.weight, -math.sqrt(6.0 / width) / omega, math.sqrt(6.0 / width) / omega
+  )
+  field = torch.nn.Sequential(
+      SineLayer(2, width, True),
+      SineLayer(width, width, False),
+      SineLayer(width, width, False),
+      head,
+  ).to(args.device)
   forward = field
   if args.mode != "eager":
     forward = torch.compile(field, mode=None if args.mode == "compile" else args.mode)
@@ -177,9 +192,15 @@ def image_workload(torch, args) -> dict:
     rates.append(args.steps / (timer.now() - start))
   rate = statistics.median(rates)
   flops_per_step = 3 * 2 * size * size * (2 * width + 2 * width * width + width * 3)
-  return {"workload": "image", "steps_per_s": rate, "rates": rates,
-          "first_step_s": first_step_s, "gflops": flops_per_step * rate / 1e9,
-          "final_psnr": -10.0 * math.log10(loss.item()), "size": size}
+  return {
+      "workload": "image",
+      "steps_per_s": rate,
+      "rates": rates,
+      "first_step_s": first_step_s,
+      "gflops": flops_per_step * rate / 1e9,
+      "final_psnr": -10.0 * math.log10(loss.item()),
+      "size": size,
+  }
 
 
 def ensemble_workload(torch, args) -> dict:
@@ -189,11 +210,12 @@ def ensemble_workload(torch, args) -> dict:
   y = sum(torch.sin(k * math.pi * x) for k in (2, 6, 10))
   generator = torch.Generator(device=device).manual_seed(0)
   # Stacked parameters of all models; LeCun normal: std 1/sqrt(fan_in).
-  params = (torch.randn(models, 1, width, generator=generator, device=device),
-            torch.zeros(models, 1, width, device=device),
-            torch.randn(models, width, 1, generator=generator, device=device)
-            / math.sqrt(width),
-            torch.zeros(models, 1, 1, device=device))
+  params = (
+      torch.randn(models, 1, width, generator=generator, device=device),
+      torch.zeros(models, 1, width, device=device),
+      torch.randn(models, width, 1, generator=generator, device=device) / math.sqrt(width),
+      torch.zeros(models, 1, 1, device=device),
+  )
 
   def sinc(z):
     z = omega * z
@@ -207,6 +229,7 @@ def ensemble_workload(torch, args) -> dict:
 
   if args.mode.startswith("vmap"):
     from torch import func  # pylint: disable=import-outside-toplevel
+
     all_grads = func.vmap(func.grad(loss_of, argnums=(0, 1, 2, 3)))
     if args.mode == "vmap-compile":
       all_grads = torch.compile(all_grads)
@@ -215,7 +238,9 @@ def ensemble_workload(torch, args) -> dict:
       for _ in range(args.steps):
         ps = tuple(p - lr * g for p, g in zip(ps, all_grads(*ps)))
       return ps
+
   else:
+
     def train(ps):
       trained = []
       for m in range(models):
@@ -234,13 +259,20 @@ def ensemble_workload(torch, args) -> dict:
     start = timer.now()
     train(params)
     rates.append(models * args.steps / (timer.now() - start))
-  return {"workload": "ensemble", "model_steps_per_s": statistics.median(rates),
-          "rates": rates, "models": models, "points": args.points, "width": width}
+  return {
+      "workload": "ensemble",
+      "model_steps_per_s": statistics.median(rates),
+      "rates": rates,
+      "models": models,
+      "points": args.points,
+      "width": width,
+  }
 
 
 def main(argv=None) -> None:
   args = parse_args(argv)
   import torch  # pylint: disable=import-outside-toplevel  (so --help works without torch)
+
   set_precision(torch, args.precision)
   run = image_workload if args.workload == "image" else ensemble_workload
   cuda = args.device.startswith("cuda")
@@ -250,10 +282,17 @@ def main(argv=None) -> None:
       torch._dynamo.reset()  # pylint: disable=protected-access
     args.mode = mode
     record = run(torch, args)
-    record.update(impl=f"torch-{mode}", torch=torch.__version__, device=args.device,
-                  device_kind=name, threads=torch.get_num_threads(),
-                  precision=args.precision, tf32=args.precision == "tf32",
-                  steps=args.steps, repeats=args.repeats)
+    record.update(
+        impl=f"torch-{mode}",
+        torch=torch.__version__,
+        device=args.device,
+        device_kind=name,
+        threads=torch.get_num_threads(),
+        precision=args.precision,
+        tf32=args.precision == "tf32",
+        steps=args.steps,
+        repeats=args.repeats,
+    )
     print(json.dumps(record), flush=True)
 
 

@@ -24,8 +24,7 @@ from typing import Any
 def names() -> list[str]:
   """Names of the bundled experiment configs (the modules of this package)."""
   here = os.path.dirname(os.path.abspath(__file__))
-  return sorted(f[:-3] for f in os.listdir(here)
-                if f.endswith(".py") and not f.startswith("_"))
+  return sorted(f[:-3] for f in os.listdir(here) if f.endswith(".py") and not f.startswith("_"))
 
 
 def path(name: str) -> str:
@@ -35,8 +34,10 @@ def path(name: str) -> str:
     ValueError: ``name`` is not a bundled config (the message lists the valid ones).
   """
   if name not in names():
-    raise ValueError(f"Unknown config {name!r}; valid configs: {', '.join(names())} "
-                     "(or a path to a config file).")
+    raise ValueError(
+        f"Unknown config {name!r}; valid configs: {', '.join(names())} "
+        "(or a path to a config file)."
+    )
   return os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".py")
 
 

@@ -23,14 +23,15 @@ NORMAL_SCHEMES = ("init1", "lecun_normal", "xavier_normal", "kaiming_normal")
 
 def get_config(arg=None):
   """The image config; ``arg`` picks a preset and overrides (see the module docstring)."""
-  a = config_lib.parse_arg(arg, quick=False, demo=False, paper=False, size=0, steps=0,
-                           image="astronaut")
+  a = config_lib.parse_arg(
+      arg, quick=False, demo=False, paper=False, size=0, steps=0, image="astronaut"
+  )
   c = config_lib.base_config()
   c.task = "image"
   c.data.name = a.image
-  c.data.path = ""            # an image file; wins over data.name
+  c.data.path = ""  # an image file; wins over data.name
   c.data.size = 256
-  c.data.num_samples = 0      # 0: all pixels; else a random subset (scaling sweeps)
+  c.data.num_samples = 0  # 0: all pixels; else a random subset (scaling sweeps)
   c.data.seed = 0
   c.model.activation = "gaussian"
   c.model.activation_params.sigma = 0.1

@@ -28,29 +28,30 @@ from nfscale import config_lib
 
 def get_config(arg=None):
   """The NeRF config; ``arg`` picks a preset and overrides (see the module docstring)."""
-  a = config_lib.parse_arg(arg, quick=False, paper=False, tiny=False, steps=0, size=0,
-                           path="", downscale=0)
+  a = config_lib.parse_arg(
+      arg, quick=False, paper=False, tiny=False, steps=0, size=0, path="", downscale=0
+  )
   c = config_lib.base_config()
   c.task = "nerf"
   c.data.name = "procedural"
-  c.data.path = ""          # a Blender scene directory (transforms_*.json); wins over name
-  c.data.size = 64          # procedural views are size x size
-  c.data.num_train = 50     # procedural: train views; Blender: keep the first (0: all)
-  c.data.num_test = 24      # held-out views (the paper evaluates 24)
-  c.data.gt_samples = 512   # samples per ray of the procedural ground truth
-  c.data.downscale = 1      # Blender images are area-downscaled by this factor
-  c.data.seed = 0           # procedural train cameras
+  c.data.path = ""  # a Blender scene directory (transforms_*.json); wins over name
+  c.data.size = 64  # procedural views are size x size
+  c.data.num_train = 50  # procedural: train views; Blender: keep the first (0: all)
+  c.data.num_test = 24  # held-out views (the paper evaluates 24)
+  c.data.gt_samples = 512  # samples per ray of the procedural ground truth
+  c.data.downscale = 1  # Blender images are area-downscaled by this factor
+  c.data.seed = 0  # procedural train cameras
   c.render = config_lib.ml_collections.ConfigDict({
-      "num_samples": 64,      # stratified samples per ray
-      "num_importance": 0,    # hierarchical samples per ray (0: off)
-      "near": 0.0,            # 0: the scene's own bounds (2 and 6 for both sources)
+      "num_samples": 64,  # stratified samples per ray
+      "num_importance": 0,  # hierarchical samples per ray (0: off)
+      "near": 0.0,  # 0: the scene's own bounds (2 and 6 for both sources)
       "far": 0.0,
       "use_viewdirs": False,  # feed the unit view direction too (6 inputs)
       "density_shift": -1.0,  # sigma = softplus(raw + shift)
-      "scene_scale": 1.5,     # positions are divided by it (scene in about [-1, 1]^3)
-      "chunk": 4096,          # rays per evaluation call (bounds memory at 800x800)
+      "scene_scale": 1.5,  # positions are divided by it (scene in about [-1, 1]^3)
+      "chunk": 4096,  # rays per evaluation call (bounds memory at 800x800)
       "train_eval_views": 0,  # train views rendered for the final train PSNR (0: all)
-      "views_shown": 6,       # test views in test_views.png
+      "views_shown": 6,  # test views in test_views.png
       "gif_fps": 8.0,
   })
   c.model.activation = "gaussian"

@@ -27,17 +27,16 @@ from nfscale import config_lib
 
 def get_config(arg=None):
   """The occupancy config; ``arg`` picks a preset and overrides (see above)."""
-  a = config_lib.parse_arg(arg, quick=False, paper=False, tiny=False, steps=0,
-                           shape="trophy")
+  a = config_lib.parse_arg(arg, quick=False, paper=False, tiny=False, steps=0, shape="trophy")
   c = config_lib.base_config()
   c.task = "occupancy"
-  c.data.name = a.shape       # an embedded procedural shape
-  c.data.path = ""            # a mesh (.obj/.ply/.stl/.off) or voxel (.npy/.mat) file; wins
-  c.data.key = ""             # the variable of a .mat voxel file ("" = its only 3-D array)
-  c.data.grid_res = 64        # training grid points per axis
+  c.data.name = a.shape  # an embedded procedural shape
+  c.data.path = ""  # a mesh (.obj/.ply/.stl/.off) or voxel (.npy/.mat) file; wins
+  c.data.key = ""  # the variable of a .mat voxel file ("" = its only 3-D array)
+  c.data.grid_res = 64  # training grid points per axis
   c.data.num_surface = 200_000  # extra training points near the surface
-  c.data.jitter = 1.0         # their distance from boundary voxels, in voxels per axis
-  c.data.eval_res = 128       # IoU grid points per axis
+  c.data.jitter = 1.0  # their distance from boundary voxels, in voxels per axis
+  c.data.eval_res = 128  # IoU grid points per axis
   c.data.seed = 0
   c.model.activation = "gabor"
   c.model.activation_params.omega0 = 10.0

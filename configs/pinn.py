@@ -26,16 +26,15 @@ from nfscale import config_lib
 
 def get_config(arg=None):
   """The PINN config; ``arg`` picks a preset and overrides (see the module docstring)."""
-  a = config_lib.parse_arg(arg, quick=False, paper=False, tiny=False, steps=0, points=0,
-                           path="")
+  a = config_lib.parse_arg(arg, quick=False, paper=False, tiny=False, steps=0, points=0, path="")
   c = config_lib.base_config()
   c.task = "pinn"
   c.data.name = "taylor_green"
-  c.data.path = ""          # Raissi's cylinder-wake .mat; wins over name
-  c.data.nu = 0.01          # viscosity of the PDE (and of the Taylor-Green data)
+  c.data.path = ""  # Raissi's cylinder-wake .mat; wins over name
+  c.data.nu = 0.01  # viscosity of the PDE (and of the Taylor-Green data)
   c.data.k = 3.141592653589793  # Taylor-Green wavenumber: one period over [-1, 1]
-  c.data.grid = 64          # Taylor-Green: points per space axis
-  c.data.num_times = 11     # Taylor-Green: time slices
+  c.data.grid = 64  # Taylor-Green: points per space axis
+  c.data.num_times = 11  # Taylor-Green: time slices
   c.data.t_max = 5.0
   c.data.num_points = 5000  # observed (and collocation) points, drawn from data.seed
   c.data.seed = 0

@@ -35,12 +35,13 @@ def get_config(arg=None):
   c.data.name = "astronaut"
   c.data.path = ""
   c.data.size = 512
-  c.data.num_samples = 0     # set per point
+  c.data.num_samples = 0  # set per point
   c.data.seed = 0
   c.model.hidden = ()
   c.arms.sinc = config_lib.arm("sinc", omega=30.0)
-  c.arms.relu_pe = config_lib.arm("relu", "rff", encoding_params={"dim": 16, "sigma": 10.0,
-                                                                  "seed": 0})
+  c.arms.relu_pe = config_lib.arm(
+      "relu", "rff", encoding_params={"dim": 16, "sigma": 10.0, "seed": 0}
+  )
   c.sweep.arms = ("sinc", "relu_pe")
   c.sweep.ns = (1000, 5000, 10000, 25000, 50000, 100000, 150000, 200000)
   c.sweep.hidden_prefix = (64, 64, 64)
@@ -79,7 +80,7 @@ def get_config(arg=None):
     c.sweep.rel_precision = 0.25
     c.sweep.lr_extensions = 0  # budget preset: the grid is not checked for bracketing
     c.theory.max_n = 256
-    c.theory.max_width = 2 ** 12
+    c.theory.max_width = 2**12
     c.theory.rel_precision = 0.25
   c.lock()
   return c

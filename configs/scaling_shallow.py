@@ -37,7 +37,7 @@ def get_config(arg=None):
   a = config_lib.parse_arg(arg, quick=False, tiny=False, sphere=False, range_psnr=False)
   c = config_lib.sweep_config()
   c.task = "curve1d"
-  c.data.num_points = 0      # set per point
+  c.data.num_points = 0  # set per point
   c.data.dense_points = 2000
   c.model.hidden = ()
   c.arms.sinc = config_lib.arm("sinc", omega=30.0)
@@ -48,7 +48,7 @@ def get_config(arg=None):
   c.chunk_steps = 500
   c.sweep.start = 8
   c.sweep.max_width = 4096
-  c.theory.max_width = 2 ** 14
+  c.theory.max_width = 2**14
   if a.sphere:  # the theorems' data: unit-norm i.i.d. inputs in R^3, U(-1, 1) labels
     c.task = "random_labels"
     c.data = config_lib.ml_collections.ConfigDict({"num_points": 0, "dim": 3, "seed": 0})
@@ -66,7 +66,7 @@ def get_config(arg=None):
     # Beyond N ~ 50 eq. 4.6 holds at no width up to 2^16 on this target
     # (sigma_min of the sinc features collapses), so quick skips those points.
     c.theory.max_n = 50
-    c.theory.max_width = 2 ** 12
+    c.theory.max_width = 2**12
     c.theory.rel_precision = 0.25
   if a.tiny:  # a seconds-long smoke run (the tests use it)
     c.sweep.arms = ("sinc",)

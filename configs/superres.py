@@ -27,13 +27,14 @@ from nfscale import config_lib
 
 def get_config(arg=None):
   """The super-resolution config; ``arg`` picks a preset and overrides (see above)."""
-  a = config_lib.parse_arg(arg, quick=False, paper=False, tiny=False, size=0, steps=0,
-                           factor=4, image="astronaut")
+  a = config_lib.parse_arg(
+      arg, quick=False, paper=False, tiny=False, size=0, steps=0, factor=4, image="astronaut"
+  )
   c = config_lib.base_config()
   c.task = "superres"
   c.data.name = a.image
-  c.data.path = ""            # an image file; wins over data.name
-  c.data.size = 256           # high-resolution side (0: keep the file's size)
+  c.data.path = ""  # an image file; wins over data.name
+  c.data.size = 256  # high-resolution side (0: keep the file's size)
   c.data.factor = a.factor
   c.model.activation = "gaussian"
   c.model.activation_params.sigma = 0.1

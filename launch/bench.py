@@ -37,64 +37,105 @@ from absl import flags
 from nfscale import bench, cli, train
 
 # The PyTorch workloads ship with the repository (benchmarks/), not with the wheel.
-_DEFAULT_TORCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
-                              "benchmarks", "torch_workloads.py")
+_DEFAULT_TORCH = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), os.pardir, "benchmarks", "torch_workloads.py"
+)
 
-_WORKLOAD = flags.DEFINE_enum("workload", "all", ["image", "ensemble", "all"],
-                              "Which workload to run.")
-_FAST_SIN = flags.DEFINE_bool("fast_sin", True, "Use the activations' fast=True sine/sinc "
-                              "(nfscale.fastmath); --nofast_sin uses XLA's sin.")
-_STEPS = flags.DEFINE_integer("steps", None, "Steps per timed repeat (default: image "
-                              f"{bench.IMAGE_STEPS}, ensemble {bench.ENSEMBLE_STEPS}).")
+_WORKLOAD = flags.DEFINE_enum(
+    "workload", "all", ["image", "ensemble", "all"], "Which workload to run."
+)
+_FAST_SIN = flags.DEFINE_bool(
+    "fast_sin",
+    True,
+    "Use the activations' fast=True sine/sinc (nfscale.fastmath); --nofast_sin uses XLA's sin.",
+)
+_STEPS = flags.DEFINE_integer(
+    "steps",
+    None,
+    "Steps per timed repeat (default: image "
+    f"{bench.IMAGE_STEPS}, ensemble {bench.ENSEMBLE_STEPS}).",
+)
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed repeats (the median is reported).")
-_CHUNK = flags.DEFINE_integer("chunk_steps", None, "Steps per jitted dispatch (lax.scan "
-                              "length; default: steps, one dispatch per timed repeat).")
+_CHUNK = flags.DEFINE_integer(
+    "chunk_steps",
+    None,
+    "Steps per jitted dispatch (lax.scan length; default: steps, one dispatch per timed repeat).",
+)
 _SIZE = flags.DEFINE_integer("size", 256, "Image side (image workload).")
 _MODELS = flags.DEFINE_integer("models", 64, "Ensemble members (ensemble workload).")
-_SUITE = flags.DEFINE_bool("suite", False, "Run nfscale and the PyTorch workloads in rounds "
-                           "and print the ratios.")
+_SUITE = flags.DEFINE_bool(
+    "suite", False, "Run nfscale and the PyTorch workloads in rounds and print the ratios."
+)
 _ROUNDS = flags.DEFINE_integer("rounds", 2, "Suite rounds.")
-_TORCH_REF = flags.DEFINE_string("torch_reference", os.path.normpath(_DEFAULT_TORCH),
-                                 "The PyTorch workloads script (suite).")
-_TORCH_PY = flags.DEFINE_string("torch_python", sys.executable,
-                                "Python interpreter with torch installed (suite).")
-_TORCH_MODES = flags.DEFINE_list("torch_modes", ["image:eager", "image:compile",
-                                                 "ensemble:vmap"],
-                                 "PyTorch runs of the suite, workload:mode.")
+_TORCH_REF = flags.DEFINE_string(
+    "torch_reference", os.path.normpath(_DEFAULT_TORCH), "The PyTorch workloads script (suite)."
+)
+_TORCH_PY = flags.DEFINE_string(
+    "torch_python", sys.executable, "Python interpreter with torch installed (suite)."
+)
+_TORCH_MODES = flags.DEFINE_list(
+    "torch_modes",
+    ["image:eager", "image:compile", "ensemble:vmap"],
+    "PyTorch runs of the suite, workload:mode.",
+)
 _OUT = flags.DEFINE_string("out", "", "Suite: also write all JSON lines to this file.")
-_XLA_DEFAULTS = flags.DEFINE_bool("xla_defaults", False, "Compile the chunk function with "
-                                  "XLA's default options.")
-_SMALL_FAN_IN = flags.DEFINE_integer("small_fan_in", None, "Override "
-                                     "models.SMALL_FAN_IN (0: every layer is a matmul).")
-_PRECISION = flags.DEFINE_enum("precision", "default", list(train.PRECISIONS),
-                               "Matmul precision of the engine (nfscale.train.PRECISIONS).")
-_REMAT = flags.DEFINE_enum("remat", "none", list(train.REMAT),
-                           "Rematerialisation of the engine (nfscale.train.REMAT).")
-_PROFILE_DIR = flags.DEFINE_string("profile_dir", "", "Image workload: trace the timed "
-                                   "repeats into this folder with jax.profiler.")
+_XLA_DEFAULTS = flags.DEFINE_bool(
+    "xla_defaults", False, "Compile the chunk function with XLA's default options."
+)
+_SMALL_FAN_IN = flags.DEFINE_integer(
+    "small_fan_in", None, "Override models.SMALL_FAN_IN (0: every layer is a matmul)."
+)
+_PRECISION = flags.DEFINE_enum(
+    "precision",
+    "default",
+    list(train.PRECISIONS),
+    "Matmul precision of the engine (nfscale.train.PRECISIONS).",
+)
+_REMAT = flags.DEFINE_enum(
+    "remat", "none", list(train.REMAT), "Rematerialisation of the engine (nfscale.train.REMAT)."
+)
+_PROFILE_DIR = flags.DEFINE_string(
+    "profile_dir", "", "Image workload: trace the timed repeats into this folder with jax.profiler."
+)
 _GPU_SUITE = flags.DEFINE_bool("gpu_suite", False, "Run the GPU suite (see above).")
 _OUT_DIR = flags.DEFINE_string("out_dir", "runs/gpu_suite", "GPU suite: output folder.")
-_BUDGET = flags.DEFINE_float("budget_s", 450.0, "GPU suite: start no run after this many "
-                             "seconds.")
-_GPU_SIZES = flags.DEFINE_list("gpu_sizes", [str(s) for s in bench.GPU_SIZES],
-                               "GPU suite: image sides.")
-_GPU_PRECISIONS = flags.DEFINE_list("gpu_precisions", list(bench.GPU_PRECISIONS),
-                                    "GPU suite: matmul precisions, both sides.")
-_GPU_TORCH_MODES = flags.DEFINE_list("gpu_torch_modes", list(bench.GPU_TORCH_MODES),
-                                     "GPU suite: PyTorch runs, workload:mode.")
-_ENSEMBLE_STEPS = flags.DEFINE_integer("ensemble_steps", None, "GPU suite: ensemble steps "
-                                       f"per timed repeat (default {bench.GPU_ENSEMBLE_STEPS}).")
-_TORCH_DEVICE = flags.DEFINE_string("torch_device", "", "GPU suite: --device of the PyTorch "
-                                    "runs (default: cuda if torch sees a GPU, else cpu).")
-_NO_CHECKS = flags.DEFINE_bool("ablate_engine_checks", False, "Measurement only: drop the "
-                               "engine's per-step NaN/Inf checks and masked updates.")
+_BUDGET = flags.DEFINE_float("budget_s", 450.0, "GPU suite: start no run after this many seconds.")
+_GPU_SIZES = flags.DEFINE_list(
+    "gpu_sizes", [str(s) for s in bench.GPU_SIZES], "GPU suite: image sides."
+)
+_GPU_PRECISIONS = flags.DEFINE_list(
+    "gpu_precisions", list(bench.GPU_PRECISIONS), "GPU suite: matmul precisions, both sides."
+)
+_GPU_TORCH_MODES = flags.DEFINE_list(
+    "gpu_torch_modes", list(bench.GPU_TORCH_MODES), "GPU suite: PyTorch runs, workload:mode."
+)
+_ENSEMBLE_STEPS = flags.DEFINE_integer(
+    "ensemble_steps",
+    None,
+    f"GPU suite: ensemble steps per timed repeat (default {bench.GPU_ENSEMBLE_STEPS}).",
+)
+_TORCH_DEVICE = flags.DEFINE_string(
+    "torch_device",
+    "",
+    "GPU suite: --device of the PyTorch runs (default: cuda if torch sees a GPU, else cpu).",
+)
+_NO_CHECKS = flags.DEFINE_bool(
+    "ablate_engine_checks",
+    False,
+    "Measurement only: drop the engine's per-step NaN/Inf checks and masked updates.",
+)
 
 
 def _torch_device(python: str) -> str | None:
   """``cuda``/``cpu`` where ``python`` imports torch, else ``None``."""
   try:
-    out = subprocess.run([python, "-c", "import torch; print(torch.cuda.is_available())"],
-                         capture_output=True, text=True, timeout=300, check=False)
+    out = subprocess.run(
+        [python, "-c", "import torch; print(torch.cuda.is_available())"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
   except (OSError, subprocess.TimeoutExpired):
     return None
   if out.returncode:
@@ -109,8 +150,9 @@ def gpu_suite(me: list[str]) -> None:
   try:
     sizes = [int(v) for v in _GPU_SIZES.value]
   except ValueError:
-    raise ValueError(f"--gpu_sizes={','.join(_GPU_SIZES.value)}: image sides must be "
-                     "integers.") from None
+    raise ValueError(
+        f"--gpu_sizes={','.join(_GPU_SIZES.value)}: image sides must be integers."
+    ) from None
   device = _torch_device(_TORCH_PY.value)
   torch_cmd = None
   if device is None:
@@ -120,18 +162,26 @@ def gpu_suite(me: list[str]) -> None:
       raise ValueError(f"--torch_reference={_TORCH_REF.value}: no such file.")
     torch_cmd = [_TORCH_PY.value, _TORCH_REF.value]
   plan = bench.gpu_suite_plan(
-      me, torch_cmd, out_dir, sizes=sizes, precisions=_GPU_PRECISIONS.value,
-      torch_modes=_GPU_TORCH_MODES.value, image_steps=_STEPS.value or bench.GPU_IMAGE_STEPS,
+      me,
+      torch_cmd,
+      out_dir,
+      sizes=sizes,
+      precisions=_GPU_PRECISIONS.value,
+      torch_modes=_GPU_TORCH_MODES.value,
+      image_steps=_STEPS.value or bench.GPU_IMAGE_STEPS,
       ensemble_steps=_ENSEMBLE_STEPS.value or bench.GPU_ENSEMBLE_STEPS,
-      repeats=_REPEATS.value, models=_MODELS.value,
-      torch_device=_TORCH_DEVICE.value or device or "cpu")
+      repeats=_REPEATS.value,
+      models=_MODELS.value,
+      torch_device=_TORCH_DEVICE.value or device or "cpu",
+  )
   records = bench.run_plan(plan, os.path.join(out_dir, "gpu_suite.jsonl"), _BUDGET.value)
   rows = bench.gpu_summary(records)
   table = bench.format_gpu_summary(rows)
   problems = [r for r in records if "status" in r]
   if torch_cmd is None:
-    problems.append({"label": "PyTorch", "status": f"left out: {_TORCH_PY.value} cannot "
-                                                   "import torch"})
+    problems.append(
+        {"label": "PyTorch", "status": f"left out: {_TORCH_PY.value} cannot import torch"}
+    )
   with open(os.path.join(out_dir, "summary.md"), "w", encoding="utf-8") as f:
     f.write(table + "\n")
     f.writelines(f"\n- {r['label']}: {r['status']}" for r in problems)
@@ -155,36 +205,57 @@ def main(argv):
     return
   if _SUITE.value:
     if not os.path.isfile(_TORCH_REF.value):
-      raise ValueError(f"--torch_reference={_TORCH_REF.value}: no such file (the PyTorch "
-                       "workloads are benchmarks/torch_workloads.py in the repository).")
-    commands = bench.suite_commands(me, _TORCH_PY.value, _TORCH_REF.value, _TORCH_MODES.value,
-                                    _STEPS.value, _REPEATS.value)
+      raise ValueError(
+          f"--torch_reference={_TORCH_REF.value}: no such file (the PyTorch "
+          "workloads are benchmarks/torch_workloads.py in the repository)."
+      )
+    commands = bench.suite_commands(
+        me, _TORCH_PY.value, _TORCH_REF.value, _TORCH_MODES.value, _STEPS.value, _REPEATS.value
+    )
     summary = bench.run_suite(_ROUNDS.value, commands, _OUT.value)
-    print(json.dumps({"summary": summary, "machine": platform.processor() or platform.machine(),
-                      "loadavg_end": bench.loadavg()}))
+    print(
+        json.dumps({
+            "summary": summary,
+            "machine": platform.processor() or platform.machine(),
+            "loadavg_end": bench.loadavg(),
+        })
+    )
     print(bench.format_summary(summary))
     return
-  ablations = {"compiler_options": {} if _XLA_DEFAULTS.value else bench.ENGINE_DEFAULT,
-               "small_fan_in": _SMALL_FAN_IN.value,
-               "engine_checks": not _NO_CHECKS.value,
-               "precision": _PRECISION.value, "remat": _REMAT.value}
+  ablations = {
+      "compiler_options": {} if _XLA_DEFAULTS.value else bench.ENGINE_DEFAULT,
+      "small_fan_in": _SMALL_FAN_IN.value,
+      "engine_checks": not _NO_CHECKS.value,
+      "precision": _PRECISION.value,
+      "remat": _REMAT.value,
+  }
   workloads = ["image", "ensemble"] if _WORKLOAD.value == "all" else [_WORKLOAD.value]
   for wl in workloads:
     if wl == "image":
-      rec = bench.bench_image(_STEPS.value or bench.IMAGE_STEPS, _REPEATS.value,
-                              _FAST_SIN.value, _SIZE.value, _CHUNK.value,
-                              trace_dir=_PROFILE_DIR.value, **ablations)
+      rec = bench.bench_image(
+          _STEPS.value or bench.IMAGE_STEPS,
+          _REPEATS.value,
+          _FAST_SIN.value,
+          _SIZE.value,
+          _CHUNK.value,
+          trace_dir=_PROFILE_DIR.value,
+          **ablations,
+      )
     else:
-      rec = bench.bench_ensemble(_STEPS.value or bench.ENSEMBLE_STEPS, _REPEATS.value,
-                                 _FAST_SIN.value, _MODELS.value, chunk_steps=_CHUNK.value,
-                                 **ablations)
+      rec = bench.bench_ensemble(
+          _STEPS.value or bench.ENSEMBLE_STEPS,
+          _REPEATS.value,
+          _FAST_SIN.value,
+          _MODELS.value,
+          chunk_steps=_CHUNK.value,
+          **ablations,
+      )
     print(json.dumps(rec), flush=True)
 
 
 def run():
   """Console-script entry point (``nfscale-bench``)."""
-  cli.run(main, __doc__, sys.argv[0] if __name__ == "__main__" else __name__,
-          configs=False)
+  cli.run(main, __doc__, sys.argv[0] if __name__ == "__main__" else __name__, configs=False)
 
 
 if __name__ == "__main__":

@@ -19,8 +19,9 @@ from nfscale import experiment, surfaces
 from nfscale.data import shapes
 from nfscale.tasks import occupancy
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Occupancy config file.",
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Occupancy config file.", lock_config=True
+)
 _RES = flags.DEFINE_integer("res", 256, "Grid points per axis.")
 flags.mark_flags_as_required(["config"])
 
@@ -47,7 +48,7 @@ def main(argv):
   t = time.perf_counter()
   surfaces.render_preview(grids[0].astype(np.float32))
   times["preview (one member)"] = time.perf_counter() - t
-  peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+  peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
   print(f"{len(members)} members, hidden {tuple(config.model.hidden)}, {res}^3 grid")
   for k, v in times.items():
     print(f"  {k:<30}{v:8.1f} s")

@@ -13,22 +13,22 @@ from absl import flags
 
 from nfscale import cli, experiment
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A workdir written by launch.train.",
-                               required=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "A workdir written by launch.train.", required=True)
 
 
 def main(argv):
   del argv
   results = experiment.rerender(_WORKDIR.value)
   print(experiment.format_table(results))
-  print(f"\nresults: {_WORKDIR.value}/results.json   plots: "
-        + ", ".join(f"{_WORKDIR.value}/{a}" for a in results["artifacts"]))
+  print(
+      f"\nresults: {_WORKDIR.value}/results.json   plots: "
+      + ", ".join(f"{_WORKDIR.value}/{a}" for a in results["artifacts"])
+  )
 
 
 def run():
   """Console-script entry point (``nfscale-render``)."""
-  cli.run(main, __doc__, sys.argv[0] if __name__ == "__main__" else __name__,
-          configs=False)
+  cli.run(main, __doc__, sys.argv[0] if __name__ == "__main__" else __name__, configs=False)
 
 
 if __name__ == "__main__":

@@ -32,8 +32,11 @@ def main(argv):
   if missing:
     raise app.UsageError(f"unknown metrics {missing}; the rows have: {', '.join(rows[0])}.")
   if _PAPER.value == "table1":
-    print(figures.seed_table(rows, _METRICS.value, occupancy.PAPER_TABLE1,
-                             ["paper PSNR (dB)", "paper IoU"]))
+    print(
+        figures.seed_table(
+            rows, _METRICS.value, occupancy.PAPER_TABLE1, ["paper PSNR (dB)", "paper IoU"]
+        )
+    )
   else:
     print(figures.seed_table(rows, _METRICS.value))
 

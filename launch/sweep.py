@@ -28,14 +28,23 @@ from ml_collections import config_flags
 from nfscale import cli, sharding, sweep
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Sweep config: a file or a bundled name, e.g. scaling_shallow:quick.",
-    lock_config=True)
+    "config",
+    None,
+    "Sweep config: a file or a bundled name, e.g. scaling_shallow:quick.",
+    lock_config=True,
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
 _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only rebuild the report.")
-_HOST = flags.DEFINE_string("host", "", "'index/count' to split points by hand "
-                            "(default: jax.process_index()/jax.process_count()).")
-_COORD = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 for a "
-                             "multi-process run (or JAX_COORDINATOR_ADDRESS).")
+_HOST = flags.DEFINE_string(
+    "host",
+    "",
+    "'index/count' to split points by hand (default: jax.process_index()/jax.process_count()).",
+)
+_COORD = flags.DEFINE_string(
+    "coordinator_address",
+    None,
+    "host:port of process 0 for a multi-process run (or JAX_COORDINATOR_ADDRESS).",
+)
 _NPROC = flags.DEFINE_integer("num_processes", None, "Number of processes (or JAX_NUM_PROCESSES).")
 _PID = flags.DEFINE_integer("process_id", None, "This process's id (or JAX_PROCESS_ID).")
 flags.mark_flags_as_required(["config"])
@@ -55,8 +64,11 @@ def main(argv):
     print(f"points finished: {len(report['points'])}; the report is written by process 0.")
     return
   print(sweep.format_report(report))
-  print(f"\nworkdir: {_WORKDIR.value}  (table.md, table.csv, fits.json, "
-        + ", ".join(report["artifacts"]) + ")")
+  print(
+      f"\nworkdir: {_WORKDIR.value}  (table.md, table.csv, fits.json, "
+      + ", ".join(report["artifacts"])
+      + ")"
+  )
 
 
 def run():

@@ -20,8 +20,11 @@ from ml_collections import config_flags
 from nfscale import cli, experiment, sharding
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Experiment config: a file or a bundled name, e.g. image:quick.",
-    lock_config=True)
+    "config",
+    None,
+    "Experiment config: a file or a bundled name, e.g. image:quick.",
+    lock_config=True,
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
 flags.mark_flags_as_required(["config"])
 
@@ -32,8 +35,10 @@ def main(argv):
   logging.info("Training %s into %s", _CONFIG.value.task, _WORKDIR.value)
   results = experiment.run(_CONFIG.value, _WORKDIR.value)
   print(experiment.format_table(results))
-  print(f"\nresults: {_WORKDIR.value}/results.json   plots: "
-        + ", ".join(f"{_WORKDIR.value}/{a}" for a in results["artifacts"]))
+  print(
+      f"\nresults: {_WORKDIR.value}/results.json   plots: "
+      + ", ".join(f"{_WORKDIR.value}/{a}" for a in results["artifacts"])
+  )
 
 
 def run():

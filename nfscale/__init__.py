@@ -3,8 +3,15 @@
 from nfscale import activations, encodings, initializers, layers, metrics, models
 from nfscale.activations import get_activation, list_activations
 from nfscale.encodings import get_encoding, list_encodings
-from nfscale.initializers import (PAPER_SCHEMES, Scheme, SchemeUsageError, filter_hparams,
-                                  get_scheme, list_schemes, register_scheme)
+from nfscale.initializers import (
+    PAPER_SCHEMES,
+    Scheme,
+    SchemeUsageError,
+    filter_hparams,
+    get_scheme,
+    list_schemes,
+    register_scheme,
+)
 from nfscale.layers import Dense, Linear
 from nfscale.models import NeuralField, make_field, param_count
 
@@ -16,5 +23,6 @@ def __getattr__(name):
   # on first use, so `import nfscale` stays light.
   if name == "load":
     from nfscale.experiment import load
+
     return load
   raise AttributeError(f"module 'nfscale' has no attribute {name!r}")

@@ -171,7 +171,7 @@ class Gaussian:
     _positive("sigma", self.sigma)
 
   def __call__(self, x: Array) -> Array:
-    return jnp.exp(-(x * x) * (0.5 / self.sigma ** 2))
+    return jnp.exp(-(x * x) * (0.5 / self.sigma**2))
 
 
 @dataclasses.dataclass(frozen=True)

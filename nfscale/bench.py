@@ -54,21 +54,34 @@ ENGINE_DEFAULT = "engine-default"
 def environment() -> dict[str, Any]:
   """JAX version, devices, CPU count and XLA flags, for every record."""
   import jaxlib  # pylint: disable=import-outside-toplevel
-  return {"jax": jax.__version__, "jaxlib": jaxlib.__version__,
-          "devices": [str(d) for d in jax.devices()], "device_kind": jax.devices()[0].device_kind,
-          "cpus": len(os.sched_getaffinity(0)), "xla_flags": os.environ.get("XLA_FLAGS", "")}
+
+  return {
+      "jax": jax.__version__,
+      "jaxlib": jaxlib.__version__,
+      "devices": [str(d) for d in jax.devices()],
+      "device_kind": jax.devices()[0].device_kind,
+      "cpus": len(os.sched_getaffinity(0)),
+      "xla_flags": os.environ.get("XLA_FLAGS", ""),
+  }
 
 
 @contextlib.contextmanager
-def engine_settings(compiler_options: Any = ENGINE_DEFAULT, small_fan_in: int | None = None,
-                    engine_checks: bool = True) -> Iterator[dict[str, Any]]:
+def engine_settings(
+    compiler_options: Any = ENGINE_DEFAULT,
+    small_fan_in: int | None = None,
+    engine_checks: bool = True,
+) -> Iterator[dict[str, Any]]:
   """Applies the ablation settings to the engine for the ``with`` block; restores them.
 
   Yields:
     The effective settings (for the record's ``options``).
   """
-  saved = (train.CPU_COMPILER_OPTIONS, models.SMALL_FAN_IN, train._all_finite,  # pylint: disable=protected-access
-           train._select)  # pylint: disable=protected-access
+  saved = (
+      train.CPU_COMPILER_OPTIONS,
+      models.SMALL_FAN_IN,
+      train._all_finite,  # pylint: disable=protected-access
+      train._select,
+  )  # pylint: disable=protected-access
   try:
     if compiler_options != ENGINE_DEFAULT:
       train.CPU_COMPILER_OPTIONS = dict(compiler_options or {})
@@ -77,12 +90,19 @@ def engine_settings(compiler_options: Any = ENGINE_DEFAULT, small_fan_in: int | 
     if not engine_checks:
       train._all_finite = lambda tree: jnp.bool_(True)  # pylint: disable=protected-access
       train._select = lambda pred, new, old: new  # pylint: disable=protected-access
-    yield {"engine": "train.make_train_chunk (jit(scan(vmap(step))))",
-           "compiler_options": train.chunk_compiler_options(),
-           "small_fan_in": models.SMALL_FAN_IN, "engine_checks": engine_checks}
+    yield {
+        "engine": "train.make_train_chunk (jit(scan(vmap(step))))",
+        "compiler_options": train.chunk_compiler_options(),
+        "small_fan_in": models.SMALL_FAN_IN,
+        "engine_checks": engine_checks,
+    }
   finally:
-    (train.CPU_COMPILER_OPTIONS, models.SMALL_FAN_IN, train._all_finite,  # pylint: disable=protected-access
-     train._select) = saved  # pylint: disable=protected-access
+    (
+        train.CPU_COMPILER_OPTIONS,
+        models.SMALL_FAN_IN,
+        train._all_finite,  # pylint: disable=protected-access
+        train._select,
+    ) = saved  # pylint: disable=protected-access
 
 
 def image_data(size: int = 256) -> tuple[np.ndarray, np.ndarray]:
@@ -91,6 +111,7 @@ def image_data(size: int = 256) -> tuple[np.ndarray, np.ndarray]:
   Pixels in row-major (y, x) order with x as the first coordinate, float32.
   """
   from skimage import data, transform  # pylint: disable=import-outside-toplevel
+
   img = transform.resize(data.astronaut(), (size, size), anti_aliasing=True)
   ys, xs = np.meshgrid(np.linspace(-1, 1, size), np.linspace(-1, 1, size), indexing="ij")
   coords = np.stack([xs, ys], -1).reshape(-1, 2).astype(np.float32)
@@ -155,8 +176,13 @@ def step_flops(layers: Sequence[int], points: int, members: int = 1) -> int:
   return 6 * points * members * sum(a * b for a, b in zip(layers[:-1], layers[1:]))
 
 
-def step_bytes(layers: Sequence[int], points: int, members: int = 1,
-               passes: int = ELEMENTWISE_PASSES, bytes_per_element: int = 4) -> int:
+def step_bytes(
+    layers: Sequence[int],
+    points: int,
+    members: int = 1,
+    passes: int = ELEMENTWISE_PASSES,
+    bytes_per_element: int = 4,
+) -> int:
   """Estimated bytes one training step moves through memory (see :data:`ELEMENTWISE_PASSES`).
 
   ``passes x bytes_per_element x points x members x sum(hidden widths)``: the traffic of
@@ -188,8 +214,13 @@ def gpu_peaks(device_kind: str) -> dict[str, Any] | None:
   return {"name": name, **GPU_PEAKS[name]}
 
 
-def roofline(steps_per_s: float, flops_per_step: float, bytes_per_step: float,
-             peak_flops: float, peak_bytes_per_s: float) -> dict[str, Any]:
+def roofline(
+    steps_per_s: float,
+    flops_per_step: float,
+    bytes_per_step: float,
+    peak_flops: float,
+    peak_bytes_per_s: float,
+) -> dict[str, Any]:
   """Achieved FLOP/s and bytes/s of a measured rate against the peaks (the roofline).
 
   The roofline bound is ``max(flops / peak_flops, bytes / peak_bytes_per_s)`` seconds per
@@ -206,12 +237,16 @@ def roofline(steps_per_s: float, flops_per_step: float, bytes_per_step: float,
   """
   t_flops, t_bytes = flops_per_step / peak_flops, bytes_per_step / peak_bytes_per_s
   t_min = max(t_flops, t_bytes)
-  return {"achieved_tflops": steps_per_s * flops_per_step / 1e12,
-          "achieved_tbytes_per_s": steps_per_s * bytes_per_step / 1e12,
-          "flops_fraction": steps_per_s * t_flops, "bandwidth_fraction": steps_per_s * t_bytes,
-          "intensity": flops_per_step / bytes_per_step,
-          "bound": "compute" if t_flops >= t_bytes else "memory",
-          "roofline_steps_per_s": 1.0 / t_min, "roofline_fraction": steps_per_s * t_min}
+  return {
+      "achieved_tflops": steps_per_s * flops_per_step / 1e12,
+      "achieved_tbytes_per_s": steps_per_s * bytes_per_step / 1e12,
+      "flops_fraction": steps_per_s * t_flops,
+      "bandwidth_fraction": steps_per_s * t_bytes,
+      "intensity": flops_per_step / bytes_per_step,
+      "bound": "compute" if t_flops >= t_bytes else "memory",
+      "roofline_steps_per_s": 1.0 / t_min,
+      "roofline_fraction": steps_per_s * t_min,
+  }
 
 
 def workload_layers(workload: str, width: int = 256) -> tuple[int, ...]:
@@ -219,8 +254,15 @@ def workload_layers(workload: str, width: int = 256) -> tuple[int, ...]:
   return IMAGE_LAYERS if workload == "image" else (1, width, 1)
 
 
-def roofline_fields(workload: str, rate: float, precision: str, device_kind: str | None = None,
-                    size: int = 256, points: int = 200, width: int = 256) -> dict[str, Any]:
+def roofline_fields(
+    workload: str,
+    rate: float,
+    precision: str,
+    device_kind: str | None = None,
+    size: int = 256,
+    points: int = 200,
+    width: int = 256,
+) -> dict[str, Any]:
   """A record's ``flops_per_step``, ``bytes_per_step``, ``gflops`` and ``roofline``.
 
   For the ensemble a "step" is one model's step (``rate`` in model-steps/s).
@@ -236,16 +278,32 @@ def roofline_fields(workload: str, rate: float, precision: str, device_kind: str
   roof = None
   if peaks is not None:
     key = PEAK_OF_PRECISION.get(precision, "tf32")
-    roof = {"gpu": peaks["name"], "peak": key,
-            **roofline(rate, flops, nbytes, peaks[key], peaks["hbm"])}
-  return {"flops_per_step": flops, "bytes_per_step": nbytes, "gflops": flops * rate / 1e9,
-          "roofline": roof}
+    roof = {
+        "gpu": peaks["name"],
+        "peak": key,
+        **roofline(rate, flops, nbytes, peaks[key], peaks["hbm"]),
+    }
+  return {
+      "flops_per_step": flops,
+      "bytes_per_step": nbytes,
+      "gflops": flops * rate / 1e9,
+      "roofline": roof,
+  }
 
 
-def time_engine(field: Any, members: Sequence[train.Member], data: dict[str, np.ndarray],
-                optimizer: str, scheme_params: dict[str, Any] | None, steps: int,
-                repeats: int, chunk_steps: int, precision: str = "default",
-                remat: str = "none", trace_dir: str = "") -> dict[str, Any]:
+def time_engine(
+    field: Any,
+    members: Sequence[train.Member],
+    data: dict[str, np.ndarray],
+    optimizer: str,
+    scheme_params: dict[str, Any] | None,
+    steps: int,
+    repeats: int,
+    chunk_steps: int,
+    precision: str = "default",
+    remat: str = "none",
+    trace_dir: str = "",
+) -> dict[str, Any]:
   """Times the engine's chunk function on ``data``.
 
   With ``trace_dir``, the timed repeats run under ``jax.profiler.trace`` (a perfetto
@@ -269,8 +327,9 @@ def time_engine(field: Any, members: Sequence[train.Member], data: dict[str, np.
   lrs = jnp.asarray([m.lr for m in members], jnp.float32)
   data = jax.tree.map(jnp.asarray, data)
   key = jax.random.key(0)
-  run_chunk = train.make_train_chunk(models.mse_loss(field), tx, chunk_steps=chunk_steps,
-                                     precision=precision, remat=remat)
+  run_chunk = train.make_train_chunk(
+      models.mse_loss(field), tx, chunk_steps=chunk_steps, precision=precision, remat=remat
+  )
   # Steps are numbered on (each gets its own rng, as in ``train.fit``); none is past the end.
   total = chunk_steps * (1 + repeats * (steps // chunk_steps))
   start = 0
@@ -286,8 +345,11 @@ def time_engine(field: Any, members: Sequence[train.Member], data: dict[str, np.
   first_chunk_s = time.perf_counter() - t0
   losses = [jax.device_get(log.loss)]
   rates, cpu = [], []
-  tracing = (jax.profiler.trace(trace_dir, create_perfetto_trace=True) if trace_dir
-             else contextlib.nullcontext())
+  tracing = (
+      jax.profiler.trace(trace_dir, create_perfetto_trace=True)
+      if trace_dir
+      else contextlib.nullcontext()
+  )
   with tracing:
     for _ in range(repeats):
       c0, t0 = time.process_time(), time.perf_counter()
@@ -300,9 +362,15 @@ def time_engine(field: Any, members: Sequence[train.Member], data: dict[str, np.
       losses.append(jax.device_get(log.loss))
   # CPU seconds per step summed over this process's threads: less sensitive to other
   # processes on the machine than the wall-clock rate (not comparable across programs).
-  return {"rates": rates, "cpu_s_per_step": statistics.median(cpu), "compile_s": compile_s,
-          "first_chunk_s": first_chunk_s, "losses": losses, "state": state,
-          "xla_cost": xla_cost}
+  return {
+      "rates": rates,
+      "cpu_s_per_step": statistics.median(cpu),
+      "compile_s": compile_s,
+      "first_chunk_s": first_chunk_s,
+      "losses": losses,
+      "state": state,
+      "xla_cost": xla_cost,
+  }
 
 
 def _xla_cost(compiled: Any) -> dict[str, float] | None:
@@ -318,11 +386,19 @@ def _xla_cost(compiled: Any) -> dict[str, float] | None:
   return {k: float(cost[k]) for k in ("flops", "bytes accessed") if k in cost}
 
 
-def bench_image(steps: int = IMAGE_STEPS, repeats: int = 5, fast_sin: bool = True,
-                size: int = 256, chunk_steps: int | None = None,
-                compiler_options: Any = ENGINE_DEFAULT, small_fan_in: int | None = None,
-                engine_checks: bool = True, precision: str = "default",
-                remat: str = "none", trace_dir: str = "") -> dict[str, Any]:
+def bench_image(
+    steps: int = IMAGE_STEPS,
+    repeats: int = 5,
+    fast_sin: bool = True,
+    size: int = 256,
+    chunk_steps: int | None = None,
+    compiler_options: Any = ENGINE_DEFAULT,
+    small_fan_in: int | None = None,
+    engine_checks: bool = True,
+    precision: str = "default",
+    remat: str = "none",
+    trace_dir: str = "",
+) -> dict[str, Any]:
   """The image workload (see the module docstring).
 
   Args:
@@ -346,27 +422,57 @@ def bench_image(steps: int = IMAGE_STEPS, repeats: int = 5, fast_sin: bool = Tru
   coords, rgb = image_data(size)
   scheme_params = {"omega": 30.0, "bias": "torch"}
   with engine_settings(compiler_options, small_fan_in, engine_checks) as engine:
-    field = models.make_field((256,) * 3, 3, activation="sine",
-                              activation_params={"omega": 30.0, "fast": fast_sin},
-                              scheme="siren", scheme_params=scheme_params)
+    field = models.make_field(
+        (256,) * 3,
+        3,
+        activation="sine",
+        activation_params={"omega": 30.0, "fast": fast_sin},
+        scheme="siren",
+        scheme_params=scheme_params,
+    )
     members = [train.Member("siren", 0, 1e-4)]
-    r = time_engine(field, members, {"x": coords, "y": rgb}, "adam", scheme_params, steps,
-                    repeats, chunk_steps, precision, remat, trace_dir)
+    r = time_engine(
+        field,
+        members,
+        {"x": coords, "y": rgb},
+        "adam",
+        scheme_params,
+        steps,
+        repeats,
+        chunk_steps,
+        precision,
+        remat,
+        trace_dir,
+    )
   med = float(np.median(r["rates"]))
   first_losses, last_losses = r["losses"][0][:, 0], r["losses"][-1][:, 0]
   return {
-      "workload": "image", "impl": "nfscale", **environment(),
-      "options": {"fast_sin": fast_sin, "steps": steps, "repeats": repeats,
-                  "chunk_steps": chunk_steps, "size": size, "members": 1, **engine,
-                  "precision": precision, "matmul_precision": train.matmul_precision(precision),
-                  "remat": remat},
-      "precision": precision, "size": size,
-      "steps_per_s": med, "rates": r["rates"],
-      **roofline_fields("image", med, precision, size=size), "xla_cost": r["xla_cost"],
+      "workload": "image",
+      "impl": "nfscale",
+      **environment(),
+      "options": {
+          "fast_sin": fast_sin,
+          "steps": steps,
+          "repeats": repeats,
+          "chunk_steps": chunk_steps,
+          "size": size,
+          "members": 1,
+          **engine,
+          "precision": precision,
+          "matmul_precision": train.matmul_precision(precision),
+          "remat": remat,
+      },
+      "precision": precision,
+      "size": size,
+      "steps_per_s": med,
+      "rates": r["rates"],
+      **roofline_fields("image", med, precision, size=size),
+      "xla_cost": r["xla_cost"],
       # Compilation plus one step (the first chunk's time over its steps); the
       # PyTorch side's first_step_s is its first step, torch.compile's included.
       "first_step_s": r["compile_s"] + r["first_chunk_s"] / chunk_steps,
-      "compile_s": r["compile_s"], "cpu_s_per_step": r["cpu_s_per_step"],
+      "compile_s": r["compile_s"],
+      "cpu_s_per_step": r["cpu_s_per_step"],
       "initial_psnr": float(-10 * np.log10(first_losses[0])),
       "final_psnr": float(-10 * np.log10(last_losses[-1])),
       "steps_run": chunk_steps + repeats * steps,
@@ -374,11 +480,20 @@ def bench_image(steps: int = IMAGE_STEPS, repeats: int = 5, fast_sin: bool = Tru
   }
 
 
-def bench_ensemble(steps: int = ENSEMBLE_STEPS, repeats: int = 5, fast_sin: bool = True,
-                   num_models: int = 64, n: int = 200, width: int = 256,
-                   chunk_steps: int | None = None, compiler_options: Any = ENGINE_DEFAULT,
-                   small_fan_in: int | None = None, engine_checks: bool = True,
-                   precision: str = "default", remat: str = "none") -> dict[str, Any]:
+def bench_ensemble(
+    steps: int = ENSEMBLE_STEPS,
+    repeats: int = 5,
+    fast_sin: bool = True,
+    num_models: int = 64,
+    n: int = 200,
+    width: int = 256,
+    chunk_steps: int | None = None,
+    compiler_options: Any = ENGINE_DEFAULT,
+    small_fan_in: int | None = None,
+    engine_checks: bool = True,
+    precision: str = "default",
+    remat: str = "none",
+) -> dict[str, Any]:
   """The ensemble workload (see the module docstring).
 
   Args:
@@ -394,30 +509,49 @@ def bench_ensemble(steps: int = ENSEMBLE_STEPS, repeats: int = 5, fast_sin: bool
   chunk_steps = chunk_steps or steps
   x, y = curve_data(n)
   with engine_settings(compiler_options, small_fan_in, engine_checks) as engine:
-    field = models.make_field((width,), 1, activation="sinc",
-                               activation_params={"omega": 10.0, "fast": fast_sin},
-                               scheme="lecun_normal")
+    field = models.make_field(
+        (width,),
+        1,
+        activation="sinc",
+        activation_params={"omega": 10.0, "fast": fast_sin},
+        scheme="lecun_normal",
+    )
     members = [train.Member("lecun_normal", seed, 1e-2) for seed in range(num_models)]
-    r = time_engine(field, members, {"x": x, "y": y}, "sgd", None, steps, repeats,
-                    chunk_steps, precision, remat)
+    r = time_engine(
+        field, members, {"x": x, "y": y}, "sgd", None, steps, repeats, chunk_steps, precision, remat
+    )
   rates = [num_models * v for v in r["rates"]]
   med = float(np.median(rates))
   first_psnr = -10 * np.log10(r["losses"][0][0])
   last_psnr = -10 * np.log10(r["losses"][-1][-1])
   return {
-      "workload": "ensemble", "impl": "nfscale", **environment(),
-      "options": {"fast_sin": fast_sin, "steps": steps, "repeats": repeats,
-                  "chunk_steps": chunk_steps, "models": num_models, "points": n,
-                  "width": width, **engine, "precision": precision,
-                  "matmul_precision": train.matmul_precision(precision), "remat": remat},
+      "workload": "ensemble",
+      "impl": "nfscale",
+      **environment(),
+      "options": {
+          "fast_sin": fast_sin,
+          "steps": steps,
+          "repeats": repeats,
+          "chunk_steps": chunk_steps,
+          "models": num_models,
+          "points": n,
+          "width": width,
+          **engine,
+          "precision": precision,
+          "matmul_precision": train.matmul_precision(precision),
+          "remat": remat,
+      },
       "precision": precision,
-      "model_steps_per_s": med, "rates": rates,
+      "model_steps_per_s": med,
+      "rates": rates,
       **roofline_fields("ensemble", med, precision, points=n, width=width),
       "xla_cost": r["xla_cost"],
-      "first_call_s": r["compile_s"] + r["first_chunk_s"], "compile_s": r["compile_s"],
+      "first_call_s": r["compile_s"] + r["first_chunk_s"],
+      "compile_s": r["compile_s"],
       "cpu_s_per_step": r["cpu_s_per_step"],
       "initial_psnr_mean": float(np.mean(first_psnr)),
-      "final_psnr_mean": float(np.mean(last_psnr)), "final_psnr_min": float(np.min(last_psnr)),
+      "final_psnr_mean": float(np.mean(last_psnr)),
+      "final_psnr_min": float(np.min(last_psnr)),
       "diverged": int(np.sum(np.asarray(r["state"].diverged))),
       "steps_run": chunk_steps + repeats * steps,
   }
@@ -434,6 +568,7 @@ def sin_timings(shape: tuple[int, ...] = (65536, 256), repeats: int = 5) -> dict
     ``fast_sin_fwd_bwd``.
   """
   from nfscale import fastmath  # pylint: disable=import-outside-toplevel
+
   x_np = np.random.default_rng(0).uniform(-1.0, 1.0, size=shape).astype(np.float32)
   x = jax.device_put(x_np)
 
@@ -451,12 +586,17 @@ def sin_timings(shape: tuple[int, ...] = (65536, 256), repeats: int = 5) -> dict
 
   jnp_sin, f_sin = jax.jit(jnp.sin), jax.jit(fastmath.fast_sin)
   jnp_grad, f_grad = fwd_bwd(jnp.sin), fwd_bwd(fastmath.fast_sin)
-  return {"numpy_sin": timed(lambda: np.sin(x_np)), "jnp_sin": timed(lambda: jnp_sin(x)),
-          "fast_sin": timed(lambda: f_sin(x)), "jnp_sin_fwd_bwd": timed(lambda: jnp_grad(x)),
-          "fast_sin_fwd_bwd": timed(lambda: f_grad(x))}
+  return {
+      "numpy_sin": timed(lambda: np.sin(x_np)),
+      "jnp_sin": timed(lambda: jnp_sin(x)),
+      "fast_sin": timed(lambda: f_sin(x)),
+      "jnp_sin_fwd_bwd": timed(lambda: jnp_grad(x)),
+      "fast_sin_fwd_bwd": timed(lambda: f_grad(x)),
+  }
 
 
 # --- the suite: nfscale and PyTorch, interleaved, with ratios -------------------------
+
 
 def _run_json(cmd: list[str]) -> list[dict[str, Any]]:
   sys.stderr.write("$ " + shlex.join(cmd) + "\n")
@@ -478,9 +618,14 @@ def loadavg() -> str:
     return "?"
 
 
-def suite_commands(nfscale_cmd: Sequence[str], torch_python: str, torch_script: str,
-                   torch_modes: Sequence[str], steps: int | None, repeats: int
-                   ) -> list[tuple[str, str, Any, list[str]]]:
+def suite_commands(
+    nfscale_cmd: Sequence[str],
+    torch_python: str,
+    torch_script: str,
+    torch_modes: Sequence[str],
+    steps: int | None,
+    repeats: int,
+) -> list[tuple[str, str, Any, list[str]]]:
   """One round's runs: ``(impl, workload, variant, argv)``, nfscale before PyTorch.
 
   Args:
@@ -495,19 +640,41 @@ def suite_commands(nfscale_cmd: Sequence[str], torch_python: str, torch_script: 
   for wl in ("image", "ensemble"):
     st = steps or (IMAGE_STEPS if wl == "image" else ENSEMBLE_STEPS)
     for fast in (True, False):
-      configs.append(("nfscale", wl, fast, [*nfscale_cmd, f"--repeats={repeats}",
-                                            f"--workload={wl}", f"--steps={st}",
-                                            "--fast_sin" if fast else "--nofast_sin"]))
+      configs.append((
+          "nfscale",
+          wl,
+          fast,
+          [
+              *nfscale_cmd,
+              f"--repeats={repeats}",
+              f"--workload={wl}",
+              f"--steps={st}",
+              "--fast_sin" if fast else "--nofast_sin",
+          ],
+      ))
     for tm in torch_modes:
       twl, _, mode = tm.partition(":")
       if twl == wl:
-        configs.append(("torch", wl, mode, [torch_python, torch_script, wl, "--mode", mode,
-                                            f"--steps={st}", f"--repeats={repeats}"]))
+        configs.append((
+            "torch",
+            wl,
+            mode,
+            [
+                torch_python,
+                torch_script,
+                wl,
+                "--mode",
+                mode,
+                f"--steps={st}",
+                f"--repeats={repeats}",
+            ],
+        ))
   return configs
 
 
-def run_suite(rounds: int, commands: Sequence[tuple[str, str, Any, list[str]]],
-              out: str = "") -> dict[str, Any]:
+def run_suite(
+    rounds: int, commands: Sequence[tuple[str, str, Any, list[str]]], out: str = ""
+) -> dict[str, Any]:
   """Runs ``commands`` (from :func:`suite_commands`) ``rounds`` times; returns the summary.
 
   Every run is its own process; each record gets its round and the load average before
@@ -521,8 +688,12 @@ def run_suite(rounds: int, commands: Sequence[tuple[str, str, Any, list[str]]],
       for rec in recs:
         rec.update(round=r, loadavg_before=before, loadavg_after=loadavg())
       records.extend(recs)
-  loads = [float(rec[k].split()[0]) for rec in records
-           for k in ("loadavg_before", "loadavg_after") if rec.get(k, "?") != "?"]
+  loads = [
+      float(rec[k].split()[0])
+      for rec in records
+      for k in ("loadavg_before", "loadavg_after")
+      if rec.get(k, "?") != "?"
+  ]
   if out:
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w", encoding="utf-8") as f:
@@ -557,24 +728,36 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     refs = {k: v for k, v in med.items() if not k.startswith("nfscale")}
     summary[wl] = {
         "unit": "steps/s" if wl == "image" else "model-steps/s",
-        "median": med, "repeats": {k: len(v) for k, v in impls.items()},
-        "ratios": {f"{k} / {ref}": med[k] / rv for k in med if k.startswith("nfscale")
-                   for ref, rv in refs.items()}}
+        "median": med,
+        "repeats": {k: len(v) for k, v in impls.items()},
+        "ratios": {
+            f"{k} / {ref}": med[k] / rv
+            for k in med
+            if k.startswith("nfscale")
+            for ref, rv in refs.items()
+        },
+    }
   return summary
 
 
 def format_summary(summary: dict[str, Any]) -> str:
   """A markdown table of :func:`summarize`'s medians and ratios."""
-  refs = sorted({r.split(" / ")[1] for s in summary.values() if isinstance(s, dict)
-                 for r in s.get("ratios", {})})
+  refs = sorted({
+      r.split(" / ")[1]
+      for s in summary.values()
+      if isinstance(s, dict)
+      for r in s.get("ratios", {})
+  })
   lines = ["| workload | implementation | median rate | vs " + " | vs ".join(refs) + " |"]
   lines.append("|" + "---|" * (3 + len(refs)))
   for wl, s in summary.items():
     if not isinstance(s, dict) or "median" not in s:
       continue
     for impl, rate in sorted(s["median"].items()):
-      cells = [f"{s['ratios'][f'{impl} / {ref}']:.2f}x" if f"{impl} / {ref}" in s["ratios"]
-               else "" for ref in refs]
+      cells = [
+          f"{s['ratios'][f'{impl} / {ref}']:.2f}x" if f"{impl} / {ref}" in s["ratios"] else ""
+          for ref in refs
+      ]
       shown = f"{rate:,.0f}" if rate >= 100 else f"{rate:.2f}"
       lines.append(f"| {wl} | {impl} | {shown} {s['unit']} | " + " | ".join(cells) + " |")
   return "\n".join(lines)
@@ -618,17 +801,26 @@ def summarize_trace(trace_dir: str, steps: int = 1, top: int = 15) -> dict[str, 
   """
   import glob  # pylint: disable=import-outside-toplevel
   import gzip  # pylint: disable=import-outside-toplevel
-  files = sorted(glob.glob(os.path.join(trace_dir, "**", "perfetto_trace.json.gz"),
-                           recursive=True), key=os.path.getmtime)
+
+  files = sorted(
+      glob.glob(os.path.join(trace_dir, "**", "perfetto_trace.json.gz"), recursive=True),
+      key=os.path.getmtime,
+  )
   if not files:
     raise ValueError(f"trace_dir={trace_dir!r}: no perfetto_trace.json.gz under it.")
   with gzip.open(files[-1], "rt", encoding="utf-8") as f:
     doc = json.load(f)
   events = doc["traceEvents"] if isinstance(doc, dict) else doc
-  procs = {e["pid"]: e.get("args", {}).get("name", "") for e in events
-           if e.get("ph") == "M" and e.get("name") == "process_name"}
-  threads = {(e["pid"], e.get("tid")): e.get("args", {}).get("name", "") for e in events
-             if e.get("ph") == "M" and e.get("name") == "thread_name"}
+  procs = {
+      e["pid"]: e.get("args", {}).get("name", "")
+      for e in events
+      if e.get("ph") == "M" and e.get("name") == "process_name"
+  }
+  threads = {
+      (e["pid"], e.get("tid")): e.get("args", {}).get("name", "")
+      for e in events
+      if e.get("ph") == "M" and e.get("name") == "thread_name"
+  }
   spans = [e for e in events if e.get("ph") == "X" and "dur" in e]
   lanes: dict[str, float] = {}
   for e in spans:
@@ -642,8 +834,7 @@ def summarize_trace(trace_dir: str, steps: int = 1, top: int = 15) -> dict[str, 
     chosen = chosen or gpu
   else:
     source = "cpu"
-    chosen = [e for e in spans
-              if threads.get((e["pid"], e.get("tid")), "").startswith("tf_XLA")]
+    chosen = [e for e in spans if threads.get((e["pid"], e.get("tid")), "").startswith("tf_XLA")]
   # Executor spans on the CPU contain the op spans: counting them would count twice.
   chosen = [e for e in chosen if not e["name"].startswith("ThunkExecutor")]
   per_name: dict[str, float] = {}
@@ -654,33 +845,49 @@ def summarize_trace(trace_dir: str, steps: int = 1, top: int = 15) -> dict[str, 
   for name, us in per_name.items():
     cats[_category(name)] = cats.get(_category(name), 0.0) + us / busy
   ranked = sorted(per_name.items(), key=lambda kv: -kv[1])[:top]
-  return {"source": source, "file": os.path.relpath(files[-1], trace_dir),
-          "lanes": dict(sorted(lanes.items(), key=lambda kv: -kv[1])[:12]),
-          "busy_us_per_step": sum(per_name.values()) / steps,
-          "by_category": dict(sorted(cats.items(), key=lambda kv: -kv[1])),
-          "top": [[name, us / steps, us / busy] for name, us in ranked]}
+  return {
+      "source": source,
+      "file": os.path.relpath(files[-1], trace_dir),
+      "lanes": dict(sorted(lanes.items(), key=lambda kv: -kv[1])[:12]),
+      "busy_us_per_step": sum(per_name.values()) / steps,
+      "by_category": dict(sorted(cats.items(), key=lambda kv: -kv[1])),
+      "top": [[name, us / steps, us / busy] for name, us in ranked],
+  }
 
 
 # --- the GPU suite: nfscale vs PyTorch per size and precision, with roofline fractions ---
 
 GPU_SIZES = (256, 512)
 GPU_PRECISIONS = ("tf32", "highest")
-GPU_TORCH_MODES = ("image:eager", "image:compile", "image:reduce-overhead",
-                   "image:max-autotune", "ensemble:vmap", "ensemble:vmap-compile")
+GPU_TORCH_MODES = (
+    "image:eager",
+    "image:compile",
+    "image:reduce-overhead",
+    "image:max-autotune",
+    "ensemble:vmap",
+    "ensemble:vmap-compile",
+)
 #: Steps per timed repeat on a GPU (a 512^2 image step is ~3 ms there; an ensemble step
 #: of 64 models ~40 us): enough for each repeat to last tens of milliseconds.
 GPU_IMAGE_STEPS, GPU_ENSEMBLE_STEPS = 50, 1000
 
 
-def gpu_suite_plan(nfscale_cmd: Sequence[str], torch_cmd: Sequence[str] | None, out_dir: str,
-                   *, sizes: Sequence[int] = GPU_SIZES,
-                   precisions: Sequence[str] = GPU_PRECISIONS,
-                   torch_modes: Sequence[str] = GPU_TORCH_MODES,
-                   image_steps: int = GPU_IMAGE_STEPS, ensemble_steps: int = GPU_ENSEMBLE_STEPS,
-                   repeats: int = 5, models: int = 64, torch_device: str = "cuda",
-                   variants: Sequence[str] = ("--remat=dots", "--nofast_sin"),
-                   profile: bool = True
-                   ) -> list[dict[str, Any]]:
+def gpu_suite_plan(
+    nfscale_cmd: Sequence[str],
+    torch_cmd: Sequence[str] | None,
+    out_dir: str,
+    *,
+    sizes: Sequence[int] = GPU_SIZES,
+    precisions: Sequence[str] = GPU_PRECISIONS,
+    torch_modes: Sequence[str] = GPU_TORCH_MODES,
+    image_steps: int = GPU_IMAGE_STEPS,
+    ensemble_steps: int = GPU_ENSEMBLE_STEPS,
+    repeats: int = 5,
+    models: int = 64,
+    torch_device: str = "cuda",
+    variants: Sequence[str] = ("--remat=dots", "--nofast_sin"),
+    profile: bool = True,
+) -> list[dict[str, Any]]:
   """The runs of the GPU suite, most important first, each its own process.
 
   Per precision (in the given order): per image size, nfscale then PyTorch (all image
@@ -712,8 +919,10 @@ def gpu_suite_plan(nfscale_cmd: Sequence[str], torch_cmd: Sequence[str] | None, 
   """
   for p in precisions:
     train.matmul_precision(p)  # a bad precision fails before anything runs
-  modes = {wl: [tm.partition(":")[2] for tm in torch_modes if tm.startswith(wl + ":")]
-           for wl in ("image", "ensemble")}
+  modes = {
+      wl: [tm.partition(":")[2] for tm in torch_modes if tm.startswith(wl + ":")]
+      for wl in ("image", "ensemble")
+  }
   timing = ["--repeats", str(repeats)]
   plan: list[dict[str, Any]] = []
 
@@ -722,36 +931,110 @@ def gpu_suite_plan(nfscale_cmd: Sequence[str], torch_cmd: Sequence[str] | None, 
 
   for i, prec in enumerate(precisions):
     for size in sizes:
-      add(f"image {size} {prec} nfscale", "nfscale",
-          [*nfscale_cmd, "--workload=image", f"--size={size}", f"--precision={prec}",
-           f"--steps={image_steps}", f"--repeats={repeats}"], 180)
+      add(
+          f"image {size} {prec} nfscale",
+          "nfscale",
+          [
+              *nfscale_cmd,
+              "--workload=image",
+              f"--size={size}",
+              f"--precision={prec}",
+              f"--steps={image_steps}",
+              f"--repeats={repeats}",
+          ],
+          180,
+      )
       if torch_cmd and modes["image"]:
-        add(f"image {size} {prec} torch", "torch",
-            [*torch_cmd, "image", "--mode", ",".join(modes["image"]), "--precision", prec,
-             "--size", str(size), "--device", torch_device, "--steps", str(image_steps),
-             *timing], 420)
+        add(
+            f"image {size} {prec} torch",
+            "torch",
+            [
+                *torch_cmd,
+                "image",
+                "--mode",
+                ",".join(modes["image"]),
+                "--precision",
+                prec,
+                "--size",
+                str(size),
+                "--device",
+                torch_device,
+                "--steps",
+                str(image_steps),
+                *timing,
+            ],
+            420,
+        )
     if i == 0 and profile:
-      add(f"profile image {max(sizes)} {prec}", "profile",
-          [*nfscale_cmd, "--workload=image", f"--size={max(sizes)}", f"--precision={prec}",
-           "--steps=5", "--repeats=2", f"--profile_dir={os.path.join(out_dir, 'trace')}"], 180)
-    add(f"ensemble {prec} nfscale", "nfscale",
-        [*nfscale_cmd, "--workload=ensemble", f"--models={models}", f"--precision={prec}",
-         f"--steps={ensemble_steps}", f"--repeats={repeats}"], 180)
+      add(
+          f"profile image {max(sizes)} {prec}",
+          "profile",
+          [
+              *nfscale_cmd,
+              "--workload=image",
+              f"--size={max(sizes)}",
+              f"--precision={prec}",
+              "--steps=5",
+              "--repeats=2",
+              f"--profile_dir={os.path.join(out_dir, 'trace')}",
+          ],
+          180,
+      )
+    add(
+        f"ensemble {prec} nfscale",
+        "nfscale",
+        [
+            *nfscale_cmd,
+            "--workload=ensemble",
+            f"--models={models}",
+            f"--precision={prec}",
+            f"--steps={ensemble_steps}",
+            f"--repeats={repeats}",
+        ],
+        180,
+    )
     if torch_cmd and modes["ensemble"]:
-      add(f"ensemble {prec} torch", "torch",
-          [*torch_cmd, "ensemble", "--mode", ",".join(modes["ensemble"]), "--precision",
-           prec, "--models", str(models), "--device", torch_device, "--steps",
-           str(ensemble_steps), *timing], 300)
+      add(
+          f"ensemble {prec} torch",
+          "torch",
+          [
+              *torch_cmd,
+              "ensemble",
+              "--mode",
+              ",".join(modes["ensemble"]),
+              "--precision",
+              prec,
+              "--models",
+              str(models),
+              "--device",
+              torch_device,
+              "--steps",
+              str(ensemble_steps),
+              *timing,
+          ],
+          300,
+      )
   for flag in variants:
-    add(f"image {max(sizes)} {precisions[0]} nfscale {flag.lstrip('-')}", "nfscale",
-        [*nfscale_cmd, "--workload=image", f"--size={max(sizes)}",
-         f"--precision={precisions[0]}", flag, f"--steps={image_steps}",
-         f"--repeats={repeats}"], 180)
+    add(
+        f"image {max(sizes)} {precisions[0]} nfscale {flag.lstrip('-')}",
+        "nfscale",
+        [
+            *nfscale_cmd,
+            "--workload=image",
+            f"--size={max(sizes)}",
+            f"--precision={precisions[0]}",
+            flag,
+            f"--steps={image_steps}",
+            f"--repeats={repeats}",
+        ],
+        180,
+    )
   return plan
 
 
-def run_plan(plan: Sequence[dict[str, Any]], out: str, budget_s: float = 480.0,
-             grace_s: float = 60.0) -> list[dict[str, Any]]:
+def run_plan(
+    plan: Sequence[dict[str, Any]], out: str, budget_s: float = 480.0, grace_s: float = 60.0
+) -> list[dict[str, Any]]:
   """Runs :func:`gpu_suite_plan`'s runs in order; appends every JSON line to ``out`` at once.
 
   No run starts after ``budget_s`` seconds, and none runs past ``budget_s + grace_s``
@@ -775,8 +1058,9 @@ def run_plan(plan: Sequence[dict[str, Any]], out: str, budget_s: float = 480.0,
         t0 = time.perf_counter()
         status, stdout, stderr = "ok", "", ""
         try:
-          done = subprocess.run(run["argv"], capture_output=True, text=True, check=False,
-                                timeout=timeout)
+          done = subprocess.run(
+              run["argv"], capture_output=True, text=True, check=False, timeout=timeout
+          )
           stdout, stderr = done.stdout, done.stderr
           if done.returncode:
             status = f"failed (exit {done.returncode})"
@@ -784,8 +1068,11 @@ def run_plan(plan: Sequence[dict[str, Any]], out: str, budget_s: float = 480.0,
           stdout = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
           stderr = e.stderr.decode() if isinstance(e.stderr, bytes) else (e.stderr or "")
           status = f"stopped after {timeout:.0f} s"
-        recs = [dict(json.loads(line), label=run["label"]) for line in stdout.splitlines()
-                if line.startswith("{")]
+        recs = [
+            dict(json.loads(line), label=run["label"])
+            for line in stdout.splitlines()
+            if line.startswith("{")
+        ]
         if status != "ok":
           sys.stderr.write(stderr[-2000:])
           recs.append({"label": run["label"], "status": status, "stderr": stderr[-1500:]})
@@ -830,7 +1117,7 @@ def gpu_summary(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     g = groups.setdefault((wl, size, prec), {"nfscale": {}, "torch": {}, "records": []})
     if rec["impl"] == "nfscale":
       opts = rec.get("options", {})
-      parts = ([f"remat={opts['remat']}"] if opts.get("remat", "none") != "none" else [])
+      parts = [f"remat={opts['remat']}"] if opts.get("remat", "none") != "none" else []
       parts += ["XLA sin"] if opts.get("fast_sin") is False else []
       variant = ", ".join(parts) or "default"
       g["nfscale"].setdefault(variant, []).extend(rec["rates"])
@@ -842,8 +1129,14 @@ def gpu_summary(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     torch_med = {k: statistics.median(v) for k, v in g["torch"].items()}
     best = max(torch_med, key=torch_med.get) if torch_med else None
     kind = next((r.get("device_kind") for r in g["records"] if r.get("device_kind")), "")
-    points = next((r.get("points", r.get("options", {}).get("points")) for r in g["records"]
-                   if wl == "ensemble"), 200)
+    points = next(
+        (
+            r.get("points", r.get("options", {}).get("points"))
+            for r in g["records"]
+            if wl == "ensemble"
+        ),
+        200,
+    )
 
     def roof(rate, wl=wl, size=size, prec=prec, kind=kind, points=points):
       fields = roofline_fields(wl, rate, prec, kind, size=size or 256, points=points or 200)
@@ -851,9 +1144,17 @@ def gpu_summary(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
     for variant, rates in (g["nfscale"] or {"(none)": []}).items():
       nf = statistics.median(rates) if rates else None
-      row = {"workload": wl, "size": size, "precision": prec, "nfscale_variant": variant,
-             "nfscale": nf, "torch": torch_med, "best_torch": best,
-             "ratio": nf / torch_med[best] if nf and best else None, "gpu": kind}
+      row = {
+          "workload": wl,
+          "size": size,
+          "precision": prec,
+          "nfscale_variant": variant,
+          "nfscale": nf,
+          "torch": torch_med,
+          "best_torch": best,
+          "ratio": nf / torch_med[best] if nf and best else None,
+          "gpu": kind,
+      }
       r_nf = roof(nf) if nf else None
       r_t = roof(torch_med[best]) if best else None
       row["nfscale_roofline"] = r_nf and r_nf["roofline_fraction"]
@@ -865,32 +1166,46 @@ def gpu_summary(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def format_gpu_summary(rows: Sequence[dict[str, Any]]) -> str:
   """A markdown table of :func:`gpu_summary`'s rows."""
+
   def num(v):
     return "" if v is None else (f"{v:,.0f}" if v >= 100 else f"{v:.3g}")
 
   def pct(v):
     return "" if v is None else f"{100 * v:.0f}%"
 
-  lines = ["| workload | size | precision | nfscale variant | nfscale rate | best PyTorch "
-           "(mode) | ratio | nfscale / torch of roofline | bound | all PyTorch modes |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+  lines = [
+      (
+          "| workload | size | precision | nfscale variant | nfscale rate | best PyTorch "
+          "(mode) | ratio | nfscale / torch of roofline | bound | all PyTorch modes |"
+      ),
+      "|---|---|---|---|---|---|---|---|---|---|",
+  ]
   for r in rows:
     best = f"{num(r['torch'][r['best_torch']])} ({r['best_torch']})" if r["best_torch"] else ""
     modes = ", ".join(f"{k.removeprefix('torch-')} {num(v)}" for k, v in r["torch"].items())
     ratio = f"**{r['ratio']:.2f}x**" if r["ratio"] else ""
-    lines.append(f"| {r['workload']} | {r['size'] or ''} | {r['precision']} | "
-                 f"{r['nfscale_variant']} | {num(r['nfscale'])} | {best} | {ratio} | "
-                 f"{pct(r['nfscale_roofline'])} / {pct(r['torch_roofline'])} | "
-                 f"{r['bound'] or ''} | {modes} |")
+    lines.append(
+        f"| {r['workload']} | {r['size'] or ''} | {r['precision']} | "
+        f"{r['nfscale_variant']} | {num(r['nfscale'])} | {best} | {ratio} | "
+        f"{pct(r['nfscale_roofline'])} / {pct(r['torch_roofline'])} | "
+        f"{r['bound'] or ''} | {modes} |"
+    )
   return "\n".join(lines)
 
 
 def format_profile(summary: dict[str, Any]) -> str:
   """A markdown view of :func:`summarize_trace`'s summary."""
   cats = ", ".join(f"{k} {100 * v:.0f}%" for k, v in summary["by_category"].items())
-  lines = [f"Profile ({summary['source']}, {summary['file']}): "
-           f"{summary['busy_us_per_step']:.0f} us of kernels per step; {cats}.", "",
-           "| kernel | us/step | share |", "|---|---|---|"]
-  lines += [f"| `{name[:90]}` | {us:.1f} | {100 * share:.1f}% |"
-            for name, us, share in summary["top"]]
+  lines = [
+      (
+          f"Profile ({summary['source']}, {summary['file']}): "
+          f"{summary['busy_us_per_step']:.0f} us of kernels per step; {cats}."
+      ),
+      "",
+      "| kernel | us/step | share |",
+      "|---|---|---|",
+  ]
+  lines += [
+      f"| `{name[:90]}` | {us:.1f} | {100 * share:.1f}% |" for name, us, share in summary["top"]
+  ]
   return "\n".join(lines)

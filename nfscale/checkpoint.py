@@ -33,10 +33,13 @@ _KEEP = 2
 
 def _manager(workdir: str, create: bool):
   import orbax.checkpoint as ocp  # heavy import, only when checkpoints are used
-  options = ocp.CheckpointManagerOptions(max_to_keep=_KEEP, create=create,
-                                         enable_async_checkpointing=False)
-  return ocp, ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR)),
-                                    options=options)
+
+  options = ocp.CheckpointManagerOptions(
+      max_to_keep=_KEEP, create=create, enable_async_checkpointing=False
+  )
+  return ocp, ocp.CheckpointManager(
+      os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR)), options=options
+  )
 
 
 def latest_step(workdir: str) -> int | None:
@@ -61,8 +64,11 @@ def save(workdir: str, step: int, state: Any, meta: Mapping[str, Any]) -> None:
   ocp, mgr = _manager(workdir, create=True)
   host = jax.tree.map(np.asarray, jax.device_get(state))
   meta = dict(meta, step=int(step))
-  mgr.save(int(step), args=ocp.args.Composite(state=ocp.args.StandardSave(host),
-                                             meta=ocp.args.JsonSave(meta)), force=True)
+  mgr.save(
+      int(step),
+      args=ocp.args.Composite(state=ocp.args.StandardSave(host), meta=ocp.args.JsonSave(meta)),
+      force=True,
+  )
   mgr.wait_until_finished()
   mgr.close()
 
@@ -88,11 +94,14 @@ def restore(workdir: str, template: Any, step: int | None = None) -> tuple[Any, 
   ocp, mgr = _manager(workdir, create=False)
   host = jax.tree.map(np.asarray, jax.device_get(template))
   try:
-    out = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(host),
-                                                    meta=ocp.args.JsonRestore()))
+    out = mgr.restore(
+        step,
+        args=ocp.args.Composite(state=ocp.args.StandardRestore(host), meta=ocp.args.JsonRestore()),
+    )
   except (ValueError, KeyError, TypeError) as e:
-    raise ValueError(f"checkpoint {step} in {workdir!r} does not match this run's state: "
-                     f"{e}") from e
+    raise ValueError(
+        f"checkpoint {step} in {workdir!r} does not match this run's state: {e}"
+    ) from e
   finally:
     mgr.close()
   return out.state, dict(out.meta)

@@ -27,9 +27,21 @@ from typing import Any, Callable, NoReturn, Sequence
 from absl import app, flags
 
 #: Keys shown per config in ``--help`` (where the config has them).
-MAIN_KEYS = ("task", "data.name", "data.size", "model.hidden", "model.activation",
-             "schemes", "seeds", "optimizer", "lrs", "steps", "target", "sweep.arms",
-             "sweep.ns")
+MAIN_KEYS = (
+    "task",
+    "data.name",
+    "data.size",
+    "model.hidden",
+    "model.activation",
+    "schemes",
+    "seeds",
+    "optimizer",
+    "lrs",
+    "steps",
+    "target",
+    "sweep.arms",
+    "sweep.ns",
+)
 #: The last line of every usage error.
 HELP_HINT = "Run with --help for the configs, their presets and keys, and the flags."
 
@@ -63,8 +75,10 @@ def resolve_config(spec: str) -> str:
     return spec
   package = config_package()
   if file_part not in package.names():
-    raise UsageError(f"--config={spec}: no config file or bundled config {file_part!r}; "
-                     f"bundled configs: {', '.join(package.names())}.")
+    raise UsageError(
+        f"--config={spec}: no config file or bundled config {file_part!r}; "
+        f"bundled configs: {', '.join(package.names())}."
+    )
   return package.path(file_part) + sep + arg
 
 
@@ -102,7 +116,7 @@ def _overrides(argv: Sequence[str]) -> list[tuple[str, str | None]]:
   out = []
   for i, token in enumerate(argv):
     if token.startswith("--config."):
-      key, eq, value = token[len("--config."):].partition("=")
+      key, eq, value = token[len("--config.") :].partition("=")
       if not eq:
         value = argv[i + 1] if i + 1 < len(argv) else None
       out.append((key, value))
@@ -123,14 +137,17 @@ def check_overrides(config: Any, argv: Sequence[str]) -> None:
       level = sorted(k for k in leaves if k.rpartition(".")[0] == parent)
       close = difflib.get_close_matches(key, list(leaves), n=3)
       hint = f" Did you mean {' or '.join(close)}?" if close else ""
-      raise UsageError(f"--config.{key}: unknown config key.{hint} Valid keys"
-                       f"{' under ' + parent if parent else ''}: {', '.join(level)}.")
+      raise UsageError(
+          f"--config.{key}: unknown config key.{hint} Valid keys"
+          f"{' under ' + parent if parent else ''}: {', '.join(level)}."
+      )
     current = leaves[key]
     if value is None or current is None or isinstance(current, (tuple, list, dict)):
       continue
     if hasattr(current, "items"):
-      raise UsageError(f"--config.{key}: is a group; set one of its keys: "
-                       f"{', '.join(sorted(current))}.")
+      raise UsageError(
+          f"--config.{key}: is a group; set one of its keys: {', '.join(sorted(current))}."
+      )
     if isinstance(current, bool):
       if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
         raise UsageError(f"--config.{key}={value}: expected true or false.")
@@ -138,8 +155,10 @@ def check_overrides(config: Any, argv: Sequence[str]) -> None:
       try:
         type(current)(float(value) if isinstance(current, float) else int(value))
       except ValueError:
-        raise UsageError(f"--config.{key}={value}: expected a number of type "
-                         f"{type(current).__name__} (default {current!r}).") from None
+        raise UsageError(
+            f"--config.{key}={value}: expected a number of type "
+            f"{type(current).__name__} (default {current!r})."
+        ) from None
 
 
 def _preset_help(module: ModuleType) -> str:
@@ -182,14 +201,14 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 def _print_help(doc: str, module_name: str, configs: bool) -> NoReturn:
-  sys.stdout.write(doc.rstrip() + "\n\n" + (catalog() + "\n\n" if configs else "")
-                   + "Flags:\n")
+  sys.stdout.write(doc.rstrip() + "\n\n" + (catalog() + "\n\n" if configs else "") + "Flags:\n")
   sys.stdout.write(flags.FLAGS.module_help(module_name) + "\n")
   sys.exit(0)
 
 
-def make_flags_parser(doc: str, module_name: str, configs: bool = True
-                      ) -> Callable[[list[str]], list[str]]:
+def make_flags_parser(
+    doc: str, module_name: str, configs: bool = True
+) -> Callable[[list[str]], list[str]]:
   """An ``app.run(flags_parser=...)`` that resolves, checks and reports as described above.
 
   ``configs``: the launcher takes ``--config`` (``--help`` then lists the configs)."""
@@ -200,10 +219,10 @@ def make_flags_parser(doc: str, module_name: str, configs: bool = True
     argv = list(argv)
     for i, token in enumerate(argv):
       if token.startswith("--config="):
-        spec = token[len("--config="):]
+        spec = token[len("--config=") :]
       elif token == "--config" and i + 1 < len(argv):
         spec = argv[i + 1]
-        argv[i:i + 2] = [f"--config={spec}", ""]
+        argv[i : i + 2] = [f"--config={spec}", ""]
       else:
         continue
       try:
@@ -221,8 +240,7 @@ def make_flags_parser(doc: str, module_name: str, configs: bool = True
   return parse
 
 
-def run(main: Callable[[list[str]], Any], doc: str, module_name: str,
-        configs: bool = True) -> None:
+def run(main: Callable[[list[str]], Any], doc: str, module_name: str, configs: bool = True) -> None:
   """``app.run(main)`` with this module's flag parsing; a ``ValueError`` from ``main`` is a
   one-line error too (the library's bad-input errors name the key and valid choices)."""
 

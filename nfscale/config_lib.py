@@ -45,8 +45,9 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
       try:
         out[key] = type(default)(value)
       except ValueError:
-        raise ConfigArgError(f"argument {key}={value!r} is not of type "
-                             f"{type(default).__name__}", defaults) from None
+        raise ConfigArgError(
+            f"argument {key}={value!r} is not of type {type(default).__name__}", defaults
+        ) from None
   return out
 
 
@@ -62,8 +63,11 @@ class ConfigArgError(ValueError):
     self.presets = [k for k, v in defaults.items() if isinstance(v, bool)]
     self.overrides = {k: v for k, v in defaults.items() if not isinstance(v, bool)}
     over = ", ".join(f"{k}=<{type(v).__name__}>" for k, v in self.overrides.items())
-    super().__init__(f"{problem}; valid presets: {', '.join(self.presets) or '(none)'}"
-                     + (f"; overrides: {over}" if over else "") + ".")
+    super().__init__(
+        f"{problem}; valid presets: {', '.join(self.presets) or '(none)'}"
+        + (f"; overrides: {over}" if over else "")
+        + "."
+    )
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -84,9 +88,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.schemes = tuple(initializers.PAPER_SCHEMES)
   # Biases: "zeros" | "constant" | "torch"; first_bias "" = same as bias. omega (SIREN
   # schemes) unset = the activation's; set it only for an activation without one.
-  c.scheme_params = ml_collections.ConfigDict(
-      {"bias": "zeros", "bias_value": 0.01, "first_bias": "",
-       "omega": ml_collections.config_dict.placeholder(float)})
+  c.scheme_params = ml_collections.ConfigDict({
+      "bias": "zeros",
+      "bias_value": 0.01,
+      "first_bias": "",
+      "omega": ml_collections.config_dict.placeholder(float),
+  })
   c.seeds = (0,)
   # Every (scheme, seed) is trained once per learning rate in the grid; the
   # results name each scheme's best rate (docs/protocol.md: per-scheme rates).
@@ -127,8 +134,11 @@ def arm(activation: str, encoding: str = "identity", **params: Any) -> ml_collec
   """One sweep arm: an activation (its params) and an encoding (``encoding_params``)."""
   enc = params.pop("encoding_params", {})
   return ml_collections.ConfigDict({
-      "activation": activation, "activation_params": ml_collections.ConfigDict(params),
-      "encoding": encoding, "encoding_params": ml_collections.ConfigDict(enc)})
+      "activation": activation,
+      "activation_params": ml_collections.ConfigDict(params),
+      "encoding": encoding,
+      "encoding_params": ml_collections.ConfigDict(enc),
+  })
 
 
 def sweep_config() -> ml_collections.ConfigDict:
@@ -136,15 +146,15 @@ def sweep_config() -> ml_collections.ConfigDict:
   c = base_config()
   c.arms = ml_collections.ConfigDict()
   c.sweep = ml_collections.ConfigDict({
-      "arms": (),               # which of c.arms to run, in order
-      "ns": (),                 # dataset sizes N
-      "hidden_prefix": (),      # fixed hidden widths before the searched last one
-      "start": 8,               # first width of the geometric ladder
+      "arms": (),  # which of c.arms to run, in order
+      "ns": (),  # dataset sizes N
+      "hidden_prefix": (),  # fixed hidden widths before the searched last one
+      "start": 8,  # first width of the geometric ladder
       "growth": 2.0,
       "max_width": 4096,
       "min_width": 1,
-      "rel_precision": 0.1,     # stop when (hi - lo) <= rel * hi
-      "rule": "median",         # per lr: >= ceil(K/2) of K seeds reach the target
+      "rel_precision": 0.1,  # stop when (hi - lo) <= rel * hi
+      "rule": "median",  # per lr: >= ceil(K/2) of K seeds reach the target
       # A point whose best rate is an end of the lr grid (and did not diverge
       # there) is searched again with the grid extended by lr_factor at that
       # end, at most lr_extensions times (0: never).
@@ -157,10 +167,10 @@ def sweep_config() -> ml_collections.ConfigDict:
       "buckets": "auto",
   })
   c.theory = ml_collections.ConfigDict({
-      "enabled": True,          # eq. 4.6 width at init, per scheme and point
-      "max_n": 1000,            # skip points with more samples (N x width SVDs)
+      "enabled": True,  # eq. 4.6 width at init, per scheme and point
+      "max_n": 1000,  # skip points with more samples (N x width SVDs)
       "start": 8,
-      "max_width": 2 ** 14,
+      "max_width": 2**14,
       "rel_precision": 0.1,
   })
   return c

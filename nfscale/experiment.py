@@ -62,8 +62,12 @@ def members_from_config(config: Any) -> list[train.Member]:
     initializers.get_scheme(s, **initializers.filter_hparams(s, base.scheme_params(config)))
   if any(not lr > 0 for lr in config.lrs):
     raise ValueError(f"learning rates must be positive, got lrs={tuple(config.lrs)}.")
-  return [train.Member(s, int(seed), float(lr))
-          for s in config.schemes for seed in config.seeds for lr in config.lrs]
+  return [
+      train.Member(s, int(seed), float(lr))
+      for s in config.schemes
+      for seed in config.seeds
+      for lr in config.lrs
+  ]
 
 
 def member_label(m: train.Member, members: Sequence[train.Member]) -> str:
@@ -82,14 +86,25 @@ def summarize(rows: list[dict[str, Any]], key: str = "final_psnr") -> list[dict[
   for scheme in dict.fromkeys(r["scheme"] for r in rows):
     best = None
     for lr in dict.fromkeys(r["lr"] for r in rows if r["scheme"] == scheme):
-      vals = np.array([np.nan if r[key] is None else r[key] for r in rows
-                       if r["scheme"] == scheme and r["lr"] == lr], float)
+      vals = np.array(
+          [
+              np.nan if r[key] is None else r[key]
+              for r in rows
+              if r["scheme"] == scheme and r["lr"] == lr
+          ],
+          float,
+      )
       vals = np.where(np.isnan(vals), -np.inf, vals)  # diverged members lose
       med = float(np.median(vals))
       if best is None or med > best[key + "_median"]:
-        best = {"scheme": scheme, "best_lr": lr, key + "_median": med,
-                key + "_min": float(vals.min()), key + "_max": float(vals.max()),
-                "seeds": int(vals.size)}
+        best = {
+            "scheme": scheme,
+            "best_lr": lr,
+            key + "_median": med,
+            key + "_min": float(vals.min()),
+            key + "_max": float(vals.max()),
+            "seeds": int(vals.size),
+        }
     out.append(best)
   return out
 
@@ -123,13 +138,18 @@ def validate(config: Any) -> tuple[base.Task, list[train.Member]]:
   if config.target is not None and not math.isfinite(float(config.target)):
     raise ValueError(f"config.target must be a finite number or None, got {config.target!r}.")
   if config.diverge_factor is not None and not float(config.diverge_factor) > 1:
-    raise ValueError("config.diverge_factor must be > 1 (or None: NaN/Inf only), got "
-                     f"{config.diverge_factor!r}.")
+    raise ValueError(
+        f"config.diverge_factor must be > 1 (or None: NaN/Inf only), got {config.diverge_factor!r}."
+    )
   train.check_settings(str(config.get("precision", "default")), str(config.get("remat", "none")))
   members = members_from_config(config)
-  train.make_optimizer(config.optimizer, dict(config.optimizer_params),
-                       schedule=config.schedule, schedule_params=dict(config.schedule_params),
-                       steps=steps)
+  train.make_optimizer(
+      config.optimizer,
+      dict(config.optimizer_params),
+      schedule=config.schedule,
+      schedule_params=dict(config.schedule_params),
+      steps=steps,
+  )
   task = tasks.build_task(config)
   return task, members
 
@@ -139,7 +159,7 @@ class Trained(NamedTuple):
 
   members: list[train.Member]
   labels: list[str]
-  param_count: int          # per member (they share one architecture)
+  param_count: int  # per member (they share one architecture)
   fit: train.FitResult
   rows: list[dict[str, Any]]  # per member: flags, steps, loss and score (no task metrics)
 
@@ -151,21 +171,36 @@ def init_params(config: Any, task: base.Task, members: Sequence[train.Member]) -
 
 def optimizer_args(config: Any) -> dict[str, Any]:
   """The optimizer keyword arguments of :func:`nfscale.train.fit` from a config."""
-  return {"optimizer": config.optimizer, "optimizer_params": dict(config.optimizer_params),
-          "schedule": config.schedule, "schedule_params": dict(config.schedule_params)}
+  return {
+      "optimizer": config.optimizer,
+      "optimizer_params": dict(config.optimizer_params),
+      "schedule": config.schedule,
+      "schedule_params": dict(config.schedule_params),
+  }
 
 
 def template_state(config: Any, params: Any) -> train.EnsembleState:
   """A fresh ensemble state of ``params``: the structure a checkpoint restores into."""
-  tx = train.make_optimizer(config.optimizer, dict(config.optimizer_params),
-                            schedule=config.schedule,
-                            schedule_params=dict(config.schedule_params), steps=int(config.steps))
+  tx = train.make_optimizer(
+      config.optimizer,
+      dict(config.optimizer_params),
+      schedule=config.schedule,
+      schedule_params=dict(config.schedule_params),
+      steps=int(config.steps),
+  )
   return train.init_state(params, tx)
 
 
-def train_members(config: Any, task: base.Task, members: Sequence[train.Member], *,
-                  params: Any = None, progress: bool | None = None, desc: str | None = None,
-                  **fit_kwargs: Any) -> Trained:
+def train_members(
+    config: Any,
+    task: base.Task,
+    members: Sequence[train.Member],
+    *,
+    params: Any = None,
+    progress: bool | None = None,
+    desc: str | None = None,
+    **fit_kwargs: Any,
+) -> Trained:
   """Initializes and trains ``members`` on ``task`` as one ensemble; per-member rows.
 
   The one path from a config to trained members, shared by :func:`run` and
@@ -191,13 +226,20 @@ def train_members(config: Any, task: base.Task, members: Sequence[train.Member],
   n_params = models.param_count(train.unstack(params, 0))
   target = None if config.target is None else float(config.target)
   kwargs = dict(
-      steps=int(config.steps), score_fn=task.score.fn, target=target,
+      steps=int(config.steps),
+      score_fn=task.score.fn,
+      target=target,
       diverge_factor=None if config.diverge_factor is None else float(config.diverge_factor),
-      chunk_steps=int(config.chunk_steps), log_every=int(config.log_every),
-      batch_size=int(config.batch_size) or None, seed=int(config.seed),
+      chunk_steps=int(config.chunk_steps),
+      log_every=int(config.log_every),
+      batch_size=int(config.batch_size) or None,
+      seed=int(config.seed),
       progress=bool(config.progress) if progress is None else progress,
-      desc=desc or task.name, **optimizer_args(config),
-      precision=str(config.get("precision", "default")), remat=str(config.get("remat", "none")))
+      desc=desc or task.name,
+      **optimizer_args(config),
+      precision=str(config.get("precision", "default")),
+      remat=str(config.get("remat", "none")),
+  )
   kwargs.update(fit_kwargs)
   fit = train.fit(task.loss_fn, params, members, task.train_data, **kwargs)
   labels = [member_label(m, members) for m in members]
@@ -205,29 +247,51 @@ def train_members(config: Any, task: base.Task, members: Sequence[train.Member],
   return Trained(members, labels, n_params, fit, rows)
 
 
-def member_rows(score_name: str, members: Sequence[train.Member], labels: Sequence[str],
-                param_count: int, state: train.EnsembleState) -> list[dict[str, Any]]:
+def member_rows(
+    score_name: str,
+    members: Sequence[train.Member],
+    labels: Sequence[str],
+    param_count: int,
+    state: train.EnsembleState,
+) -> list[dict[str, Any]]:
   """Per member: flags, steps, loss and score of a trained ensemble state (JSON-able)."""
   st = jax.device_get(state)
   rows = []
   for i, m in enumerate(members):
     rows.append({
-        "member": i, "label": labels[i], "scheme": m.scheme, "seed": m.seed, "lr": m.lr,
-        "param_count": param_count, f"final_{score_name}": float(st.score[i]),
-        f"best_{score_name}": float(st.best_score[i]), "final_loss": float(st.loss[i]),
-        "initial_loss": float(st.initial_loss[i]), "steps_trained": int(st.steps[i]),
+        "member": i,
+        "label": labels[i],
+        "scheme": m.scheme,
+        "seed": m.seed,
+        "lr": m.lr,
+        "param_count": param_count,
+        f"final_{score_name}": float(st.score[i]),
+        f"best_{score_name}": float(st.best_score[i]),
+        "final_loss": float(st.loss[i]),
+        "initial_loss": float(st.initial_loss[i]),
+        "steps_trained": int(st.steps[i]),
         "steps_to_target": int(st.steps_to_target[i]) if st.done[i] else None,
-        "reached_target": bool(st.done[i]), "diverged": bool(st.diverged[i])})
+        "reached_target": bool(st.done[i]),
+        "diverged": bool(st.diverged[i]),
+    })
   return rows
 
 
-def _metrics_rows(record: dict[str, Any], members: Sequence[train.Member],
-                  score_name: str) -> list[dict[str, Any]]:
+def _metrics_rows(
+    record: dict[str, Any], members: Sequence[train.Member], score_name: str
+) -> list[dict[str, Any]]:
   rows = []
   for i, m in enumerate(members):
     row = {k: v[i] for k, v in record["aux"].items()}  # the fixed keys below win
-    row.update({"step": record["step"], "member": i, "scheme": m.scheme, "seed": m.seed,
-                "lr": m.lr, "loss": record["loss"][i], score_name: record["score"][i]})
+    row.update({
+        "step": record["step"],
+        "member": i,
+        "scheme": m.scheme,
+        "seed": m.seed,
+        "lr": m.lr,
+        "loss": record["loss"][i],
+        score_name: record["score"][i],
+    })
     rows.append(row)
   return rows
 
@@ -255,16 +319,21 @@ def _pin_workdir(config: Any, workdir: str) -> bool:
   path = os.path.join(workdir, io.CONFIG_FILENAME)
   if config.mode == "eval":
     if not os.path.exists(path) or checkpoint.latest_step(workdir) is None:
-      raise ValueError(f"config.mode='eval' needs a trained run in {workdir!r} "
-                       "(config.json and checkpoints/); train it first.")
+      raise ValueError(
+          f"config.mode='eval' needs a trained run in {workdir!r} "
+          "(config.json and checkpoints/); train it first."
+      )
   elif not os.path.exists(path) and checkpoint.latest_step(workdir) is not None:
-    raise ValueError(f"{workdir!r} holds checkpoints but no config.json: refusing to mix runs "
-                     "(pass --config.overwrite=True to delete them and start over).")
+    raise ValueError(
+        f"{workdir!r} holds checkpoints but no config.json: refusing to mix runs "
+        "(pass --config.overwrite=True to delete them and start over)."
+    )
   try:
     return io.check_or_write_config(workdir, config.to_dict(), keys_ignored=IGNORED_KEYS)
   except ValueError as e:
-    raise ValueError(f"{e}\nOr pass --config.overwrite=True to delete that run's files "
-                     "and start over.") from e
+    raise ValueError(
+        f"{e}\nOr pass --config.overwrite=True to delete that run's files and start over."
+    ) from e
 
 
 def _restore(config: Any, workdir: str, params: Any):
@@ -299,8 +368,9 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
     return _run_locked(config, workdir, task, members, params)
 
 
-def _run_locked(config: Any, workdir: str, task: base.Task, members: list[train.Member],
-                params: Any) -> dict[str, Any]:
+def _run_locked(
+    config: Any, workdir: str, task: base.Task, members: list[train.Member], params: Any
+) -> dict[str, Any]:
   """:func:`run` once the config is valid and the workdir is locked."""
   _pin_workdir(config, workdir)
   metrics_path = os.path.join(workdir, METRICS_FILE)
@@ -326,25 +396,45 @@ def _run_locked(config: Any, workdir: str, task: base.Task, members: list[train.
       io.append_jsonl(metrics_path, row)
 
   def on_checkpoint(step, state, history):
-    checkpoint.save(workdir, step, state, {
-        "history": io.to_jsonable(history), "labels": labels,
-        "seconds": seconds_before + time.perf_counter() - t0})
+    checkpoint.save(
+        workdir,
+        step,
+        state,
+        {
+            "history": io.to_jsonable(history),
+            "labels": labels,
+            "seconds": seconds_before + time.perf_counter() - t0,
+        },
+    )
 
   if config.mode == "eval":
     step, state, history = resume
     n_params = models.param_count(train.unstack(params, 0))
     fit = train.FitResult(state=state, history=history, seconds=0.0, steps_run=step)
-    trained = Trained(members, labels, n_params, fit,
-                      member_rows(task.score.name, members, labels, n_params, state))
+    trained = Trained(
+        members,
+        labels,
+        n_params,
+        fit,
+        member_rows(task.score.name, members, labels, n_params, state),
+    )
   else:
-    trained = train_members(config, task, members, params=params, on_log=on_log, resume=resume,
-                            checkpoint_every=int(config.checkpoint_every),
-                            on_checkpoint=on_checkpoint)
+    trained = train_members(
+        config,
+        task,
+        members,
+        params=params,
+        on_log=on_log,
+        resume=resume,
+        checkpoint_every=int(config.checkpoint_every),
+        on_checkpoint=on_checkpoint,
+    )
   return _finish(config, task, trained, workdir, seconds_before + trained.fit.seconds)
 
 
-def _finish(config: Any, task: base.Task, trained: Trained, workdir: str,
-            seconds: float) -> dict[str, Any]:
+def _finish(
+    config: Any, task: base.Task, trained: Trained, workdir: str, seconds: float
+) -> dict[str, Any]:
   """Evaluation, figures and ``results.json`` of trained members."""
   fit = trained.fit
   state = jax.device_get(fit.state)
@@ -352,27 +442,48 @@ def _finish(config: Any, task: base.Task, trained: Trained, workdir: str,
   rows = [dict(r) for r in trained.rows]
   for m in task.metrics:
     if m.name not in evaluation:
-      raise ValueError(f"task {task.name!r} declares metric {m.name!r} but evaluate() did not "
-                       "return it.")
+      raise ValueError(
+          f"task {task.name!r} declares metric {m.name!r} but evaluate() did not return it."
+      )
     for i, row in enumerate(rows):
       row[m.name] = float(np.asarray(evaluation[m.name])[i])
   score = task.score
   target = None if config.target is None else float(config.target)
-  artifacts = [plots.psnr_curves(
-      fit.history, trained.labels, os.path.join(workdir, f"{score.name}.png"),
-      title=_title(config, task), target=target, ylabel=score.label,
-      diverged=[r["diverged"] for r in rows])]
+  artifacts = [
+      plots.psnr_curves(
+          fit.history,
+          trained.labels,
+          os.path.join(workdir, f"{score.name}.png"),
+          title=_title(config, task),
+          target=target,
+          ylabel=score.label,
+          diverged=[r["diverged"] for r in rows],
+      )
+  ]
   artifacts += task.save_artifacts(workdir, trained.labels, evaluation)
   results = {
-      "task": task.name, "task_info": dict(task.info),
+      "task": task.name,
+      "task_info": dict(task.info),
       "score": {"name": score.name, "label": score.label},
-      "metrics": [{"name": m.name, "higher_is_better": m.higher_is_better, "fmt": m.fmt,
-                   "label": m.label or m.name} for m in task.metrics],
-      "target": target, "steps": int(config.steps), "steps_run": fit.steps_run,
-      "seconds": seconds, "devices": [str(d) for d in jax.devices()], "members": rows,
+      "metrics": [
+          {
+              "name": m.name,
+              "higher_is_better": m.higher_is_better,
+              "fmt": m.fmt,
+              "label": m.label or m.name,
+          }
+          for m in task.metrics
+      ],
+      "target": target,
+      "steps": int(config.steps),
+      "steps_run": fit.steps_run,
+      "seconds": seconds,
+      "devices": [str(d) for d in jax.devices()],
+      "members": rows,
       "summary": summarize(rows, f"final_{score.name}"),
       "artifacts": [os.path.basename(a) for a in artifacts],
-      "notes": _notes(rows, target, score.name, config.diverge_factor)}
+      "notes": _notes(rows, target, score.name, config.diverge_factor),
+  }
   # NaN/Inf become None, in the file and in what we return.
   results = io.to_jsonable(results)
   io.atomic_write_json(os.path.join(workdir, RESULTS_FILE), results)
@@ -381,12 +492,15 @@ def _finish(config: Any, task: base.Task, trained: Trained, workdir: str,
 
 def _title(config: Any, task: base.Task) -> str:
   m = config.model
-  return (f"{task.name}: {m.activation} {tuple(m.hidden)}, {config.optimizer} "
-          f"lr {tuple(config.lrs)}, {config.steps} steps")
+  return (
+      f"{task.name}: {m.activation} {tuple(m.hidden)}, {config.optimizer} "
+      f"lr {tuple(config.lrs)}, {config.steps} steps"
+  )
 
 
-def _notes(rows: list[dict[str, Any]], target: float | None, score_name: str,
-           diverge_factor: float | None) -> list[str]:
+def _notes(
+    rows: list[dict[str, Any]], target: float | None, score_name: str, diverge_factor: float | None
+) -> list[str]:
   notes = []
   diverged = [r["label"] for r in rows if r["diverged"]]
   if diverged:
@@ -407,8 +521,9 @@ def format_table(results: dict[str, Any]) -> str:
   head += f"{'to target':>10}  status"
   lines = [head, "-" * len(head)]
   for r in results["members"]:
-    cells = "".join(f"{'nan':>{width}}" if r.get(k) is None else f"{r[k]:>{width}{fmt}}"
-                    for k, fmt in cols)
+    cells = "".join(
+        f"{'nan':>{width}}" if r.get(k) is None else f"{r[k]:>{width}{fmt}}" for k, fmt in cols
+    )
     tt = "-" if r["steps_to_target"] is None else str(r["steps_to_target"])
     status = "diverged" if r["diverged"] else ("reached" if r["reached_target"] else "")
     lines.append(f"{r['label']:<28}{cells}{tt:>10}  {status}")
@@ -468,8 +583,9 @@ def load(workdir: str, step: int | None = None) -> Loaded:
   state = train.EnsembleState(*state)
   labels = [member_label(m, members) for m in members]
   per_member = [train.unstack(state.params, i) for i in range(len(members))]
-  return Loaded(config, task, task.model, members, labels, per_member, state.params, state,
-                int(meta["step"]))
+  return Loaded(
+      config, task, task.model, members, labels, per_member, state.params, state, int(meta["step"])
+  )
 
 
 def rerender(workdir: str) -> dict[str, Any]:

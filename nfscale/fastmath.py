@@ -118,139 +118,137 @@ _C3 = np.float32(2.443315711809948e-5)
 
 
 def _sincos_f32_impl(x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Computes (sin(x), cos(x)) for a float32 array without custom rules.
+  """Computes (sin(x), cos(x)) for a float32 array without custom rules.
 
-    Args:
-        x: float32 array.
+  Args:
+      x: float32 array.
 
-    Returns:
-        Tuple ``(sin(x), cos(x))`` of float32 arrays shaped like ``x``.
-    """
-    # Quadrant index. jnp.round rounds half to even; any rounding works as
-    # long as |r| stays close to pi/4, the polynomials are accurate slightly
-    # beyond it.
-    k = jnp.round(x * _TWO_OVER_PI)
-    r = x - k * _PIO2_1
-    r = r - k * _PIO2_2
-    r = r - k * _PIO2_3
-    r = r - k * _PIO2_4
+  Returns:
+      Tuple ``(sin(x), cos(x))`` of float32 arrays shaped like ``x``.
+  """
+  # Quadrant index. jnp.round rounds half to even; any rounding works as
+  # long as |r| stays close to pi/4, the polynomials are accurate slightly
+  # beyond it.
+  k = jnp.round(x * _TWO_OVER_PI)
+  r = x - k * _PIO2_1
+  r = r - k * _PIO2_2
+  r = r - k * _PIO2_3
+  r = r - k * _PIO2_4
 
-    z = r * r
-    sin_r = r + (r * z) * (_S1 + z * (_S2 + z * _S3))
-    cos_r = (np.float32(1.0) - np.float32(0.5) * z) + (z * z) * (
-        _C1 + z * (_C2 + z * _C3)
-    )
+  z = r * r
+  sin_r = r + (r * z) * (_S1 + z * (_S2 + z * _S3))
+  cos_r = (np.float32(1.0) - np.float32(0.5) * z) + (z * z) * (_C1 + z * (_C2 + z * _C3))
 
-    # Quadrant selection with selects (vectorises; a gather from a 4-entry
-    # table would not). k is integral and |k| < 2**31 for every |x| we do not
-    # map to nan, so the int32 conversion is exact there; two's-complement
-    # `& 3` gives the non-negative residue mod 4 for negative k too.
-    q = k.astype(jnp.int32)
-    odd = (q & 1) != 0
-    # sin(k*pi/2 + r) = [ sin r,  cos r, -sin r, -cos r][k mod 4]
-    # cos(k*pi/2 + r) = [ cos r, -sin r, -cos r,  sin r][k mod 4]
-    a = jnp.where(odd, cos_r, sin_r)
-    b = jnp.where(odd, sin_r, cos_r)
-    sin_x = jnp.where((q & 2) != 0, -a, a)
-    cos_x = jnp.where(((q + 1) & 2) != 0, -b, b)
+  # Quadrant selection with selects (vectorises; a gather from a 4-entry
+  # table would not). k is integral and |k| < 2**31 for every |x| we do not
+  # map to nan, so the int32 conversion is exact there; two's-complement
+  # `& 3` gives the non-negative residue mod 4 for negative k too.
+  q = k.astype(jnp.int32)
+  odd = (q & 1) != 0
+  # sin(k*pi/2 + r) = [ sin r,  cos r, -sin r, -cos r][k mod 4]
+  # cos(k*pi/2 + r) = [ cos r, -sin r, -cos r,  sin r][k mod 4]
+  a = jnp.where(odd, cos_r, sin_r)
+  b = jnp.where(odd, sin_r, cos_r)
+  sin_x = jnp.where((q & 2) != 0, -a, a)
+  cos_x = jnp.where(((q + 1) & 2) != 0, -b, b)
 
-    # nan/inf already propagate to nan through r (inf - inf). Huge finite
-    # values would give garbage of any magnitude, so map them to nan too.
-    too_big = jnp.abs(x) > np.float32(MAX_ACCURATE_ARG)
-    nan = np.float32(np.nan)
-    sin_x = jnp.where(too_big, nan, sin_x)
-    cos_x = jnp.where(too_big, nan, cos_x)
-    # x - k*C with k == -0.0 turns x == -0.0 into +0.0; keep sin(-0) == -0 as
-    # jnp.sin does. XLA's CPU code runs with denormals-are-zero, so this also
-    # returns subnormal x unchanged (correct: sin(x) == x there) instead of a
-    # flushed 0. Free in practice: the kernel is memory-bound.
-    sin_x = jnp.where(x == 0, x, sin_x)
-    return sin_x, cos_x
+  # nan/inf already propagate to nan through r (inf - inf). Huge finite
+  # values would give garbage of any magnitude, so map them to nan too.
+  too_big = jnp.abs(x) > np.float32(MAX_ACCURATE_ARG)
+  nan = np.float32(np.nan)
+  sin_x = jnp.where(too_big, nan, sin_x)
+  cos_x = jnp.where(too_big, nan, cos_x)
+  # x - k*C with k == -0.0 turns x == -0.0 into +0.0; keep sin(-0) == -0 as
+  # jnp.sin does. XLA's CPU code runs with denormals-are-zero, so this also
+  # returns subnormal x unchanged (correct: sin(x) == x there) instead of a
+  # flushed 0. Free in practice: the kernel is memory-bound.
+  sin_x = jnp.where(x == 0, x, sin_x)
+  return sin_x, cos_x
 
 
 @jax.custom_jvp
 def _sincos_f32(x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Differentiable float32 (sin(x), cos(x)); see :func:`_sincos_f32_impl`."""
-    return _sincos_f32_impl(x)
+  """Differentiable float32 (sin(x), cos(x)); see :func:`_sincos_f32_impl`."""
+  return _sincos_f32_impl(x)
 
 
 @_sincos_f32.defjvp
 def _sincos_f32_jvp(
     primals: tuple[jax.Array], tangents: tuple[jax.Array]
 ) -> tuple[tuple[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]:
-    # Use the analytic derivatives instead of differentiating the polynomial:
-    # they are as accurate as the primal and reuse the values we already
-    # computed (sin and cos share one reduction), so the backward pass of
-    # sin(w0*x) needs no extra transcendental work. Calling _sincos_f32
-    # (not the impl) here keeps higher-order derivatives on this rule.
-    (x,), (t,) = primals, tangents
-    s, c = _sincos_f32(x)
-    return (s, c), (c * t, -s * t)
+  # Use the analytic derivatives instead of differentiating the polynomial:
+  # they are as accurate as the primal and reuse the values we already
+  # computed (sin and cos share one reduction), so the backward pass of
+  # sin(w0*x) needs no extra transcendental work. Calling _sincos_f32
+  # (not the impl) here keeps higher-order derivatives on this rule.
+  (x,), (t,) = primals, tangents
+  s, c = _sincos_f32(x)
+  return (s, c), (c * t, -s * t)
 
 
 def _dispatch(
     x: jax.typing.ArrayLike, index: int, fallback: Callable[[jax.Array], jax.Array]
 ) -> jax.Array:
-    """Routes ``x`` to the float32 kernel or to ``fallback`` by dtype.
+  """Routes ``x`` to the float32 kernel or to ``fallback`` by dtype.
 
-    Args:
-        x: Input array-like.
-        index: 0 to return the sine, 1 for the cosine.
-        fallback: ``jnp.sin`` or ``jnp.cos``, used for float64 and complex.
+  Args:
+      x: Input array-like.
+      index: 0 to return the sine, 1 for the cosine.
+      fallback: ``jnp.sin`` or ``jnp.cos``, used for float64 and complex.
 
-    Returns:
-        The requested function of ``x``.
-    """
-    x = jnp.asarray(x)
+  Returns:
+      The requested function of ``x``.
+  """
+  x = jnp.asarray(x)
+  dtype = x.dtype
+  if not jnp.issubdtype(dtype, jnp.inexact):
+    # Promote integers/bools exactly as jnp.sin would (e.g. int32 ->
+    # float32 even under x64); eval_shape only traces, it computes nothing.
+    x = x.astype(jax.eval_shape(fallback, x).dtype)
     dtype = x.dtype
-    if not jnp.issubdtype(dtype, jnp.inexact):
-        # Promote integers/bools exactly as jnp.sin would (e.g. int32 ->
-        # float32 even under x64); eval_shape only traces, it computes nothing.
-        x = x.astype(jax.eval_shape(fallback, x).dtype)
-        dtype = x.dtype
-    if dtype == jnp.float32:
-        return _sincos_f32(x)[index]
-    if jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits < 32:
-        # float16/bfloat16: float32 math is both faster on CPU and accurate
-        # enough to round correctly (or nearly so) to the narrow type.
-        return _sincos_f32(x.astype(jnp.float32))[index].astype(dtype)
-    # float64 / complex: no speed problem worth a second implementation.
-    return fallback(x)
+  if dtype == jnp.float32:
+    return _sincos_f32(x)[index]
+  if jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits < 32:
+    # float16/bfloat16: float32 math is both faster on CPU and accurate
+    # enough to round correctly (or nearly so) to the narrow type.
+    return _sincos_f32(x.astype(jnp.float32))[index].astype(dtype)
+  # float64 / complex: no speed problem worth a second implementation.
+  return fallback(x)
 
 
 def fast_sin(x: jax.typing.ArrayLike) -> jax.Array:
-    """Element-wise sine, fast on CPU for float32.
+  """Element-wise sine, fast on CPU for float32.
 
-    Drop-in for ``jnp.sin`` under ``jit``, ``vmap`` and ``grad``; the
-    derivative is ``fast_cos(x)`` (via ``jax.custom_jvp``), so backward passes
-    are fast too.
+  Drop-in for ``jnp.sin`` under ``jit``, ``vmap`` and ``grad``; the
+  derivative is ``fast_cos(x)`` (via ``jax.custom_jvp``), so backward passes
+  are fast too.
 
-    Args:
-        x: Array-like of any real or complex dtype. float32 (and
-            float16/bfloat16, computed in float32) use the polynomial kernel;
-            float64 and complex defer to ``jnp.sin``; integers and bools are
-            promoted as ``jnp.sin`` promotes them.
+  Args:
+      x: Array-like of any real or complex dtype. float32 (and
+          float16/bfloat16, computed in float32) use the polynomial kernel;
+          float64 and complex defer to ``jnp.sin``; integers and bools are
+          promoted as ``jnp.sin`` promotes them.
 
-    Returns:
-        ``sin(x)`` with the dtype of ``x`` (after integer promotion). For
-        float32 the max abs error vs. the exact sine of the float32 input is
-        1.2e-7 for ``|x| < 65536`` and grows beyond that (see the module
-        docstring). ``nan``/``inf`` inputs and finite inputs with
-        ``|x| > MAX_ACCURATE_ARG`` give ``nan``.
-    """
-    return _dispatch(x, 0, jnp.sin)
+  Returns:
+      ``sin(x)`` with the dtype of ``x`` (after integer promotion). For
+      float32 the max abs error vs. the exact sine of the float32 input is
+      1.2e-7 for ``|x| < 65536`` and grows beyond that (see the module
+      docstring). ``nan``/``inf`` inputs and finite inputs with
+      ``|x| > MAX_ACCURATE_ARG`` give ``nan``.
+  """
+  return _dispatch(x, 0, jnp.sin)
 
 
 def fast_cos(x: jax.typing.ArrayLike) -> jax.Array:
-    """Element-wise cosine, fast on CPU for float32.
+  """Element-wise cosine, fast on CPU for float32.
 
-    Same kernel, accuracy and non-finite behaviour as :func:`fast_sin`; the
-    derivative is ``-fast_sin(x)``.
+  Same kernel, accuracy and non-finite behaviour as :func:`fast_sin`; the
+  derivative is ``-fast_sin(x)``.
 
-    Args:
-        x: Array-like of any real or complex dtype (see :func:`fast_sin`).
+  Args:
+      x: Array-like of any real or complex dtype (see :func:`fast_sin`).
 
-    Returns:
-        ``cos(x)`` with the dtype of ``x`` (after integer promotion).
-    """
-    return _dispatch(x, 1, jnp.cos)
+  Returns:
+      ``cos(x)`` with the dtype of ``x`` (after integer promotion).
+  """
+  return _dispatch(x, 1, jnp.cos)

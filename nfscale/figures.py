@@ -13,8 +13,9 @@ import numpy as np
 from nfscale import plots
 
 
-def panel_grid(panels: Sequence[tuple[np.ndarray, str]], path: str, ncols: int = 4,
-               panel_size: float = 2.8) -> str:
+def panel_grid(
+    panels: Sequence[tuple[np.ndarray, str]], path: str, ncols: int = 4, panel_size: float = 2.8
+) -> str:
   """Images in a grid, each with its title (gray for one channel, RGB for three).
 
   Args:
@@ -34,8 +35,9 @@ def panel_grid(panels: Sequence[tuple[np.ndarray, str]], path: str, ncols: int =
   """
   ncols = max(1, min(ncols, len(panels)))
   nrows = -(-len(panels) // ncols)
-  fig, axes = plots.subplots(nrows, ncols, figsize=(panel_size * ncols, (panel_size + 0.3) * nrows),
-                           squeeze=False)
+  fig, axes = plots.subplots(
+      nrows, ncols, figsize=(panel_size * ncols, (panel_size + 0.3) * nrows), squeeze=False
+  )
   for ax in axes.ravel():
     ax.axis("off")
   for ax, (img, title) in zip(axes.ravel(), panels):
@@ -69,9 +71,12 @@ def safe_name(label: str) -> str:
   return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in label)
 
 
-def seed_table(rows: Sequence[dict], metrics: Sequence[str],
-               reference: dict[str, Sequence[float]] | None = None,
-               reference_names: Sequence[str] = ()) -> str:
+def seed_table(
+    rows: Sequence[dict],
+    metrics: Sequence[str],
+    reference: dict[str, Sequence[float]] | None = None,
+    reference_names: Sequence[str] = (),
+) -> str:
   """Per scheme (and learning rate): each metric's mean, and its min-max over seeds.
 
   Args:

@@ -74,7 +74,8 @@ def _check_shape(shape: Shape) -> Shape:
   if len(shape) < 2:
     raise ValueError(
         f"shape must have at least 2 dims (fan_in, fan_out) for a kernel, got shape={shape}."
-        " Biases use a Scheme's bias_init(fan_in) instead.")
+        " Biases use a Scheme's bias_init(fan_in) instead."
+    )
   if any(d <= 0 for d in shape):
     raise ValueError(f"shape must have positive dims, got shape={shape}.")
   return shape
@@ -98,8 +99,7 @@ def compute_fans(shape: Shape) -> tuple[int, int]:
   return shape[-2] * receptive, shape[-1] * receptive
 
 
-def _sample(key: Array, shape: Shape, dtype: np.dtype, variance: float,
-            distribution: str) -> Array:
+def _sample(key: Array, shape: Shape, dtype: np.dtype, variance: float, distribution: str) -> Array:
   """Zero-mean samples with the given variance (plain normal or uniform)."""
   if jnp.issubdtype(dtype, jnp.complexfloating):
     # Split the variance equally so that E|w|^2 == variance.
@@ -160,13 +160,16 @@ class VarianceScaling:
       raise ValueError(f"mode must be 'fan_in', 'fan_out' or 'fan_avg', got mode={self.mode!r}.")
     if self.distribution not in ("normal", "uniform"):
       raise ValueError(
-          f"distribution must be 'normal' or 'uniform', got distribution={self.distribution!r}.")
+          f"distribution must be 'normal' or 'uniform', got distribution={self.distribution!r}."
+      )
     if not self.scale > 0:
       raise ValueError(f"scale must be positive, got scale={self.scale}.")
     if self.omega is not None:
       if not self.omega_power:
-        raise ValueError(f"omega={self.omega} given to an initializer with omega_power=0, "
-                         "which does not depend on omega.")
+        raise ValueError(
+            f"omega={self.omega} given to an initializer with omega_power=0, "
+            "which does not depend on omega."
+        )
       if not self.omega > 0:
         raise ValueError(f"omega must be positive, got omega={self.omega}.")
 
@@ -202,8 +205,8 @@ class VarianceScaling:
     if self.omega_dependent:
       if self.omega is None:
         raise ValueError(_MISSING_OMEGA)
-      return self.scale / (fan ** self.fan_power * float(self.omega) ** self.omega_power)
-    return self.scale / fan ** self.fan_power
+      return self.scale / (fan**self.fan_power * float(self.omega) ** self.omega_power)
+    return self.scale / fan**self.fan_power
 
   def __call__(self, key: Array, shape: Shape, dtype: DTypeLike = jnp.float32) -> Array:
     dt = _check_dtype(dtype)
@@ -215,7 +218,8 @@ _MISSING_OMEGA = (
     "this initializer depends on the activation frequency omega (SIREN's "
     "U(+-sqrt(6/fan_in)/omega)) and has none: use the scheme through nfscale.make_field or "
     "NeuralField (they pass their activation's omega), or give it explicitly with "
-    "get_scheme(name, omega=...), scheme.with_omega(...) or nfscale.Dense(..., omega=...).")
+    "get_scheme(name, omega=...), scheme.with_omega(...) or nfscale.Dense(..., omega=...)."
+)
 
 
 def lecun_normal() -> VarianceScaling:
@@ -327,8 +331,10 @@ class BiasRule:
       dt = _check_dtype(dtype)
       if len(tuple(shape)) != 1:
         # A bias rule handed to a kernel slot would silently give zeros.
-        raise ValueError(f"a bias initializer got the kernel shape {tuple(shape)}; for a kernel "
-                         "write kernel_init=scheme.kernel_init('first' | 'hidden' | 'last').")
+        raise ValueError(
+            f"a bias initializer got the kernel shape {tuple(shape)}; for a kernel "
+            "write kernel_init=scheme.kernel_init('first' | 'hidden' | 'last')."
+        )
       if kind == "zeros":
         return jnp.zeros(shape, dt)
       if kind == "constant":
@@ -361,8 +367,9 @@ class SchemeUsageError(TypeError, ValueError):
   """
 
 
-_USE_KERNEL = ("kernel_init=scheme.kernel_init('hidden') (or 'first' / 'last'; the same as "
-               "scheme.hidden)")
+_USE_KERNEL = (
+    "kernel_init=scheme.kernel_init('hidden') (or 'first' / 'last'; the same as scheme.hidden)"
+)
 _USE_BIAS = "bias_init=scheme.bias_init(fan_in, 'hidden')"
 _USE_LAYER = "nfscale.Dense(features, scheme, 'hidden') (Linen) or nfscale.Linear (NNX)"
 
@@ -373,8 +380,9 @@ def _is_array(x: Any) -> bool:
 
 def _omega_of(inits: tuple[Any, ...]) -> float | None:
   """The one omega the omega-dependent inits hold (``None`` if none holds one)."""
-  omegas = {float(i.omega) for i in inits
-            if getattr(i, "omega_dependent", False) and i.omega is not None}
+  omegas = {
+      float(i.omega) for i in inits if getattr(i, "omega_dependent", False) and i.omega is not None
+  }
   if len(omegas) > 1:
     raise ValueError(f"the layers of one scheme hold different omegas {sorted(omegas)}.")
   return omegas.pop() if omegas else None
@@ -424,9 +432,11 @@ class Scheme:
     shape = args[1] if len(args) > 1 else kwargs.get("shape")
     if shape is not None and len(tuple(shape)) == 1:
       raise SchemeUsageError(
-          f"a Scheme is not an initializer; for a bias write {_USE_BIAS}, or use {_USE_LAYER}.")
+          f"a Scheme is not an initializer; for a bias write {_USE_BIAS}, or use {_USE_LAYER}."
+      )
     raise SchemeUsageError(
-        f"a Scheme is not an initializer; write {_USE_KERNEL}, or use {_USE_LAYER}.")
+        f"a Scheme is not an initializer; write {_USE_KERNEL}, or use {_USE_LAYER}."
+    )
 
   def _kernels(self) -> tuple[Any, ...]:
     return (self.first, self.hidden, self.last)
@@ -467,16 +477,27 @@ class Scheme:
       raise ValueError(f"omega must be positive, got omega={omega}.")
     held = self.omega
     if held is not None and held != float(omega):
-      raise ValueError(f"scheme {self.name!r} was built for omega={held} but the network uses "
-                       f"omega={omega}; build it without omega (the network passes its own) or "
-                       "with the same value.")
-    kernels = {p: (i.with_omega(omega) if getattr(i, "omega_dependent", False) else i)
-               for p, i in zip(POSITIONS, self._kernels())}
+      raise ValueError(
+          f"scheme {self.name!r} was built for omega={held} but the network uses "
+          f"omega={omega}; build it without omega (the network passes its own) or "
+          "with the same value."
+      )
+    kernels = {
+        p: i.with_omega(omega) if getattr(i, "omega_dependent", False) else i
+        for p, i in zip(POSITIONS, self._kernels())
+    }
     return dataclasses.replace(self, **kernels)
 
-  def replace(self, *, first: Any = None, hidden: Any = None, last: Any = None,
-              bias: str | BiasRule | None = None, first_bias: str | BiasRule | None = None,
-              name: str | None = None) -> Scheme:
+  def replace(
+      self,
+      *,
+      first: Any = None,
+      hidden: Any = None,
+      last: Any = None,
+      bias: str | BiasRule | None = None,
+      first_bias: str | BiasRule | None = None,
+      name: str | None = None,
+  ) -> Scheme:
     """A new scheme with some layers' kernel laws or bias rules swapped.
 
     Args:
@@ -523,8 +544,9 @@ class Scheme:
       name = f"{self.name}[{', '.join(labels)}]" if labels else self.name
     return dataclasses.replace(self, name=name, **changes)
 
-  def position(self, layer: int, num_layers: int | None = None, *,
-               num_hidden: int | None = None) -> Position:
+  def position(
+      self, layer: int, num_layers: int | None = None, *, num_hidden: int | None = None
+  ) -> Position:
     """Position of 0-based weight layer ``layer``.
 
     Give the network's size one of two ways: ``num_layers``, the number of
@@ -542,8 +564,10 @@ class Scheme:
       ['first', 'hidden', 'last']
     """
     if (num_layers is None) == (num_hidden is None):
-      raise ValueError("give exactly one of num_layers (weight layers, output layer included) "
-                       "and num_hidden (hidden layers only).")
+      raise ValueError(
+          "give exactly one of num_layers (weight layers, output layer included) "
+          "and num_hidden (hidden layers only)."
+      )
     if num_hidden is not None:
       if num_hidden < 0:
         raise ValueError(f"num_hidden must be >= 0, got num_hidden={num_hidden}.")
@@ -554,13 +578,20 @@ class Scheme:
       raise ValueError(
           f"layer must be in [0, {num_layers}), got layer={layer}; num_layers counts the weight "
           "layers including the output layer (len(hidden) + 1); to count hidden layers only, "
-          "pass num_hidden=.")
+          "pass num_hidden=."
+      )
     if layer == num_layers - 1:
       return "last"
     return "first" if layer == 0 else "hidden"
 
-  def kernel_init(self, position: Position | None = None, *args, layer: int | None = None,
-                  num_layers: int | None = None, num_hidden: int | None = None) -> Initializer:
+  def kernel_init(
+      self,
+      position: Position | None = None,
+      *args,
+      layer: int | None = None,
+      num_layers: int | None = None,
+      num_hidden: int | None = None,
+  ) -> Initializer:
     """The kernel initializer of a layer position.
 
     Args:
@@ -583,13 +614,16 @@ class Scheme:
     if args or (position is not None and not isinstance(position, str)):
       raise SchemeUsageError(
           "scheme.kernel_init is not an initializer but picks one for a layer position: "
-          f"write {_USE_KERNEL}, or use {_USE_LAYER}.")
+          f"write {_USE_KERNEL}, or use {_USE_LAYER}."
+      )
     if position is not None and (layer, num_layers, num_hidden) != (None, None, None):
       raise ValueError("give either a position or layer= with a count, not both.")
     if position is None:
       if layer is None:
-        raise ValueError("give a position ('first', 'hidden' or 'last') or layer= with "
-                         "num_layers= or num_hidden=.")
+        raise ValueError(
+            "give a position ('first', 'hidden' or 'last') or layer= with "
+            "num_layers= or num_hidden=."
+        )
       position = self.position(layer, num_layers, num_hidden=num_hidden)
     if position not in POSITIONS:
       raise ValueError(f"position must be one of {POSITIONS}, got position={position!r}.")
@@ -615,7 +649,8 @@ class Scheme:
       raise SchemeUsageError(
           "scheme.bias_init is not an initializer: it needs the layer's fan-in; write "
           f"{_USE_BIAS}, or use nfscale.Dense(features, scheme, 'hidden'), which reads the "
-          "fan-in from its input (NNX: nfscale.Linear(in_features, ...)).")
+          "fan-in from its input (NNX: nfscale.Linear(in_features, ...))."
+      )
     if isinstance(fan_in, bool) or not isinstance(fan_in, (int, np.integer)):
       raise ValueError(f"fan_in must be a positive int, got fan_in={fan_in!r}.")
     if position not in POSITIONS:
@@ -627,57 +662,91 @@ class Scheme:
 def _check_kernel_init(init: Any, position: str) -> None:
   """Refuses values that cannot serve as a kernel initializer, naming the fix."""
   if isinstance(init, Scheme):
-    raise SchemeUsageError(f"{position}= got a whole Scheme; pass scheme.kernel_init("
-                           f"{position!r}), or the scheme's name to Scheme.replace.")
+    raise SchemeUsageError(
+        f"{position}= got a whole Scheme; pass scheme.kernel_init("
+        f"{position!r}), or the scheme's name to Scheme.replace."
+    )
   owner = getattr(init, "__self__", None)
   if isinstance(owner, Scheme):
-    raise SchemeUsageError(f"{position}= got the uncalled method scheme.{init.__name__}; write "
-                           f"{position}=scheme.kernel_init({position!r}).")
+    raise SchemeUsageError(
+        f"{position}= got the uncalled method scheme.{init.__name__}; write "
+        f"{position}=scheme.kernel_init({position!r})."
+    )
   if not callable(init):
-    raise ValueError(f"{position} must be an initializer init(key, shape, dtype), a Scheme or "
-                     f"a scheme name, got {init!r}.")
+    raise ValueError(
+        f"{position} must be an initializer init(key, shape, dtype), a Scheme or "
+        f"a scheme name, got {init!r}."
+    )
 
 
 def _bias_rules(bias: str, bias_value: float, first_bias: str | None) -> dict[str, BiasRule]:
   rule = BiasRule(bias, bias_value)
-  return {"bias": rule, "first_bias": rule if first_bias is None else BiasRule(first_bias,
-                                                                               bias_value)}
+  return {
+      "bias": rule,
+      "first_bias": rule if first_bias is None else BiasRule(first_bias, bias_value),
+  }
 
 
 def _uniform_scheme(name: str, kernel: VarianceScaling) -> Callable[..., Scheme]:
-  def make(bias: str = "zeros", bias_value: float = 0.01,
-           first_bias: str | None = None) -> Scheme:
+  def make(bias: str = "zeros", bias_value: float = 0.01, first_bias: str | None = None) -> Scheme:
     return Scheme(name, kernel, kernel, kernel, **_bias_rules(bias, bias_value, first_bias))
+
   make.__doc__ = f"The {name} scheme: the same kernel law in every layer."
   return make
 
 
-def _init1(bias: str = "zeros", bias_value: float = 0.01,
-           first_bias: str | None = None) -> Scheme:
+def _init1(bias: str = "zeros", bias_value: float = 0.01, first_bias: str | None = None) -> Scheme:
   """Paper's Initialization 1: LeCun normal, last layer N(0, 2/fan_in^{3/2})."""
-  return Scheme("init1", lecun_normal(), lecun_normal(), init1_last(),
-                **_bias_rules(bias, bias_value, first_bias))
+  return Scheme(
+      "init1",
+      lecun_normal(),
+      lecun_normal(),
+      init1_last(),
+      **_bias_rules(bias, bias_value, first_bias),
+  )
 
 
-def _init2(bias: str = "zeros", bias_value: float = 0.01,
-           first_bias: str | None = None) -> Scheme:
+def _init2(bias: str = "zeros", bias_value: float = 0.01, first_bias: str | None = None) -> Scheme:
   """Paper's Initialization 2: U(±1/sqrt(fan_in)), last layer U(±1/fan_in^{3/4})."""
-  return Scheme("init2", init2_hidden(), init2_hidden(), init2_last(),
-                **_bias_rules(bias, bias_value, first_bias))
+  return Scheme(
+      "init2",
+      init2_hidden(),
+      init2_hidden(),
+      init2_last(),
+      **_bias_rules(bias, bias_value, first_bias),
+  )
 
 
-def _siren(omega: float | None = None, bias: str = "zeros", bias_value: float = 0.01,
-           first_bias: str | None = None) -> Scheme:
+def _siren(
+    omega: float | None = None,
+    bias: str = "zeros",
+    bias_value: float = 0.01,
+    first_bias: str | None = None,
+) -> Scheme:
   """SIREN (Sitzmann et al. 2020): first U(±1/fan_in), others U(±sqrt(6/fan_in)/omega)."""
-  return Scheme("siren", siren_first(), siren_hidden(omega), siren_hidden(omega),
-                **_bias_rules(bias, bias_value, first_bias))
+  return Scheme(
+      "siren",
+      siren_first(),
+      siren_hidden(omega),
+      siren_hidden(omega),
+      **_bias_rules(bias, bias_value, first_bias),
+  )
 
 
-def _siren_init2(omega: float | None = None, bias: str = "zeros", bias_value: float = 0.01,
-                 first_bias: str | None = None) -> Scheme:
+def _siren_init2(
+    omega: float | None = None,
+    bias: str = "zeros",
+    bias_value: float = 0.01,
+    first_bias: str | None = None,
+) -> Scheme:
   """Remark 4.11: SIREN's first and hidden layers with init2's last layer."""
-  return Scheme("siren_init2", siren_first(), siren_hidden(omega), init2_last(),
-                **_bias_rules(bias, bias_value, first_bias))
+  return Scheme(
+      "siren_init2",
+      siren_first(),
+      siren_hidden(omega),
+      init2_last(),
+      **_bias_rules(bias, bias_value, first_bias),
+  )
 
 
 def _powerlaw_scheme(distribution: str) -> Callable[..., Scheme]:
@@ -686,13 +755,25 @@ def _powerlaw_scheme(distribution: str) -> Callable[..., Scheme]:
   hidden = lecun_normal() if distribution == "normal" else init2_hidden()
   default_c = 2.0 if distribution == "normal" else 1.0 / 3.0
 
-  def make(c: float = default_c, p: float = 1.5, bias: str = "zeros", bias_value: float = 0.01,
-           first_bias: str | None = None) -> Scheme:
-    return Scheme(f"powerlaw_{distribution}", hidden, hidden, powerlaw(c, p, distribution),
-                  **_bias_rules(bias, bias_value, first_bias))
+  def make(
+      c: float = default_c,
+      p: float = 1.5,
+      bias: str = "zeros",
+      bias_value: float = 0.01,
+      first_bias: str | None = None,
+  ) -> Scheme:
+    return Scheme(
+        f"powerlaw_{distribution}",
+        hidden,
+        hidden,
+        powerlaw(c, p, distribution),
+        **_bias_rules(bias, bias_value, first_bias),
+    )
 
-  make.__doc__ = (f"Generalised last layer, {distribution}: variance c/fan_in**p in the last "
-                  "layer, the paper's hidden layers elsewhere.")
+  make.__doc__ = (
+      f"Generalised last layer, {distribution}: variance c/fan_in**p in the last "
+      "layer, the paper's hidden layers elsewhere."
+  )
   return make
 
 
@@ -716,8 +797,15 @@ BUILTIN_SCHEMES: tuple[str, ...] = tuple(_REGISTRY)
 
 #: The eight schemes the paper compares (Fig. 4, 5, 8; Table 1).
 PAPER_SCHEMES: tuple[str, ...] = (
-    "lecun_normal", "xavier_normal", "kaiming_normal", "init1",
-    "lecun_uniform", "xavier_uniform", "kaiming_uniform", "init2")
+    "lecun_normal",
+    "xavier_normal",
+    "kaiming_normal",
+    "init1",
+    "lecun_uniform",
+    "xavier_uniform",
+    "kaiming_uniform",
+    "init2",
+)
 
 _NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]*")
 
@@ -791,8 +879,10 @@ def get_scheme(name: str | Scheme, **hparams) -> Scheme:
   """
   if isinstance(name, Scheme):
     if hparams:
-      raise ValueError(f"hparams {sorted(hparams)} given with a Scheme instance; a Scheme is "
-                       "complete (use scheme.replace(...) or scheme.with_omega(...)).")
+      raise ValueError(
+          f"hparams {sorted(hparams)} given with a Scheme instance; a Scheme is "
+          "complete (use scheme.replace(...) or scheme.with_omega(...))."
+      )
     return name
   if not isinstance(name, str) or name not in _REGISTRY:
     raise _unknown(name)
@@ -802,8 +892,9 @@ def get_scheme(name: str | Scheme, **hparams) -> Scheme:
     raise ValueError(f"Invalid parameters {unknown} for scheme {name!r}; it takes {accepted}.")
   scheme = _REGISTRY[name](**hparams)
   if not isinstance(scheme, Scheme):
-    raise ValueError(f"the factory of scheme {name!r} returned {type(scheme).__name__}, "
-                     "not a Scheme.")
+    raise ValueError(
+        f"the factory of scheme {name!r} returned {type(scheme).__name__}, not a Scheme."
+    )
   return scheme
 
 
@@ -814,8 +905,12 @@ def _instance_factory(scheme: Scheme) -> Callable[..., Scheme]:
   does not override a bias the instance was built with.
   """
 
-  def make(bias: str | None = None, bias_value: float | None = None,
-           first_bias: str | None = None, **omega) -> Scheme:
+  def make(
+      bias: str | None = None,
+      bias_value: float | None = None,
+      first_bias: str | None = None,
+      **omega,
+  ) -> Scheme:
     out = scheme
     if bias is not None:
       rule = BiasRule(bias, out.bias.value if bias_value is None else bias_value)
@@ -827,8 +922,11 @@ def _instance_factory(scheme: Scheme) -> Callable[..., Scheme]:
       out = out.with_omega(omega["omega"])
     return out
 
-  params = [p for p in inspect.signature(make).parameters.values()
-            if p.kind is not inspect.Parameter.VAR_KEYWORD]
+  params = [
+      p
+      for p in inspect.signature(make).parameters.values()
+      if p.kind is not inspect.Parameter.VAR_KEYWORD
+  ]
   if scheme.omega_dependent:
     params.append(inspect.Parameter("omega", inspect.Parameter.KEYWORD_ONLY, default=None))
   make.__signature__ = inspect.Signature(params)
@@ -836,8 +934,9 @@ def _instance_factory(scheme: Scheme) -> Callable[..., Scheme]:
   return make
 
 
-def register_scheme(name: str, factory: Callable[..., Scheme] | Scheme | None = None, *,
-                    overwrite: bool = False) -> Any:
+def register_scheme(
+    name: str, factory: Callable[..., Scheme] | Scheme | None = None, *, overwrite: bool = False
+) -> Any:
   """Adds a scheme to the registry, next to the built-ins.
 
   A registered name works everywhere a built-in one does: :func:`get_scheme`,
@@ -871,30 +970,36 @@ def register_scheme(name: str, factory: Callable[..., Scheme] | Scheme | None = 
   if factory is None:
     return lambda f: register_scheme(name, f, overwrite=overwrite)
   if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-    raise ValueError(f"scheme name must start with a letter and hold only letters, digits, "
-                     f"'_', '.' or '-', got name={name!r}.")
+    raise ValueError(
+        "scheme name must start with a letter and hold only letters, digits, "
+        f"'_', '.' or '-', got name={name!r}."
+    )
   if name in BUILTIN_SCHEMES:
     raise ValueError(f"{name!r} is a built-in scheme and cannot be replaced; pick another name.")
   if name in _REGISTRY and not overwrite:
     raise ValueError(f"scheme {name!r} is already registered; pass overwrite=True to replace it.")
   make = _instance_factory(factory) if isinstance(factory, Scheme) else factory
   if not callable(make):
-    raise ValueError(f"factory must be a function returning a Scheme or a Scheme, got "
-                     f"{factory!r}.")
+    raise ValueError(f"factory must be a function returning a Scheme or a Scheme, got {factory!r}.")
   for p in inspect.signature(make).parameters.values():
     if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-      raise ValueError(f"the factory of scheme {name!r} must name its parameters, not take "
-                       f"*{p.name} / **{p.name} (filter_hparams lists them).")
+      raise ValueError(
+          f"the factory of scheme {name!r} must name its parameters, not take "
+          f"*{p.name} / **{p.name} (filter_hparams lists them)."
+      )
     if p.default is p.empty:
-      raise ValueError(f"parameter {p.name!r} of the factory of scheme {name!r} needs a "
-                       "default, as every built-in's has.")
+      raise ValueError(
+          f"parameter {p.name!r} of the factory of scheme {name!r} needs a "
+          "default, as every built-in's has."
+      )
   try:
     built = make()
   except Exception as e:  # Report any failure of the user's code as bad input.
     raise ValueError(f"the factory of scheme {name!r} fails with its defaults: {e}") from e
   if not isinstance(built, Scheme):
-    raise ValueError(f"the factory of scheme {name!r} returned {type(built).__name__}, "
-                     "not a Scheme.")
+    raise ValueError(
+        f"the factory of scheme {name!r} returned {type(built).__name__}, not a Scheme."
+    )
 
   @functools.wraps(make)
   def named(**hparams) -> Scheme:

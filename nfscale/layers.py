@@ -30,12 +30,14 @@ from nfscale import initializers
 Array = jax.Array
 
 
-def _resolve(scheme: str | initializers.Scheme, position: str,
-             omega: float | None) -> initializers.Scheme:
+def _resolve(
+    scheme: str | initializers.Scheme, position: str, omega: float | None
+) -> initializers.Scheme:
   """The scheme object, with ``omega`` filled in; checks the position."""
   if position not in initializers.POSITIONS:
-    raise ValueError(f"position must be one of {initializers.POSITIONS}, got "
-                     f"position={position!r}.")
+    raise ValueError(
+        f"position must be one of {initializers.POSITIONS}, got position={position!r}."
+    )
   scheme = initializers.get_scheme(scheme)
   if omega is not None:
     scheme = scheme.with_omega(omega)
@@ -87,16 +89,19 @@ class Dense(nn.Module):
     fan_in = jnp.shape(inputs)[-1]
     # Same parameter order, names, shapes and arithmetic as nn.Dense, so the
     # params and outputs equal a hand-wired nn.Dense bit for bit.
-    kernel = self.param("kernel", scheme.kernel_init(self.position), (fan_in, self.features),
-                        self.param_dtype)
+    kernel = self.param(
+        "kernel", scheme.kernel_init(self.position), (fan_in, self.features), self.param_dtype
+    )
     bias = None
     if self.use_bias:
-      bias = self.param("bias", scheme.bias_init(fan_in, self.position), (self.features,),
-                        self.param_dtype)
+      bias = self.param(
+          "bias", scheme.bias_init(fan_in, self.position), (self.features,), self.param_dtype
+      )
     inputs, kernel, bias = nn.dtypes.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
     dot_general = self.dot_general or jax.lax.dot_general
-    y = dot_general(inputs, kernel, (((inputs.ndim - 1,), (0,)), ((), ())),
-                    precision=self.precision)
+    y = dot_general(
+        inputs, kernel, (((inputs.ndim - 1,), (0,)), ((), ())), precision=self.precision
+    )
     if bias is not None:
       y += jnp.reshape(bias, (1,) * (y.ndim - 1) + (-1,))
     return y
@@ -111,9 +116,17 @@ class Linear(nnx.Linear):
     (5, 64)
   """
 
-  def __init__(self, in_features: int, out_features: int,
-               scheme: initializers.Scheme | str = "lecun_normal", position: str = "hidden",
-               *, omega: float | None = None, rngs: nnx.Rngs, **kwargs: Any):
+  def __init__(
+      self,
+      in_features: int,
+      out_features: int,
+      scheme: initializers.Scheme | str = "lecun_normal",
+      position: str = "hidden",
+      *,
+      omega: float | None = None,
+      rngs: nnx.Rngs,
+      **kwargs: Any,
+  ):
     """Creates the parameters.
 
     Args:
@@ -134,7 +147,12 @@ class Linear(nnx.Linear):
     if clash:
       raise ValueError(f"{clash} are set by the scheme; use nnx.Linear for your own.")
     resolved = _resolve(scheme, position, omega)
-    super().__init__(in_features, out_features,
-                     kernel_init=resolved.kernel_init(position),
-                     bias_init=resolved.bias_init(in_features, position), rngs=rngs, **kwargs)
+    super().__init__(
+        in_features,
+        out_features,
+        kernel_init=resolved.kernel_init(position),
+        bias_init=resolved.bias_init(in_features, position),
+        rngs=rngs,
+        **kwargs,
+    )
     self.position = position

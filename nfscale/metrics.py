@@ -11,7 +11,7 @@ Array = jax.Array
 
 def mse_to_psnr(mse: Array, data_range: float = 1.0) -> Array:
   """PSNR in dB of a mean squared error: ``10 log10(data_range^2 / mse)``."""
-  return 10.0 * jnp.log10(data_range ** 2 / mse)
+  return 10.0 * jnp.log10(data_range**2 / mse)
 
 
 def psnr(pred: Array, target: Array, data_range: float = 1.0) -> Array:

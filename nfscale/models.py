@@ -33,8 +33,9 @@ Array = jax.Array
 SMALL_FAN_IN = 4
 
 
-def _dense_dot_general(lhs: Array, rhs: Array, dimension_numbers, precision=None,
-                       preferred_element_type=None) -> Array:
+def _dense_dot_general(
+    lhs: Array, rhs: Array, dimension_numbers, precision=None, preferred_element_type=None
+) -> Array:
   """``lax.dot_general`` for ``nn.Dense``, with a fast path for a tiny fan-in.
 
   A coordinate MLP's first layer contracts only the 1-3 coordinates. As a
@@ -48,15 +49,26 @@ def _dense_dot_general(lhs: Array, rhs: Array, dimension_numbers, precision=None
   """
   (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dimension_numbers
   fan_in = lhs.shape[-1] if lhs.ndim else 0
-  if (0 < fan_in <= SMALL_FAN_IN and rhs.ndim == 2 and not lhs_batch and not rhs_batch
-      and tuple(lhs_contract) == (lhs.ndim - 1,) and tuple(rhs_contract) == (0,)
-      and preferred_element_type is None):
+  if (
+      0 < fan_in <= SMALL_FAN_IN
+      and rhs.ndim == 2
+      and not lhs_batch
+      and not rhs_batch
+      and tuple(lhs_contract) == (lhs.ndim - 1,)
+      and tuple(rhs_contract) == (0,)
+      and preferred_element_type is None
+  ):
     y = lhs[..., 0:1] * rhs[0]
     for i in range(1, fan_in):
-      y = y + lhs[..., i:i + 1] * rhs[i]
+      y = y + lhs[..., i : i + 1] * rhs[i]
     return y
-  return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision=precision,
-                             preferred_element_type=preferred_element_type)
+  return jax.lax.dot_general(
+      lhs,
+      rhs,
+      dimension_numbers,
+      precision=precision,
+      preferred_element_type=preferred_element_type,
+  )
 
 
 class NeuralField(nn.Module):
@@ -128,10 +140,15 @@ class NeuralField(nn.Module):
       # WIRE: the first layer sees real coordinates; after a complex activation
       # every later layer is complex.
       dtype = complex_dtype if (self.activation.is_complex and k > 0) else real_dtype
-      h = nn.Dense(width, kernel_init=self.scheme.kernel_init(position),
-                   bias_init=self.scheme.bias_init(h.shape[-1], position),
-                   param_dtype=dtype, dtype=dtype, dot_general=_dense_dot_general,
-                   name=f"dense_{k}")(h)
+      h = nn.Dense(
+          width,
+          kernel_init=self.scheme.kernel_init(position),
+          bias_init=self.scheme.bias_init(h.shape[-1], position),
+          param_dtype=dtype,
+          dtype=dtype,
+          dot_general=_dense_dot_general,
+          name=f"dense_{k}",
+      )(h)
       if k < num_layers - 1:
         h = self.activation(h)
         features = h
@@ -143,8 +160,9 @@ class NeuralField(nn.Module):
     return out
 
 
-def scheme_for_activation(scheme: str | initializers.Scheme,
-                          activation: activations_lib.Activation) -> initializers.Scheme:
+def scheme_for_activation(
+    scheme: str | initializers.Scheme, activation: activations_lib.Activation
+) -> initializers.Scheme:
   """The scheme with its omega-dependent layers set to the activation's frequency.
 
   Args:
@@ -178,22 +196,28 @@ def scheme_for_activation(scheme: str | initializers.Scheme,
       raise ValueError(
           f"scheme {scheme.name!r} depends on the activation frequency omega, but the {name} "
           f"activation has none; give it explicitly: get_scheme({scheme.name!r}, omega=...) "
-          "(in a config: scheme_params.omega).")
+          "(in a config: scheme_params.omega)."
+      )
     return scheme
   if scheme.omega is not None and scheme.omega != float(omega):
     raise ValueError(
         f"scheme {scheme.name!r} was built for omega={scheme.omega} but the {name} activation "
         f"has omega={omega}; leave the scheme's omega out (the field passes its own) or make "
-        "them equal.")
+        "them equal."
+    )
   return scheme.with_omega(omega)
 
 
-def make_field(hidden: Sequence[int], out_dim: int, activation: str = "sine",
-               activation_params: Mapping[str, Any] | None = None,
-               scheme: str | initializers.Scheme = "lecun_normal",
-               scheme_params: Mapping[str, Any] | None = None,
-               encoding: str = "identity",
-               encoding_params: Mapping[str, Any] | None = None) -> NeuralField:
+def make_field(
+    hidden: Sequence[int],
+    out_dim: int,
+    activation: str = "sine",
+    activation_params: Mapping[str, Any] | None = None,
+    scheme: str | initializers.Scheme = "lecun_normal",
+    scheme_params: Mapping[str, Any] | None = None,
+    encoding: str = "identity",
+    encoding_params: Mapping[str, Any] | None = None,
+) -> NeuralField:
   """Builds a :class:`NeuralField` from registry names.
 
   Args:
@@ -220,10 +244,12 @@ def make_field(hidden: Sequence[int], out_dim: int, activation: str = "sine",
     8.0
   """
   return NeuralField(
-      hidden=tuple(hidden), out_dim=out_dim,
+      hidden=tuple(hidden),
+      out_dim=out_dim,
       activation=activations_lib.get_activation(activation, **dict(activation_params or {})),
       scheme=initializers.get_scheme(scheme, **dict(scheme_params or {})),
-      encoding=encodings_lib.get_encoding(encoding, **dict(encoding_params or {})))
+      encoding=encodings_lib.get_encoding(encoding, **dict(encoding_params or {})),
+  )
 
 
 def param_count(params: Any) -> int:
@@ -283,5 +309,5 @@ def ensemble_apply(model: nn.Module, params: Any, x: Array, *, batch: int = 6553
     (3, 5, 2)
   """
   apply = jax.jit(jax.vmap(model.apply, in_axes=(0, None)))
-  outs = [apply(params, x[i:i + batch]) for i in range(0, x.shape[0], batch)]
+  outs = [apply(params, x[i : i + batch]) for i in range(0, x.shape[0], batch)]
   return jnp.concatenate(outs, axis=1)

@@ -44,8 +44,9 @@ FlowFn = Callable[[Array], Array]
 PARAMETERIZATIONS = ("uvp", "psi_p")
 
 
-def taylor_green(xyt: Array | np.ndarray, nu: float = 0.01, k: float = np.pi,
-                 xp: Any = jnp) -> Array:
+def taylor_green(
+    xyt: Array | np.ndarray, nu: float = 0.01, k: float = np.pi, xp: Any = jnp
+) -> Array:
   """The decaying Taylor-Green vortex, an exact solution (unit density).
 
   ``u = cos(kx) sin(ky) F``, ``v = -sin(kx) cos(ky) F``,
@@ -66,10 +67,10 @@ def taylor_green(xyt: Array | np.ndarray, nu: float = 0.01, k: float = np.pi,
   -0.5
   """
   x, y, t = xyt[..., 0], xyt[..., 1], xyt[..., 2]
-  f = xp.exp(-2.0 * nu * k ** 2 * t)
+  f = xp.exp(-2.0 * nu * k**2 * t)
   u = xp.cos(k * x) * xp.sin(k * y) * f
   v = -xp.sin(k * x) * xp.cos(k * y) * f
-  p = -0.25 * (xp.cos(2 * k * x) + xp.cos(2 * k * y)) * f ** 2
+  p = -0.25 * (xp.cos(2 * k * x) + xp.cos(2 * k * y)) * f**2
   return xp.stack([u, v, p], axis=-1)
 
 
@@ -78,9 +79,12 @@ def taylor_green_flow(nu: float = 0.01, k: float = np.pi) -> FlowFn:
   return lambda xyt: taylor_green(xyt, nu, k)
 
 
-def flow_from_network(net: Callable[[Array], Array], parameterization: str = "uvp",
-                      center: Array | np.ndarray | None = None,
-                      scale: Array | np.ndarray | None = None) -> FlowFn:
+def flow_from_network(
+    net: Callable[[Array], Array],
+    parameterization: str = "uvp",
+    center: Array | np.ndarray | None = None,
+    scale: Array | np.ndarray | None = None,
+) -> FlowFn:
   """Turns a network on normalised inputs into a :data:`FlowFn` on physical ``(x, y, t)``.
 
   Args:
@@ -98,8 +102,9 @@ def flow_from_network(net: Callable[[Array], Array], parameterization: str = "uv
     ValueError: unknown parameterisation.
   """
   if parameterization not in PARAMETERIZATIONS:
-    raise ValueError(f"Unknown parameterization {parameterization!r}; valid: "
-                     f"{', '.join(PARAMETERIZATIONS)}.")
+    raise ValueError(
+        f"Unknown parameterization {parameterization!r}; valid: {', '.join(PARAMETERIZATIONS)}."
+    )
   c = jnp.zeros(3) if center is None else jnp.asarray(center, jnp.float32)
   s = jnp.ones(3) if scale is None else jnp.asarray(scale, jnp.float32)
 
@@ -119,8 +124,10 @@ def flow_from_network(net: Callable[[Array], Array], parameterization: str = "uv
 
 def _d(f: Callable[[Array], Array], axis: int) -> Callable[[Array], Array]:
   """``x -> df/dx_axis`` by one forward-mode tangent."""
+
   def df(x):
     return jax.jvp(f, (x,), (jnp.zeros_like(x).at[axis].set(1.0),))[1]
+
   return df
 
 
@@ -139,8 +146,9 @@ def residuals(flow: FlowFn, xyt: Array, nu: float = 0.01) -> dict[str, Array]:
   return values_and_residuals(flow, xyt, nu)[1]
 
 
-def values_and_residuals(flow: FlowFn, xyt: Array, nu: float = 0.01
-                         ) -> tuple[Array, dict[str, Array]]:
+def values_and_residuals(
+    flow: FlowFn, xyt: Array, nu: float = 0.01
+) -> tuple[Array, dict[str, Array]]:
   """``(u, v, p)`` at ``xyt`` and the :func:`residuals` there, sharing one forward pass."""
   # jacfwd with has_aux returns the primal alongside the Jacobian.
   d, uvp = jax.jacfwd(lambda q: (flow(q), flow(q)), has_aux=True)(xyt)  # d: (3 out, 3 in)
@@ -156,9 +164,12 @@ def values_and_residuals(flow: FlowFn, xyt: Array, nu: float = 0.01
   }
 
 
-def pde_loss(flow: FlowFn, points: Array, nu: float = 0.01,
-             terms: tuple[str, ...] = ("momentum_x", "momentum_y", "continuity")
-             ) -> Array:
+def pde_loss(
+    flow: FlowFn,
+    points: Array,
+    nu: float = 0.01,
+    terms: tuple[str, ...] = ("momentum_x", "momentum_y", "continuity"),
+) -> Array:
   """Sum over ``terms`` of the mean squared residual over ``points`` ``(N, 3)``.
 
   >>> float(pde_loss(taylor_green_flow(), jnp.zeros((4, 3)))) < 1e-8

@@ -42,8 +42,9 @@ def save_figure(fig: Any, path: str) -> str:
   return path
 
 
-def score_ylim(values: np.ndarray, diverged: np.ndarray,
-               target: float | None = None) -> tuple[float, float] | None:
+def score_ylim(
+    values: np.ndarray, diverged: np.ndarray, target: float | None = None
+) -> tuple[float, float] | None:
   """The y range of a score plot: the non-diverged members' values and the target.
 
   Args:
@@ -68,9 +69,16 @@ def score_ylim(values: np.ndarray, diverged: np.ndarray,
   return lo - pad, hi + pad
 
 
-def psnr_curves(history: Sequence[dict[str, Any]], labels: Sequence[str], path: str,
-                title: str = "", target: float | None = None, ylabel: str = "train PSNR (dB)",
-                diverged: Sequence[bool] | None = None, key: str = "score") -> str:
+def psnr_curves(
+    history: Sequence[dict[str, Any]],
+    labels: Sequence[str],
+    path: str,
+    title: str = "",
+    target: float | None = None,
+    ylabel: str = "train PSNR (dB)",
+    diverged: Sequence[bool] | None = None,
+    key: str = "score",
+) -> str:
   """The training score (e.g. PSNR) against step, one line per member (the paper's Fig. 1).
 
   Diverged members are drawn thin and grey, and the y range is set by the
@@ -94,8 +102,9 @@ def psnr_curves(history: Sequence[dict[str, Any]], labels: Sequence[str], path: 
   if history and key not in history[0] and "psnr" in history[0]:
     key = "psnr"
   steps = np.array([r["step"] for r in history], float)
-  vals = np.array([[np.nan if v is None else v for v in r[key]] for r in history],
-                  float).reshape(len(history), len(labels))
+  vals = np.array([[np.nan if v is None else v for v in r[key]] for r in history], float).reshape(
+      len(history), len(labels)
+  )
   bad = np.zeros(len(labels), bool) if diverged is None else np.asarray(diverged, bool)
   fig, ax = subplots(figsize=(7, 4.5))
   cmap = get_cmap("tab10" if len(labels) <= 10 else "tab20")
@@ -105,8 +114,15 @@ def psnr_curves(history: Sequence[dict[str, Any]], labels: Sequence[str], path: 
       continue
     style = "--" if "uniform" in label or "init2" in label else "-"
     # A single logged point is still visible as a marker.
-    ax.plot(steps, vals[:, i], style, color=cmap(i % cmap.N), label=label, lw=1.6,
-            marker="o" if len(steps) == 1 else None)
+    ax.plot(
+        steps,
+        vals[:, i],
+        style,
+        color=cmap(i % cmap.N),
+        label=label,
+        lw=1.6,
+        marker="o" if len(steps) == 1 else None,
+    )
   if target is not None:
     ax.axhline(target, color="k", ls=":", lw=1, label=f"target {target:g}")
   ylim = score_ylim(vals, bad, target)
@@ -120,8 +136,13 @@ def psnr_curves(history: Sequence[dict[str, Any]], labels: Sequence[str], path: 
   return save_figure(fig, path)
 
 
-def image_grid(target: np.ndarray, images: Sequence[np.ndarray], titles: Sequence[str],
-               path: str, ncols: int = 5) -> str:
+def image_grid(
+    target: np.ndarray,
+    images: Sequence[np.ndarray],
+    titles: Sequence[str],
+    path: str,
+    ncols: int = 5,
+) -> str:
   """The target and each member's reconstruction, titled with their PSNR."""
   panels = [(target, "target")] + list(zip(images, titles))
   ncols = min(ncols, len(panels))
@@ -136,8 +157,15 @@ def image_grid(target: np.ndarray, images: Sequence[np.ndarray], titles: Sequenc
   return save_figure(fig, path)
 
 
-def curves_1d(x_dense: np.ndarray, y_dense: np.ndarray, x_train: np.ndarray, y_train: np.ndarray,
-              preds: Sequence[np.ndarray], labels: Sequence[str], path: str) -> str:
+def curves_1d(
+    x_dense: np.ndarray,
+    y_dense: np.ndarray,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    preds: Sequence[np.ndarray],
+    labels: Sequence[str],
+    path: str,
+) -> str:
   """A 1-D target with every member's fit."""
   fig, ax = subplots(figsize=(8, 4.5))
   ax.plot(x_dense, y_dense, "k-", lw=2.5, alpha=0.35, label="target")
@@ -153,8 +181,12 @@ def curves_1d(x_dense: np.ndarray, y_dense: np.ndarray, x_train: np.ndarray, y_t
 
 def _scheme_style(i: int, scheme: str) -> dict[str, Any]:
   cmap = get_cmap("tab10")
-  return {"color": cmap(i % 10), "ls": "--" if ("uniform" in scheme or scheme == "init2") else "-",
-          "marker": "o", "ms": 4}
+  return {
+      "color": cmap(i % 10),
+      "ls": "--" if ("uniform" in scheme or scheme == "init2") else "-",
+      "marker": "o",
+      "ms": 4,
+  }
 
 
 def _log_axes_or_note(ax: Any, has_data: bool, note: str) -> None:
@@ -167,15 +199,19 @@ def _log_axes_or_note(ax: Any, has_data: bool, note: str) -> None:
     ax.set_xscale("log")
     ax.set_yscale("log")
   else:
-    ax.text(0.5, 0.5, note, ha="center", va="center", transform=ax.transAxes, fontsize=9,
-            wrap=True)
+    ax.text(0.5, 0.5, note, ha="center", va="center", transform=ax.transAxes, fontsize=9, wrap=True)
     ax.set_xticks([])
     ax.set_yticks([])
 
 
-def scaling_curves(points: Sequence[dict[str, Any]], arms: Sequence[str],
-                   schemes: Sequence[str], fits: Sequence[dict[str, Any]], path: str,
-                   title: str = "") -> str:
+def scaling_curves(
+    points: Sequence[dict[str, Any]],
+    arms: Sequence[str],
+    schemes: Sequence[str],
+    fits: Sequence[dict[str, Any]],
+    path: str,
+    title: str = "",
+) -> str:
   """Parameters needed vs N, one panel per arm, one line per scheme (paper Fig. 3/4).
 
   Log-log axes, so a power law is a straight line; the legend gives the fitted
@@ -206,11 +242,16 @@ def scaling_curves(points: Sequence[dict[str, Any]], arms: Sequence[str],
     drawn = False
     n_points = 0
     for i, sc in enumerate(schemes):
-      pts = sorted(((p["n"], p["schemes"][sc]) for p in points
-                    if p["arm"] == arm and sc in p["schemes"]), key=lambda t: t[0])
+      pts = sorted(
+          ((p["n"], p["schemes"][sc]) for p in points if p["arm"] == arm and sc in p["schemes"]),
+          key=lambda t: t[0],
+      )
       n_points = max(n_points, len(pts))
-      found = [(n, r["param_count"]) for n, r in pts
-               if r.get("found") and (r.get("param_count") or 0) > 0]
+      found = [
+          (n, r["param_count"])
+          for n, r in pts
+          if r.get("found") and (r.get("param_count") or 0) > 0
+      ]
       censored = [(n, r.get("lower_bound_params")) for n, r in pts if not r.get("found")]
       style = _scheme_style(i, sc)
       f = fit_of.get((arm, sc), {})
@@ -228,11 +269,21 @@ def scaling_curves(points: Sequence[dict[str, Any]], arms: Sequence[str],
         ax.plot([], [], label=label, **style)
       bounds = [(n, b) for n, b in censored if (b or 0) > 0]
       if bounds:
-        ax.plot(*zip(*bounds), ls="none", marker="^", ms=7, mfc="none", color=style["color"],
-                label=f"{sc}: lower bound (not reached)")
+        ax.plot(
+            *zip(*bounds),
+            ls="none",
+            marker="^",
+            ms=7,
+            mfc="none",
+            color=style["color"],
+            label=f"{sc}: lower bound (not reached)",
+        )
         drawn = True
-    note = ("no finished points yet" if not n_points else
-            "no N reached the target\nup to the largest width tried")
+    note = (
+        "no finished points yet"
+        if not n_points
+        else "no N reached the target\nup to the largest width tried"
+    )
     _log_axes_or_note(ax, drawn, note)
     ax.set_xlabel("N (samples)")
     ax.set_ylabel("parameters to reach target")
@@ -242,8 +293,9 @@ def scaling_curves(points: Sequence[dict[str, Any]], arms: Sequence[str],
   return save_figure(fig, path)
 
 
-def theory_widths(points: Sequence[dict[str, Any]], arms: Sequence[str],
-                  schemes: Sequence[str], path: str) -> str:
+def theory_widths(
+    points: Sequence[dict[str, Any]], arms: Sequence[str], schemes: Sequence[str], path: str
+) -> str:
   """Empirical minimum width (solid) vs the width at which eq. 4.6 holds (dotted).
 
   A panel with no width to draw (nothing reached the target, and eq. 4.6
@@ -264,16 +316,20 @@ def theory_widths(points: Sequence[dict[str, Any]], arms: Sequence[str],
     drawn = False
     for i, sc in enumerate(schemes):
       style = _scheme_style(i, sc)
-      pts = sorted(((p["n"], p["schemes"][sc]) for p in points
-                    if p["arm"] == arm and sc in p["schemes"]), key=lambda t: t[0])
+      pts = sorted(
+          ((p["n"], p["schemes"][sc]) for p in points if p["arm"] == arm and sc in p["schemes"]),
+          key=lambda t: t[0],
+      )
       emp = [(n, r["min_width"]) for n, r in pts if r.get("found") and r.get("min_width")]
-      th = [(n, r["theory"]["condition_width"]) for n, r in pts
-            if (r.get("theory") or {}).get("condition_width")]
+      th = [
+          (n, r["theory"]["condition_width"])
+          for n, r in pts
+          if (r.get("theory") or {}).get("condition_width")
+      ]
       if emp:
         ax.plot(*zip(*emp), label=f"{sc} trained", **style)
       if th:
-        ax.plot(*zip(*th), label=f"{sc} eq. 4.6", color=style["color"], ls=":", marker="x",
-                ms=4)
+        ax.plot(*zip(*th), label=f"{sc} eq. 4.6", color=style["color"], ls=":", marker="x", ms=4)
       drawn = drawn or bool(emp or th)
     _log_axes_or_note(ax, drawn, "no width reached the target\nand eq. 4.6 held at none tried")
     ax.set_xlabel("N (samples)")
@@ -285,8 +341,9 @@ def theory_widths(points: Sequence[dict[str, Any]], arms: Sequence[str],
   return save_figure(fig, path)
 
 
-def label_scatter(labels: np.ndarray, preds: Sequence[np.ndarray], names: Sequence[str],
-                  path: str) -> str:
+def label_scatter(
+    labels: np.ndarray, preds: Sequence[np.ndarray], names: Sequence[str], path: str
+) -> str:
   """Predicted vs true label per member (a perfect fit lies on the diagonal)."""
   fig, ax = subplots(figsize=(5, 5))
   for i, (pred, name) in enumerate(zip(preds, names)):
@@ -319,10 +376,17 @@ def _is_uniform(scheme: str) -> bool:
   return "uniform" in scheme or scheme == "init2"
 
 
-def scaling_figure(points: Sequence[dict[str, Any]], arms: Sequence[str],
-                   schemes: Sequence[str], fits: Sequence[dict[str, Any]], path_stem: str, *,
-                   quantity: str = "min_width", title: str = "",
-                   formats: Sequence[str] = ("png", "pdf")) -> list[str]:
+def scaling_figure(
+    points: Sequence[dict[str, Any]],
+    arms: Sequence[str],
+    schemes: Sequence[str],
+    fits: Sequence[dict[str, Any]],
+    path_stem: str,
+    *,
+    quantity: str = "min_width",
+    title: str = "",
+    formats: Sequence[str] = ("png", "pdf"),
+) -> list[str]:
   """The paper's Fig. 3/4 layout: every arm on one axis, normal and uniform schemes apart.
 
   One panel for the normal schemes (LeCun/Xavier/Kaiming normal, init1) and
@@ -358,13 +422,16 @@ def scaling_figure(points: Sequence[dict[str, Any]], arms: Sequence[str],
     raise ValueError(f"quantity must be 'min_width' or 'param_count', got {quantity!r}.")
   a_key, b_key = ("a_width", "b_width") if quantity == "min_width" else ("a", "b")
   bound_key = "lower_bound" if quantity == "min_width" else "lower_bound_params"
-  groups = [(name, [s for s in schemes if (_is_uniform(s) == uni)])
-            for name, uni in (("normal schemes", False), ("uniform schemes", True))]
+  groups = [
+      (name, [s for s in schemes if (_is_uniform(s) == uni)])
+      for name, uni in (("normal schemes", False), ("uniform schemes", True))
+  ]
   groups = [g for g in groups if g[1]] or [("schemes", list(schemes))]
   fig, axes = subplots(1, len(groups), figsize=(6.2 * len(groups), 4.8), squeeze=False)
   fit_of = {(f["arm"], f["scheme"]): f for f in fits}
-  arm_style = [{"marker": m, "ls": ls} for m, ls in (("o", "-"), ("s", "--"), ("^", "-."),
-                                                     ("D", ":"))]
+  arm_style = [
+      {"marker": m, "ls": ls} for m, ls in (("o", "-"), ("s", "--"), ("^", "-."), ("D", ":"))
+  ]
   cmap = get_cmap("tab10")
   for ax, (name, group) in zip(axes[0], groups):
     drawn: list[tuple[float, float]] = []
@@ -372,11 +439,16 @@ def scaling_figure(points: Sequence[dict[str, Any]], arms: Sequence[str],
       st = arm_style[ai % len(arm_style)]
       for si, sc in enumerate(group):
         color = cmap(si % 10)
-        pts = sorted(((p["n"], p["schemes"][sc]) for p in points
-                      if p["arm"] == arm and sc in p["schemes"]), key=lambda t: t[0])
+        pts = sorted(
+            ((p["n"], p["schemes"][sc]) for p in points if p["arm"] == arm and sc in p["schemes"]),
+            key=lambda t: t[0],
+        )
         found = [(n, r[quantity]) for n, r in pts if r.get("found") and (r.get(quantity) or 0) > 0]
-        bounds = [(n, r.get(bound_key)) for n, r in pts
-                  if not r.get("found") and (r.get(bound_key) or 0) > 0]
+        bounds = [
+            (n, r.get(bound_key))
+            for n, r in pts
+            if not r.get("found") and (r.get(bound_key) or 0) > 0
+        ]
         f = fit_of.get((arm, sc), {})
         label = f"{arm} · {sc}"
         if f.get(b_key) is not None:
@@ -401,10 +473,24 @@ def scaling_figure(points: Sequence[dict[str, Any]], arms: Sequence[str],
       grid = np.geomspace(n0, n_max, 20)
       for slope, text in REFERENCE_SLOPES:
         ax.plot(grid, y0 * (grid / n0) ** slope, color="0.6", ls=":", lw=1)
-        ax.annotate(text, (grid[-1], y0 * (grid[-1] / n0) ** slope), fontsize=8, color="0.4",
-                    xytext=(2, 0), textcoords="offset points", va="center")
-      ax.plot([], [], ls="none", marker="^", mfc="none", color="0.3",
-              label="censored: lower bound (not reached)")
+        ax.annotate(
+            text,
+            (grid[-1], y0 * (grid[-1] / n0) ** slope),
+            fontsize=8,
+            color="0.4",
+            xytext=(2, 0),
+            textcoords="offset points",
+            va="center",
+        )
+      ax.plot(
+          [],
+          [],
+          ls="none",
+          marker="^",
+          mfc="none",
+          color="0.3",
+          label="censored: lower bound (not reached)",
+      )
     _log_axes_or_note(ax, bool(drawn), "no finished points yet")
     ax.set_xlabel("N (training samples)")
     ax.set_ylabel("last hidden width" if quantity == "min_width" else "parameters")

@@ -71,18 +71,25 @@ def camera_rays(c2w: Array, height: int, width: int, focal: float) -> tuple[Arra
     [0.0, 0.0, -1.0]
   """
   c2w = jnp.asarray(c2w, jnp.float32)
-  cols, rows = jnp.meshgrid(jnp.arange(width, dtype=jnp.float32),
-                            jnp.arange(height, dtype=jnp.float32), indexing="xy")
-  cam = jnp.stack([(cols + 0.5 - 0.5 * width) / focal,
-                   -(rows + 0.5 - 0.5 * height) / focal,
-                   -jnp.ones_like(cols)], axis=-1)
+  cols, rows = jnp.meshgrid(
+      jnp.arange(width, dtype=jnp.float32), jnp.arange(height, dtype=jnp.float32), indexing="xy"
+  )
+  cam = jnp.stack(
+      [
+          (cols + 0.5 - 0.5 * width) / focal,
+          -(rows + 0.5 - 0.5 * height) / focal,
+          -jnp.ones_like(cols),
+      ],
+      axis=-1,
+  )
   directions = cam @ c2w[:3, :3].T
   origins = jnp.broadcast_to(c2w[:3, 3], directions.shape)
   return origins, directions
 
 
-def project(c2w: np.ndarray, focal: float, height: int, width: int,
-            points: np.ndarray) -> np.ndarray:
+def project(
+    c2w: np.ndarray, focal: float, height: int, width: int, points: np.ndarray
+) -> np.ndarray:
   """Pixel coordinates ``(row, col)`` (continuous) of world points seen by a camera.
 
   The inverse of :func:`camera_rays`: the ray of pixel ``(i, j)`` passes
@@ -99,8 +106,9 @@ def project(c2w: np.ndarray, focal: float, height: int, width: int,
   return np.stack([row, col], axis=-1)
 
 
-def sample_along_rays(rng: Array | None, num_rays_shape: tuple[int, ...], num_samples: int,
-                      near: float, far: float) -> Array:
+def sample_along_rays(
+    rng: Array | None, num_rays_shape: tuple[int, ...], num_samples: int, near: float, far: float
+) -> Array:
   """Sample depths ``t`` in ``[near, far]``: stratified with ``rng``, bin centres without.
 
   Args:
@@ -171,13 +179,21 @@ def sample_intervals(t: Array, near: float, far: float) -> Array:
   [1.0, 1.0, 1.0, 1.0]
   """
   mids = 0.5 * (t[..., 1:] + t[..., :-1])
-  edges = jnp.concatenate([jnp.full_like(t[..., :1], near), mids,
-                           jnp.full_like(t[..., :1], far)], axis=-1)
+  edges = jnp.concatenate(
+      [jnp.full_like(t[..., :1], near), mids, jnp.full_like(t[..., :1], far)], axis=-1
+  )
   return edges[..., 1:] - edges[..., :-1]
 
 
-def composite(rgb: Array, sigma: Array, t: Array, directions: Array, near: float, far: float,
-              background: float | Array | None = 1.0) -> dict[str, Array]:
+def composite(
+    rgb: Array,
+    sigma: Array,
+    t: Array,
+    directions: Array,
+    near: float,
+    far: float,
+    background: float | Array | None = 1.0,
+) -> dict[str, Array]:
   """Alpha-composites samples along rays.
 
   Args:
@@ -199,8 +215,9 @@ def composite(rgb: Array, sigma: Array, t: Array, directions: Array, near: float
   alpha = 1.0 - jnp.exp(-tau)
   # T_i = exp(-sum_{j<i} tau_j): an exclusive cumsum is exact and avoids a
   # product of many (1 - alpha) terms.
-  trans = jnp.exp(-jnp.concatenate([jnp.zeros_like(tau[..., :1]),
-                                    jnp.cumsum(tau[..., :-1], axis=-1)], axis=-1))
+  trans = jnp.exp(
+      -jnp.concatenate([jnp.zeros_like(tau[..., :1]), jnp.cumsum(tau[..., :-1], axis=-1)], axis=-1)
+  )
   weights = trans * alpha
   opacity = jnp.sum(weights, axis=-1)
   color = jnp.sum(weights[..., None] * rgb, axis=-2)
@@ -210,10 +227,18 @@ def composite(rgb: Array, sigma: Array, t: Array, directions: Array, near: float
   return {"rgb": color, "opacity": opacity, "depth": depth, "weights": weights}
 
 
-def render_rays(field_fn: FieldFn, origins: Array, directions: Array, *, near: float,
-                far: float, num_samples: int, rng: Array | None = None,
-                num_importance: int = 0, background: float | None = 1.0
-                ) -> dict[str, Array]:
+def render_rays(
+    field_fn: FieldFn,
+    origins: Array,
+    directions: Array,
+    *,
+    near: float,
+    far: float,
+    num_samples: int,
+    rng: Array | None = None,
+    num_importance: int = 0,
+    background: float | None = 1.0,
+) -> dict[str, Array]:
   """Renders rays through a radiance field.
 
   Args:
@@ -252,8 +277,14 @@ def render_rays(field_fn: FieldFn, origins: Array, directions: Array, *, near: f
 
   out = shade(t)
   if num_importance:
-    bins = jnp.concatenate([jnp.full_like(t[..., :1], near), 0.5 * (t[..., 1:] + t[..., :-1]),
-                            jnp.full_like(t[..., :1], far)], axis=-1)
+    bins = jnp.concatenate(
+        [
+            jnp.full_like(t[..., :1], near),
+            0.5 * (t[..., 1:] + t[..., :-1]),
+            jnp.full_like(t[..., :1], far),
+        ],
+        axis=-1,
+    )
     fine_t = sample_pdf(keys[1], bins, jax.lax.stop_gradient(out["weights"]), num_importance)
     coarse_rgb = out["rgb"]
     out = shade(jnp.sort(jnp.concatenate([t, fine_t], axis=-1), axis=-1))
@@ -275,10 +306,15 @@ def raw_to_field(raw: Array, density_shift: float = -1.0) -> tuple[Array, Array]
   return jax.nn.sigmoid(raw[..., :3]), jax.nn.softplus(raw[..., 3] + density_shift)
 
 
-def render_in_chunks(render_fn: Callable[[Array, Array], Mapping[str, Array]],
-                     origins: Array | np.ndarray, directions: Array | np.ndarray, *,
-                     chunk: int = 4096, keys: tuple[str, ...] = ("rgb",),
-                     ray_axis: int = 0) -> dict[str, np.ndarray]:
+def render_in_chunks(
+    render_fn: Callable[[Array, Array], Mapping[str, Array]],
+    origins: Array | np.ndarray,
+    directions: Array | np.ndarray,
+    *,
+    chunk: int = 4096,
+    keys: tuple[str, ...] = ("rgb",),
+    ray_axis: int = 0,
+) -> dict[str, np.ndarray]:
   """Renders many rays a chunk at a time, so an 800x800 view fits in memory.
 
   Args:
@@ -308,7 +344,7 @@ def render_in_chunks(render_fn: Callable[[Array, Array], Mapping[str, Array]],
   chunk = max(1, min(chunk, n))
   pieces: dict[str, list[np.ndarray]] = {k: [] for k in keys}
   for start in range(0, n, chunk):
-    oc, dc = o[start:start + chunk], d[start:start + chunk]
+    oc, dc = o[start : start + chunk], d[start : start + chunk]
     m = oc.shape[0]
     if m < chunk:
       oc = np.concatenate([oc, np.repeat(oc[-1:], chunk - m, 0)])
@@ -319,13 +355,14 @@ def render_in_chunks(render_fn: Callable[[Array, Array], Mapping[str, Array]],
   result = {}
   for k in keys:
     arr = np.concatenate(pieces[k], axis=ray_axis)
-    shape = arr.shape[:ray_axis] + lead + arr.shape[ray_axis + 1:]
+    shape = arr.shape[:ray_axis] + lead + arr.shape[ray_axis + 1 :]
     result[k] = arr.reshape(shape)
   return result
 
 
-def look_at(eye: np.ndarray, target: np.ndarray = np.zeros(3),
-            up: np.ndarray = np.array([0.0, 0.0, 1.0])) -> np.ndarray:
+def look_at(
+    eye: np.ndarray, target: np.ndarray = np.zeros(3), up: np.ndarray = np.array([0.0, 0.0, 1.0])
+) -> np.ndarray:
   """Camera-to-world matrix of a camera at ``eye`` looking at ``target`` (Blender ``-z``).
 
   Args:
@@ -357,8 +394,9 @@ def look_at(eye: np.ndarray, target: np.ndarray = np.zeros(3),
   return m
 
 
-def sphere_poses(num: int, radius: float, elevation_deg: float | None = None,
-                 seed: int | None = None) -> np.ndarray:
+def sphere_poses(
+    num: int, radius: float, elevation_deg: float | None = None, seed: int | None = None
+) -> np.ndarray:
   """Cameras on a sphere around the origin, looking at it.
 
   Args:
@@ -387,8 +425,13 @@ def sphere_poses(num: int, radius: float, elevation_deg: float | None = None,
   return np.stack([look_at(e) for e in eyes])
 
 
-def field_from_apply(apply_fn: Callable[[Any, Array], Array], params: Any, *,
-                     use_viewdirs: bool = False, density_shift: float = -1.0) -> FieldFn:
+def field_from_apply(
+    apply_fn: Callable[[Any, Array], Array],
+    params: Any,
+    *,
+    use_viewdirs: bool = False,
+    density_shift: float = -1.0,
+) -> FieldFn:
   """Wraps a network ``apply_fn(params, inputs) -> (..., 4)`` as a :data:`FieldFn`.
 
   Args:
@@ -400,6 +443,7 @@ def field_from_apply(apply_fn: Callable[[Any, Array], Array], params: Any, *,
   Returns:
     The field function.
   """
+
   def field_fn(points, directions):
     inputs = points
     if use_viewdirs:

@@ -43,7 +43,8 @@ def check_factor(height: int, width: int, factor: int, source: str = "image") ->
     raise ValueError(
         f"image {source!r} is {height}x{width} pixels, smaller than the super-resolution "
         f"factor {factor} (each low-resolution pixel needs {factor}x{factor} "
-        "high-resolution pixels).")
+        "high-resolution pixels)."
+    )
 
 
 def crop_to_multiple(img: np.ndarray, factor: int) -> np.ndarray:
@@ -55,7 +56,7 @@ def crop_to_multiple(img: np.ndarray, factor: int) -> np.ndarray:
   check_factor(img.shape[0], img.shape[1], factor)
   h, w = (img.shape[0] // factor) * factor, (img.shape[1] // factor) * factor
   top, left = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
-  return img[top:top + h, left:left + w]
+  return img[top : top + h, left : left + w]
 
 
 def area_downsample(img: Array, factor: int) -> Array:
@@ -79,8 +80,10 @@ def area_downsample(img: Array, factor: int) -> Array:
   """
   h, w = img.shape[:2]
   if h % factor or w % factor:
-    raise ValueError(f"image sides {h}x{w} must be multiples of the factor {factor}; "
-                     "crop first (crop_to_multiple).")
+    raise ValueError(
+        f"image sides {h}x{w} must be multiples of the factor {factor}; "
+        "crop first (crop_to_multiple)."
+    )
   blocks = img.reshape((h // factor, factor, w // factor, factor) + tuple(img.shape[2:]))
   return blocks.mean(axis=(1, 3))
 
@@ -112,8 +115,9 @@ def bicubic_upsample(img: np.ndarray, factor: int) -> np.ndarray:
   from skimage import transform
 
   out_shape = (img.shape[0] * factor, img.shape[1] * factor) + tuple(img.shape[2:])
-  up = transform.resize(np.asarray(img, np.float64), out_shape, order=3, mode="edge",
-                        anti_aliasing=False)
+  up = transform.resize(
+      np.asarray(img, np.float64), out_shape, order=3, mode="edge", anti_aliasing=False
+  )
   return np.clip(up, 0.0, 1.0).astype(np.float32)
 
 

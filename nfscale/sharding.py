@@ -44,9 +44,12 @@ ENV_PROCESS_ID = "JAX_PROCESS_ID"
 ENV_OPT_IN = "NFSCALE_DISTRIBUTED"
 
 
-def distributed_settings(coordinator_address: str | None = None,
-                         num_processes: int | None = None, process_id: int | None = None,
-                         env: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+def distributed_settings(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    env: Mapping[str, str] | None = None,
+) -> dict[str, Any] | None:
   """The arguments of ``jax.distributed.initialize``, or None for a single process.
 
   Explicit arguments win over the environment. A run is distributed when a
@@ -98,20 +101,29 @@ def distributed_settings(coordinator_address: str | None = None,
   if count == 1 and not opted_in:
     return None
   if count is not None and count > 1 and not opted_in:
-    missing = [f"--{f} / {v}" for f, v, val in (
-        ("coordinator_address", ENV_COORDINATOR, address), ("process_id", ENV_PROCESS_ID, pid))
-        if val is None]
+    missing = [
+        f"--{f} / {v}"
+        for f, v, val in (
+            ("coordinator_address", ENV_COORDINATOR, address),
+            ("process_id", ENV_PROCESS_ID, pid),
+        )
+        if val is None
+    ]
     if missing:
-      raise ValueError(f"a run of {count} processes also needs {' and '.join(missing)} "
-                       f"(or {ENV_OPT_IN}=1 on a cluster JAX can detect).")
+      raise ValueError(
+          f"a run of {count} processes also needs {' and '.join(missing)} "
+          f"(or {ENV_OPT_IN}=1 on a cluster JAX can detect)."
+      )
   if count is not None and pid is not None and not 0 <= pid < count:
     raise ValueError(f"--process_id / {ENV_PROCESS_ID} must be in [0, {count}), got {pid}.")
   return {"coordinator_address": address, "num_processes": count, "process_id": pid}
 
 
-def initialize_distributed(coordinator_address: str | None = None,
-                           num_processes: int | None = None,
-                           process_id: int | None = None) -> bool:
+def initialize_distributed(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+) -> bool:
   """Starts the JAX distributed runtime when :func:`distributed_settings` says so.
 
   Args:
@@ -142,6 +154,7 @@ def barrier(name: str) -> None:
   """Waits until every process reaches ``name`` (no-op for a single process)."""
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
+
     multihost_utils.sync_global_devices(name)
 
 

@@ -12,8 +12,9 @@ import os
 import numpy as np
 
 
-def grid_iou(pred: np.ndarray, target: np.ndarray, level: float = 0.5,
-             chunk: int = 1 << 22) -> float:
+def grid_iou(
+    pred: np.ndarray, target: np.ndarray, level: float = 0.5, chunk: int = 1 << 22
+) -> float:
   """Intersection over union of ``pred >= level`` and ``target >= level``, counted in chunks.
 
   Args:
@@ -34,7 +35,7 @@ def grid_iou(pred: np.ndarray, target: np.ndarray, level: float = 0.5,
   p, t = pred.reshape(-1), target.reshape(-1)
   inter = union = 0
   for s in range(0, p.size, chunk):
-    a, b = p[s:s + chunk] >= level, t[s:s + chunk] >= level
+    a, b = p[s : s + chunk] >= level, t[s : s + chunk] >= level
     inter += int(np.count_nonzero(a & b))
     union += int(np.count_nonzero(a | b))
   return 1.0 if union == 0 else inter / union
@@ -119,10 +120,15 @@ def preview_frame(values: np.ndarray, level: float = 0.5) -> tuple[np.ndarray, f
   return centre, min(float(np.sqrt(3.0)), 1.05 * radius + 2.0 / res)
 
 
-def render_preview(values: np.ndarray, level: float = 0.5, size: int = 192,
-                   elevation: float = 25.0, azimuth: float = 35.0,
-                   depth_samples: int | None = None,
-                   frame: tuple[np.ndarray, float] | None = None) -> np.ndarray:
+def render_preview(
+    values: np.ndarray,
+    level: float = 0.5,
+    size: int = 192,
+    elevation: float = 25.0,
+    azimuth: float = 35.0,
+    depth_samples: int | None = None,
+    frame: tuple[np.ndarray, float] | None = None,
+) -> np.ndarray:
   """A shaded orthographic render of the ``level`` surface of a grid ("y" points up).
 
   Casts one ray per pixel through the trilinearly interpolated grid, takes the first
@@ -159,8 +165,12 @@ def render_preview(values: np.ndarray, level: float = 0.5, size: int = 192,
   depth = np.full((size, size), np.inf)
   for row, v in enumerate(uv):
     # One image row at a time keeps the samples to size x n_depth points.
-    pts = (centre + v * up[None, None] + uv[::-1, None, None] * right[None, None]
-           + ts[None, :, None] * forward[None, None])
+    pts = (
+        centre
+        + v * up[None, None]
+        + uv[::-1, None, None] * right[None, None]
+        + ts[None, :, None] * forward[None, None]
+    )
     idx = (pts.reshape(-1, 3) + 1.0) * ((res - 1) / 2.0)
     s = ndimage.map_coordinates(vals, idx.T, order=1, mode="constant", cval=0.0)
     hit = s.reshape(size, n_depth) >= level

@@ -127,8 +127,9 @@ def success(reached: np.ndarray, rule: str = "median") -> bool:
   raise ValueError(f"Unknown success rule {rule!r}; valid: median, all, any.")
 
 
-def evaluate_width(config: Any, arm: str, n: int, width: int, schemes: Sequence[str],
-                   progress: bool = False) -> dict[str, Any]:
+def evaluate_width(
+    config: Any, arm: str, n: int, width: int, schemes: Sequence[str], progress: bool = False
+) -> dict[str, Any]:
   """Trains schemes x seeds x lrs at one width as one ensemble; per-scheme verdicts.
 
   Returns:
@@ -142,38 +143,72 @@ def evaluate_width(config: Any, arm: str, n: int, width: int, schemes: Sequence[
   task = tasks.build_task(c)
   members = _members(config, schemes)
   t0 = time.perf_counter()
-  trained = experiment.train_members(c, task, members, progress=progress,
-                                     desc=f"{arm} N={n} w={width}", log_every=10 ** 9)
-  return _width_record(config, arm, n, width, schemes, trained.rows, trained.param_count,
-                       time.perf_counter() - t0, task.score.name)
+  trained = experiment.train_members(
+      c, task, members, progress=progress, desc=f"{arm} N={n} w={width}", log_every=10**9
+  )
+  return _width_record(
+      config,
+      arm,
+      n,
+      width,
+      schemes,
+      trained.rows,
+      trained.param_count,
+      time.perf_counter() - t0,
+      task.score.name,
+  )
 
 
 def _members(config: Any, schemes: Sequence[str]) -> list[train.Member]:
-  return [train.Member(s, int(seed), float(lr))
-          for s in schemes for seed in config.seeds for lr in config.lrs]
+  return [
+      train.Member(s, int(seed), float(lr))
+      for s in schemes
+      for seed in config.seeds
+      for lr in config.lrs
+  ]
 
 
-def _width_record(config: Any, arm: str, n: int, width: int, schemes: Sequence[str],
-                  rows: Sequence[Mapping[str, Any]], param_count: int, seconds: float,
-                  score_name: str) -> dict[str, Any]:
+def _width_record(
+    config: Any,
+    arm: str,
+    n: int,
+    width: int,
+    schemes: Sequence[str],
+    rows: Sequence[Mapping[str, Any]],
+    param_count: int,
+    seconds: float,
+    score_name: str,
+) -> dict[str, Any]:
   """The evals.jsonl record of one width from its members' rows (in _members order)."""
   best_key = f"best_{score_name}"
-  record: dict[str, Any] = {"arm": arm, "n": n, "width": int(width),
-                            "param_count": int(param_count), "seconds": seconds, "schemes": {}}
+  record: dict[str, Any] = {
+      "arm": arm,
+      "n": n,
+      "width": int(width),
+      "param_count": int(param_count),
+      "seconds": seconds,
+      "schemes": {},
+  }
   k, nl = len(config.seeds), len(config.lrs)
   for si, s in enumerate(schemes):
     idx = si * k * nl + np.arange(k * nl).reshape(k, nl)  # [seed, lr]
     col = lambda key: np.array([[rows[j][key] for j in r] for r in idx])  # noqa: E731
     reached = col("reached_target").astype(bool)
-    to_target = np.array([[-1 if rows[j]["steps_to_target"] is None else rows[j]["steps_to_target"]
-                           for j in r] for r in idx])
+    to_target = np.array([
+        [-1 if rows[j]["steps_to_target"] is None else rows[j]["steps_to_target"] for j in r]
+        for r in idx
+    ])
     steps = np.where(reached, to_target, np.iinfo(np.int32).max)
     per_lr = [success(reached[:, j], config.sweep.rule) for j in range(nl)]
     order = sorted(range(nl), key=lambda j: (-int(reached[:, j].sum()), np.median(steps[:, j])))
     record["schemes"][s] = {
-        "success": any(per_lr), "best_lr": float(config.lrs[order[0]]),
-        "reached": reached.tolist(), "steps_to_target": to_target.tolist(),
-        best_key: col(best_key).tolist(), "diverged": col("diverged").tolist()}
+        "success": any(per_lr),
+        "best_lr": float(config.lrs[order[0]]),
+        "reached": reached.tolist(),
+        "steps_to_target": to_target.tolist(),
+        best_key: col(best_key).tolist(),
+        "diverged": col("diverged").tolist(),
+    }
   return io.to_jsonable(record)
 
 
@@ -210,8 +245,9 @@ def enable_compilation_cache(directory: str) -> bool:
   return True
 
 
-def evaluate_round(config: Any, arm: str, n: int, requests: Mapping[int, Sequence[str]],
-                   progress: bool = False) -> dict[int, dict[str, Any]]:
+def evaluate_round(
+    config: Any, arm: str, n: int, requests: Mapping[int, Sequence[str]], progress: bool = False
+) -> dict[int, dict[str, Any]]:
   """Trains a search round's widths in width buckets: one ensemble per bucket.
 
   Each requested width trains the schemes asked of it x seeds x lrs, drawn at
@@ -226,6 +262,7 @@ def evaluate_round(config: Any, arm: str, n: int, requests: Mapping[int, Sequenc
     time of the whole ensemble; ``seconds`` is this width's share of it).
   """
   from nfscale import widths as widths_lib
+
   s = config.sweep
   buckets = widths_lib.bucket_widths(int(s.start), int(s.max_width), float(s.growth))
   order = list(requests)
@@ -251,28 +288,51 @@ def evaluate_round(config: Any, arm: str, n: int, requests: Mapping[int, Sequenc
     used = len(members)
     members += [members[0]] * max(0, capacity - used)
     member_widths += [member_widths[0]] * max(0, capacity - used)
-    params = widths_lib.init_masked(task.model, members, member_widths, task.example_input,
-                                    base.scheme_params(c), bucket=bucket)
+    params = widths_lib.init_masked(
+        task.model, members, member_widths, task.example_input, base.scheme_params(c), bucket=bucket
+    )
     masked = dataclasses.replace(task, loss_fn=widths_lib.masked_loss(task.loss_fn, num_hidden))
     t0 = time.perf_counter()
-    trained = experiment.train_members(c, masked, members, params=params, progress=progress,
-                                       desc=f"{arm} N={n} bucket={bucket}", log_every=10 ** 9)
+    trained = experiment.train_members(
+        c,
+        masked,
+        members,
+        params=params,
+        progress=progress,
+        desc=f"{arm} N={n} bucket={bucket}",
+        log_every=10**9,
+    )
     seconds = time.perf_counter() - t0
     for w in ws:
       first, last = spans[w]
       count = models.param_count(widths_lib.extract_member(params, first, w, num_hidden))
       # The bucket's time is shared among its widths by member count.
-      rec = _width_record(config, arm, n, w, requests[w], trained.rows[first:last], count,
-                          seconds * (last - first) / used, task.score.name)
+      rec = _width_record(
+          config,
+          arm,
+          n,
+          w,
+          requests[w],
+          trained.rows[first:last],
+          count,
+          seconds * (last - first) / used,
+          task.score.name,
+      )
       rec["bucket"] = int(bucket)
       rec["bucket_seconds"] = seconds  # the whole ensemble's time (shared with its widths)
       out[w] = rec
   return out
 
 
-def run_point(config: Any, arm: str, n: int, cache: Mapping[tuple, dict[str, Any]],
-              on_eval: Callable[[dict[str, Any]], None], progress: bool = False,
-              theory_fn: Callable[..., dict[str, Any]] | None = None) -> dict[str, Any]:
+def run_point(
+    config: Any,
+    arm: str,
+    n: int,
+    cache: Mapping[tuple, dict[str, Any]],
+    on_eval: Callable[[dict[str, Any]], None],
+    progress: bool = False,
+    theory_fn: Callable[..., dict[str, Any]] | None = None,
+) -> dict[str, Any]:
   """The joint min-width search of every scheme at one (arm, N).
 
   Args:
@@ -300,8 +360,9 @@ def run_point(config: Any, arm: str, n: int, cache: Mapping[tuple, dict[str, Any
     trained += at_grid
     if len(grids) > int(s.get("lr_extensions", 0)):
       break
-    new = scaling.extend_lr_grid(grid, _lr_outcomes(results, at_grid, grid),
-                                 factor=float(s.get("lr_factor", 3.0)))
+    new = scaling.extend_lr_grid(
+        grid, _lr_outcomes(results, at_grid, grid), factor=float(s.get("lr_factor", 3.0))
+    )
     if new is None:
       break
     # A best rate at an end of the grid that did not diverge: the optimum may
@@ -314,14 +375,23 @@ def run_point(config: Any, arm: str, n: int, cache: Mapping[tuple, dict[str, Any
     # holds the real parameter count and the lr that got there.
     at_width = [rec for rec in at_grid if rec["width"] == r.width and sc in rec["schemes"]]
     per_scheme[sc] = {
-        "min_width": r.width, "found": r.found, "lower_bound": r.lower_bound,
+        "min_width": r.width,
+        "found": r.found,
+        "lower_bound": r.lower_bound,
         "param_count": at_width[-1]["param_count"] if at_width else None,
         "best_lr": at_width[-1]["schemes"][sc]["best_lr"] if at_width else None,
-        "evaluations": {str(w): ok for w, ok in r.evaluations.items()}}
-  record = {"arm": arm, "n": n, "schemes": per_scheme, "rounds": len(trained),
-            "lrs": list(grid), "lr_grids": [list(g) for g in grids],
-            "seconds": time.perf_counter() - t0,
-            "trained_seconds": sum(rec["seconds"] for rec in trained)}
+        "evaluations": {str(w): ok for w, ok in r.evaluations.items()},
+    }
+  record = {
+      "arm": arm,
+      "n": n,
+      "schemes": per_scheme,
+      "rounds": len(trained),
+      "lrs": list(grid),
+      "lr_grids": [list(g) for g in grids],
+      "seconds": time.perf_counter() - t0,
+      "trained_seconds": sum(rec["seconds"] for rec in trained),
+  }
   if theory_fn is not None:
     for sc, diag in theory_fn(config, arm, n).items():
       per_scheme[sc]["theory"] = diag
@@ -335,9 +405,15 @@ def with_lrs(config: Any, lrs: Sequence[float]) -> Any:
   return c
 
 
-def _search(config: Any, arm: str, n: int, grid: tuple[float, ...],
-            cache: Mapping[tuple, dict[str, Any]], on_eval: Callable[[dict[str, Any]], None],
-            progress: bool) -> tuple[dict[str, scaling.SearchResult], list[dict[str, Any]]]:
+def _search(
+    config: Any,
+    arm: str,
+    n: int,
+    grid: tuple[float, ...],
+    cache: Mapping[tuple, dict[str, Any]],
+    on_eval: Callable[[dict[str, Any]], None],
+    progress: bool,
+) -> tuple[dict[str, scaling.SearchResult], list[dict[str, Any]]]:
   """One joint min-width search of a point on the learning-rate grid ``grid``."""
   s = config.sweep
   cfg = config if grid == tuple(float(v) for v in config.lrs) else with_lrs(config, grid)
@@ -365,14 +441,23 @@ def _search(config: Any, arm: str, n: int, grid: tuple[float, ...],
     return out
 
   results = scaling.min_width_search_joint(
-      None, list(config.schemes), start=int(s.start), max_width=int(s.max_width),
-      rel_precision=float(s.rel_precision), growth=float(s.growth), min_width=int(s.min_width),
-      oracle_round=oracle_round)
+      None,
+      list(config.schemes),
+      start=int(s.start),
+      max_width=int(s.max_width),
+      rel_precision=float(s.rel_precision),
+      growth=float(s.growth),
+      min_width=int(s.min_width),
+      oracle_round=oracle_round,
+  )
   return results, trained
 
 
-def _lr_outcomes(results: Mapping[str, scaling.SearchResult], trained: list[dict[str, Any]],
-                 grid: tuple[float, ...]) -> list[tuple[float, bool]]:
+def _lr_outcomes(
+    results: Mapping[str, scaling.SearchResult],
+    trained: list[dict[str, Any]],
+    grid: tuple[float, ...],
+) -> list[tuple[float, bool]]:
   """Per scheme that reached the target: its best rate at its width, and whether it diverged."""
   out = []
   for sc, r in results.items():
@@ -387,12 +472,18 @@ def _lr_outcomes(results: Mapping[str, scaling.SearchResult], trained: list[dict
 
 def evals_cache_key(rec: Mapping[str, Any], config: Any) -> tuple:
   """The key of a width record in the resume cache (records from before grids: config.lrs)."""
-  return (rec["arm"], rec["n"], rec["width"], tuple(rec["schemes"]),
-          tuple(float(v) for v in rec.get("lrs", config.lrs)))
+  return (
+      rec["arm"],
+      rec["n"],
+      rec["width"],
+      tuple(rec["schemes"]),
+      tuple(float(v) for v in rec.get("lrs", config.lrs)),
+  )
 
 
-def theory_widths(config: Any, arm: str, n: int, cache_path: str | None = None
-                  ) -> dict[str, dict[str, Any]]:
+def theory_widths(
+    config: Any, arm: str, n: int, cache_path: str | None = None
+) -> dict[str, dict[str, Any]]:
   """Per scheme: the smallest widths at which the paper's eq. 4.6 holds at init.
 
   Both readings of eq. 4.6 (:mod:`nfscale.theory`): ``condition_width`` for
@@ -402,6 +493,7 @@ def theory_widths(config: Any, arm: str, n: int, cache_path: str | None = None
   resumes.
   """
   from nfscale import theory
+
   c = point_config(config, arm, n)
   t = config.theory
   built: dict[str, Any] = {}
@@ -409,8 +501,9 @@ def theory_widths(config: Any, arm: str, n: int, cache_path: str | None = None
   def data():
     if not built:  # only when something is not cached
       task = tasks.build_task(c)
-      built.update(task=task, x=np.asarray(task.train_data["x"]),
-                   y=np.asarray(task.train_data["y"]))
+      built.update(
+          task=task, x=np.asarray(task.train_data["x"]), y=np.asarray(task.train_data["y"])
+      )
     return built
 
   def make_model(width):
@@ -419,13 +512,22 @@ def theory_widths(config: Any, arm: str, n: int, cache_path: str | None = None
   def compute(sc):
     d = data()
     out = {}
-    for reading, key in (("over_sqrt_n", "condition_width"),
-                         ("times_sqrt_n", "condition_width_times")):
-      r = theory.condition_width(make_model, sc, d["x"], d["y"], seeds=tuple(config.seeds),
-                                 start=int(t.start), max_width=int(t.max_width),
-                                 rel_precision=float(t.rel_precision), reading=reading,
-                                 scheme_params=initializers.filter_hparams(
-                                     sc, base.scheme_params(c)))
+    for reading, key in (
+        ("over_sqrt_n", "condition_width"),
+        ("times_sqrt_n", "condition_width_times"),
+    ):
+      r = theory.condition_width(
+          make_model,
+          sc,
+          d["x"],
+          d["y"],
+          seeds=tuple(config.seeds),
+          start=int(t.start),
+          max_width=int(t.max_width),
+          rel_precision=float(t.rel_precision),
+          reading=reading,
+          scheme_params=initializers.filter_hparams(sc, base.scheme_params(c)),
+      )
       out[key] = r.width
       out["found" if reading == "over_sqrt_n" else "found_times"] = r.found
     return out
@@ -440,11 +542,18 @@ def _host() -> tuple[int, int]:
 
 
 def _check_host(index: Any, count: Any, text: str) -> tuple[int, int]:
-  ok = (isinstance(index, (int, np.integer)) and isinstance(count, (int, np.integer))
-        and not isinstance(index, bool) and not isinstance(count, bool) and 0 <= index < count)
+  ok = (
+      isinstance(index, (int, np.integer))
+      and isinstance(count, (int, np.integer))
+      and not isinstance(index, bool)
+      and not isinstance(count, bool)
+      and 0 <= index < count
+  )
   if not ok:
-    raise ValueError(f"host {text} is not a valid 'index/count': both must be integers with "
-                     "0 <= index < count (e.g. 0/2 and 1/2 for two hosts).")
+    raise ValueError(
+        f"host {text} is not a valid 'index/count': both must be integers with "
+        "0 <= index < count (e.g. 0/2 and 1/2 for two hosts)."
+    )
   return int(index), int(count)
 
 
@@ -503,12 +612,19 @@ def _locks(workdir: str, index: int, count: int) -> contextlib.ExitStack:
           raise io.WorkdirLockedError(
               f"Workdir {workdir!r} is in use by a sweep split into "
               f"{other.rsplit('count', 1)[1]} host shares; a split into {count} would train "
-              "some of its points again: use the same count on every host, or another workdir.")
-      stack.enter_context(io.workdir_lock(workdir, name=f"{io.LOCK_FILENAME}.count{count}",
-                                          shared=True))
+              "some of its points again: use the same count on every host, or another workdir."
+          )
+      stack.enter_context(
+          io.workdir_lock(workdir, name=f"{io.LOCK_FILENAME}.count{count}", shared=True)
+      )
     # Each share runs at most once.
-    stack.enter_context(io.workdir_lock(workdir, name=f"{io.LOCK_FILENAME}.host{index}",
-                                        what=f"sweep for host share {index}/{count}"))
+    stack.enter_context(
+        io.workdir_lock(
+            workdir,
+            name=f"{io.LOCK_FILENAME}.host{index}",
+            what=f"sweep for host share {index}/{count}",
+        )
+    )
   except BaseException:
     stack.close()
     raise
@@ -527,8 +643,14 @@ def read_points(workdir: str) -> list[dict[str, Any]]:
   return out
 
 
-def run_sweep(config: Any, workdir: str, *, host: tuple[int, int] | None = None,
-              progress: bool | None = None, report: bool = True) -> dict[str, Any]:
+def run_sweep(
+    config: Any,
+    workdir: str,
+    *,
+    host: tuple[int, int] | None = None,
+    progress: bool | None = None,
+    report: bool = True,
+) -> dict[str, Any]:
   """Runs (or resumes) the sweep ``config`` in ``workdir``.
 
   Args:
@@ -570,8 +692,15 @@ def run_sweep(config: Any, workdir: str, *, host: tuple[int, int] | None = None,
     return _run_locked(config, workdir, points, index, count, progress, report)
 
 
-def _run_locked(config: Any, workdir: str, points: list[tuple[str, int]], index: int,
-                count: int, progress: bool | None, report: bool) -> dict[str, Any]:
+def _run_locked(
+    config: Any,
+    workdir: str,
+    points: list[tuple[str, int]],
+    index: int,
+    count: int,
+    progress: bool | None,
+    report: bool,
+) -> dict[str, Any]:
   """:func:`run_sweep` once the workdir is checked and locked."""
   progress = bool(config.progress) if progress is None else progress
   points_path = os.path.join(workdir, "points.jsonl" if count == 1 else f"points.{index}.jsonl")
@@ -581,16 +710,25 @@ def _run_locked(config: Any, workdir: str, points: list[tuple[str, int]], index:
   mine = [p for i, p in enumerate(points) if i % count == index]
   todo = [p for p in mine if p not in done]
   theory_path = os.path.join(workdir, "theory.jsonl" if count == 1 else f"theory.{index}.jsonl")
-  theory_fn = (functools.partial(theory_widths, cache_path=theory_path)
-               if config.theory.enabled else None)
+  theory_fn = (
+      functools.partial(theory_widths, cache_path=theory_path) if config.theory.enabled else None
+  )
   bar = None
   if progress:
     from tqdm.auto import tqdm
+
     bar = tqdm(total=len(mine), initial=len(mine) - len(todo), desc="sweep points", unit="pt")
   for arm, n in todo:
     tfn = theory_fn if (theory_fn and n <= int(config.theory.max_n)) else None
-    rec = run_point(config, arm, n, cache, lambda r: io.append_jsonl(evals_path, r),
-                    progress=progress, theory_fn=tfn)
+    rec = run_point(
+        config,
+        arm,
+        n,
+        cache,
+        lambda r: io.append_jsonl(evals_path, r),
+        progress=progress,
+        theory_fn=tfn,
+    )
     io.append_jsonl(points_path, rec)
     if bar is not None:
       bar.update(1)
@@ -630,14 +768,18 @@ def _fit(points: list[dict[str, Any]], arm: str, scheme: str) -> dict[str, Any]:
   """One fits.json entry: the fit, or ``note`` saying why there is none."""
   mine = [p for p in points if p["arm"] == arm and scheme in p["schemes"]]
   ns, counts = _fit_rows(points, arm, scheme, "param_count")
-  entry: dict[str, Any] = {"arm": arm, "scheme": scheme, "points": int(ns.size),
-                           "censored": sum(not p["schemes"][scheme]["found"] for p in mine)}
+  entry: dict[str, Any] = {
+      "arm": arm,
+      "scheme": scheme,
+      "points": int(ns.size),
+      "censored": sum(not p["schemes"][scheme]["found"] for p in mine),
+  }
   if not mine:
     entry["note"] = "no fit: no finished point"
   elif ns.size == 0:
     entry["note"] = "no fit: no N reached the target"
   elif ns.size < MIN_FIT_POINTS:
-    entry["note"] = (f"no fit: {ns.size} N reached the target, a fit needs {MIN_FIT_POINTS}")
+    entry["note"] = f"no fit: {ns.size} N reached the target, a fit needs {MIN_FIT_POINTS}"
   elif np.unique(ns).size < 2:
     entry["note"] = "no fit: all points have the same N"
   else:
@@ -646,18 +788,24 @@ def _fit(points: list[dict[str, Any]], arm: str, scheme: str) -> dict[str, Any]:
     except ValueError as e:  # e.g. a non-positive count in a hand-edited file
       entry["note"] = f"no fit: {e}"
     else:
-      entry.update({"a": f.a, "b": f.b, "b_ci_low": f.b_ci[0], "b_ci_high": f.b_ci[1],
-                    "r2": f.r2})
+      entry.update({"a": f.a, "b": f.b, "b_ci_low": f.b_ci[0], "b_ci_high": f.b_ci[1], "r2": f.r2})
       # The theorems bound the grown (last hidden) width; the parameter count
       # adds a fixed prefix (deep nets) that flattens its exponent.
       nw, ws = _fit_rows(points, arm, scheme, "min_width")
       fw = scaling.fit_power_law(nw, ws, n_boot=2000, seed=0)
-      entry.update({"a_width": fw.a, "b_width": fw.b, "b_width_ci_low": fw.b_ci[0],
-                    "b_width_ci_high": fw.b_ci[1], "r2_width": fw.r2,
-                    "ci_meaningful": scaling.ci_meaningful(f.n_points)})
+      entry.update({
+          "a_width": fw.a,
+          "b_width": fw.b,
+          "b_width_ci_low": fw.b_ci[0],
+          "b_width_ci_high": fw.b_ci[1],
+          "r2_width": fw.r2,
+          "ci_meaningful": scaling.ci_meaningful(f.n_points),
+      })
       if not entry["ci_meaningful"]:
-        entry["ci_note"] = (f"interval from {f.n_points} points: not a meaningful 95% "
-                            f"interval (needs >= {scaling.MIN_CI_POINTS})")
+        entry["ci_note"] = (
+            f"interval from {f.n_points} points: not a meaningful 95% "
+            f"interval (needs >= {scaling.MIN_CI_POINTS})"
+        )
       if entry["censored"]:
         # The fit leaves the censored N out, which biases b low: say so.
         entry["note"] = f"fit over reached N only; {entry['censored']} N censored"
@@ -690,9 +838,13 @@ def write_report(config: Any, workdir: str) -> dict[str, Any]:
       (the message lists the differing keys).
   """
   io.check_config(workdir, config.to_dict(), keys_ignored=IGNORED_KEYS)
-  points = sorted(read_points(workdir), key=lambda p: (list(config.sweep.arms).index(p["arm"])
-                                                       if p["arm"] in config.sweep.arms else 99,
-                                                       p["n"]))
+  points = sorted(
+      read_points(workdir),
+      key=lambda p: (
+          list(config.sweep.arms).index(p["arm"]) if p["arm"] in config.sweep.arms else 99,
+          p["n"],
+      ),
+  )
   trained = _trained_param_counts(workdir)
   rows = []
   for p in points:
@@ -700,50 +852,125 @@ def write_report(config: Any, workdir: str) -> dict[str, Any]:
       if not r["found"] and r.get("lower_bound"):
         # Kept in the point record for the plot; points.jsonl is not rewritten.
         r["lower_bound_params"] = trained.get((p["arm"], p["n"], r["lower_bound"]))
-      rows.append({"arm": p["arm"], "n": p["n"], "scheme": sc, "min_width": r["min_width"],
-                   "param_count": r["param_count"], "found": r["found"],
-                   "lower_bound": r["lower_bound"], "best_lr": r["best_lr"],
-                   "condition_width": (r.get("theory") or {}).get("condition_width"),
-                   "lower_bound_params": r.get("lower_bound_params")})
-  cols = ["arm", "n", "scheme", "min_width", "param_count", "found", "lower_bound", "best_lr",
-          "condition_width", "lower_bound_params"]
+      rows.append({
+          "arm": p["arm"],
+          "n": p["n"],
+          "scheme": sc,
+          "min_width": r["min_width"],
+          "param_count": r["param_count"],
+          "found": r["found"],
+          "lower_bound": r["lower_bound"],
+          "best_lr": r["best_lr"],
+          "condition_width": (r.get("theory") or {}).get("condition_width"),
+          "lower_bound_params": r.get("lower_bound_params"),
+      })
+  cols = [
+      "arm",
+      "n",
+      "scheme",
+      "min_width",
+      "param_count",
+      "found",
+      "lower_bound",
+      "best_lr",
+      "condition_width",
+      "lower_bound_params",
+  ]
   scaling.write_csv(os.path.join(workdir, "table.csv"), rows, cols)
   fits = [_fit(points, arm, sc) for arm in config.sweep.arms for sc in config.schemes]
-  fit_cols = ["arm", "scheme", "points", "censored", "b_width", "b_width_ci_low",
-              "b_width_ci_high", "b", "b_ci_low", "b_ci_high", "r2", "ci_note", "note"]
+  fit_cols = [
+      "arm",
+      "scheme",
+      "points",
+      "censored",
+      "b_width",
+      "b_width_ci_low",
+      "b_width_ci_high",
+      "b",
+      "b_ci_low",
+      "b_ci_high",
+      "r2",
+      "ci_note",
+      "note",
+  ]
   censored = sum(not r["found"] for r in rows)
-  md = ["# Scaling sweep", "", f"target {config.target:g} dB, {config.steps} steps, "
-        f"{config.optimizer} lrs {tuple(config.lrs)}, seeds {tuple(config.seeds)}, "
-        f"rule {config.sweep.rule}", "",
-        f"points finished: {len(points)} / {len(sweep_points(config))}", "",
-        "## Minimum width per point", "", scaling.markdown_table(rows, cols)]
+  md = [
+      "# Scaling sweep",
+      "",
+      (
+          f"target {config.target:g} dB, {config.steps} steps, "
+          f"{config.optimizer} lrs {tuple(config.lrs)}, seeds {tuple(config.seeds)}, "
+          f"rule {config.sweep.rule}"
+      ),
+      "",
+      f"points finished: {len(points)} / {len(sweep_points(config))}",
+      "",
+      "## Minimum width per point",
+      "",
+      scaling.markdown_table(rows, cols),
+  ]
   if censored:
-    md += [f"{censored} row(s) censored (`found` False): no width up to "
-           f"{int(config.sweep.max_width)} reached the target, so the minimum width is above "
-           "`lower_bound` (`lower_bound_params` parameters); they are left out of the fits.", ""]
-  md += ["## Power-law fits", "",
-         "`b_width`: last hidden width ~ N^b_width (the quantity the theorems bound); "
-         "`b`: parameter count ~ N^b (includes the fixed layers). Intervals: 95% bootstrap "
-         f"over points, not meaningful from fewer than {scaling.MIN_CI_POINTS} points "
-         "(`ci_note`). Censored N (no width reached the target) are left out of the fits "
-         "(`censored` counts them).", "", scaling.markdown_table(fits, fit_cols)]
+    md += [
+        (
+            f"{censored} row(s) censored (`found` False): no width up to "
+            f"{int(config.sweep.max_width)} reached the target, so the minimum width is above "
+            "`lower_bound` (`lower_bound_params` parameters); they are left out of the fits."
+        ),
+        "",
+    ]
+  md += [
+      "## Power-law fits",
+      "",
+      (
+          "`b_width`: last hidden width ~ N^b_width (the quantity the theorems bound); "
+          "`b`: parameter count ~ N^b (includes the fixed layers). Intervals: 95% bootstrap "
+          f"over points, not meaningful from fewer than {scaling.MIN_CI_POINTS} points "
+          "(`ci_note`). Censored N (no width reached the target) are left out of the fits "
+          "(`censored` counts them)."
+      ),
+      "",
+      scaling.markdown_table(fits, fit_cols),
+  ]
   io.atomic_write_text(os.path.join(workdir, "table.md"), "\n".join(md) + "\n")
   io.atomic_write_json(os.path.join(workdir, "fits.json"), fits)
-  artifacts = [plots.scaling_curves(points, list(config.sweep.arms), list(config.schemes),
-                                    fits, os.path.join(workdir, "scaling.png"),
-                                    title=f"target {config.target:g} dB")]
+  artifacts = [
+      plots.scaling_curves(
+          points,
+          list(config.sweep.arms),
+          list(config.schemes),
+          fits,
+          os.path.join(workdir, "scaling.png"),
+          title=f"target {config.target:g} dB",
+      )
+  ]
   # The paper's layout (Fig. 3/4): both arms on one axis, normal and uniform
   # schemes in separate panels, reference slopes; widths, then parameters.
   for quantity, stem in (("min_width", "figure_width"), ("param_count", "figure_params")):
-    artifacts += plots.scaling_figure(points, list(config.sweep.arms), list(config.schemes),
-                                      fits, os.path.join(workdir, stem), quantity=quantity,
-                                      title=f"target {config.target:g}")
+    artifacts += plots.scaling_figure(
+        points,
+        list(config.sweep.arms),
+        list(config.schemes),
+        fits,
+        os.path.join(workdir, stem),
+        quantity=quantity,
+        title=f"target {config.target:g}",
+    )
   if any("theory" in r for p in points for r in p["schemes"].values()):
-    artifacts.append(plots.theory_widths(points, list(config.sweep.arms), list(config.schemes),
-                                         os.path.join(workdir, "theory.png")))
-  return io.to_jsonable({"rows": rows, "fits": fits, "points": len(points),
-                         "expected_points": len(sweep_points(config)),
-                         "artifacts": [os.path.basename(a) for a in artifacts]})
+    artifacts.append(
+        plots.theory_widths(
+            points,
+            list(config.sweep.arms),
+            list(config.schemes),
+            os.path.join(workdir, "theory.png"),
+        )
+    )
+  return io.to_jsonable({
+      "rows": rows,
+      "fits": fits,
+      "points": len(points),
+      "expected_points": len(sweep_points(config)),
+      "artifacts": [os.path.basename(a) for a in artifacts],
+  })
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -756,20 +983,30 @@ def format_report(report: dict[str, Any]) -> str:
     One line per (arm, scheme): reached points, the exponent with its 95%
     interval, or why there is no fit.
   """
-  lines = [f"points finished: {report['points']} / {report['expected_points']}",
-           "b_width: last hidden width ~ N^b; b_params: parameters ~ N^b; [95% CI] "
-           f"(* = fewer than {scaling.MIN_CI_POINTS} points: not meaningful)",
-           f"{'arm':<10}{'scheme':<18}{'pts':>4}{'b_width':>9}  {'CI':<16}{'b_params':>9}  CI"]
+  lines = [
+      f"points finished: {report['points']} / {report['expected_points']}",
+      (
+          "b_width: last hidden width ~ N^b; b_params: parameters ~ N^b; [95% CI] "
+          f"(* = fewer than {scaling.MIN_CI_POINTS} points: not meaningful)"
+      ),
+      f"{'arm':<10}{'scheme':<18}{'pts':>4}{'b_width':>9}  {'CI':<16}{'b_params':>9}  CI",
+  ]
   for f in report["fits"]:
     if f.get("b") is None:
-      lines.append(f"{f['arm']:<10}{f['scheme']:<18}{f['points']:>4}{'-':>9}  "
-                   f"{f.get('note', 'no fit')}")
+      lines.append(
+          f"{f['arm']:<10}{f['scheme']:<18}{f['points']:>4}{'-':>9}  {f.get('note', 'no fit')}"
+      )
     else:
       star = "" if f.get("ci_meaningful", True) else "*"
-      ci_w = (f"[{f['b_width_ci_low']:.2f}, {f['b_width_ci_high']:.2f}]{star}"
-              if f.get("b_width") is not None else "")
-      line = (f"{f['arm']:<10}{f['scheme']:<18}{f['points']:>4}"
-              f"{f.get('b_width', float('nan')):>9.2f}  {ci_w:<16}{f['b']:>9.2f}  "
-              f"[{f['b_ci_low']:.2f}, {f['b_ci_high']:.2f}]{star}")
+      ci_w = (
+          f"[{f['b_width_ci_low']:.2f}, {f['b_width_ci_high']:.2f}]{star}"
+          if f.get("b_width") is not None
+          else ""
+      )
+      line = (
+          f"{f['arm']:<10}{f['scheme']:<18}{f['points']:>4}"
+          f"{f.get('b_width', float('nan')):>9.2f}  {ci_w:<16}{f['b']:>9.2f}  "
+          f"[{f['b_ci_low']:.2f}, {f['b_ci_high']:.2f}]{star}"
+      )
       lines.append(line + (f"  ({f['note']})" if f.get("note") else ""))
   return "\n".join(lines)

@@ -158,8 +158,10 @@ def _check_model(model: Any) -> int:
   if hidden is None:
     raise ValueError(f"model must be a NeuralField (with a `hidden` attribute), got {type(model)}.")
   if len(hidden) == 0:
-    raise ValueError("model must have at least one hidden layer: eq. 4.6 is a condition on the "
-                     "last hidden features, and a linear model has none (model.hidden=()).")
+    raise ValueError(
+        "model must have at least one hidden layer: eq. 4.6 is a condition on the "
+        "last hidden features, and a linear model has none (model.hidden=())."
+    )
   return len(hidden)
 
 
@@ -171,11 +173,15 @@ def _check_data(x: Any, y: Any) -> tuple[jax.Array, np.ndarray]:
   if x_arr.shape[0] < 1:
     raise ValueError("x must hold at least one point, got N=0.")
   if y_arr.ndim != 2:
-    raise ValueError(f"y must have shape (N, out_dim), got y.shape={y_arr.shape}"
-                     " (use y[:, None] for a scalar field).")
+    raise ValueError(
+        f"y must have shape (N, out_dim), got y.shape={y_arr.shape}"
+        " (use y[:, None] for a scalar field)."
+    )
   if y_arr.shape[0] != x_arr.shape[0]:
-    raise ValueError(f"x and y must hold the same number of points, got x: {x_arr.shape[0]}, "
-                     f"y: {y_arr.shape[0]}.")
+    raise ValueError(
+        f"x and y must hold the same number of points, got x: {x_arr.shape[0]}, "
+        f"y: {y_arr.shape[0]}."
+    )
   if not np.all(np.isfinite(y_arr)):
     raise ValueError("y must be finite.")
   return x_arr, y_arr
@@ -186,8 +192,10 @@ def _last_kernel(params: PyTree, num_hidden: int) -> Any:
   tree = params.get("params", params) if isinstance(params, Mapping) else None
   name = f"dense_{num_hidden}"
   if tree is None or name not in tree or "kernel" not in tree[name]:
-    raise ValueError(f"params must be NeuralField variables holding params['params']['{name}']"
-                     "['kernel'] (the output layer of this model).")
+    raise ValueError(
+        f"params must be NeuralField variables holding params['params']['{name}']"
+        "['kernel'] (the output layer of this model)."
+    )
   return tree[name]["kernel"]
 
 
@@ -211,25 +219,35 @@ def _sigma_min(features: np.ndarray) -> float:
   return float(np.linalg.svd(r, compute_uv=False)[-1])
 
 
-def _diagnostics(features: np.ndarray, output: np.ndarray, w_last: np.ndarray,
-                 y: np.ndarray) -> Diagnostics:
+def _diagnostics(
+    features: np.ndarray, output: np.ndarray, w_last: np.ndarray, y: np.ndarray
+) -> Diagnostics:
   n_points, width = features.shape
   if output.shape != y.shape:
-    raise ValueError(f"y must match the model output, got y.shape={y.shape} and output shape "
-                     f"{output.shape}.")
+    raise ValueError(
+        f"y must match the model output, got y.shape={y.shape} and output shape {output.shape}."
+    )
   sigma_min = _sigma_min(features)
   w_norm = float(np.linalg.norm(w_last, 2)) if np.all(np.isfinite(w_last)) else float("nan")
   init_loss = 0.5 * float(np.sum((output - y) ** 2))
   common = RHS_CONSTANT * np.sqrt(n_points) * np.sqrt(2.0 * init_loss) * w_norm
-  rhs = common / np.sqrt(width)         # reading "over_sqrt_n"
-  rhs_times = common * np.sqrt(width)   # reading "times_sqrt_n"
-  margin = sigma_min ** 2 - rhs
-  margin_times = sigma_min ** 2 - rhs_times
-  return Diagnostics(N=int(n_points), width=int(width), sigma_min=sigma_min, w_last_norm=w_norm,
-                     init_loss=init_loss, rhs=float(rhs), margin=float(margin),
-                     holds=bool(margin >= 0),  # NaN >= 0 is False.
-                     rhs_times=float(rhs_times), margin_times=float(margin_times),
-                     holds_times=bool(margin_times >= 0))
+  rhs = common / np.sqrt(width)  # reading "over_sqrt_n"
+  rhs_times = common * np.sqrt(width)  # reading "times_sqrt_n"
+  margin = sigma_min**2 - rhs
+  margin_times = sigma_min**2 - rhs_times
+  return Diagnostics(
+      N=int(n_points),
+      width=int(width),
+      sigma_min=sigma_min,
+      w_last_norm=w_norm,
+      init_loss=init_loss,
+      rhs=float(rhs),
+      margin=float(margin),
+      holds=bool(margin >= 0),  # NaN >= 0 is False.
+      rhs_times=float(rhs_times),
+      margin_times=float(margin_times),
+      holds_times=bool(margin_times >= 0),
+  )
 
 
 # Op-by-op (not jitted) forward passes: condition_width visits a new width, and
@@ -345,13 +363,22 @@ def ensemble_diagnostics(model: Any, stacked_params: PyTree, x: Any, y: Any) -> 
   return [_diagnostics(feats[m], out[m], w_last[m], y_arr) for m in range(out.shape[0])]
 
 
-def condition_width(make_model: Callable[[int], Any], scheme: str | initializers.Scheme,
-                    x: Any, y: Any, *, seeds: Sequence[int] = (0, 1, 2), start: int = 8,
-                    max_width: int = 2 ** 14, rel_precision: float = 0.1,
-                    rule: Literal["median", "all"] = "median",
-                    scheme_params: Mapping[str, Any] | None = None, growth: float = 2.0,
-                    record: dict[int, list[Diagnostics]] | None = None,
-                    reading: str = "over_sqrt_n") -> scaling.SearchResult:
+def condition_width(
+    make_model: Callable[[int], Any],
+    scheme: str | initializers.Scheme,
+    x: Any,
+    y: Any,
+    *,
+    seeds: Sequence[int] = (0, 1, 2),
+    start: int = 8,
+    max_width: int = 2**14,
+    rel_precision: float = 0.1,
+    rule: Literal["median", "all"] = "median",
+    scheme_params: Mapping[str, Any] | None = None,
+    growth: float = 2.0,
+    record: dict[int, list[Diagnostics]] | None = None,
+    reading: str = "over_sqrt_n",
+) -> scaling.SearchResult:
   """Smallest last-hidden width at which eq. 4.6 holds at initialization.
 
   For each width tried, the model ``make_model(width)`` is initialized under
@@ -433,8 +460,10 @@ def condition_width(make_model: Callable[[int], Any], scheme: str | initializers
     model = make_model(width)
     hidden = tuple(getattr(model, "hidden", ()) or ())
     if not hidden or hidden[-1] != width:
-      raise ValueError(f"make_model({width}) must return a NeuralField whose last hidden layer "
-                       f"has width {width}, got hidden={hidden}.")
+      raise ValueError(
+          f"make_model({width}) must return a NeuralField whose last hidden layer "
+          f"has width {width}, got hidden={hidden}."
+      )
     model = model.clone(scheme=scheme_obj)
     # All seeds in one vmapped init: the same params as model.init(key(s), ...)
     # per seed, but one compilation per width instead of one per seed.
@@ -447,12 +476,14 @@ def condition_width(make_model: Callable[[int], Any], scheme: str | initializers
       return False  # A NaN forward pass never satisfies the condition.
     return bool(np.median(margins) >= 0) if rule == "median" else bool(np.all(margins >= 0))
 
-  return scaling.min_width_search(oracle, start=start, max_width=max_width,
-                                  rel_precision=rel_precision, growth=growth)
+  return scaling.min_width_search(
+      oracle, start=start, max_width=max_width, rel_precision=rel_precision, growth=growth
+  )
 
 
-def cached_per_scheme(path: str, arm: str, n: int, schemes: Sequence[str],
-                      compute: Callable[[str], Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+def cached_per_scheme(
+    path: str, arm: str, n: int, schemes: Sequence[str], compute: Callable[[str], Mapping[str, Any]]
+) -> dict[str, dict[str, Any]]:
   """Per-scheme diagnostics of one sweep point, computed once and kept in ``path``.
 
   A resumed sweep calls this again for a point whose training was cut off;
@@ -484,8 +515,10 @@ def cached_per_scheme(path: str, arm: str, n: int, schemes: Sequence[str],
     >>> cached_per_scheme(path, "sinc", 10, ["init1"], f) and calls
     ['init1']
   """
-  have = {(r["arm"], int(r["n"]), r["scheme"]): r["theory"]
-          for r in io.read_jsonl(path, missing_ok=True)}
+  have = {
+      (r["arm"], int(r["n"]), r["scheme"]): r["theory"]
+      for r in io.read_jsonl(path, missing_ok=True)
+  }
   out = {}
   for sc in schemes:
     key = (arm, int(n), sc)

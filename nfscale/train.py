@@ -90,14 +90,14 @@ class EnsembleState(NamedTuple):
 
   params: PyTree
   opt_state: PyTree
-  steps: Array            # int32: updates applied so far
-  done: Array             # bool: reached the target (frozen)
-  diverged: Array         # bool: non-finite, or loss beyond diverge_factor x initial (frozen)
+  steps: Array  # int32: updates applied so far
+  done: Array  # bool: reached the target (frozen)
+  diverged: Array  # bool: non-finite, or loss beyond diverge_factor x initial (frozen)
   steps_to_target: Array  # int32: updates before reaching the target, -1 if not
-  loss: Array             # float32: loss at the last evaluated step
-  score: Array            # float32: score at the last evaluated step
-  best_score: Array       # float32: best score seen (finite steps)
-  initial_loss: Array     # float32: loss at the member's first step (NaN before it)
+  loss: Array  # float32: loss at the last evaluated step
+  score: Array  # float32: score at the last evaluated step
+  best_score: Array  # float32: best score seen (finite steps)
+  initial_loss: Array  # float32: loss at the member's first step (NaN before it)
 
 
 class ChunkLog(NamedTuple):
@@ -142,8 +142,9 @@ def list_optimizers() -> tuple[str, ...]:
   return tuple(sorted(names))
 
 
-def make_schedule(name: str = "constant", params: Mapping[str, Any] | None = None, *,
-                  steps: int | None = None) -> optax.Schedule | float:
+def make_schedule(
+    name: str = "constant", params: Mapping[str, Any] | None = None, *, steps: int | None = None
+) -> optax.Schedule | float:
   """A learning-rate multiplier: ``1`` at step 0, then as ``name`` says.
 
   Args:
@@ -179,9 +180,14 @@ def make_schedule(name: str = "constant", params: Mapping[str, Any] | None = Non
   raise ValueError(f"Unknown schedule {name!r}; valid schedules: {', '.join(SCHEDULES)}.")
 
 
-def make_optimizer(name: str, params: Mapping[str, Any] | None = None, *,
-                   schedule: str = "constant", schedule_params: Mapping[str, Any] | None = None,
-                   steps: int | None = None) -> optax.GradientTransformation:
+def make_optimizer(
+    name: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    schedule: str = "constant",
+    schedule_params: Mapping[str, Any] | None = None,
+    steps: int | None = None,
+) -> optax.GradientTransformation:
   """An optax optimizer with unit learning rate; the engine scales it per member.
 
   Args:
@@ -204,9 +210,11 @@ def make_optimizer(name: str, params: Mapping[str, Any] | None = None, *,
     >>> state = tx.init({"w": jnp.ones(2)})
   """
   if name not in list_optimizers():
-    raise ValueError(f"Unknown optimizer {name!r}; valid optimizers: any optax optimizer "
-                     f"taking a learning_rate, e.g. sgd, adam, adamw ({len(list_optimizers())} "
-                     "in all: nfscale.train.list_optimizers()).")
+    raise ValueError(
+        f"Unknown optimizer {name!r}; valid optimizers: any optax optimizer "
+        f"taking a learning_rate, e.g. sgd, adam, adamw ({len(list_optimizers())} "
+        "in all: nfscale.train.list_optimizers())."
+    )
   lr = make_schedule(schedule, schedule_params, steps=steps)
   params = dict(params or {})
   try:
@@ -221,8 +229,12 @@ def _stack(trees: Sequence[PyTree]) -> PyTree:
   return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
 
-def init_members(model: Any, members: Sequence[Member], example_input: Array,
-                 scheme_params: Mapping[str, Any] | None = None) -> PyTree:
+def init_members(
+    model: Any,
+    members: Sequence[Member],
+    example_input: Array,
+    scheme_params: Mapping[str, Any] | None = None,
+) -> PyTree:
   """Initializes every member under its own scheme and stacks the params.
 
   Args:
@@ -244,8 +256,11 @@ def init_members(model: Any, members: Sequence[Member], example_input: Array,
   inits: dict[tuple[str, int], PyTree] = {}
   for scheme in dict.fromkeys(m.scheme for m in members):
     seeds = list(dict.fromkeys(m.seed for m in members if m.scheme == scheme))
-    module = model.clone(scheme=initializers.get_scheme(
-        scheme, **initializers.filter_hparams(scheme, dict(scheme_params or {}))))
+    module = model.clone(
+        scheme=initializers.get_scheme(
+            scheme, **initializers.filter_hparams(scheme, dict(scheme_params or {}))
+        )
+    )
     keys = jnp.stack([jax.random.key(s) for s in seeds])
     stacked = jax.vmap(module.init, in_axes=(0, None))(keys, example_input)
     for j, seed in enumerate(seeds):
@@ -266,10 +281,17 @@ def init_state(params: PyTree, tx: optax.GradientTransformation) -> EnsembleStat
   # Separate buffers per field: the chunk function donates each of them.
   nan = lambda: jnp.full(m, jnp.nan, jnp.float32)  # noqa: E731
   return EnsembleState(
-      params=params, opt_state=jax.vmap(tx.init)(params),
-      steps=jnp.zeros(m, jnp.int32), done=jnp.zeros(m, bool), diverged=jnp.zeros(m, bool),
-      steps_to_target=jnp.full(m, -1, jnp.int32), loss=nan(), score=nan(),
-      best_score=jnp.full(m, -jnp.inf, jnp.float32), initial_loss=nan())
+      params=params,
+      opt_state=jax.vmap(tx.init)(params),
+      steps=jnp.zeros(m, jnp.int32),
+      done=jnp.zeros(m, bool),
+      diverged=jnp.zeros(m, bool),
+      steps_to_target=jnp.full(m, -1, jnp.int32),
+      loss=nan(),
+      score=nan(),
+      best_score=jnp.full(m, -jnp.inf, jnp.float32),
+      initial_loss=nan(),
+  )
 
 
 def descent_gradients(grads: PyTree) -> PyTree:
@@ -331,13 +353,11 @@ def matmul_precision(precision: str, backend: str | None = None) -> str | None:
     ('BF16_BF16_F32', 'TF32_TF32_F32', 'highest')
   """
   if precision not in PRECISIONS:
-    raise ValueError(f"Unknown precision {precision!r}; valid precisions: "
-                     f"{', '.join(PRECISIONS)}.")
+    raise ValueError(f"Unknown precision {precision!r}; valid precisions: {', '.join(PRECISIONS)}.")
   backend = backend or jax.default_backend()
   # XLA's CPU dot refuses the TF32 algorithm; there TF32 means float32.
   tf32 = "TF32_TF32_F32" if backend in ("gpu", "cuda", "rocm") else "highest"
-  return {"default": None, "highest": "highest", "tf32": tf32,
-          "bf16": "BF16_BF16_F32"}[precision]
+  return {"default": None, "highest": "highest", "tf32": tf32, "bf16": "BF16_BF16_F32"}[precision]
 
 
 def precision_scope(precision: str) -> contextlib.AbstractContextManager:
@@ -362,16 +382,23 @@ def remat_loss(loss_fn: LossFn, remat: str) -> LossFn:
   check_settings(remat=remat)
   if remat == "none":
     return loss_fn
-  policy = (jax.checkpoint_policies.dots_saveable if remat == "dots"
-            else jax.checkpoint_policies.nothing_saveable)
+  policy = (
+      jax.checkpoint_policies.dots_saveable
+      if remat == "dots"
+      else jax.checkpoint_policies.nothing_saveable
+  )
   return jax.checkpoint(loss_fn, policy=policy)
 
 
-def make_member_step(loss_fn: LossFn, tx: optax.GradientTransformation, *,
-                     score_fn: ScoreFn = neg_loss, target: float | None = None,
-                     diverge_factor: float | None = DEFAULT_DIVERGE_FACTOR,
-                     remat: str = "none"
-                     ) -> Callable[..., tuple[EnsembleState, tuple[Array, Array, dict]]]:
+def make_member_step(
+    loss_fn: LossFn,
+    tx: optax.GradientTransformation,
+    *,
+    score_fn: ScoreFn = neg_loss,
+    target: float | None = None,
+    diverge_factor: float | None = DEFAULT_DIVERGE_FACTOR,
+    remat: str = "none",
+) -> Callable[..., tuple[EnsembleState, tuple[Array, Array, dict]]]:
   """One training step of ONE member (unbatched state); vmap it over members.
 
   The returned ``step(state, lr, batch, rng, in_range)`` evaluates the loss
@@ -381,8 +408,9 @@ def make_member_step(loss_fn: LossFn, tx: optax.GradientTransformation, *,
   """
   loss_fn = remat_loss(loss_fn, remat)
 
-  def step(state: EnsembleState, lr: Array, batch: Mapping[str, Array], rng: Array,
-           in_range: Array):
+  def step(
+      state: EnsembleState, lr: Array, batch: Mapping[str, Array], rng: Array, in_range: Array
+  ):
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, rng)
     grads = descent_gradients(grads)
     score = jnp.asarray(score_fn(loss, aux), jnp.float32)
@@ -410,9 +438,11 @@ def make_member_step(loss_fn: LossFn, tx: optax.GradientTransformation, *,
         steps_to_target=jnp.where(newly_done, state.steps, state.steps_to_target),
         loss=jnp.where(active, loss, state.loss).astype(jnp.float32),
         score=jnp.where(active, score, state.score),
-        best_score=jnp.where(active & finite & ~blown, jnp.maximum(state.best_score, score),
-                             state.best_score),
-        initial_loss=initial.astype(jnp.float32))
+        best_score=jnp.where(
+            active & finite & ~blown, jnp.maximum(state.best_score, score), state.best_score
+        ),
+        initial_loss=initial.astype(jnp.float32),
+    )
     aux = {k: jnp.asarray(v, jnp.float32) for k, v in dict(aux).items()}
     return new, (new.loss, new.score, aux)
 
@@ -430,7 +460,8 @@ def make_member_step(loss_fn: LossFn, tx: optax.GradientTransformation, *,
 #: multiply-add first layer of nfscale.models). Set it to ``{}`` for XLA's
 #: defaults; options this jaxlib does not know are dropped.
 CPU_COMPILER_OPTIONS: dict[str, Any] = {
-    "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
+    "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"
+}
 
 
 @functools.lru_cache(maxsize=None)
@@ -453,12 +484,18 @@ def chunk_compiler_options() -> dict[str, Any] | None:
   return dict(_supported_cpu_options(tuple(sorted(CPU_COMPILER_OPTIONS.items())))) or None
 
 
-def make_train_chunk(loss_fn: LossFn, tx: optax.GradientTransformation, *, chunk_steps: int,
-                     score_fn: ScoreFn = neg_loss, target: float | None = None,
-                     batch_size: int | None = None,
-                     diverge_factor: float | None = DEFAULT_DIVERGE_FACTOR,
-                     precision: str = "default", remat: str = "none"
-                     ) -> Callable[..., tuple[EnsembleState, ChunkLog]]:
+def make_train_chunk(
+    loss_fn: LossFn,
+    tx: optax.GradientTransformation,
+    *,
+    chunk_steps: int,
+    score_fn: ScoreFn = neg_loss,
+    target: float | None = None,
+    batch_size: int | None = None,
+    diverge_factor: float | None = DEFAULT_DIVERGE_FACTOR,
+    precision: str = "default",
+    remat: str = "none",
+) -> Callable[..., tuple[EnsembleState, ChunkLog]]:
   """Builds the jitted ``chunk(state, lrs, data, key, start, total) -> (state, log)``.
 
   It runs the steps ``start .. start + chunk_steps - 1`` (those ``>= total``
@@ -488,8 +525,9 @@ def make_train_chunk(loss_fn: LossFn, tx: optax.GradientTransformation, *, chunk
   if chunk_steps <= 0:
     raise ValueError(f"chunk_steps must be positive, got chunk_steps={chunk_steps}.")
   matmul_precision(precision)  # fail on a bad setting now, not at the first call
-  member_step = make_member_step(loss_fn, tx, score_fn=score_fn, target=target,
-                                 diverge_factor=diverge_factor, remat=remat)
+  member_step = make_member_step(
+      loss_fn, tx, score_fn=score_fn, target=target, diverge_factor=diverge_factor, remat=remat
+  )
   ensemble_step = jax.vmap(member_step, in_axes=(0, 0, None, None, None))
 
   def chunk(state, lrs, data, key, start, total):
@@ -521,18 +559,34 @@ def _crossed(before: int, after: int, every: int) -> bool:
   return every > 0 and after // every > before // every
 
 
-def fit(loss_fn: LossFn, params: PyTree, members: Sequence[Member], data: Mapping[str, Array],
-        *, steps: int, optimizer: str = "adam", optimizer_params: Mapping[str, Any] | None = None,
-        schedule: str = "constant", schedule_params: Mapping[str, Any] | None = None,
-        score_fn: ScoreFn = neg_loss, target: float | None = None,
-        diverge_factor: float | None = DEFAULT_DIVERGE_FACTOR, chunk_steps: int = 100,
-        log_every: int = 100, batch_size: int | None = None, seed: int = 0, shard: bool = True,
-        progress: bool = True, desc: str = "train",
-        on_log: Callable[[dict[str, Any]], None] | None = None,
-        resume: tuple[int, EnsembleState, list[dict[str, Any]]] | None = None,
-        checkpoint_every: int = 0,
-        on_checkpoint: Callable[[int, EnsembleState, list[dict[str, Any]]], None] | None = None,
-        precision: str = "default", remat: str = "none") -> FitResult:
+def fit(
+    loss_fn: LossFn,
+    params: PyTree,
+    members: Sequence[Member],
+    data: Mapping[str, Array],
+    *,
+    steps: int,
+    optimizer: str = "adam",
+    optimizer_params: Mapping[str, Any] | None = None,
+    schedule: str = "constant",
+    schedule_params: Mapping[str, Any] | None = None,
+    score_fn: ScoreFn = neg_loss,
+    target: float | None = None,
+    diverge_factor: float | None = DEFAULT_DIVERGE_FACTOR,
+    chunk_steps: int = 100,
+    log_every: int = 100,
+    batch_size: int | None = None,
+    seed: int = 0,
+    shard: bool = True,
+    progress: bool = True,
+    desc: str = "train",
+    on_log: Callable[[dict[str, Any]], None] | None = None,
+    resume: tuple[int, EnsembleState, list[dict[str, Any]]] | None = None,
+    checkpoint_every: int = 0,
+    on_checkpoint: Callable[[int, EnsembleState, list[dict[str, Any]]], None] | None = None,
+    precision: str = "default",
+    remat: str = "none",
+) -> FitResult:
   """Trains stacked ``params`` for ``steps`` steps; the whole ensemble at once.
 
   Args:
@@ -585,8 +639,9 @@ def fit(loss_fn: LossFn, params: PyTree, members: Sequence[Member], data: Mappin
   num = len(members)
   if jax.tree.leaves(params)[0].shape[0] != num:
     raise ValueError("params must have one leading entry per member.")
-  tx = make_optimizer(optimizer, optimizer_params, schedule=schedule,
-                      schedule_params=schedule_params, steps=steps)
+  tx = make_optimizer(
+      optimizer, optimizer_params, schedule=schedule, schedule_params=schedule_params, steps=steps
+  )
   lrs = jnp.asarray([m.lr for m in members], jnp.float32)
   if resume is None:
     done_steps, state, history = 0, init_state(params, tx), []
@@ -610,9 +665,17 @@ def fit(loss_fn: LossFn, params: PyTree, members: Sequence[Member], data: Mappin
     data = jax.tree.map(jnp.asarray, data)
 
   chunk_steps = max(1, min(chunk_steps, steps))
-  run_chunk = make_train_chunk(loss_fn, tx, chunk_steps=chunk_steps, score_fn=score_fn,
-                               target=target, batch_size=batch_size,
-                               diverge_factor=diverge_factor, precision=precision, remat=remat)
+  run_chunk = make_train_chunk(
+      loss_fn,
+      tx,
+      chunk_steps=chunk_steps,
+      score_fn=score_fn,
+      target=target,
+      batch_size=batch_size,
+      diverge_factor=diverge_factor,
+      precision=precision,
+      remat=remat,
+  )
   key = jax.random.key(seed)
 
   def host_state(st):
@@ -637,8 +700,12 @@ def fit(loss_fn: LossFn, params: PyTree, members: Sequence[Member], data: Mappin
     if _crossed(start, done_steps, log_every) or done_steps >= steps or frozen(state):
       rows.append((done_steps, last))
     for step, j in rows:
-      record = {"step": step, "loss": loss[j].tolist(), "score": score[j].tolist(),
-                "aux": {k: v[j].tolist() for k, v in aux.items()}}
+      record = {
+          "step": step,
+          "loss": loss[j].tolist(),
+          "score": score[j].tolist(),
+          "aux": {k: v[j].tolist() for k, v in aux.items()},
+      }
       history.append(record)
       if on_log is not None:
         on_log(record)
@@ -651,8 +718,9 @@ def fit(loss_fn: LossFn, params: PyTree, members: Sequence[Member], data: Mappin
       bar.update(done_steps - start)
       n_frozen = int(np.asarray(state.done | state.diverged)[:num].sum())
       if finite.size:
-        bar.set_postfix(best=f"{finite.max():.3g}", worst=f"{finite.min():.3g}",
-                        frozen=f"{n_frozen}/{num}")
+        bar.set_postfix(
+            best=f"{finite.max():.3g}", worst=f"{finite.min():.3g}", frozen=f"{n_frozen}/{num}"
+        )
   jax.block_until_ready(state)
   seconds = time.perf_counter() - t0
   if bar is not None:
@@ -663,8 +731,8 @@ def fit(loss_fn: LossFn, params: PyTree, members: Sequence[Member], data: Mappin
 
 def _progress(total: int, desc: str, initial: int = 0):
   from tqdm.auto import tqdm
-  return tqdm(total=total, initial=initial, desc=desc, unit="step", leave=False,
-              dynamic_ncols=True)
+
+  return tqdm(total=total, initial=initial, desc=desc, unit="step", leave=False, dynamic_ncols=True)
 
 
 def unstack(tree: PyTree, i: int) -> PyTree:

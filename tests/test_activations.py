@@ -17,19 +17,24 @@ def reference(name, x, p):
   if name == "sinc":
     return np.sinc(p["omega"] * x / np.pi)  # np.sinc is sin(pi t)/(pi t)
   if name == "gaussian":
-    return np.exp(-x ** 2 / (2 * p["sigma"] ** 2))
+    return np.exp(-(x**2) / (2 * p["sigma"] ** 2))
   if name == "gabor":
     return np.exp(1j * p["omega0"] * x) * np.exp(-np.abs(p["s0"] * x) ** 2)
   if name == "real_gabor":
-    return np.cos(p["omega0"] * x) * np.exp(-(p["s0"] * x) ** 2)
+    return np.cos(p["omega0"] * x) * np.exp(-((p["s0"] * x) ** 2))
   if name == "relu":
     return np.maximum(x, 0)
   raise AssertionError(name)
 
 
-PARAMS = {"sine": {"omega": 30.0}, "sinc": {"omega": 10.0}, "gaussian": {"sigma": 0.3},
-          "gabor": {"omega0": 10.0, "s0": 2.0}, "real_gabor": {"omega0": 10.0, "s0": 2.0},
-          "relu": {}}
+PARAMS = {
+    "sine": {"omega": 30.0},
+    "sinc": {"omega": 10.0},
+    "gaussian": {"sigma": 0.3},
+    "gabor": {"omega0": 10.0, "s0": 2.0},
+    "real_gabor": {"omega0": 10.0, "s0": 2.0},
+    "relu": {},
+}
 
 
 def test_registry_is_covered():
@@ -53,7 +58,7 @@ def test_sinc_at_zero():
   g2 = jax.grad(jax.grad(act))(0.0)
   assert np.isfinite(g2)
   # Second derivative of sin(wx)/(wx) at 0 is -w^2/3.
-  assert float(g2) == pytest.approx(-30.0 ** 2 / 3, rel=1e-4)
+  assert float(g2) == pytest.approx(-(30.0**2) / 3, rel=1e-4)
 
 
 def test_gabor_is_complex():
@@ -87,8 +92,12 @@ def test_bad_input():
     A.get_activation("gaussian", omega=3.0)
 
 
-FAST = [("sine", {"omega": 30.0}), ("sinc", {"omega": 30.0}), ("sinc", {"omega": 10.0}),
-        ("real_gabor", {"omega0": 10.0, "s0": 2.0})]
+FAST = [
+    ("sine", {"omega": 30.0}),
+    ("sinc", {"omega": 30.0}),
+    ("sinc", {"omega": 10.0}),
+    ("real_gabor", {"omega0": 10.0, "s0": 2.0}),
+]
 
 
 @pytest.mark.parametrize("name,params", FAST)
@@ -105,8 +114,7 @@ def test_fast_variants_match_reference(name, params):
   slow = A.get_activation(name, **params)
   fast = A.get_activation(name, fast=True, **params)
   assert fast != slow and fast.fast
-  np.testing.assert_allclose(np.asarray(jax.jit(fast)(x)), np.asarray(jax.jit(slow)(x)),
-                             atol=1e-5)
+  np.testing.assert_allclose(np.asarray(jax.jit(fast)(x)), np.asarray(jax.jit(slow)(x)), atol=1e-5)
   g_fast = np.asarray(jax.jit(jax.vmap(jax.grad(fast)))(x))
   # float64 reference derivative (jnp.sinc's own float32 gradient loses ~3e-4
   # to cancellation near 0, so it is no reference there).
@@ -127,10 +135,10 @@ def reference_grad(name, x, p):
     return p["omega"] * np.cos(z)
   if name == "sinc":
     safe = np.where(z == 0, 1.0, z)
-    return p["omega"] * np.where(z == 0, 0.0, (safe * np.cos(safe) - np.sin(safe)) / safe ** 2)
+    return p["omega"] * np.where(z == 0, 0.0, (safe * np.cos(safe) - np.sin(safe)) / safe**2)
   if name == "real_gabor":
     s = p["s0"]
-    return np.exp(-(s * x) ** 2) * (-w * np.sin(z) - 2 * s * s * x * np.cos(z))
+    return np.exp(-((s * x) ** 2)) * (-w * np.sin(z) - 2 * s * s * x * np.cos(z))
   raise AssertionError(name)
 
 
@@ -145,8 +153,8 @@ def _sinc_grad_f64(omega, x):
   z = omega * x.astype(np.float64)
   small = np.abs(z) < 1e-2
   safe = np.where(small, 1.0, z)
-  quotient = (safe * np.cos(safe) - np.sin(safe)) / safe ** 2
-  series = -z / 3 + z ** 3 / 30 - z ** 5 / 840
+  quotient = (safe * np.cos(safe) - np.sin(safe)) / safe**2
+  series = -z / 3 + z**3 / 30 - z**5 / 840
   return omega * np.where(small, series, quotient)
 
 
@@ -168,8 +176,7 @@ def test_sinc_gradient_near_zero_matches_float64(omega):
   assert g[-1] == 0.0
   # Values too: 1 - z^2/6 near 0, the quotient elsewhere.
   y = np.asarray(jax.jit(act)(x))
-  np.testing.assert_allclose(y, np.sinc(omega * x.astype(np.float64) / np.pi), rtol=1e-6,
-                             atol=1e-7)
+  np.testing.assert_allclose(y, np.sinc(omega * x.astype(np.float64) / np.pi), rtol=1e-6, atol=1e-7)
 
 
 def test_sinc_second_derivative_is_finite_everywhere():
@@ -178,7 +185,7 @@ def test_sinc_second_derivative_is_finite_everywhere():
   g2 = np.asarray(jax.vmap(jax.grad(jax.grad(act)))(x))
   assert np.all(np.isfinite(g2))
   # Near 0 it is -omega^2/3 (1 - 3 z^2/10 ...).
-  np.testing.assert_allclose(g2[x < 1e-6], -30.0 ** 2 / 3, rtol=1e-5)
+  np.testing.assert_allclose(g2[x < 1e-6], -(30.0**2) / 3, rtol=1e-5)
 
 
 def test_fast_sinc_gradient_is_finite_near_zero():

@@ -41,8 +41,9 @@ def test_image_workload_tiny():
 
 
 def test_ensemble_workload_tiny_without_fast_sin():
-  rec = bench.bench_ensemble(steps=4, repeats=2, fast_sin=False, num_models=3, n=16, width=8,
-                             chunk_steps=2)
+  rec = bench.bench_ensemble(
+      steps=4, repeats=2, fast_sin=False, num_models=3, n=16, width=8, chunk_steps=2
+  )
   _check_common(rec)
   assert rec["workload"] == "ensemble" and len(rec["rates"]) == 2
   assert rec["model_steps_per_s"] == float(np.median(rec["rates"]))
@@ -61,8 +62,9 @@ def test_data_matches_the_reference_construction():
   assert 0 <= rgb.min() and rgb.max() <= 1
   x, y = bench.curve_data(200)
   assert x.shape == y.shape == (200, 1)
-  np.testing.assert_allclose(y[100], np.sum(np.sin(np.array([2, 6, 10]) * np.pi * x[100])),
-                             rtol=1e-5)
+  np.testing.assert_allclose(
+      y[100], np.sum(np.sin(np.array([2, 6, 10]) * np.pi * x[100])), rtol=1e-5
+  )
 
 
 def test_summary_ratios():
@@ -83,8 +85,16 @@ def test_summary_ratios():
 
 def test_ablations_are_explicit_and_restored():
   saved = (dict(train.CPU_COMPILER_OPTIONS), models.SMALL_FAN_IN, train._all_finite)
-  rec = bench.bench_ensemble(steps=2, repeats=1, num_models=2, n=8, width=4,
-                             compiler_options={}, small_fan_in=0, engine_checks=False)
+  rec = bench.bench_ensemble(
+      steps=2,
+      repeats=1,
+      num_models=2,
+      n=8,
+      width=4,
+      compiler_options={},
+      small_fan_in=0,
+      engine_checks=False,
+  )
   opts = rec["options"]
   assert opts["compiler_options"] is None and opts["small_fan_in"] == 0
   assert opts["engine_checks"] is False
@@ -92,13 +102,23 @@ def test_ablations_are_explicit_and_restored():
 
 
 def test_suite_commands_use_the_given_launcher_and_torch_script():
-  cmds = bench.suite_commands(["py", "-m", "nfscale.launch.bench"], "tpy", "w.py",
-                              ["image:compile", "ensemble:vmap"], None, 3)
-  assert [c[:3] for c in cmds] == [("nfscale", "image", True), ("nfscale", "image", False),
-                                   ("torch", "image", "compile"), ("nfscale", "ensemble", True),
-                                   ("nfscale", "ensemble", False), ("torch", "ensemble", "vmap")]
-  assert cmds[2][3] == ["tpy", "w.py", "image", "--mode", "compile", "--steps=10",
-                        "--repeats=3"]
+  cmds = bench.suite_commands(
+      ["py", "-m", "nfscale.launch.bench"],
+      "tpy",
+      "w.py",
+      ["image:compile", "ensemble:vmap"],
+      None,
+      3,
+  )
+  assert [c[:3] for c in cmds] == [
+      ("nfscale", "image", True),
+      ("nfscale", "image", False),
+      ("torch", "image", "compile"),
+      ("nfscale", "ensemble", True),
+      ("nfscale", "ensemble", False),
+      ("torch", "ensemble", "vmap"),
+  ]
+  assert cmds[2][3] == ["tpy", "w.py", "image", "--mode", "compile", "--steps=10", "--repeats=3"]
   assert cmds[3][3][:3] == ["py", "-m", "nfscale.launch.bench"] and "--steps=100" in cmds[3][3]
 
 
@@ -107,31 +127,55 @@ def test_make_bench_uses_the_script_in_the_repository():
   make = (ROOT / "Makefile").read_text()
   assert re.search(r"^TORCH_REF\s*\?=\s*benchmarks/torch_workloads.py$", make, re.M)
   # The launcher's default finds it too (a fresh clone, no flags).
-  out = subprocess.run([sys.executable, "-m", "launch.bench", "--help"], cwd=ROOT,
-                       capture_output=True, text=True, timeout=120, check=False)
+  out = subprocess.run(
+      [sys.executable, "-m", "launch.bench", "--help"],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=120,
+      check=False,
+  )
   assert out.returncode == 0, out.stderr
   assert f"(default: '{TORCH_SCRIPT.resolve()}')" in out.stdout
 
 
 def test_torch_script_help_without_torch():
   # --help is parsed before torch is imported, so it works on any machine.
-  out = subprocess.run([sys.executable, str(TORCH_SCRIPT), "--help"], capture_output=True,
-                       text=True, timeout=60, check=False)
+  out = subprocess.run(
+      [sys.executable, str(TORCH_SCRIPT), "--help"],
+      capture_output=True,
+      text=True,
+      timeout=60,
+      check=False,
+  )
   assert out.returncode == 0, out.stderr
   assert "image" in out.stdout and "ensemble" in out.stdout and "--mode" in out.stdout
-  bad = subprocess.run([sys.executable, str(TORCH_SCRIPT), "image", "--mode", "vmap"],
-                       capture_output=True, text=True, timeout=60, check=False)
+  bad = subprocess.run(
+      [sys.executable, str(TORCH_SCRIPT), "image", "--mode", "vmap"],
+      capture_output=True,
+      text=True,
+      timeout=60,
+      check=False,
+  )
   assert bad.returncode == 2 and "eager" in bad.stderr
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed")
-@pytest.mark.parametrize("argv", [["image", "--mode", "eager", "--size", "8"],
-                                  ["ensemble", "--mode", "vmap", "--models", "2",
-                                   "--points", "8", "--width", "4"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["image", "--mode", "eager", "--size", "8"],
+        ["ensemble", "--mode", "vmap", "--models", "2", "--points", "8", "--width", "4"],
+    ],
+)
 def test_torch_script_tiny_run(argv):
-  out = subprocess.run([sys.executable, str(TORCH_SCRIPT), *argv, "--steps", "2",
-                        "--repeats", "1"], capture_output=True, text=True, timeout=300,
-                       check=False)
+  out = subprocess.run(
+      [sys.executable, str(TORCH_SCRIPT), *argv, "--steps", "2", "--repeats", "1"],
+      capture_output=True,
+      text=True,
+      timeout=300,
+      check=False,
+  )
   assert out.returncode == 0, out.stderr[-2000:]
   rec = json.loads(out.stdout.strip().splitlines()[-1])
   assert rec["workload"] == argv[0] and rec["impl"] == f"torch-{argv[2]}"
@@ -150,8 +194,7 @@ def test_records_carry_precision_remat_and_the_roofline_model():
   assert rec["roofline"] is None  # the CPU has no entry in GPU_PEAKS
   assert rec["device_kind"] and rec["xla_cost"]["flops"] > 0
   assert math.isfinite(rec["final_psnr"])
-  ens = bench.bench_ensemble(steps=2, repeats=1, num_models=2, n=8, width=4,
-                             precision="highest")
+  ens = bench.bench_ensemble(steps=2, repeats=1, num_models=2, n=8, width=4, precision="highest")
   assert ens["precision"] == "highest" and ens["flops_per_step"] == 6 * 8 * (4 + 4)
 
 
@@ -181,19 +224,25 @@ def test_roofline_arithmetic_and_peaks():
   assert r["roofline_fraction"] == pytest.approx(305.0 * f["bytes_per_step"] / 4.8e12)
   assert r["achieved_tflops"] == pytest.approx(63.5, abs=0.1)  # the issue's ~63 TFLOP/s
   # Full float32 runs against the 67 TFLOP/s non-tensor-core peak: compute-bound.
-  assert bench.roofline_fields("image", 100.0, "highest", "NVIDIA H200",
-                               size=512)["roofline"]["bound"] == "compute"
+  assert (
+      bench.roofline_fields("image", 100.0, "highest", "NVIDIA H200", size=512)["roofline"]["bound"]
+      == "compute"
+  )
 
 
 def test_gpu_suite_plan_pairs_both_sides_at_one_precision():
-  plan = bench.gpu_suite_plan(["nf"], ["tp", "w.py"], "out", sizes=[256, 512],
-                              precisions=["tf32", "highest"])
+  plan = bench.gpu_suite_plan(
+      ["nf"], ["tp", "w.py"], "out", sizes=[256, 512], precisions=["tf32", "highest"]
+  )
   labels = [p["label"] for p in plan]
-  assert labels[:5] == ["image 256 tf32 nfscale", "image 256 tf32 torch",
-                        "image 512 tf32 nfscale", "image 512 tf32 torch",
-                        "profile image 512 tf32"]
-  assert labels[-2:] == ["image 512 tf32 nfscale remat=dots",
-                         "image 512 tf32 nfscale nofast_sin"]
+  assert labels[:5] == [
+      "image 256 tf32 nfscale",
+      "image 256 tf32 torch",
+      "image 512 tf32 nfscale",
+      "image 512 tf32 torch",
+      "profile image 512 tf32",
+  ]
+  assert labels[-2:] == ["image 512 tf32 nfscale remat=dots", "image 512 tf32 nfscale nofast_sin"]
   for p in plan:
     prec = p["label"].split()[2] if p["label"].startswith("image") else p["label"].split()[1]
     if p["label"].startswith("profile"):
@@ -220,11 +269,14 @@ def test_run_plan_appends_lines_keeps_partial_output_and_honours_the_budget(tmp_
   line = 'import json; print(json.dumps({"workload": "image", "impl": "x", "rates": [1.0]}))'
   plan = [
       {"label": "a", "impl": "x", "argv": _py(line), "timeout_s": 60},
-      {"label": "b", "impl": "x", "argv": _py(line + "; import sys; sys.exit(3)"),
-       "timeout_s": 60},
+      {"label": "b", "impl": "x", "argv": _py(line + "; import sys; sys.exit(3)"), "timeout_s": 60},
       # Prints a line, then hangs: stopped at its timeout with the line kept.
-      {"label": "c", "impl": "x", "argv": _py(line + "; import sys, time; sys.stdout.flush();"
-                                                 " time.sleep(60)"), "timeout_s": 3},
+      {
+          "label": "c",
+          "impl": "x",
+          "argv": _py(line + "; import sys, time; sys.stdout.flush(); time.sleep(60)"),
+          "timeout_s": 3,
+      },
   ]
   recs = bench.run_plan(plan, str(out), budget_s=100)
   assert [r["label"] for r in recs] == ["a", "b", "b", "c", "c"]
@@ -239,18 +291,58 @@ def test_run_plan_appends_lines_keeps_partial_output_and_honours_the_budget(tmp_
 def test_gpu_summary_ratios_and_roofline_fractions():
   kind = "NVIDIA H200"
   recs = [
-      {"workload": "image", "impl": "nfscale", "size": 512, "precision": "tf32",
-       "options": {"remat": "none"}, "rates": [300.0, 310.0, 305.0], "device_kind": kind},
-      {"workload": "image", "impl": "nfscale", "size": 512, "precision": "tf32",
-       "options": {"remat": "dots"}, "rates": [320.0], "device_kind": kind},
-      {"workload": "image", "impl": "torch-compile", "size": 512, "precision": "tf32",
-       "rates": [338.0], "device_kind": kind},
-      {"workload": "image", "impl": "torch-eager", "size": 512, "precision": "tf32",
-       "rates": [200.0], "device_kind": kind},
-      {"workload": "image", "impl": "nfscale", "size": 512, "precision": "tf32",
-       "options": {"remat": "none"}, "rates": [1.0], "profile": {"top": []}},  # not timed
-      {"workload": "image", "impl": "nfscale", "size": 512, "precision": "tf32",
-       "options": {"remat": "none", "fast_sin": False}, "rates": [250.0], "device_kind": kind},
+      {
+          "workload": "image",
+          "impl": "nfscale",
+          "size": 512,
+          "precision": "tf32",
+          "options": {"remat": "none"},
+          "rates": [300.0, 310.0, 305.0],
+          "device_kind": kind,
+      },
+      {
+          "workload": "image",
+          "impl": "nfscale",
+          "size": 512,
+          "precision": "tf32",
+          "options": {"remat": "dots"},
+          "rates": [320.0],
+          "device_kind": kind,
+      },
+      {
+          "workload": "image",
+          "impl": "torch-compile",
+          "size": 512,
+          "precision": "tf32",
+          "rates": [338.0],
+          "device_kind": kind,
+      },
+      {
+          "workload": "image",
+          "impl": "torch-eager",
+          "size": 512,
+          "precision": "tf32",
+          "rates": [200.0],
+          "device_kind": kind,
+      },
+      {
+          "workload": "image",
+          "impl": "nfscale",
+          "size": 512,
+          "precision": "tf32",
+          "options": {"remat": "none"},
+          "rates": [1.0],
+          "profile": {"top": []},
+      },  # not timed
+      {
+          "workload": "image",
+          "impl": "nfscale",
+          "size": 512,
+          "precision": "tf32",
+          "options": {"remat": "none", "fast_sin": False},
+          "rates": [250.0],
+          "device_kind": kind,
+      },
       {"label": "x", "status": "skipped (time budget)"},
   ]
   rows = bench.gpu_summary(recs)
@@ -291,6 +383,7 @@ def test_profile_summary_picks_the_gpu_stream_lanes(tmp_path):
   d = tmp_path / "plugins" / "profile" / "t"
   d.mkdir(parents=True)
   import gzip
+
   with gzip.open(d / "perfetto_trace.json.gz", "wt") as f:
     json.dump({"traceEvents": events}, f)
   prof = bench.summarize_trace(str(tmp_path), steps=2)
@@ -302,11 +395,21 @@ def test_profile_summary_picks_the_gpu_stream_lanes(tmp_path):
 
 
 def test_torch_script_precision_flag_without_torch():
-  bad = subprocess.run([sys.executable, str(TORCH_SCRIPT), "image", "--precision", "fp8"],
-                       capture_output=True, text=True, timeout=60, check=False)
+  bad = subprocess.run(
+      [sys.executable, str(TORCH_SCRIPT), "image", "--precision", "fp8"],
+      capture_output=True,
+      text=True,
+      timeout=60,
+      check=False,
+  )
   assert bad.returncode == 2 and "highest" in bad.stderr and "bf16" in bad.stderr
-  both = subprocess.run([sys.executable, str(TORCH_SCRIPT), "image", "--tf32", "--precision",
-                         "bf16"], capture_output=True, text=True, timeout=60, check=False)
+  both = subprocess.run(
+      [sys.executable, str(TORCH_SCRIPT), "image", "--tf32", "--precision", "bf16"],
+      capture_output=True,
+      text=True,
+      timeout=60,
+      check=False,
+  )
   assert both.returncode == 2 and "contradicts" in both.stderr
   spec = importlib.util.spec_from_file_location("torch_workloads", TORCH_SCRIPT)
   mod = importlib.util.module_from_spec(spec)
@@ -318,9 +421,27 @@ def test_torch_script_precision_flag_without_torch():
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed")
 def test_torch_script_modes_and_bf16_tiny_run():
-  out = subprocess.run([sys.executable, str(TORCH_SCRIPT), "image", "--mode", "eager,eager",
-                        "--size", "8", "--precision", "bf16", "--steps", "2", "--repeats", "1"],
-                       capture_output=True, text=True, timeout=300, check=False)
+  out = subprocess.run(
+      [
+          sys.executable,
+          str(TORCH_SCRIPT),
+          "image",
+          "--mode",
+          "eager,eager",
+          "--size",
+          "8",
+          "--precision",
+          "bf16",
+          "--steps",
+          "2",
+          "--repeats",
+          "1",
+      ],
+      capture_output=True,
+      text=True,
+      timeout=300,
+      check=False,
+  )
   assert out.returncode == 0, out.stderr[-2000:]
   recs = [json.loads(s) for s in out.stdout.splitlines() if s.startswith("{")]
   assert len(recs) == 2 and all(r["precision"] == "bf16" for r in recs)
@@ -331,15 +452,36 @@ def test_gpu_suite_cli_end_to_end_without_torch(tmp_path):
   # The suite's launcher on the CPU at a tiny size (about 30 s): torch is absent here, so
   # only the nfscale runs, the profile and the summary files are checked.
   out = subprocess.run(
-      [sys.executable, "-m", "launch.bench", "--gpu_suite", f"--out_dir={tmp_path}",
-       "--gpu_sizes=8", "--gpu_precisions=tf32", "--models=2", "--steps=2", "--repeats=1",
-       "--ensemble_steps=2", f"--torch_python={sys.executable}"],
-      cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+      [
+          sys.executable,
+          "-m",
+          "launch.bench",
+          "--gpu_suite",
+          f"--out_dir={tmp_path}",
+          "--gpu_sizes=8",
+          "--gpu_precisions=tf32",
+          "--models=2",
+          "--steps=2",
+          "--repeats=1",
+          "--ensemble_steps=2",
+          f"--torch_python={sys.executable}",
+      ],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=600,
+      check=False,
+  )
   assert out.returncode == 0, out.stderr[-3000:]
   recs = [json.loads(s) for s in (tmp_path / "gpu_suite.jsonl").read_text().splitlines()]
   labels = [r["label"] for r in recs]
-  assert labels == ["image 8 tf32 nfscale", "profile image 8 tf32", "ensemble tf32 nfscale",
-                    "image 8 tf32 nfscale remat=dots", "image 8 tf32 nfscale nofast_sin"]
+  assert labels == [
+      "image 8 tf32 nfscale",
+      "profile image 8 tf32",
+      "ensemble tf32 nfscale",
+      "image 8 tf32 nfscale remat=dots",
+      "image 8 tf32 nfscale nofast_sin",
+  ]
   assert recs[1]["profile"]["top"] and (tmp_path / "profile.md").is_file()
   summary = (tmp_path / "summary.md").read_text()
   assert "| image | 8 | tf32 | default |" in summary and "| remat=dots |" in summary

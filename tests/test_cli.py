@@ -13,8 +13,14 @@ LAUNCHERS = {"train": "image:quick", "sweep": "scaling_shallow:tiny"}
 
 
 def _launch(launcher, *args, cwd=ROOT):
-  return subprocess.run([sys.executable, "-m", f"launch.{launcher}", *args], cwd=cwd,
-                        capture_output=True, text=True, timeout=300, check=False)
+  return subprocess.run(
+      [sys.executable, "-m", f"launch.{launcher}", *args],
+      cwd=cwd,
+      capture_output=True,
+      text=True,
+      timeout=300,
+      check=False,
+  )
 
 
 def _assert_one_line_error(out, *needles):
@@ -67,15 +73,24 @@ def test_render_of_a_missing_run_is_one_line(tmp_path):
 
 
 def test_invalid_value_from_the_library_is_one_line(tmp_path):
-  out = _launch("train", "--config=image:quick,size=8,steps=2", "--config.optimizer=bogus",
-                f"--workdir={tmp_path / 'w'}")
+  out = _launch(
+      "train",
+      "--config=image:quick,size=8,steps=2",
+      "--config.optimizer=bogus",
+      f"--workdir={tmp_path / 'w'}",
+  )
   _assert_one_line_error(out, "bogus", "adam")
 
 
 def test_train_by_name_from_another_directory_logs_progress(tmp_path):
-  out = _launch("train", "--config=image:quick,size=8,steps=4",
-                "--config.schemes=('init1',)", "--config.chunk_steps=2",
-                "--config.log_every=2", f"--workdir={tmp_path / 'w'}")
+  out = _launch(
+      "train",
+      "--config=image:quick,size=8,steps=4",
+      "--config.schemes=('init1',)",
+      "--config.chunk_steps=2",
+      "--config.log_every=2",
+      f"--workdir={tmp_path / 'w'}",
+  )
   assert out.returncode == 0, out.stderr[-3000:]
   assert (tmp_path / "w" / "results.json").is_file()
   assert "init1" in out.stdout and "results.json" in out.stdout  # the final report

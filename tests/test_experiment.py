@@ -87,17 +87,20 @@ def test_unreached_target_is_reported(tmp_path):
   assert any("no member reached" in n for n in res["notes"])
 
 
-@pytest.mark.parametrize("field,value,match", [
-    ("task", "nerf2", "valid tasks"),
-    ("schemes", ("glorot",), "valid schemes"),
-    ("lrs", (-1.0,), "learning rates"),
-    ("optimizer", "bogus", "valid optimizers"),
-    ("steps", -5, "config.steps"),
-    ("steps", 0, "config.steps"),
-    ("batch_size", -1, "config.batch_size"),
-    ("schedule", "linear", "valid schedules"),
-    ("mode", "render", "valid modes"),
-])
+@pytest.mark.parametrize(
+    "field,value,match",
+    [
+        ("task", "nerf2", "valid tasks"),
+        ("schemes", ("glorot",), "valid schemes"),
+        ("lrs", (-1.0,), "learning rates"),
+        ("optimizer", "bogus", "valid optimizers"),
+        ("steps", -5, "config.steps"),
+        ("steps", 0, "config.steps"),
+        ("batch_size", -1, "config.batch_size"),
+        ("schedule", "linear", "valid schedules"),
+        ("mode", "render", "valid modes"),
+    ],
+)
 def test_bad_config_fails_before_writing(tmp_path, field, value, match):
   (tmp_path / "keep.txt").write_text("precious")
   c = _tiny_image(**{field: value})
@@ -119,6 +122,7 @@ def test_bad_images(tmp_path):
 
 def test_image_from_path(tmp_path):
   from skimage import io as skio
+
   img = (np.random.default_rng(0).uniform(size=(20, 30, 3)) * 255).astype(np.uint8)
   skio.imsave(tmp_path / "x.png", img)
   loaded = images.load_image(path=str(tmp_path / "x.png"), size=None)
@@ -136,28 +140,49 @@ def test_locked_config_rejects_unknown_keys():
 
 def test_curve_target():
   x, y = curve1d.sample_points(5)
-  np.testing.assert_allclose(y[:, 0], np.sin(2 * np.pi * x[:, 0]) + np.sin(6 * np.pi * x[:, 0])
-                             + np.sin(10 * np.pi * x[:, 0]), atol=1e-5)
+  np.testing.assert_allclose(
+      y[:, 0],
+      np.sin(2 * np.pi * x[:, 0]) + np.sin(6 * np.pi * x[:, 0]) + np.sin(10 * np.pi * x[:, 0]),
+      atol=1e-5,
+  )
 
 
 def test_launcher_cli(tmp_path):
-  cmd = [sys.executable, "-m", "launch.train", "--config=configs/image.py:quick,size=12,steps=10",
-         "--config.model.hidden=(8,)", "--config.progress=False", f"--workdir={tmp_path}"]
+  cmd = [
+      sys.executable,
+      "-m",
+      "launch.train",
+      "--config=configs/image.py:quick,size=12,steps=10",
+      "--config.model.hidden=(8,)",
+      "--config.progress=False",
+      f"--workdir={tmp_path}",
+  ]
   out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-2000:]
   assert "init1" in out.stdout and "results.json" in out.stdout
   for f in FILES:
     assert (tmp_path / f).exists()
-  bad = subprocess.run(cmd[:-1] + ["--config.data.name=lena", f"--workdir={tmp_path}/b"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+  bad = subprocess.run(
+      cmd[:-1] + ["--config.data.name=lena", f"--workdir={tmp_path}/b"],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
   assert bad.returncode != 0 and "valid names" in bad.stderr
-  typo = subprocess.run(cmd[:-1] + ["--config.stepz=3", f"--workdir={tmp_path}/c"],
-                        cwd=ROOT, capture_output=True, text=True, timeout=300)
+  typo = subprocess.run(
+      cmd[:-1] + ["--config.stepz=3", f"--workdir={tmp_path}/c"],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
   assert typo.returncode != 0 and "stepz" in typo.stderr
 
 
 def test_random_labels_task(tmp_path):
   from nfscale.tasks import random_labels
+
   x, y = random_labels.sample(50, 3, seed=1)
   np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-6)
   assert np.abs(y).max() <= 1 and x.shape == (50, 3) and y.shape == (50, 1)
@@ -165,6 +190,7 @@ def test_random_labels_task(tmp_path):
   np.testing.assert_array_equal(x, x2[:50])  # nested: N points are a prefix of more
   np.testing.assert_array_equal(y, y2[:50])
   from configs import scaling_shallow
+
   c = scaling_shallow.get_config("sphere,tiny")
   with c.unlocked():
     c.data.num_points = 20
@@ -188,6 +214,7 @@ def test_adam_blow_up_is_flagged_and_kept_off_the_plot_axes(tmp_path):
   rows = io.read_jsonl(tmp_path / "metrics.jsonl")
   assert sorted({r["step"] for r in rows}) == [0, 20]  # one chunk still gives a curve
   from nfscale import plots
+
   vals = np.array([[r["psnr"] for r in rows if r["step"] == s] for s in (0, 20)])
   lo, _ = plots.score_ylim(vals, np.array([False, True]))
   assert lo > min(bad["final_psnr"], bad["best_psnr"]) and lo <= min(vals[:, 0])

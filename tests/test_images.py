@@ -25,8 +25,10 @@ def alpha_images(tmp_path):
   grey = np.full((6, 5), 200, np.uint8)
   rgba = np.zeros((6, 5, 4), np.uint8)
   rgba[..., 0], rgba[..., 3] = 255, alpha
-  return {"LA": _write(tmp_path, "la.png", np.stack([grey, alpha], -1), "LA"),
-          "RGBA": _write(tmp_path, "rgba.png", rgba, "RGBA")}
+  return {
+      "LA": _write(tmp_path, "la.png", np.stack([grey, alpha], -1), "LA"),
+      "RGBA": _write(tmp_path, "rgba.png", rgba, "RGBA"),
+  }
 
 
 def test_alpha_is_dropped_whatever_the_mode(alpha_images):

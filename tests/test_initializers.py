@@ -38,19 +38,21 @@ def expected(name, position, fan_in=FAN_IN, fan_out=FAN_OUT):
       "xavier_uniform": ("uniform", xavier, xavier),
       "kaiming_normal": ("normal", kaiming, kaiming),
       "kaiming_uniform": ("uniform", kaiming, kaiming),
-      "init1": ("normal", 1 / fan_in, 2 / fan_in ** 1.5),
+      "init1": ("normal", 1 / fan_in, 2 / fan_in**1.5),
       # U(±1/sqrt(fan_in)) and U(±1/fan_in^{3/4}): variance bound^2 / 3.
-      "init2": ("uniform", 1 / (3 * fan_in), 1 / (3 * fan_in ** 1.5)),
-      "powerlaw_normal": ("normal", 1 / fan_in, 2 / fan_in ** 1.5),
-      "powerlaw_uniform": ("uniform", 1 / (3 * fan_in), 1 / (3 * fan_in ** 1.5)),
+      "init2": ("uniform", 1 / (3 * fan_in), 1 / (3 * fan_in**1.5)),
+      "powerlaw_normal": ("normal", 1 / fan_in, 2 / fan_in**1.5),
+      "powerlaw_uniform": ("uniform", 1 / (3 * fan_in), 1 / (3 * fan_in**1.5)),
   }
-  siren_hidden = 6 / fan_in / OMEGA ** 2 / 3
+  siren_hidden = 6 / fan_in / OMEGA**2 / 3
   siren_first = (1 / fan_in) ** 2 / 3
   if name == "siren":
     return "uniform", {"first": siren_first, "hidden": siren_hidden, "last": siren_hidden}[position]
   if name == "siren_init2":
-    return "uniform", {"first": siren_first, "hidden": siren_hidden,
-                       "last": 1 / (3 * fan_in ** 1.5)}[position]
+    return (
+        "uniform",
+        {"first": siren_first, "hidden": siren_hidden, "last": 1 / (3 * fan_in**1.5)}[position],
+    )
   dist, hidden, last = table[name]
   return dist, (last if position == "last" else hidden)
 
@@ -110,7 +112,7 @@ def test_powerlaw_family_contains_init1_and_init2():
   assert I.get_scheme("powerlaw_normal", c=2.0, p=1.5).last == I.get_scheme("init1").last
   assert I.get_scheme("powerlaw_uniform", c=1 / 3, p=1.5).last == I.get_scheme("init2").last
   s = I.get_scheme("powerlaw_normal", c=0.5, p=2.0)
-  assert s.last.variance((100, 3)) == pytest.approx(0.5 / 100 ** 2)
+  assert s.last.variance((100, 3)) == pytest.approx(0.5 / 100**2)
 
 
 @pytest.mark.parametrize("name,position", CASES)
@@ -148,8 +150,9 @@ def test_jit_compatible():
   np.testing.assert_allclose(a, init(jax.random.key(3), (16, 4), jnp.float32), rtol=1e-6)
 
 
-@pytest.mark.parametrize("bias,first_bias", [("zeros", None), ("constant", None),
-                                             ("torch", None), ("zeros", "torch")])
+@pytest.mark.parametrize(
+    "bias,first_bias", [("zeros", None), ("constant", None), ("torch", None), ("zeros", "torch")]
+)
 def test_bias_rules(bias, first_bias):
   s = I.get_scheme("init1", bias=bias, bias_value=0.01, first_bias=first_bias)
   b_first = np.asarray(s.bias_init(256, "first")(jax.random.key(0), (4096,)), np.float64)
@@ -170,17 +173,23 @@ def test_linen_dense_plugs_in():
     params = dense.init(jax.random.key(0), jnp.ones((1, 1024), dtype))
     k = params["params"]["kernel"]
     assert k.shape == (1024, 512) and k.dtype == dtype
-    assert abs(float(jnp.mean(jnp.abs(k) ** 2)) * 1024 ** 1.5 / 2 - 1) < 0.01
+    assert abs(float(jnp.mean(jnp.abs(k) ** 2)) * 1024**1.5 / 2 - 1) < 0.01
 
 
 def test_nnx_linear_plugs_in():
   for dtype in (jnp.float32, jnp.complex64):
-    lin = nnx.Linear(1024, 512, kernel_init=I.get_scheme("init2").last,
-                     bias_init=I.get_scheme("init2", bias="torch").bias_init(1024),
-                     param_dtype=dtype, dtype=dtype, rngs=nnx.Rngs(0))
+    lin = nnx.Linear(
+        1024,
+        512,
+        kernel_init=I.get_scheme("init2").last,
+        bias_init=I.get_scheme("init2", bias="torch").bias_init(1024),
+        param_dtype=dtype,
+        dtype=dtype,
+        rngs=nnx.Rngs(0),
+    )
     k = lin.kernel[...]
     assert k.shape == (1024, 512) and k.dtype == dtype
-    assert abs(float(jnp.mean(jnp.abs(k) ** 2)) * 3 * 1024 ** 1.5 - 1) < 0.01
+    assert abs(float(jnp.mean(jnp.abs(k) ** 2)) * 3 * 1024**1.5 - 1) < 0.01
     assert lin(jnp.ones((2, 1024), dtype)).shape == (2, 512)
 
 
@@ -293,11 +302,13 @@ def test_registered_scheme_behaves_like_builtin(registry, name):
   built = registry.get_scheme(copy, **registry.filter_hparams(copy, hp))
   assert built.name == copy
   assert dataclasses.replace(built, name=name) == registry.get_scheme(
-      name, **registry.filter_hparams(name, hp))
+      name, **registry.filter_hparams(name, hp)
+  )
   with pytest.raises(ValueError, match=f"Invalid parameters \\['zzz'\\] for scheme '{copy}'"):
     registry.get_scheme(copy, zzz=1)
   # And a whole field takes it by name, with the activation's omega.
   from nfscale import models
+
   field = models.make_field((8,), 1, activation_params={"omega": 8.0}, scheme=copy)
   assert field.scheme.name == copy
   assert field.scheme.omega == (8.0 if name in OMEGA_SCHEMES else None)
@@ -307,8 +318,7 @@ def test_register_instance_and_decorator(registry):
   mixed = registry.get_scheme("siren").replace(last="lecun_normal", bias="torch")
   registry.register_scheme("siren_lecun", mixed)
   assert registry.get_scheme("siren_lecun") == dataclasses.replace(mixed, name="siren_lecun")
-  assert registry.scheme_parameters("siren_lecun") == ["bias", "bias_value", "first_bias",
-                                                       "omega"]
+  assert registry.scheme_parameters("siren_lecun") == ["bias", "bias_value", "first_bias", "omega"]
   s = registry.get_scheme("siren_lecun", bias="zeros", first_bias="constant", omega=4.0)
   assert (s.bias.kind, s.first_bias.kind, s.omega) == ("zeros", "constant", 4.0)
   # An instance that does not depend on omega does not take one.
@@ -322,8 +332,7 @@ def test_register_instance_and_decorator(registry):
     return I.Scheme("whatever", law, law, law, I.BiasRule(bias))
 
   assert registry.get_scheme("half_lecun").name == "half_lecun"
-  assert registry.filter_hparams("half_lecun", {"bias": "torch", "omega": 1.0}) == {
-      "bias": "torch"}
+  assert registry.filter_hparams("half_lecun", {"bias": "torch", "omega": 1.0}) == {"bias": "torch"}
 
 
 def test_register_validation(registry):
@@ -365,6 +374,7 @@ def test_strings_and_schemes_interchangeable():
     with pytest.raises(ValueError, match="valid schemes"):
       I.filter_hparams(bad, {})
   import nfscale
+
   assert nfscale.filter_hparams is I.filter_hparams and nfscale.register_scheme is I.register_scheme
 
 
@@ -376,7 +386,11 @@ def test_positions_by_name_or_count(name):
   by_hidden = [s.position(k, num_hidden=3) for k in range(4)]
   assert by_layers == by_hidden == ["first", "hidden", "hidden", "last"]
   assert [s.kernel_init(layer=k, num_hidden=3) for k in range(4)] == [
-      s.first, s.hidden, s.hidden, s.last]
+      s.first,
+      s.hidden,
+      s.hidden,
+      s.last,
+  ]
   assert s.position(0, num_hidden=0) == "last"  # a linear model's only layer is the output
   # Counting hidden layers but calling it num_layers: the output index is out of range.
   with pytest.raises(ValueError, match="num_layers counts the weight layers.*num_hidden="):

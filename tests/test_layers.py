@@ -22,15 +22,23 @@ def scheme(name):
 
 class HandWired(nn.Module):
   """A client's MLP built in setup(), with fan-ins it must know in advance."""
+
   name_: str
   dtype: jnp.dtype
 
   def setup(self):
     s = scheme(self.name_)
     fans = (FAN_IN, FEATURES, FEATURES)
-    self.layers = [nn.Dense(FEATURES, kernel_init=s.kernel_init(p), bias_init=s.bias_init(f, p),
-                            param_dtype=self.dtype, dtype=self.dtype)
-                   for p, f in zip(I.POSITIONS, fans)]
+    self.layers = [
+        nn.Dense(
+            FEATURES,
+            kernel_init=s.kernel_init(p),
+            bias_init=s.bias_init(f, p),
+            param_dtype=self.dtype,
+            dtype=self.dtype,
+        )
+        for p, f in zip(I.POSITIONS, fans)
+    ]
 
   def __call__(self, x):
     for layer in self.layers:
@@ -40,13 +48,16 @@ class HandWired(nn.Module):
 
 class WithHelper(nn.Module):
   """The same network with the helper: no fan-in, the scheme by name, omega given once."""
+
   name_: str
   dtype: jnp.dtype
 
   def setup(self):
     s = I.get_scheme(self.name_, bias="torch", first_bias="constant")
-    self.layers = [nfscale.Dense(FEATURES, s, p, omega=OMEGA, param_dtype=self.dtype,
-                                 dtype=self.dtype) for p in I.POSITIONS]
+    self.layers = [
+        nfscale.Dense(FEATURES, s, p, omega=OMEGA, param_dtype=self.dtype, dtype=self.dtype)
+        for p in I.POSITIONS
+    ]
 
   def __call__(self, x):
     for layer in self.layers:
@@ -64,19 +75,30 @@ def test_linen_dense_bit_identical(name, dtype):
   for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     assert u.dtype == v.dtype == dtype
     np.testing.assert_array_equal(u, v)
-  np.testing.assert_array_equal(HandWired(name, dtype).apply(a, x),
-                                WithHelper(name, dtype).apply(b, x))
+  np.testing.assert_array_equal(
+      HandWired(name, dtype).apply(a, x), WithHelper(name, dtype).apply(b, x)
+  )
 
 
 @pytest.mark.parametrize("position", I.POSITIONS)
 @pytest.mark.parametrize("name", I.BUILTIN_SCHEMES)
 def test_nnx_linear_bit_identical(name, position):
   s = scheme(name)
-  hand = nnx.Linear(FAN_IN, FEATURES, kernel_init=s.kernel_init(position),
-                    bias_init=s.bias_init(FAN_IN, position), rngs=nnx.Rngs(5))
-  ours = nfscale.Linear(FAN_IN, FEATURES, I.get_scheme(name, bias="torch",
-                                                       first_bias="constant"),
-                        position, omega=OMEGA, rngs=nnx.Rngs(5))
+  hand = nnx.Linear(
+      FAN_IN,
+      FEATURES,
+      kernel_init=s.kernel_init(position),
+      bias_init=s.bias_init(FAN_IN, position),
+      rngs=nnx.Rngs(5),
+  )
+  ours = nfscale.Linear(
+      FAN_IN,
+      FEATURES,
+      I.get_scheme(name, bias="torch", first_bias="constant"),
+      position,
+      omega=OMEGA,
+      rngs=nnx.Rngs(5),
+  )
   np.testing.assert_array_equal(hand.kernel[...], ours.kernel[...])
   np.testing.assert_array_equal(hand.bias[...], ours.bias[...])
   x = jnp.ones((3, FAN_IN))
@@ -89,8 +111,9 @@ def test_dense_reads_fan_in_and_bias_rule():
     bias = layer.init(jax.random.key(0), jnp.ones((1, fan_in)))["params"]["bias"]
     # U(±1/sqrt(fan_in)): max |b| of 8 draws is below the bound and (p > 1 - 1e-8) above 1/10 of it.
     assert 0.1 / np.sqrt(fan_in) < float(jnp.abs(bias).max()) <= 1 / np.sqrt(fan_in)
-  no_bias = nfscale.Dense(8, "init1", "last", use_bias=False).init(jax.random.key(0),
-                                                                   jnp.ones((1, 3)))
+  no_bias = nfscale.Dense(8, "init1", "last", use_bias=False).init(
+      jax.random.key(0), jnp.ones((1, 3))
+  )
   assert set(no_bias["params"]) == {"kernel"}
 
 
@@ -104,7 +127,8 @@ def test_helper_errors():
     nfscale.Dense(4, "siren", "hidden").init(jax.random.key(0), x)
   with pytest.raises(ValueError, match="built for omega=30.0"):
     nfscale.Dense(4, I.get_scheme("siren", omega=30.0), "hidden", omega=8.0).init(
-        jax.random.key(0), x)
+        jax.random.key(0), x
+    )
   with pytest.raises(ValueError, match="set by the scheme"):
     nfscale.Linear(3, 4, "init1", "last", kernel_init=I.lecun_normal(), rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="position must be one of"):

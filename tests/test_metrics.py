@@ -18,9 +18,15 @@ def test_psnr_ssim_match_skimage(shape, noise):
   p = float(jax.jit(metrics.psnr)(jnp.asarray(pred, jnp.float32), jnp.asarray(target, jnp.float32)))
   assert p == pytest.approx(skm.peak_signal_noise_ratio(target, pred, data_range=1.0), abs=1e-3)
   s = float(jax.jit(metrics.ssim)(jnp.asarray(pred, jnp.float32), jnp.asarray(target, jnp.float32)))
-  ref = skm.structural_similarity(target, pred, data_range=1.0, gaussian_weights=True, sigma=1.5,
-                                  use_sample_covariance=False,
-                                  channel_axis=-1 if len(shape) == 3 else None)
+  ref = skm.structural_similarity(
+      target,
+      pred,
+      data_range=1.0,
+      gaussian_weights=True,
+      sigma=1.5,
+      use_sample_covariance=False,
+      channel_axis=-1 if len(shape) == 3 else None,
+  )
   assert s == pytest.approx(ref, abs=1e-3)
 
 

@@ -13,8 +13,14 @@ ENCODINGS = {"identity": {}, "rff": {"dim": 16, "sigma": 3.0}, "nerf": {"num_fre
 @pytest.mark.parametrize("activation", activations.list_activations())
 @pytest.mark.parametrize("encoding", encodings.list_encodings())
 def test_shapes_dtypes_counts(activation, encoding):
-  field = models.make_field((16, 8), 3, activation=activation, scheme="init2",
-                            encoding=encoding, encoding_params=ENCODINGS[encoding])
+  field = models.make_field(
+      (16, 8),
+      3,
+      activation=activation,
+      scheme="init2",
+      encoding=encoding,
+      encoding_params=ENCODINGS[encoding],
+  )
   x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (7, 2)), jnp.float32)
   params = field.init(jax.random.key(0), x)
   y = field.apply(params, x)
@@ -43,8 +49,9 @@ def test_layers_use_scheme_positions():
 
 
 def test_bias_rule_reaches_layers():
-  field = models.make_field((64,), 1, activation="sinc",
-                            scheme_params={"bias": "zeros", "first_bias": "torch"})
+  field = models.make_field(
+      (64,), 1, activation="sinc", scheme_params={"bias": "zeros", "first_bias": "torch"}
+  )
   params = field.init(jax.random.key(0), jnp.zeros((1, 1)))["params"]
   b0 = np.asarray(params["dense_0"]["bias"])
   assert np.abs(b0).max() > 0 and np.abs(b0).max() <= 1.0  # fan_in 1: U(±1)
@@ -76,25 +83,39 @@ def test_linear_model_and_bad_widths():
 # ---------------------------------------------------------------------------
 # The omega of omega-dependent schemes comes from the field's activation.
 
-OMEGA_SCHEMES = [n for n in initializers.BUILTIN_SCHEMES
-                 if "omega" in initializers.scheme_parameters(n)]
+OMEGA_SCHEMES = [
+    n for n in initializers.BUILTIN_SCHEMES if "omega" in initializers.scheme_parameters(n)
+]
 
 
 @pytest.mark.parametrize("activation", ["sine", "sinc"])
 @pytest.mark.parametrize("name", initializers.BUILTIN_SCHEMES)
 def test_field_passes_activation_omega(name, activation):
-  field = models.make_field((256, 256), 1, activation=activation,
-                            activation_params={"omega": 8.0}, scheme=name)
+  field = models.make_field(
+      (256, 256), 1, activation=activation, activation_params={"omega": 8.0}, scheme=name
+  )
   dependent = name in OMEGA_SCHEMES
   assert field.scheme.omega == (8.0 if dependent else None)
   assert field.scheme == initializers.get_scheme(name).with_omega(8.0)
   # A scheme built for another omega is refused, the same one accepted.
   if dependent:
     with pytest.raises(ValueError, match="built for omega=30.0 but the .* has omega=8.0"):
-      models.make_field((8,), 1, activation=activation, activation_params={"omega": 8.0},
-                        scheme=name, scheme_params={"omega": 30.0})
-    same = models.make_field((8,), 1, activation=activation, activation_params={"omega": 8.0},
-                             scheme=name, scheme_params={"omega": 8.0})
+      models.make_field(
+          (8,),
+          1,
+          activation=activation,
+          activation_params={"omega": 8.0},
+          scheme=name,
+          scheme_params={"omega": 30.0},
+      )
+    same = models.make_field(
+        (8,),
+        1,
+        activation=activation,
+        activation_params={"omega": 8.0},
+        scheme=name,
+        scheme_params={"omega": 8.0},
+    )
     assert same.scheme.omega == 8.0
 
 
@@ -103,16 +124,18 @@ def test_siren_hidden_kernel_uses_field_omega():
   # estimate a variance to 0.6% (uniform), so 3% tells the two apart with room to spare.
   field = models.make_field((256, 256), 1, activation_params={"omega": 8.0}, scheme="siren")
   kernel = field.init(jax.random.key(0), jnp.zeros((1, 2)))["params"]["dense_1"]["kernel"]
-  assert abs(float(kernel.var()) * 8.0 ** 2 * 256 / 2 - 1) < 0.03
+  assert abs(float(kernel.var()) * 8.0**2 * 256 / 2 - 1) < 0.03
 
 
 def test_omega_through_clone_engine_and_no_omega_activations():
   from nfscale import train
+
   field = models.make_field((32,), 1, activation_params={"omega": 8.0})
   # The engine's path: clone with a scheme built from config scheme_params (omega unset).
   params = {"bias": "zeros", "omega": None}
-  clone = field.clone(scheme=initializers.get_scheme(
-      "siren", **initializers.filter_hparams("siren", params)))
+  clone = field.clone(
+      scheme=initializers.get_scheme("siren", **initializers.filter_hparams("siren", params))
+  )
   assert clone.scheme.omega == 8.0
   x = jnp.zeros((1, 2))
   stacked = train.init_members(field, [train.Member("siren", 3, 1e-3)], x, params)
@@ -124,8 +147,9 @@ def test_omega_through_clone_engine_and_no_omega_activations():
   # Strings work for the module's own fields too.
   assert models.NeuralField((4,), 1, "sine", "siren").scheme.omega == 30.0
   # Activations without omega: explicit omega is required, and then used.
-  with pytest.raises(ValueError, match=r"gaussian activation has none.*get_scheme\('siren', "
-                                       r"omega=\.\.\.\)"):
+  with pytest.raises(
+      ValueError, match=r"gaussian activation has none.*get_scheme\('siren', " r"omega=\.\.\.\)"
+  ):
     models.make_field((8,), 1, activation="gaussian", scheme="siren")
 
   class MySine:  # A user's own activation with an omega, not in the registry.
@@ -138,7 +162,10 @@ def test_omega_through_clone_engine_and_no_omega_activations():
   own = models.NeuralField((8,), 1, activation=MySine(), scheme="siren")
   assert own.scheme.omega == 6.0
   assert own.init(jax.random.key(0), jnp.zeros((1, 2)))["params"]["dense_1"]["kernel"].shape == (
-      8, 1)
-  explicit = models.make_field((8,), 1, activation="relu", scheme="siren",
-                               scheme_params={"omega": 5.0})
+      8,
+      1,
+  )
+  explicit = models.make_field(
+      (8,), 1, activation="relu", scheme="siren", scheme_params={"omega": 5.0}
+  )
   assert explicit.scheme.omega == 5.0

@@ -30,14 +30,22 @@ def test_tiny_run_writes_metrics_and_artifacts(tiny_run):
     assert np.isfinite(row["test_psnr"]) and 0 < row["test_psnr"] < 60
     assert -1 <= row["test_ssim"] <= 1
     assert np.isfinite(row["final_psnr"]) and 0 < row["train_psnr"] < 60
-  for name in ("psnr.png", "test_views.png", "test_per_view.png", "turntable.gif",
-               "test_views.json", "metrics.jsonl", "results.json"):
+  for name in (
+      "psnr.png",
+      "test_views.png",
+      "test_per_view.png",
+      "turntable.gif",
+      "test_views.json",
+      "metrics.jsonl",
+      "results.json",
+  ):
     assert (workdir / name).stat().st_size > 0, name
   per_view = io.read_json(workdir / "test_views.json")
   assert len(per_view["members"]) == 2 and len(per_view["members"][0]["psnr"]) == 2
   # The mean over views is the reported test PSNR.
-  np.testing.assert_allclose(np.mean(per_view["members"][1]["psnr"]),
-                             results["members"][1]["test_psnr"], rtol=1e-6)
+  np.testing.assert_allclose(
+      np.mean(per_view["members"][1]["psnr"]), results["members"][1]["test_psnr"], rtol=1e-6
+  )
   # The turntable: one frame per test view, truth beside both members.
   frames = iio.imread(workdir / "turntable.gif", index=None)
   assert frames.shape[0] == 2 and frames.shape[2] == 3 * 8 + 2 * 2
@@ -67,6 +75,7 @@ def test_bad_scene_path_touches_nothing(tmp_path):
 
 def test_hierarchical_loss_and_viewdirs_build():
   import jax
+
   c = nerf_cfg.get_config("tiny")
   with c.unlocked():
     c.render.num_importance = 4
@@ -84,19 +93,20 @@ def test_an_800x800_view_renders_in_chunks():
   import jax
   from nfscale.data import scenes
   from nfscale.tasks import base, nerf
+
   c = nerf_cfg.get_config("tiny")
   with c.unlocked():
     c.render.num_samples = 4
-    c.render.chunk = 65536   # 10 calls for 640k rays, each a few MB
+    c.render.chunk = 65536  # 10 calls for 640k rays, each a few MB
   model = base.model_from_config(c, out_dim=4)
   params = jax.tree.map(lambda a: a[None], model.init(jax.random.key(0), np.zeros((1, 3))))
   pose = np.eye(4, dtype=np.float32)
   pose[2, 3] = 4.0
   views = scenes.Views(np.zeros((1, 800, 800, 3), np.float32), pose[None], 1111.1)
-  out = nerf.render_members(nerf.make_field_fn(model, c.render), params, views, c.render,
-                            2.0, 6.0)
+  out = nerf.render_members(nerf.make_field_fn(model, c.render), params, views, c.render, 2.0, 6.0)
   assert out.shape == (1, 1, 800, 800, 3) and np.all(np.isfinite(out))
   psnr, ssim = nerf.image_metrics(out[:, :, :64, :64], views.images[:, :64, :64])
-  np.testing.assert_allclose(psnr[0, 0], -10 * np.log10(np.mean(out[0, 0, :64, :64] ** 2)),
-                             rtol=1e-4)
+  np.testing.assert_allclose(
+      psnr[0, 0], -10 * np.log10(np.mean(out[0, 0, :64, :64] ** 2)), rtol=1e-4
+  )
   assert ssim.shape == (1, 1)

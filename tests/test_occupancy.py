@@ -1,6 +1,5 @@
 """Occupancy fields: ground truth from shapes, meshes and voxel files; IoU; surfaces."""
 
-
 import numpy as np
 import pytest
 import trimesh
@@ -28,7 +27,7 @@ def test_iou_with_a_shifted_copy_matches_the_analytic_value(shift):
   # A box of side a shifted by d along x: IoU = (a - d) / (a + d), exact on a voxel grid.
   a = 12
   box = np.zeros((32, 32, 32), bool)
-  box[8:8 + a, 10:20, 5:25] = True
+  box[8 : 8 + a, 10:20, 5:25] = True
   moved = np.roll(box, shift, axis=0)
   assert surfaces.grid_iou(box, moved, chunk=1000) == pytest.approx((a - shift) / (a + shift))
 
@@ -40,7 +39,7 @@ def test_iou_of_two_spheres_matches_the_lens_volume():
   s1 = shapes.Solid("a", lambda p: shapes.sdf_sphere(p, (-d / 2, 0, 0), r) <= 0)
   s2 = shapes.Solid("b", lambda p: shapes.sdf_sphere(p, (d / 2, 0, 0), r) <= 0)
   lens = np.pi * (4 * r + d) * (2 * r - d) ** 2 / 12
-  ball = 4 / 3 * np.pi * r ** 3
+  ball = 4 / 3 * np.pi * r**3
   expected = lens / (2 * ball - lens)
   got = surfaces.grid_iou(shapes.occupancy_grid(s1, 96), shapes.occupancy_grid(s2, 96))
   assert got == pytest.approx(expected, rel=0.02)
@@ -94,12 +93,12 @@ def test_voxel_file_round_trip(tmp_path):
 def test_training_points_mix_grid_and_surface():
   solid = shapes.procedural_solid("sphere")
   x, y = shapes.training_points(solid, 16, 500, seed=1)
-  assert x.shape == (16 ** 3 + 500, 3) and y.shape == (16 ** 3 + 500, 1)
+  assert x.shape == (16**3 + 500, 3) and y.shape == (16**3 + 500, 1)
   assert set(np.unique(y)) == {0.0, 1.0}
   # Near-surface points are within ~1.8 voxels of the sphere (jitter 1 voxel per axis).
-  near = np.abs(shapes.sdf_sphere(x[16 ** 3:], radius=0.6))
+  near = np.abs(shapes.sdf_sphere(x[16**3 :], radius=0.6))
   assert near.max() < 2 * 2 / 15
-  np.testing.assert_array_equal(y[16 ** 3:, 0], shapes.sdf_sphere(x[16 ** 3:], radius=0.6) <= 0)
+  np.testing.assert_array_equal(y[16**3 :, 0], shapes.sdf_sphere(x[16**3 :], radius=0.6) <= 0)
 
 
 def test_marching_cubes_and_ply_export(tmp_path):
@@ -115,6 +114,7 @@ def test_marching_cubes_and_ply_export(tmp_path):
 
 
 # ---- bad input: a clear one-line message naming the file --------------------------------
+
 
 def test_missing_file(tmp_path):
   path = str(tmp_path / "nope.obj")
@@ -144,13 +144,16 @@ def test_mesh_with_no_volume(tmp_path):
     meshes.file_solid(path)
 
 
-@pytest.mark.parametrize("array, problem", [
-    (np.zeros((4, 4)), "3-D array"),
-    (np.zeros((4, 4, 1)), "every side >= 2"),
-    (np.full((4, 4, 4), "a"), "dtype"),
-    (np.full((4, 4, 4), 2.0), "outside \\[0, 1\\]"),
-    (np.zeros((4, 4, 4)), "no occupied voxel"),
-])
+@pytest.mark.parametrize(
+    "array, problem",
+    [
+        (np.zeros((4, 4)), "3-D array"),
+        (np.zeros((4, 4, 1)), "every side >= 2"),
+        (np.full((4, 4, 4), "a"), "dtype"),
+        (np.full((4, 4, 4), 2.0), "outside \\[0, 1\\]"),
+        (np.zeros((4, 4, 4)), "no occupied voxel"),
+    ],
+)
 def test_bad_voxel_files(tmp_path, array, problem):
   path = str(tmp_path / "vox.npy")
   np.save(path, array)
@@ -160,6 +163,7 @@ def test_bad_voxel_files(tmp_path, array, problem):
 
 def test_mat_voxels(tmp_path):
   from scipy import io as sio
+
   grid = np.zeros((8, 8, 8), np.uint8)
   grid[2:6, 2:6, 2:6] = 1
   path = str(tmp_path / "v.mat")
@@ -187,20 +191,31 @@ def test_render_preview_shows_the_shape():
 
 # ---- the task end to end (the config's test-sized preset) ------------------------------
 
+
 def _occ_config(arg="tiny"):
   import pathlib
   import sys
+
   sys.path.insert(0, str(pathlib.Path(__file__).parents[1]))
   from configs import occupancy as cfg
+
   return cfg.get_config(arg)
 
 
 def test_occupancy_tiny_run_writes_every_artifact(tmp_path):
   from nfscale import experiment
+
   c = _occ_config()
   res = experiment.run(c, str(tmp_path))
-  names = ["config.json", "metrics.jsonl", "results.json", "psnr.png", "occupancy.png",
-           "table.md", "mesh_ground_truth.ply"] + [f"mesh_{s}.ply" for s in c.schemes]
+  names = [
+      "config.json",
+      "metrics.jsonl",
+      "results.json",
+      "psnr.png",
+      "occupancy.png",
+      "table.md",
+      "mesh_ground_truth.ply",
+  ] + [f"mesh_{s}.ply" for s in c.schemes]
   for name in names:
     assert (tmp_path / name).exists(), name
   assert (tmp_path / "occupancy.png").stat().st_size > 0
@@ -214,10 +229,12 @@ def test_occupancy_tiny_run_writes_every_artifact(tmp_path):
 def test_grid_predictions_in_chunks_match_one_pass():
   import jax
   from nfscale.tasks import build_task, occupancy
+
   task = build_task(_occ_config())
   params = jax.vmap(lambda k: task.model.init(k, task.example_input))(
-      jax.random.split(jax.random.key(0), 2))
-  whole = occupancy.grid_predictions(task.model, params, 6, chunk=6 ** 3)
+      jax.random.split(jax.random.key(0), 2)
+  )
+  whole = occupancy.grid_predictions(task.model, params, 6, chunk=6**3)
   parts = occupancy.grid_predictions(task.model, params, 6, chunk=50)
   assert whole.shape == (2, 6, 6, 6)
   np.testing.assert_array_equal(whole, parts)
@@ -227,6 +244,7 @@ def test_grid_predictions_in_chunks_match_one_pass():
 
 def test_occupancy_bad_shape_file_fails_before_writing(tmp_path):
   from nfscale import experiment
+
   c = _occ_config()
   c.data.path = str(tmp_path / "statue.ply")
   with pytest.raises(ValueError, match="statue.ply' does not exist"):

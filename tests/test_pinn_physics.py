@@ -20,8 +20,9 @@ def x64():
 def _points(n=64, seed=0):
   rs = np.random.default_rng(seed)
   # float64 under the x64 fixture, float32 otherwise.
-  return jnp.asarray(np.stack([rs.uniform(-1, 1, n), rs.uniform(-1, 1, n),
-                               rs.uniform(0, 5, n)], -1))
+  return jnp.asarray(
+      np.stack([rs.uniform(-1, 1, n), rs.uniform(-1, 1, n), rs.uniform(0, 5, n)], -1)
+  )
 
 
 def test_taylor_green_residual_vanishes_in_float64(x64):
@@ -50,13 +51,14 @@ def test_wrong_viscosity_or_perturbed_field_has_a_residual(x64):
 def test_residuals_match_finite_differences(x64):
   # A flow that is not a solution; compare autodiff residuals with central
   # differences (step 1e-4: truncation ~1e-8, rounding ~1e-16/1e-8 = 1e-8).
-  f = lambda q: jnp.stack([jnp.sin(q[0] * q[1]) + q[2] ** 2, jnp.cos(q[0] - 2 * q[1]) * q[2],
-                           q[0] ** 3 * q[1]])
+  f = lambda q: jnp.stack(
+      [jnp.sin(q[0] * q[1]) + q[2] ** 2, jnp.cos(q[0] - 2 * q[1]) * q[2], q[0] ** 3 * q[1]]
+  )
   q = jnp.array([0.3, -0.7, 0.4])
   h = 1e-4
   e = np.eye(3) * h
   d = lambda i: (f(q + e[i]) - f(q - e[i])) / (2 * h)
-  dd = lambda i: (f(q + e[i]) - 2 * f(q) + f(q - e[i])) / h ** 2
+  dd = lambda i: (f(q + e[i]) - 2 * f(q) + f(q - e[i])) / h**2
   u, v, _ = f(q)
   lap = dd(0) + dd(1)
   nu = 0.01
@@ -94,8 +96,12 @@ def test_taylor_green_data_is_exact():
 
 def _write_mat(path, n=6, nt=4, **overrides):
   rs = np.random.default_rng(0)
-  data = {"X_star": rs.normal(size=(n, 2)), "t": np.linspace(0, 1, nt)[:, None],
-          "U_star": rs.normal(size=(n, 2, nt)), "p_star": rs.normal(size=(n, nt))}
+  data = {
+      "X_star": rs.normal(size=(n, 2)),
+      "t": np.linspace(0, 1, nt)[:, None],
+      "U_star": rs.normal(size=(n, 2, nt)),
+      "p_star": rs.normal(size=(n, nt)),
+  }
   data.update(overrides)
   data = {k: v for k, v in data.items() if v is not None}
   scipy.io.savemat(path, data)
@@ -110,18 +116,21 @@ def test_raissi_mat_loader(tmp_path):
   # Point j at time i -> row i * n + j.
   i, j = 2, 5
   np.testing.assert_allclose(flow.xyt[i * 6 + j], [*data["X_star"][j], data["t"][i, 0]])
-  np.testing.assert_allclose(flow.uvp[i * 6 + j], [data["U_star"][j, 0, i],
-                                                   data["U_star"][j, 1, i],
-                                                   data["p_star"][j, i]])
+  np.testing.assert_allclose(
+      flow.uvp[i * 6 + j], [data["U_star"][j, 0, i], data["U_star"][j, 1, i], data["p_star"][j, i]]
+  )
 
 
-@pytest.mark.parametrize("overrides, match", [
-    ({"p_star": None}, r"missing key\(s\) \['p_star'\]"),
-    ({"U_star": np.zeros((6, 3, 4))}, r"U_star must have shape \(N, 2, T\) = \(6, 2, 4\)"),
-    ({"p_star": np.zeros((6, 5))}, r"p_star must have shape"),
-    ({"X_star": np.zeros((6, 3))}, r"X_star must have shape \(N, 2\)"),
-    ({"t": np.zeros((2, 2))}, r"t must have shape \(T, 1\)"),
-])
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        ({"p_star": None}, r"missing key\(s\) \['p_star'\]"),
+        ({"U_star": np.zeros((6, 3, 4))}, r"U_star must have shape \(N, 2, T\) = \(6, 2, 4\)"),
+        ({"p_star": np.zeros((6, 5))}, r"p_star must have shape"),
+        ({"X_star": np.zeros((6, 3))}, r"X_star must have shape \(N, 2\)"),
+        ({"t": np.zeros((2, 2))}, r"t must have shape \(T, 1\)"),
+    ],
+)
 def test_raissi_mat_bad_inputs(tmp_path, overrides, match):
   path = str(tmp_path / "bad.mat")
   _write_mat(path, **overrides)

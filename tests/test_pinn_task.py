@@ -52,8 +52,9 @@ def test_tiny_run_writes_metrics_and_artifacts(tiny_run):
 def test_resume_after_sigkill_matches_uninterrupted(tiny_run, tmp_path):
   ref_dir, ref = tiny_run
   workdir = tmp_path / "killed"
-  proc = subprocess.Popen(CMD + [f"--workdir={workdir}"], cwd=ROOT, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
+  proc = subprocess.Popen(
+      CMD + [f"--workdir={workdir}"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+  )
   deadline = time.time() + 240
   while time.time() < deadline and proc.poll() is None:
     if checkpoint.latest_step(str(workdir)) is not None:
@@ -62,8 +63,9 @@ def test_resume_after_sigkill_matches_uninterrupted(tiny_run, tmp_path):
   proc.send_signal(signal.SIGKILL)
   proc.wait()
   assert not (workdir / "results.json").exists(), "the run finished before it was killed"
-  out = subprocess.run(CMD + [f"--workdir={workdir}"], cwd=ROOT, capture_output=True, text=True,
-                       timeout=600)
+  out = subprocess.run(
+      CMD + [f"--workdir={workdir}"], cwd=ROOT, capture_output=True, text=True, timeout=600
+  )
   assert out.returncode == 0, out.stderr[-2000:]
   got = io.read_json(workdir / "results.json")
   for a, b in zip(got["members"], ref["members"]):
@@ -77,6 +79,7 @@ def test_resume_after_sigkill_matches_uninterrupted(tiny_run, tmp_path):
 
 def test_stream_function_drops_continuity_from_the_loss(tmp_path):
   import jax
+
   c = pinn_cfg.get_config("tiny")
   with c.unlocked():
     c.model.parameterization = "psi_p"
@@ -95,8 +98,15 @@ def test_stream_function_drops_continuity_from_the_loss(tmp_path):
 def test_mat_file_by_path_and_bad_keys(tmp_path):
   rs = np.random.default_rng(0)
   good = tmp_path / "wake.mat"
-  scipy.io.savemat(good, {"X_star": rs.uniform(1, 8, (30, 2)), "t": np.linspace(0, 2, 3)[:, None],
-                          "U_star": rs.normal(size=(30, 2, 3)), "p_star": rs.normal(size=(30, 3))})
+  scipy.io.savemat(
+      good,
+      {
+          "X_star": rs.uniform(1, 8, (30, 2)),
+          "t": np.linspace(0, 2, 3)[:, None],
+          "U_star": rs.normal(size=(30, 2, 3)),
+          "p_star": rs.normal(size=(30, 3)),
+      },
+  )
   task = tasks.build_task(pinn_cfg.get_config(f"tiny,path={good}"))
   assert task.info["num_eval_points"] == 90 and task.info["grid_shape"] == [3, 30]
   bad = tmp_path / "bad.mat"

@@ -60,13 +60,20 @@ def test_failed_render_writes_nothing(tmp_path, monkeypatch):
 
 
 def test_scaling_plots_draw_empty_and_censored_panels(tmp_path):
-  censored = {"found": False, "param_count": None, "min_width": None, "lower_bound": 64,
-              "lower_bound_params": 193}
+  censored = {
+      "found": False,
+      "param_count": None,
+      "min_width": None,
+      "lower_bound": 64,
+      "lower_bound_params": 193,
+  }
   points = [{"arm": "sinc", "n": n, "schemes": {"init1": dict(censored)}} for n in (6, 10)]
   fits = [{"arm": "sinc", "scheme": "init1", "note": "no fit: no N reached the target"}]
   for pts in (points, []):  # only lower bounds; nothing at all
-    for f in (lambda p: plots.scaling_curves(pts, ["sinc", "relu"], ["init1"], fits, p),
-              lambda p: plots.theory_widths(pts, ["sinc", "relu"], ["init1"], p)):
+    for f in (
+        lambda p: plots.scaling_curves(pts, ["sinc", "relu"], ["init1"], fits, p),
+        lambda p: plots.theory_widths(pts, ["sinc", "relu"], ["init1"], p),
+    ):
       path = tmp_path / "p.png"
       f(str(path))  # "Data cannot be log-scaled" before the fix
       assert path.read_bytes().startswith(PNG_MAGIC)
@@ -76,10 +83,13 @@ def test_scaling_plots_draw_empty_and_censored_panels(tmp_path):
 def test_figures_bypass_pyplot_and_keep_the_users_backend(tmp_path):
   # A notebook's inline backend must survive importing nfscale, and figures
   # must not pile up in pyplot's global registry.
-  plots.psnr_curves([{"step": 0, "score": [1.0]}, {"step": 1, "score": [2.0]}], ["a"],
-                    str(tmp_path / "c.png"))
+  plots.psnr_curves(
+      [{"step": 0, "score": [1.0]}, {"step": 1, "score": [2.0]}], ["a"], str(tmp_path / "c.png")
+  )
   assert plt.get_fignums() == []
-  code = ("import matplotlib; matplotlib.use('svg'); import nfscale.plots; "
-          "print(matplotlib.get_backend())")
+  code = (
+      "import matplotlib; matplotlib.use('svg'); import nfscale.plots; "
+      "print(matplotlib.get_backend())"
+  )
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
   assert out.stdout.strip() == "svg"

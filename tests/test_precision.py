@@ -24,9 +24,13 @@ POINTS, WIDTH = 256, 32
 def _problem(activation="sine", params=None, hidden=(WIDTH, WIDTH), points=POINTS):
   x = np.random.default_rng(0).uniform(-1, 1, (points, 2)).astype(np.float32)
   y = (np.sin(3 * x[:, :1]) * np.cos(2 * x[:, 1:])).astype(np.float32)
-  field = models.make_field(hidden, 1, activation=activation,
-                            activation_params=params or {"omega": 30.0}, scheme="siren"
-                            if activation == "sine" else "lecun_normal")
+  field = models.make_field(
+      hidden,
+      1,
+      activation=activation,
+      activation_params=params or {"omega": 30.0},
+      scheme="siren" if activation == "sine" else "lecun_normal",
+  )
   return field, {"x": x, "y": y}
 
 
@@ -34,8 +38,18 @@ def _fit(precision="default", remat="none", steps=20):
   field, data = _problem()
   members = [train.Member("siren", s, 1e-3) for s in range(2)]
   params = train.init_members(field, members, data["x"][:1])
-  return train.fit(models.mse_loss(field), params, members, data, steps=steps, chunk_steps=10,
-                   progress=False, shard=False, precision=precision, remat=remat)
+  return train.fit(
+      models.mse_loss(field),
+      params,
+      members,
+      data,
+      steps=steps,
+      chunk_steps=10,
+      progress=False,
+      shard=False,
+      precision=precision,
+      remat=remat,
+  )
 
 
 def _lowered_chunk_text(precision, remat="none"):
@@ -43,10 +57,17 @@ def _lowered_chunk_text(precision, remat="none"):
   members = [train.Member("siren", 0, 1e-3), train.Member("siren", 1, 1e-3)]
   params = train.init_members(field, members, data["x"][:1])
   tx = train.make_optimizer("adam")
-  chunk = train.make_train_chunk(models.mse_loss(field), tx, chunk_steps=2,
-                                 precision=precision, remat=remat)
-  args = (train.init_state(params, tx), jnp.full(2, 1e-3), jax.tree.map(jnp.asarray, data),
-          jax.random.key(0), 0, 2)
+  chunk = train.make_train_chunk(
+      models.mse_loss(field), tx, chunk_steps=2, precision=precision, remat=remat
+  )
+  args = (
+      train.init_state(params, tx),
+      jnp.full(2, 1e-3),
+      jax.tree.map(jnp.asarray, data),
+      jax.random.key(0),
+      0,
+      2,
+  )
   return chunk.lower(*args).as_text()
 
 
@@ -54,12 +75,15 @@ def _dot_lines(text):
   return [line for line in text.splitlines() if "stablehlo.dot_general" in line]
 
 
-@pytest.mark.parametrize("precision,marker", [
-    ("highest", "precision = [HIGHEST, HIGHEST]"),
-    ("bf16", "lhs_precision_type = bf16, rhs_precision_type = bf16, accumulation_type = f32"),
-    # tf32 on the CPU: float32 (XLA:CPU refuses the TF32 algorithm).
-    ("tf32", "precision = [HIGHEST, HIGHEST]"),
-])
+@pytest.mark.parametrize(
+    "precision,marker",
+    [
+        ("highest", "precision = [HIGHEST, HIGHEST]"),
+        ("bf16", "lhs_precision_type = bf16, rhs_precision_type = bf16, accumulation_type = f32"),
+        # tf32 on the CPU: float32 (XLA:CPU refuses the TF32 algorithm).
+        ("tf32", "precision = [HIGHEST, HIGHEST]"),
+    ],
+)
 def test_precision_reaches_every_matmul_of_the_step(precision, marker):
   dots = _dot_lines(_lowered_chunk_text(precision))
   # 2 hidden->hidden/out matmuls forward, their input and weight gradients backward.
@@ -88,8 +112,7 @@ def test_precision_results_match_the_plain_path(precision):
   # over 32-term sums, 20 Adam steps at lr 1e-3 on an initial loss of ~0.1).
   plain, other = _fit(), _fit(precision)
   rtol = 3e-2 if precision == "bf16" else 1e-5
-  np.testing.assert_allclose(np.asarray(other.state.loss), np.asarray(plain.state.loss),
-                             rtol=rtol)
+  np.testing.assert_allclose(np.asarray(other.state.loss), np.asarray(plain.state.loss), rtol=rtol)
   assert np.all(np.asarray(other.state.steps) == 20)
 
 
@@ -98,10 +121,12 @@ def test_remat_results_match_the_plain_path(remat):
   # Recomputation evaluates the same float32 ops again: equal up to float rounding of
   # a different fusion (1e-5 relative on the loss, 1e-4 absolute on params of scale ~0.1).
   plain, other = _fit(), _fit(remat=remat)
-  np.testing.assert_allclose(np.asarray(other.state.loss), np.asarray(plain.state.loss),
-                             rtol=1e-5)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4), other.state.params,
-               plain.state.params)
+  np.testing.assert_allclose(np.asarray(other.state.loss), np.asarray(plain.state.loss), rtol=1e-5)
+  jax.tree.map(
+      lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4),
+      other.state.params,
+      plain.state.params,
+  )
 
 
 def _big_residuals(remat, activation="sine", params=None, hidden=(WIDTH, WIDTH)):
@@ -111,8 +136,7 @@ def _big_residuals(remat, activation="sine", params=None, hidden=(WIDTH, WIDTH))
   out = io.StringIO()
   with contextlib.redirect_stdout(out):  # jax's public listing of the residuals
     print_saved_residuals(lambda q: loss(q, data, None)[0], p)
-  return [line for line in out.getvalue().splitlines()
-          if line.startswith(f"f32[{POINTS},{WIDTH}]")]
+  return [line for line in out.getvalue().splitlines() if line.startswith(f"f32[{POINTS},{WIDTH}]")]
 
 
 def test_remat_stores_fewer_point_by_width_arrays():
@@ -139,15 +163,18 @@ def test_remat_dots_lowers_compiled_temp_memory():
   assert dots < 0.8 * none, (dots, none)
 
 
-@pytest.mark.parametrize("kwargs,match", [({"precision": "fp8"}, "valid precisions"),
-                                          ({"remat": "some"}, "valid remat settings")])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [({"precision": "fp8"}, "valid precisions"), ({"remat": "some"}, "valid remat settings")],
+)
 def test_bad_setting_is_a_one_line_error(kwargs, match):
   with pytest.raises(ValueError, match=match) as info:
     _fit(steps=1, **kwargs)
   assert "\n" not in str(info.value)
   with pytest.raises(ValueError, match=match):
-    train.make_train_chunk(lambda p, b, r: (0.0, {}), train.make_optimizer("sgd"),
-                           chunk_steps=1, **kwargs)
+    train.make_train_chunk(
+        lambda p, b, r: (0.0, {}), train.make_optimizer("sgd"), chunk_steps=1, **kwargs
+    )
 
 
 def test_config_keys_default_to_todays_behaviour():
@@ -163,11 +190,14 @@ def test_defaults_trace_the_same_program_as_before():
   assert "optimization_barrier" not in _lowered_chunk_text("default")
 
 
-@pytest.mark.parametrize("key,value,match", [("precision", "fp8", "valid precisions"),
-                                             ("remat", "some", "valid remat settings")])
+@pytest.mark.parametrize(
+    "key,value,match",
+    [("precision", "fp8", "valid precisions"), ("remat", "some", "valid remat settings")],
+)
 def test_experiment_validation_names_the_choices(key, value, match):
   from configs import curve1d  # pylint: disable=import-outside-toplevel
   from nfscale import experiment  # pylint: disable=import-outside-toplevel
+
   config = curve1d.get_config("quick")
   config.unlock()
   config[key] = value

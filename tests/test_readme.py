@@ -13,8 +13,10 @@ ROOT = pathlib.Path(__file__).parents[1]
 def _blocks(doc):
   text = (ROOT / doc).read_text()
   # Each block is padded with the newlines before it, so a failure names its line in the doc.
-  blocks = ["\n" * text.count("\n", 0, m.start(1)) + m.group(1)
-            for m in re.finditer(r"```python\n(.*?)```", text, flags=re.S)]
+  blocks = [
+      "\n" * text.count("\n", 0, m.start(1)) + m.group(1)
+      for m in re.finditer(r"```python\n(.*?)```", text, flags=re.S)
+  ]
   assert blocks, f"{doc} has no python example"
   return blocks
 

@@ -122,8 +122,9 @@ def test_load_round_trips_params_bit_exactly(tmp_path):
   ev = loaded.task.evaluate(loaded.stacked_params)
   assert [float(v) for v in ev["full_psnr"]] == [m["full_psnr"] for m in res["members"]]
   ys, xs = np.meshgrid(np.linspace(-1, 1, 24), np.linspace(-1, 1, 24), indexing="ij")
-  hi = loaded.model.apply(loaded.params[0], jnp.asarray(np.stack([xs, ys], -1).reshape(-1, 2),
-                                                        jnp.float32))
+  hi = loaded.model.apply(
+      loaded.params[0], jnp.asarray(np.stack([xs, ys], -1).reshape(-1, 2), jnp.float32)
+  )
   assert hi.shape == (24 * 24, 3)
   # An older checkpoint is reachable too.
   assert nfscale.load(str(tmp_path), step=20).step == 20
@@ -136,10 +137,18 @@ def test_checkpoint_without_config_is_refused(tmp_path):
     experiment.run(_tiny(), str(tmp_path))
 
 
-CMD = [sys.executable, "-m", "launch.train", "--config=configs/image.py:quick,size=12,steps=300",
-       "--config.model.hidden=(16,16)", "--config.schemes=('init1','lecun_normal')",
-       "--config.chunk_steps=10", "--config.log_every=10", "--config.checkpoint_every=10",
-       "--config.progress=False"]
+CMD = [
+    sys.executable,
+    "-m",
+    "launch.train",
+    "--config=configs/image.py:quick,size=12,steps=300",
+    "--config.model.hidden=(16,16)",
+    "--config.schemes=('init1','lecun_normal')",
+    "--config.chunk_steps=10",
+    "--config.log_every=10",
+    "--config.checkpoint_every=10",
+    "--config.progress=False",
+]
 
 
 def _steps_on_disk(workdir):
@@ -150,8 +159,13 @@ def _steps_on_disk(workdir):
 def test_sigkill_then_rerun_equals_uninterrupted(tmp_path):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   killed, ref = tmp_path / "killed", tmp_path / "ref"
-  proc = subprocess.Popen(CMD + [f"--workdir={killed}"], cwd=ROOT, env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  proc = subprocess.Popen(
+      CMD + [f"--workdir={killed}"],
+      cwd=ROOT,
+      env=env,
+      stdout=subprocess.DEVNULL,
+      stderr=subprocess.PIPE,
+  )
   deadline = time.time() + 240
   while time.time() < deadline and not any(s >= 20 for s in _steps_on_disk(killed)):
     if proc.poll() is not None:
@@ -163,8 +177,14 @@ def test_sigkill_then_rerun_equals_uninterrupted(tmp_path):
   steps_at_kill = max(_steps_on_disk(killed))
   assert 20 <= steps_at_kill < 300
   for workdir in (killed, ref):
-    out = subprocess.run(CMD + [f"--workdir={workdir}"], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run(
+        CMD + [f"--workdir={workdir}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
   a = json.loads((killed / "results.json").read_text())
   b = json.loads((ref / "results.json").read_text())

@@ -40,7 +40,8 @@ SCRIPT = textwrap.dedent("""
 
 def test_sharded_equals_single_device():
   env = dict(os.environ, JAX_PLATFORMS="cpu")
-  out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env,
-                       timeout=300)
+  out = subprocess.run(
+      [sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=300
+  )
   assert out.returncode == 0, out.stderr[-3000:]
   assert "OK 60" in out.stdout

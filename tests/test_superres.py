@@ -32,8 +32,9 @@ def test_subpixel_layout_applies_A():
   # Averaging the field over each low-res pixel's sub-pixels must equal A of the rendered image.
   img = np.random.default_rng(1).uniform(size=(8, 12, 3)).astype(np.float32)
   grouped = resampling.group_subpixels(img, 4)
-  np.testing.assert_allclose(grouped.mean(1), resampling.area_downsample(img, 4).reshape(-1, 3),
-                             atol=1e-6)
+  np.testing.assert_allclose(
+      grouped.mean(1), resampling.area_downsample(img, 4).reshape(-1, 3), atol=1e-6
+  )
   coords = resampling.subpixel_coords(8, 12, 4)
   full = images.pixel_coords(8, 12).reshape(8, 12, 2)
   np.testing.assert_array_equal(coords[0], full[:4, :4].reshape(16, 2))
@@ -61,24 +62,29 @@ def test_bicubic_baseline_beats_nearest_on_a_smooth_image():
 
 # ---- the task end to end (the config's test-sized preset) ------------------------------
 
+
 def _sr_config(arg="tiny"):
   import pathlib
   import sys
+
   sys.path.insert(0, str(pathlib.Path(__file__).parents[1]))
   from configs import superres as cfg
+
   return cfg.get_config(arg)
 
 
 def test_superres_task_trains_through_A_only():
   from nfscale.tasks import build_task
+
   c = _sr_config()
   task = build_task(c)
-  f2 = c.data.factor ** 2
+  f2 = c.data.factor**2
   assert task.train_data["x"].shape == (16 * 16 // f2, f2, 2)
   assert task.train_data["y"].shape == (16 * 16 // f2, 3)
   # The observation is A of the high-res image; high-res pixels are never a target.
   hi, lo = __import__("nfscale.tasks.superres", fromlist=["x"]).load_problem(
-      c.data.name, "", 16, c.data.factor)
+      c.data.name, "", 16, c.data.factor
+  )
   np.testing.assert_allclose(task.train_data["y"], lo.reshape(-1, 3))
   assert task.info["bicubic_psnr"] > 10
 
@@ -86,10 +92,17 @@ def test_superres_task_trains_through_A_only():
 def test_superres_tiny_run_writes_every_artifact(tmp_path):
   import json
   from nfscale import experiment
+
   c = _sr_config()
   res = experiment.run(c, str(tmp_path))
-  for name in ("config.json", "metrics.jsonl", "results.json", "psnr.png", "superres.png",
-               "table.md"):
+  for name in (
+      "config.json",
+      "metrics.jsonl",
+      "results.json",
+      "psnr.png",
+      "superres.png",
+      "table.md",
+  ):
     assert (tmp_path / name).stat().st_size > 0, name
   assert [m["scheme"] for m in res["members"]] == list(c.schemes)
   for m in res["members"]:
@@ -100,6 +113,7 @@ def test_superres_tiny_run_writes_every_artifact(tmp_path):
 
 def test_superres_image_smaller_than_factor_fails_before_writing(tmp_path):
   from nfscale import experiment
+
   c = _sr_config("tiny,size=3")
   with pytest.raises(ValueError, match="smaller than the super-resolution factor 4"):
     experiment.run(c, str(tmp_path / "run"))

@@ -19,8 +19,13 @@ from configs import scaling_shallow  # noqa: E402
 
 # The paper-style figures every report writes besides scaling.png.
 FIGURES = ["figure_width.png", "figure_width.pdf", "figure_params.png", "figure_params.pdf"]
-CMD = [sys.executable, "-m", "launch.sweep", "--config=configs/scaling_shallow.py:tiny",
-       "--config.theory.enabled=False"]
+CMD = [
+    sys.executable,
+    "-m",
+    "launch.sweep",
+    "--config=configs/scaling_shallow.py:tiny",
+    "--config.theory.enabled=False",
+]
 
 
 def _tiny(**theory):
@@ -47,13 +52,21 @@ def reference(tmp_path_factory):
 
 def test_tiny_sweep_writes_report(reference):
   workdir, report = reference
-  for f in ("config.json", "points.jsonl", "evals.jsonl", "table.csv", "table.md", "fits.json",
-            "scaling.png"):
+  for f in (
+      "config.json",
+      "points.jsonl",
+      "evals.jsonl",
+      "table.csv",
+      "table.md",
+      "fits.json",
+      "scaling.png",
+  ):
     assert (workdir / f).stat().st_size > 0, f
   assert report["points"] == report["expected_points"] == 3
   rows = report["rows"]
-  assert {(r["n"], r["scheme"]) for r in rows} == {(n, s) for n in (6, 10, 14)
-                                                     for s in ("lecun_normal", "init1")}
+  assert {(r["n"], r["scheme"]) for r in rows} == {
+      (n, s) for n in (6, 10, 14) for s in ("lecun_normal", "init1")
+  }
   for r in rows:
     if r["found"]:
       # The found width trained to the target; the lower bound did not.
@@ -68,8 +81,9 @@ def test_tiny_sweep_writes_report(reference):
 def test_resume_after_sigkill_reproduces_uninterrupted(reference, tmp_path):
   ref_dir, _ = reference
   workdir = tmp_path / "killed"
-  proc = subprocess.Popen(CMD + [f"--workdir={workdir}"], cwd=ROOT, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
+  proc = subprocess.Popen(
+      CMD + [f"--workdir={workdir}"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+  )
   evals = workdir / "evals.jsonl"
   deadline = time.time() + 240
   # Kill after the first few trained widths, i.e. mid-point.
@@ -81,8 +95,9 @@ def test_resume_after_sigkill_reproduces_uninterrupted(reference, tmp_path):
   proc.wait()
   finished_before = len(io.read_jsonl(workdir / "points.jsonl", missing_ok=True))
   assert finished_before < 3, "the sweep finished before it could be killed"
-  out = subprocess.run(CMD + [f"--workdir={workdir}"], cwd=ROOT, capture_output=True, text=True,
-                       timeout=600)
+  out = subprocess.run(
+      CMD + [f"--workdir={workdir}"], cwd=ROOT, capture_output=True, text=True, timeout=600
+  )
   assert out.returncode == 0, out.stderr[-2000:]
   assert "points finished: 3 / 3" in out.stdout
   got = io.read_jsonl(workdir / "points.jsonl")
@@ -90,8 +105,10 @@ def test_resume_after_sigkill_reproduces_uninterrupted(reference, tmp_path):
   assert len(got) == 3  # no duplicate point
   assert _comparable(got) == _comparable(want)
   # No width was trained twice: the resumed run reused evals.jsonl.
-  keys = [(e["arm"], e["n"], e["width"], tuple(e["schemes"]))
-          for e in io.read_jsonl(workdir / "evals.jsonl")]
+  keys = [
+      (e["arm"], e["n"], e["width"], tuple(e["schemes"]))
+      for e in io.read_jsonl(workdir / "evals.jsonl")
+  ]
   assert len(keys) == len(set(keys))
 
 
@@ -113,14 +130,24 @@ def test_host_split_merges_to_the_same_result(reference, tmp_path):
   ref_dir, _ = reference
   for index in (0, 1):
     sweep.run_sweep(_tiny(), str(tmp_path), host=(index, 2), report=False)
-  assert sorted(os.listdir(tmp_path)) == sorted(
-      ["config.json", "points.0.jsonl", "points.1.jsonl", "evals.0.jsonl", "evals.1.jsonl",
-       ".lock", ".lock.host0", ".lock.host1", ".lock.split", ".lock.count2"])
+  assert sorted(os.listdir(tmp_path)) == sorted([
+      "config.json",
+      "points.0.jsonl",
+      "points.1.jsonl",
+      "evals.0.jsonl",
+      "evals.1.jsonl",
+      ".lock",
+      ".lock.host0",
+      ".lock.host1",
+      ".lock.split",
+      ".lock.count2",
+  ])
   assert len(io.read_jsonl(tmp_path / "points.0.jsonl")) == 2  # points 0 and 2
   report = sweep.write_report(_tiny(), str(tmp_path))
   assert report["points"] == 3
   assert _comparable(sweep.read_points(str(tmp_path))) == _comparable(
-      sweep.read_points(str(ref_dir)))
+      sweep.read_points(str(ref_dir))
+  )
 
 
 @pytest.mark.slow  # a whole sweep in a subprocess; test_sharding covers the engine itself
@@ -133,14 +160,25 @@ def test_forced_devices_give_the_same_widths(reference, tmp_path):
       "assert len(jax.devices()) == 4\n"
       "c = scaling_shallow.get_config('tiny')\n"
       "with c.unlocked(): c.theory.enabled = False\n"
-      f"sweep.run_sweep(c, {str(tmp_path)!r})\n")
-  out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
-                       timeout=600, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+      f"sweep.run_sweep(c, {str(tmp_path)!r})\n"
+  )
+  out = subprocess.run(
+      [sys.executable, "-c", script],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=600,
+      env=dict(os.environ, JAX_PLATFORMS="cpu"),
+  )
   assert out.returncode == 0, out.stderr[-2000:]
-  got = {k: {s: r["min_width"] for s, r in v["schemes"].items()}
-         for k, v in _comparable(sweep.read_points(str(tmp_path))).items()}
-  want = {k: {s: r["min_width"] for s, r in v["schemes"].items()}
-          for k, v in _comparable(sweep.read_points(str(ref_dir))).items()}
+  got = {
+      k: {s: r["min_width"] for s, r in v["schemes"].items()}
+      for k, v in _comparable(sweep.read_points(str(tmp_path))).items()
+  }
+  want = {
+      k: {s: r["min_width"] for s, r in v["schemes"].items()}
+      for k, v in _comparable(sweep.read_points(str(ref_dir))).items()
+  }
   assert got == want
 
 
@@ -203,8 +241,13 @@ def test_bad_host_fails_before_touching_the_workdir(tmp_path):
 
 
 def test_cli_bad_host_is_a_one_line_error(tmp_path):
-  out = subprocess.run(CMD + [f"--workdir={tmp_path}", "--host=0/0"], cwd=ROOT,
-                       capture_output=True, text=True, timeout=300)
+  out = subprocess.run(
+      CMD + [f"--workdir={tmp_path}", "--host=0/0"],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
   assert out.returncode != 0
   assert "host '0/0' is not a valid 'index/count'" in out.stderr
   assert "ZeroDivisionError" not in out.stderr and "Traceback" not in out.stderr
@@ -216,8 +259,9 @@ def test_cli_bad_host_is_a_one_line_error(tmp_path):
 # --------------------------------------------------------------------------- #
 def test_second_sweep_on_a_running_workdir_refuses(tmp_path):
   workdir = tmp_path / "busy"
-  proc = subprocess.Popen(CMD + [f"--workdir={workdir}"], cwd=ROOT, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
+  proc = subprocess.Popen(
+      CMD + [f"--workdir={workdir}"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+  )
   try:
     deadline = time.time() + 240
     lock = workdir / ".lock"
@@ -286,29 +330,52 @@ def test_unreachable_target_still_writes_the_report(tmp_path):
 
 
 def _point(arm, n, found, width=None, lower=0, params=None, theory=None):
-  r = {"min_width": width if found else None, "found": found, "lower_bound": lower,
-       "param_count": params if found else None, "best_lr": 0.1 if found else None,
-       "evaluations": {}}
+  r = {
+      "min_width": width if found else None,
+      "found": found,
+      "lower_bound": lower,
+      "param_count": params if found else None,
+      "best_lr": 0.1 if found else None,
+      "evaluations": {},
+  }
   if theory is not None:
     r["theory"] = {"condition_width": theory, "found": bool(theory)}
-  return {"arm": arm, "n": n, "schemes": {"lecun_normal": r, "init1": dict(r)}, "rounds": 1,
-          "seconds": 0.0, "trained_seconds": 0.0}
+  return {
+      "arm": arm,
+      "n": n,
+      "schemes": {"lecun_normal": r, "init1": dict(r)},
+      "rounds": 1,
+      "seconds": 0.0,
+      "trained_seconds": 0.0,
+  }
 
 
-@pytest.mark.parametrize("found_ns, note", [
-    ((), "no fit: no N reached the target"),
-    ((6,), "no fit: 1 N reached the target, a fit needs 3"),
-    ((6, 10), "no fit: 2 N reached the target, a fit needs 3"),
-    ((6, 10, 14), None),
-])
+@pytest.mark.parametrize(
+    "found_ns, note",
+    [
+        ((), "no fit: no N reached the target"),
+        ((6,), "no fit: 1 N reached the target, a fit needs 3"),
+        ((6, 10), "no fit: 2 N reached the target, a fit needs 3"),
+        ((6, 10, 14), None),
+    ],
+)
 def test_report_from_partial_points(tmp_path, found_ns, note):
   c = _tiny()
   io.check_or_write_config(tmp_path, c.to_dict())
   for n in (6, 10, 14):
     w = n // 2
-    io.append_jsonl(tmp_path / "points.jsonl",
-                    _point("sinc", n, n in found_ns, w, lower=w - 1 if n in found_ns else 64,
-                           params=3 * w + 1, theory=0))
+    io.append_jsonl(
+        tmp_path / "points.jsonl",
+        _point(
+            "sinc",
+            n,
+            n in found_ns,
+            w,
+            lower=w - 1 if n in found_ns else 64,
+            params=3 * w + 1,
+            theory=0,
+        ),
+    )
   report = sweep.write_report(c, str(tmp_path))
   fits = report["fits"]
   assert len(fits) == 2
@@ -337,8 +404,10 @@ def test_truncated_config_names_the_file(tmp_path):
   io.check_or_write_config(tmp_path, _tiny().to_dict())
   path = tmp_path / "config.json"
   path.write_text(path.read_text()[:40])
-  for call in (lambda: sweep.run_sweep(_tiny(), str(tmp_path)),
-               lambda: sweep.write_report(_tiny(), str(tmp_path))):
+  for call in (
+      lambda: sweep.run_sweep(_tiny(), str(tmp_path)),
+      lambda: sweep.write_report(_tiny(), str(tmp_path)),
+  ):
     with pytest.raises(ValueError, match="is not valid JSON") as e:
       call()
     assert str(path) in str(e.value)

@@ -73,8 +73,12 @@ def test_external_task_runs_in_process(tmp_path):
   c = toy_cfg.get_config()
   res = experiment.run(c, str(tmp_path))
   assert res["score"]["name"] == "neg_mae"
-  assert res["metrics"][0] == {"name": "max_error", "higher_is_better": False, "fmt": ".4f",
-                               "label": "max_error"}
+  assert res["metrics"][0] == {
+      "name": "max_error",
+      "higher_is_better": False,
+      "fmt": ".4f",
+      "label": "max_error",
+  }
   for m in res["members"]:
     assert m["final_neg_mae"] > m["final_loss"] * -1 - 1e-6  # score = -loss
     assert 0 <= m["max_error"] < 1
@@ -88,8 +92,13 @@ def test_external_task_runs_in_process(tmp_path):
 
 def test_external_task_end_to_end_through_the_launcher(tmp_path):
   env = dict(os.environ, PYTHONPATH=str(ROOT / "tests"), JAX_PLATFORMS="cpu")
-  cmd = [sys.executable, "-m", "launch.train", "--config=tests/toytask/config.py",
-         f"--workdir={tmp_path}"]
+  cmd = [
+      sys.executable,
+      "-m",
+      "launch.train",
+      "--config=tests/toytask/config.py",
+      f"--workdir={tmp_path}",
+  ]
   out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
   assert out.returncode == 0, out.stderr[-3000:]
   assert "max_error" in out.stdout and "toy_fits.png" in out.stdout
@@ -97,8 +106,14 @@ def test_external_task_end_to_end_through_the_launcher(tmp_path):
   assert res["task"] == "toy_abs" and len(res["members"]) == 2
   # Eval mode, from the saved config alone: the task module is imported again.
   (tmp_path / "toy_fits.png").unlink()
-  ev = subprocess.run([sys.executable, "-m", "launch.render", f"--workdir={tmp_path}"],
-                      cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+  ev = subprocess.run(
+      [sys.executable, "-m", "launch.render", f"--workdir={tmp_path}"],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=300,
+      env=env,
+  )
   assert ev.returncode == 0, ev.stderr[-3000:]
   assert (tmp_path / "toy_fits.png").exists()
   again = json.loads((tmp_path / "results.json").read_text())
@@ -107,7 +122,12 @@ def test_external_task_end_to_end_through_the_launcher(tmp_path):
 
 def test_task_contract_checks():
   with pytest.raises(ValueError, match="duplicate metric"):
-    base.Task(name="t", model=None, train_data={"x": np.zeros((2, 1))}, loss_fn=None,
-              metrics=(base.Metric("a"), base.Metric("a")))
+    base.Task(
+        name="t",
+        model=None,
+        train_data={"x": np.zeros((2, 1))},
+        loss_fn=None,
+        metrics=(base.Metric("a"), base.Metric("a")),
+    )
   with pytest.raises(ValueError, match="example_input"):
     base.Task(name="t", model=None, train_data={"u": np.zeros((2, 1))}, loss_fn=None)

@@ -15,16 +15,23 @@ Y = (np.sin(2 * np.pi * X) + np.sin(6 * np.pi * X) + np.sin(10 * np.pi * X)).ast
 
 ACTIVATIONS = {
     "sinc": ({"omega": 30.0}, lambda z: np.sinc(30.0 * z / np.pi)),
-    "gaussian": ({"sigma": 0.5}, lambda z: np.exp(-z * z / (2 * 0.5 ** 2))),
-    "gabor": ({"omega0": 10.0, "s0": 1.0},
-              lambda z: np.exp(1j * 10.0 * z - np.real(z * np.conj(z)))),
+    "gaussian": ({"sigma": 0.5}, lambda z: np.exp(-z * z / (2 * 0.5**2))),
+    "gabor": (
+        {"omega0": 10.0, "s0": 1.0},
+        lambda z: np.exp(1j * 10.0 * z - np.real(z * np.conj(z))),
+    ),
 }
 
 
 def _field(hidden, activation="sinc", scheme="lecun_normal", first_bias="torch", out_dim=1):
-  return models.make_field(hidden, out_dim, activation=activation,
-                           activation_params=ACTIVATIONS[activation][0], scheme=scheme,
-                           scheme_params={"first_bias": first_bias})
+  return models.make_field(
+      hidden,
+      out_dim,
+      activation=activation,
+      activation_params=ACTIVATIONS[activation][0],
+      scheme=scheme,
+      scheme_params={"first_bias": first_bias},
+  )
 
 
 def _numpy_reference(params, hidden, activation, x, y):
@@ -33,8 +40,12 @@ def _numpy_reference(params, hidden, activation, x, y):
   p = params["params"]
   h = np.asarray(x, np.float64)
   for k in range(len(hidden)):
-    w, b = (np.asarray(p[f"dense_{k}"][n]).astype(np.complex128 if np.iscomplexobj(
-        p[f"dense_{k}"][n]) else np.float64) for n in ("kernel", "bias"))
+    w, b = (
+        np.asarray(p[f"dense_{k}"][n]).astype(
+            np.complex128 if np.iscomplexobj(p[f"dense_{k}"][n]) else np.float64
+        )
+        for n in ("kernel", "bias")
+    )
     h = phi(h @ w + b)
   last = p[f"dense_{len(hidden)}"]
   w_last = np.asarray(last["kernel"]).astype(h.dtype if np.iscomplexobj(h) else np.float64)
@@ -45,18 +56,28 @@ def _numpy_reference(params, hidden, activation, x, y):
   loss = 0.5 * np.sum((out - np.asarray(y, np.float64)) ** 2)
   w_norm = np.linalg.norm(w_last, 2)
   rhs = 16 * math.sqrt(n_pts) / math.sqrt(width) * math.sqrt(2 * loss) * w_norm
-  return dict(sigma_min=sigma_min, sigma_max=svals[0], w_last_norm=w_norm, init_loss=loss,
-              rhs=rhs, margin=sigma_min ** 2 - rhs, features=h)
+  return dict(
+      sigma_min=sigma_min,
+      sigma_max=svals[0],
+      w_last_norm=w_norm,
+      init_loss=loss,
+      rhs=rhs,
+      margin=sigma_min**2 - rhs,
+      features=h,
+  )
 
 
-@pytest.mark.parametrize("hidden,activation,scheme", [
-    ((64,), "sinc", "lecun_normal"),
-    ((8,), "sinc", "init1"),
-    ((64,), "gaussian", "kaiming_normal"),
-    ((8,), "gaussian", "xavier_normal"),
-    ((16, 32), "gaussian", "init1"),  # deep: eq. 4.6 on the last hidden layer
-    ((16, 48), "gabor", "init1"),  # complex features and last kernel
-])
+@pytest.mark.parametrize(
+    "hidden,activation,scheme",
+    [
+        ((64,), "sinc", "lecun_normal"),
+        ((8,), "sinc", "init1"),
+        ((64,), "gaussian", "kaiming_normal"),
+        ((8,), "gaussian", "xavier_normal"),
+        ((16, 32), "gaussian", "init1"),  # deep: eq. 4.6 on the last hidden layer
+        ((16, 48), "gabor", "init1"),  # complex features and last kernel
+    ],
+)
 def test_matches_numpy_float64(hidden, activation, scheme):
   field = _field(hidden, activation, scheme)
   params = field.init(jax.random.key(3), X[:1])
@@ -67,8 +88,7 @@ def test_matches_numpy_float64(hidden, activation, scheme):
   np.testing.assert_allclose(d.w_last_norm, ref["w_last_norm"], rtol=1e-12)
   # The model's forward pass is float32: features and loss agree to ~1e-6.
   np.testing.assert_allclose(d.init_loss, ref["init_loss"], rtol=1e-5)
-  np.testing.assert_allclose(d.sigma_min, ref["sigma_min"], rtol=1e-4,
-                             atol=1e-5 * ref["sigma_max"])
+  np.testing.assert_allclose(d.sigma_min, ref["sigma_min"], rtol=1e-4, atol=1e-5 * ref["sigma_max"])
   np.testing.assert_allclose(d.rhs, ref["rhs"], rtol=1e-5)
   np.testing.assert_allclose(d.margin, ref["margin"], rtol=1e-4, atol=1e-4 * ref["sigma_max"] ** 2)
   assert d.holds == (d.margin >= 0)
@@ -86,7 +106,7 @@ def test_margin_formula():
   d = theory.init_diagnostics(field, field.init(jax.random.key(0), X[:1]), X, Y)
   rhs = 16 * math.sqrt(d.N) / math.sqrt(d.width) * math.sqrt(2 * d.init_loss) * d.w_last_norm
   assert d.rhs == pytest.approx(rhs, rel=1e-14)
-  assert d.margin == d.sigma_min ** 2 - d.rhs
+  assert d.margin == d.sigma_min**2 - d.rhs
   assert isinstance(d.holds, bool) and isinstance(d.N, int) and isinstance(d.width, int)
 
 
@@ -107,8 +127,9 @@ def test_even_symmetry_with_zero_biases_gives_singular_features():
   field = _field((64,), "sinc", first_bias="zeros")
   params = field.init(jax.random.key(0), X[:1])
   d = theory.init_diagnostics(field, params, X, Y)
-  sigma_max = np.linalg.svd(_numpy_reference(params, (64,), "sinc", X, Y)["features"],
-                            compute_uv=False)[0]
+  sigma_max = np.linalg.svd(
+      _numpy_reference(params, (64,), "sinc", X, Y)["features"], compute_uv=False
+  )[0]
   assert d.sigma_min < 1e-6 * sigma_max and not d.holds
 
 
@@ -126,8 +147,11 @@ def test_complex_features_are_conservative():
 
 def test_stacked_equals_per_member():
   field = _field((32,), "sinc")
-  members = [train.Member("lecun_normal", 0, 0.1), train.Member("init1", 1, 0.1),
-             train.Member("kaiming_normal", 2, 0.1)]
+  members = [
+      train.Member("lecun_normal", 0, 0.1),
+      train.Member("init1", 1, 0.1),
+      train.Member("kaiming_normal", 2, 0.1),
+  ]
   stacked = train.init_members(field, members, jnp.asarray(X[:1]), {"first_bias": "torch"})
   got = theory.ensemble_diagnostics(field, stacked, X, Y)
   assert len(got) == len(members)
@@ -148,8 +172,9 @@ def test_condition_width_search_is_consistent():
   make = lambda w: _field((w,), "sinc")
   record = {}
   seeds = (0, 1, 2)
-  kw = dict(seeds=seeds, start=32, max_width=64, rel_precision=0.25,
-            scheme_params={"first_bias": "torch"})
+  kw = dict(
+      seeds=seeds, start=32, max_width=64, rel_precision=0.25, scheme_params={"first_bias": "torch"}
+  )
   r = theory.condition_width(make, "init1", x, y, record=record, **kw)
   assert r.found and r.evaluations[r.width]
   assert set(record) == set(r.evaluations)
@@ -162,11 +187,13 @@ def test_condition_width_search_is_consistent():
   for width, ok in ((r.width, True), (r.lower_bound, False)):
     model = make(width).clone(scheme=scheme)
     init = jax.jit(model.init)
-    stacked = jax.tree.map(lambda *a: jnp.stack(a),
-                           *[init(jax.random.key(s), x[:1]) for s in seeds])
+    stacked = jax.tree.map(
+        lambda *a: jnp.stack(a), *[init(jax.random.key(s), x[:1]) for s in seeds]
+    )
     diags = theory.ensemble_diagnostics(model, stacked, x, y)
-    np.testing.assert_allclose([d.margin for d in diags], [d.margin for d in record[width]],
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        [d.margin for d in diags], [d.margin for d in record[width]], rtol=1e-5, atol=1e-6
+    )
     assert (np.median([d.margin for d in diags]) >= 0) == ok
     assert [d.holds for d in diags] == [d.holds for d in record[width]]
   # "all" is at least as strict as "median" at the same widths.
@@ -178,8 +205,16 @@ def test_condition_width_search_is_consistent():
 def test_condition_width_not_found():
   # Zero biases: even features on symmetric points, sigma_min = 0 at any width.
   make = lambda w: _field((w,), "sinc", first_bias="zeros")
-  r = theory.condition_width(make, "lecun_normal", X, Y, seeds=(0,), start=64, max_width=64,
-                             scheme_params={"first_bias": "zeros"})
+  r = theory.condition_width(
+      make,
+      "lecun_normal",
+      X,
+      Y,
+      seeds=(0,),
+      start=64,
+      max_width=64,
+      scheme_params={"first_bias": "zeros"},
+  )
   assert not r.found and r.width is None and r.evaluations == {64: False}
 
 

@@ -11,11 +11,14 @@ from nfscale import metrics, models, train
 X = np.linspace(-1, 1, 64, dtype=np.float32)[:, None]
 Y = (np.sin(2 * np.pi * X) + 0.5 * np.sin(6 * np.pi * X)).astype(np.float32)
 DATA = {"x": X, "y": Y}
-FIELD = models.make_field((32,), 1, activation="sine", activation_params={"omega": 30.0},
-                          scheme_params={"first_bias": "torch"})
+FIELD = models.make_field(
+    (32,),
+    1,
+    activation="sine",
+    activation_params={"omega": 30.0},
+    scheme_params={"first_bias": "torch"},
+)
 SCHEMES = ("lecun_normal", "init1", "kaiming_uniform", "init2")
-
-
 
 
 def PSNR(loss, aux):
@@ -32,8 +35,9 @@ def _fit(members, steps=200, **kw):
   kw.setdefault("optimizer", "adam")
   kw.setdefault("chunk_steps", 50)
   kw.setdefault("score_fn", PSNR)
-  return train.fit(models.mse_loss(FIELD), params, members, DATA, steps=steps, progress=False,
-                   shard=False, **kw)
+  return train.fit(
+      models.mse_loss(FIELD), params, members, DATA, steps=steps, progress=False, shard=False, **kw
+  )
 
 
 def test_ensemble_of_schemes_trains():
@@ -77,8 +81,11 @@ def test_masked_early_stop_freezes_exactly_the_reached_members():
 
 
 def test_divergent_member_is_flagged_and_others_finish():
-  members = [train.Member("lecun_normal", 0, 1e-2), train.Member("lecun_normal", 1, 1e6),
-             train.Member("init2", 0, 1e-2)]
+  members = [
+      train.Member("lecun_normal", 0, 1e-2),
+      train.Member("lecun_normal", 1, 1e6),
+      train.Member("init2", 0, 1e-2),
+  ]
   r = _fit(members, steps=200, optimizer="sgd")
   st = jax.device_get(r.state)
   assert list(st.diverged) == [False, True, False]
@@ -133,31 +140,44 @@ def test_bad_optimizer_and_members():
 
 def test_init_members_equals_each_members_own_init():
   from nfscale import initializers
-  members = [train.Member(s, seed, lr) for s in ("init1", "siren") for seed in (0, 3)
-             for lr in (1e-3, 1e-2)]
+
+  members = [
+      train.Member(s, seed, lr)
+      for s in ("init1", "siren")
+      for seed in (0, 3)
+      for lr in (1e-3, 1e-2)
+  ]
   stacked = train.init_members(FIELD, members, X[:1], {"omega": 30.0})
   for i, m in enumerate(members):
-    own = FIELD.clone(scheme=initializers.get_scheme(m.scheme, **initializers.filter_hparams(
-        m.scheme, {"omega": 30.0}))).init(jax.random.key(m.seed), X[:1])
+    own = FIELD.clone(
+        scheme=initializers.get_scheme(
+            m.scheme, **initializers.filter_hparams(m.scheme, {"omega": 30.0})
+        )
+    ).init(jax.random.key(m.seed), X[:1])
     for a, b in zip(jax.tree.leaves(stacked), jax.tree.leaves(own)):
       np.testing.assert_array_equal(a[i], b)
 
 
 # --- complex parameters (issue: WIRE fields trained with the conjugate gradient) ---
 
-GABOR = models.make_field((16, 16), 1, activation="gabor",
-                          activation_params={"omega0": 5.0, "s0": 3.0})
+GABOR = models.make_field(
+    (16, 16), 1, activation="gabor", activation_params={"omega0": 5.0, "s0": 3.0}
+)
 
 
 def _as_pairs(tree):
   """Complex leaves as {"re", "im"} real pairs: the real twin of a complex field."""
-  return jax.tree.map(lambda a: {"re": jnp.real(a), "im": jnp.imag(a)}
-                      if jnp.iscomplexobj(a) else a, tree)
+  return jax.tree.map(
+      lambda a: {"re": jnp.real(a), "im": jnp.imag(a)} if jnp.iscomplexobj(a) else a, tree
+  )
 
 
 def _from_pairs(tree):
-  return jax.tree.map(lambda d: jax.lax.complex(d["re"], d["im"]) if isinstance(d, dict) else d,
-                      tree, is_leaf=lambda d: isinstance(d, dict) and set(d) == {"re", "im"})
+  return jax.tree.map(
+      lambda d: jax.lax.complex(d["re"], d["im"]) if isinstance(d, dict) else d,
+      tree,
+      is_leaf=lambda d: isinstance(d, dict) and set(d) == {"re", "im"},
+  )
 
 
 def test_complex_field_descends_like_its_real_twin():
@@ -169,8 +189,7 @@ def test_complex_field_descends_like_its_real_twin():
   def twin_loss(pairs, batch, rng):
     return mse(_from_pairs(pairs), batch, rng)
 
-  kw = dict(steps=60, optimizer="sgd", chunk_steps=20, log_every=20, progress=False,
-            shard=False)
+  kw = dict(steps=60, optimizer="sgd", chunk_steps=20, log_every=20, progress=False, shard=False)
   complex_fit = train.fit(mse, params, members, DATA, **kw)
   twin_fit = train.fit(twin_loss, _as_pairs(params), members, DATA, **kw)
   # Gradient descent on (re, im) as real numbers is THE descent of a real loss of
@@ -190,8 +209,17 @@ def test_complex_field_trains_with_adam():
   # the conjugate, 1.4 -> 13.3 dB with jax.grad's raw complex gradient.
   members = [train.Member("lecun_normal", 0, 1e-2)]
   params = train.init_members(GABOR, members, X[:1])
-  r = train.fit(models.mse_loss(GABOR), params, members, DATA, steps=200, chunk_steps=50,
-                score_fn=PSNR, progress=False, shard=False)
+  r = train.fit(
+      models.mse_loss(GABOR),
+      params,
+      members,
+      DATA,
+      steps=200,
+      chunk_steps=50,
+      score_fn=PSNR,
+      progress=False,
+      shard=False,
+  )
   first, last = r.history[0]["score"][0], r.history[-1]["score"][0]
   assert last > first + 20, (first, last)
 
@@ -205,10 +233,11 @@ def test_complex_kernels_keep_their_stated_variance():
   k = np.asarray(train.init_members(field, members, X[:1])["params"]["dense_1"]["kernel"])
   assert k.dtype == np.complex64
   np.testing.assert_allclose(np.mean(np.abs(k) ** 2), 1 / 64, rtol=0.05)
-  np.testing.assert_allclose(np.mean(k.real ** 2), np.mean(k.imag ** 2), rtol=0.05)
+  np.testing.assert_allclose(np.mean(k.real**2), np.mean(k.imag**2), rtol=0.05)
 
 
 # --- divergence beyond NaN/Inf ---
+
 
 def test_blown_up_loss_is_flagged_diverged():
   # Adam at lr 1e6 keeps finite but huge losses (the issue saw 6.8e9); the
@@ -227,6 +256,7 @@ def test_blown_up_loss_is_flagged_diverged():
 
 # --- optimizers: any optax name, schedules, per-member learning rates ---
 
+
 def _plain_optax(member, tx, steps):
   """One member trained alone by a textbook optax loop (no engine)."""
   params = train.unstack(train.init_members(FIELD, [member], X[:1], {"first_bias": "torch"}), 0)
@@ -244,24 +274,42 @@ def _plain_optax(member, tx, steps):
   return params
 
 
-@pytest.mark.parametrize("name,params,schedule,sparams", [
-    ("adam", {}, "constant", {}),
-    ("sgd", {"momentum": 0.9}, "cosine", {}),
-    ("adamw", {"weight_decay": 1e-2}, "exponential", {"transition_steps": 10,
-                                                     "decay_rate": 0.5}),
-])
+@pytest.mark.parametrize(
+    "name,params,schedule,sparams",
+    [
+        ("adam", {}, "constant", {}),
+        ("sgd", {"momentum": 0.9}, "cosine", {}),
+        (
+            "adamw",
+            {"weight_decay": 1e-2},
+            "exponential",
+            {"transition_steps": 10, "decay_rate": 0.5},
+        ),
+    ],
+)
 def test_per_member_lr_equals_plain_optax_alone(name, params, schedule, sparams):
   steps = 40
-  members = [train.Member("lecun_normal", 0, 1e-3), train.Member("init1", 1, 3e-3),
-             train.Member("lecun_normal", 0, 1e-2)]
-  together = _fit(members, steps=steps, chunk_steps=20, optimizer=name, optimizer_params=params,
-                  schedule=schedule, schedule_params=sparams)
+  members = [
+      train.Member("lecun_normal", 0, 1e-3),
+      train.Member("init1", 1, 3e-3),
+      train.Member("lecun_normal", 0, 1e-2),
+  ]
+  together = _fit(
+      members,
+      steps=steps,
+      chunk_steps=20,
+      optimizer=name,
+      optimizer_params=params,
+      schedule=schedule,
+      schedule_params=sparams,
+  )
   for i, m in enumerate(members):
     sched = train.make_schedule(schedule, sparams, steps=steps)
     lr = (lambda t, s=sched, lr=m.lr: lr * s(t)) if callable(sched) else m.lr
     alone = _plain_optax(m, getattr(optax, name)(learning_rate=lr, **params), steps)
-    for x, y in zip(jax.tree.leaves(train.unstack(together.state.params, i)),
-                    jax.tree.leaves(alone)):
+    for x, y in zip(
+        jax.tree.leaves(train.unstack(together.state.params, i)), jax.tree.leaves(alone)
+    ):
       # Same math, batched vs unbatched matmuls and lr * (1 * u) vs (lr * u):
       # float32 rounding only.
       np.testing.assert_allclose(x, y, rtol=2e-4, atol=2e-5)
@@ -291,8 +339,18 @@ def test_rng_reaches_the_loss_and_is_shared_by_members():
 
   members = [train.Member("lecun_normal", 0, 1e-3), train.Member("init1", 0, 1e-3)]
   params = train.init_members(FIELD, members, X[:1])
-  r = train.fit(loss_fn, params, members, DATA, steps=4, chunk_steps=2, log_every=1,
-                progress=False, shard=False, on_log=seen.append)
+  r = train.fit(
+      loss_fn,
+      params,
+      members,
+      DATA,
+      steps=4,
+      chunk_steps=2,
+      log_every=1,
+      progress=False,
+      shard=False,
+      on_log=seen.append,
+  )
   noise = [h["aux"]["noise"] for h in r.history]
   assert all(a == b for a, b in noise)  # same rng for all members
   assert len({a for a, _ in noise}) == len(noise)  # a fresh rng per step

@@ -45,8 +45,9 @@ class Flow(NamedTuple):
   source: str
 
 
-def taylor_green_data(grid: int = 64, num_times: int = 11, t_max: float = 5.0,
-                      nu: float = 0.01, k: float = np.pi) -> Flow:
+def taylor_green_data(
+    grid: int = 64, num_times: int = 11, t_max: float = 5.0, nu: float = 0.01, k: float = np.pi
+) -> Flow:
   """The decaying Taylor-Green vortex on ``[-1, 1]^2 x [0, t_max]``.
 
   Args:
@@ -60,8 +61,10 @@ def taylor_green_data(grid: int = 64, num_times: int = 11, t_max: float = 5.0,
     The :class:`Flow` (exact values, float64).
   """
   if grid < 2 or num_times < 1 or not t_max > 0:
-    raise ValueError(f"taylor_green_data needs grid >= 2, num_times >= 1, t_max > 0; got "
-                     f"grid={grid}, num_times={num_times}, t_max={t_max}.")
+    raise ValueError(
+        "taylor_green_data needs grid >= 2, num_times >= 1, t_max > 0; got "
+        f"grid={grid}, num_times={num_times}, t_max={t_max}."
+    )
   s = np.linspace(-1.0, 1.0, grid)
   ts = np.linspace(0.0, t_max, num_times) if num_times > 1 else np.zeros(1)
   tt, yy, xx = np.meshgrid(ts, s, s, indexing="ij")
@@ -85,6 +88,7 @@ def load_raissi_mat(path: str) -> Flow:
       shapes (the message names the file and the key).
   """
   import scipy.io  # a dependency of scikit-image; only this loader needs it
+
   if not os.path.isfile(path):
     raise ValueError(f"flow data: {path} does not exist.")
   try:
@@ -94,8 +98,7 @@ def load_raissi_mat(path: str) -> Flow:
   missing = [k for k in MAT_KEYS if k not in mat]
   if missing:
     have = sorted(k for k in mat if not k.startswith("__"))
-    raise ValueError(f"{path}: missing key(s) {missing}; expected {list(MAT_KEYS)}, "
-                     f"found {have}.")
+    raise ValueError(f"{path}: missing key(s) {missing}; expected {list(MAT_KEYS)}, found {have}.")
   x_star = np.asarray(mat["X_star"], np.float64)
   t = np.asarray(mat["t"], np.float64).reshape(-1) if np.size(mat["t"]) else np.zeros(0)
   u_star = np.asarray(mat["U_star"], np.float64)
@@ -106,8 +109,9 @@ def load_raissi_mat(path: str) -> Flow:
   if not nt or np.asarray(mat["t"]).ndim > 2 or 1 not in np.asarray(mat["t"]).shape:
     raise ValueError(f"{path}: t must have shape (T, 1), got {np.asarray(mat['t']).shape}.")
   if u_star.shape != (n, 2, nt):
-    raise ValueError(f"{path}: U_star must have shape (N, 2, T) = ({n}, 2, {nt}), "
-                     f"got {u_star.shape}.")
+    raise ValueError(
+        f"{path}: U_star must have shape (N, 2, T) = ({n}, 2, {nt}), got {u_star.shape}."
+    )
   if p_star.shape != (n, nt):
     raise ValueError(f"{path}: p_star must have shape (N, T) = ({n}, {nt}), got {p_star.shape}.")
   for key, arr in (("X_star", x_star), ("t", t), ("U_star", u_star), ("p_star", p_star)):

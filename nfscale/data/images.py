@@ -27,9 +27,28 @@ _LOG = logging.getLogger(__name__)
 
 #: scikit-image images shipped inside the wheel (no download needed).
 BUNDLED_IMAGES: tuple[str, ...] = (
-    "astronaut", "brick", "camera", "cat", "cell", "chelsea", "coffee", "coins", "colorwheel",
-    "grass", "gravel", "horse", "hubble_deep_field", "immunohistochemistry", "logo",
-    "microaneurysms", "moon", "page", "retina", "rocket", "text")
+    "astronaut",
+    "brick",
+    "camera",
+    "cat",
+    "cell",
+    "chelsea",
+    "coffee",
+    "coins",
+    "colorwheel",
+    "grass",
+    "gravel",
+    "horse",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "logo",
+    "microaneurysms",
+    "moon",
+    "page",
+    "retina",
+    "rocket",
+    "text",
+)
 
 #: What :func:`load_image` does with an alpha channel.
 ALPHA_MODES: tuple[str, ...] = ("drop", "white")
@@ -45,6 +64,7 @@ _BLOCK_DIV = 8
 
 def _to_float(img: np.ndarray) -> np.ndarray:
   from skimage import util
+
   return util.img_as_float32(img)
 
 
@@ -72,8 +92,10 @@ def composite_on_white(image: np.ndarray) -> np.ndarray:
   """
   image = np.asarray(image)
   if image.ndim != 3 or image.shape[-1] not in (2, 4):
-    raise ValueError("composite_on_white needs an (H, W, 2) grey+alpha or (H, W, 4) RGBA "
-                     f"image, got shape {image.shape}.")
+    raise ValueError(
+        "composite_on_white needs an (H, W, 2) grey+alpha or (H, W, 4) RGBA "
+        f"image, got shape {image.shape}."
+    )
   image = _to_float(image)
   colour, alpha = image[..., :-1], image[..., -1:]
   return np.clip(colour * alpha + (1.0 - alpha), 0.0, 1.0).astype(np.float32)
@@ -88,12 +110,12 @@ def _block_mean(img: np.ndarray, fy: int, fx: int) -> tuple[np.ndarray, int, int
   """
   h, w = img.shape[:2]
   oy, ox = (h % fy) // 2, (w % fx) // 2
-  crop = img[oy:oy + h - h % fy, ox:ox + w - w % fx]
+  crop = img[oy : oy + h - h % fy, ox : ox + w - w % fx]
   if np.issubdtype(img.dtype, np.unsignedinteger):
     top = int(np.iinfo(img.dtype).max)
     # The narrowest exact accumulators: less memory traffic on huge images.
-    row_dtype = np.uint16 if top * fy < 2 ** 16 else np.uint32 if top * fy < 2 ** 32 else np.uint64
-    acc_dtype = np.uint32 if top * fy * fx < 2 ** 32 else np.uint64
+    row_dtype = np.uint16 if top * fy < 2**16 else np.uint32 if top * fy < 2**32 else np.uint64
+    acc_dtype = np.uint32 if top * fy * fx < 2**32 else np.uint64
   else:
     row_dtype = acc_dtype = np.float64
   rows = crop[0::fy].astype(row_dtype)
@@ -136,8 +158,16 @@ def resize(image: np.ndarray, size: int, name: str = "image") -> np.ndarray:
     return transform.resize(_to_float(image), (size, size), anti_aliasing=True).astype(np.float32)
   t0 = time.perf_counter()
   fy, fx = max(2, int(sy // _BLOCK_DIV)), max(2, int(sx // _BLOCK_DIV))
-  _LOG.info("downscaling %s from %dx%d to %dx%d: block mean by %dx%d first", name, h, w, size,
-            size, fy, fx)
+  _LOG.info(
+      "downscaling %s from %dx%d to %dx%d: block mean by %dx%d first",
+      name,
+      h,
+      w,
+      size,
+      size,
+      fy,
+      fx,
+  )
   if np.issubdtype(image.dtype, np.unsignedinteger):
     # Average the integers, then scale: never holds a float copy of the full image.
     small, oy, ox = _block_mean(image, fy, fx)
@@ -148,22 +178,27 @@ def resize(image: np.ndarray, size: int, name: str = "image") -> np.ndarray:
   # pixels. The block mean contributes variance (f^2 - 1)/12 and the final
   # linear interpolation t(1 - t) f^2 at offset t, f^2/6 on average; blur
   # by what is left (in block units), so the total blur matches.
-  sigma = [math.sqrt(max(0.0, ((s - 1) / 2) ** 2 - (f * f - 1) / 12 - f * f / 6)) / f
-           for s, f in ((sy, fy), (sx, fx))]
+  sigma = [
+      math.sqrt(max(0.0, ((s - 1) / 2) ** 2 - (f * f - 1) / 12 - f * f / 6)) / f
+      for s, f in ((sy, fy), (sx, fx))
+  ]
   small = ndimage.gaussian_filter(small, sigma=(*sigma, 0), mode="mirror")
   # Output pixel i samples source row (i + 0.5) s - 0.5, as skimage's resize;
   # block j's centre is source row o + j f + (f - 1)/2.
   out_y = ((np.arange(size) + 0.5) * sy - 0.5 - oy - (fy - 1) / 2) / fy
   out_x = ((np.arange(size) + 0.5) * sx - 0.5 - ox - (fx - 1) / 2) / fx
   yy, xx = np.meshgrid(out_y, out_x, indexing="ij")
-  out = np.stack([ndimage.map_coordinates(small[..., k], [yy, xx], order=1, mode="nearest")
-                  for k in range(c)], axis=-1)
+  out = np.stack(
+      [ndimage.map_coordinates(small[..., k], [yy, xx], order=1, mode="nearest") for k in range(c)],
+      axis=-1,
+  )
   _LOG.info("downscaled %s to %dx%d in %.2f s", name, size, size, time.perf_counter() - t0)
   return out.astype(np.float32)
 
 
 def _read(path: str) -> np.ndarray:
   from skimage import io as skio
+
   if not os.path.isfile(path):
     raise ValueError(f"image path {path!r} does not exist or is not a file.")
   try:
@@ -171,13 +206,16 @@ def _read(path: str) -> np.ndarray:
   except Exception as e:  # imageio/PIL raise many types for bad files.
     # Their messages suggest installing video plugins for any unknown
     # bytes: misleading for a broken image, so only the reason's type is kept.
-    raise ValueError(f"could not read image {path!r}: the file is not a readable image (no "
-                     f"image format decodes its content; {type(e).__name__}); check that it is a "
-                     "complete PNG, JPEG, TIFF... file.") from e
+    raise ValueError(
+        f"could not read image {path!r}: the file is not a readable image (no "
+        f"image format decodes its content; {type(e).__name__}); check that it is a "
+        "complete PNG, JPEG, TIFF... file."
+    ) from e
 
 
-def load_image(name: str = "astronaut", path: str = "", size: int | None = 256,
-               alpha: str = "drop") -> np.ndarray:
+def load_image(
+    name: str = "astronaut", path: str = "", size: int | None = 256, alpha: str = "drop"
+) -> np.ndarray:
   """Loads an image as float32 in [0, 1] with shape ``(H, W, C)``, ``C`` 1 or 3.
 
   Args:
@@ -206,15 +244,19 @@ def load_image(name: str = "astronaut", path: str = "", size: int | None = 256,
     img = _read(path)
   else:
     if name not in BUNDLED_IMAGES:
-      raise ValueError(f"Unknown bundled image {name!r}; valid names: {', '.join(BUNDLED_IMAGES)}"
-                       " (or give a file with data.path).")
+      raise ValueError(
+          f"Unknown bundled image {name!r}; valid names: {', '.join(BUNDLED_IMAGES)}"
+          " (or give a file with data.path)."
+      )
     img = getattr(skdata, name)()
   label = path or name
   if img.ndim == 2:
     img = img[..., None]
   if img.ndim != 3 or img.shape[-1] not in (1, 2, 3, 4):
-    raise ValueError(f"{label!r}: expected an (H, W) or (H, W, C) image with C in 1-4 (grey, "
-                     f"grey+alpha, RGB, RGBA), got shape {img.shape}.")
+    raise ValueError(
+        f"{label!r}: expected an (H, W) or (H, W, C) image with C in 1-4 (grey, "
+        f"grey+alpha, RGB, RGBA), got shape {img.shape}."
+    )
   if img.shape[-1] in (2, 4):
     img = composite_on_white(img) if alpha == "white" else img[..., :-1]
   if size is not None and img.shape[:2] != (size, size):

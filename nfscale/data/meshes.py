@@ -46,16 +46,16 @@ def _winding_chunk(points: jax.Array, tris: jax.Array, face_chunk: int) -> jax.A
     c = t[None, :, 2] - points[:, None]
     la, lb, lc = (jnp.sqrt(jnp.sum(v * v, -1)) for v in (a, b, c))
     det = jnp.sum(a * jnp.cross(b, c), -1)
-    den = (la * lb * lc + jnp.sum(a * b, -1) * lc + jnp.sum(b * c, -1) * la
-           + jnp.sum(c * a, -1) * lb)
+    den = la * lb * lc + jnp.sum(a * b, -1) * lc + jnp.sum(b * c, -1) * la + jnp.sum(c * a, -1) * lb
     return acc + jnp.sum(jnp.arctan2(det, den), -1), None
 
   acc, _ = jax.lax.scan(body, jnp.zeros(points.shape[0], points.dtype), tris)
   return acc / (2.0 * jnp.pi)
 
 
-def winding_numbers(points: np.ndarray, triangles: np.ndarray, point_chunk: int = 2048,
-                    face_chunk: int = 512) -> np.ndarray:
+def winding_numbers(
+    points: np.ndarray, triangles: np.ndarray, point_chunk: int = 2048, face_chunk: int = 512
+) -> np.ndarray:
   """Generalized winding numbers of ``points`` w.r.t. a triangle soup, summed exactly.
 
   Memory is ``O(point_chunk x face_chunk)``; time ``O(points x faces)``.
@@ -81,11 +81,12 @@ def winding_numbers(points: np.ndarray, triangles: np.ndarray, point_chunk: int 
   out = np.empty(len(points), np.float32)
   tris_dev = jnp.asarray(tris)
   for start in range(0, len(points), point_chunk):
-    block = points[start:start + point_chunk]
+    block = points[start : start + point_chunk]
     # Pad the last block so every call has the same shape (one compilation).
     padded = np.concatenate([block, np.zeros((point_chunk - len(block), 3), np.float32)])
-    out[start:start + len(block)] = np.asarray(
-        _winding_chunk(jnp.asarray(padded), tris_dev, face_chunk))[:len(block)]
+    out[start : start + len(block)] = np.asarray(
+        _winding_chunk(jnp.asarray(padded), tris_dev, face_chunk)
+    )[: len(block)]
   return out
 
 
@@ -103,8 +104,9 @@ class MeshInside:
     from scipy import spatial
 
     self.triangles = np.asarray(vertices, np.float32)[np.asarray(faces)]
-    sub_v, _ = trimesh.remesh.subdivide_to_size(np.asarray(vertices, np.float64), faces,
-                                                max_edge=gap, max_iter=20)
+    sub_v, _ = trimesh.remesh.subdivide_to_size(
+        np.asarray(vertices, np.float64), faces, max_edge=gap, max_iter=20
+    )
     self.tree = spatial.cKDTree(sub_v)
     self.gap = gap
     self.max_distance = 0.25
@@ -120,8 +122,11 @@ class MeshInside:
     out = np.empty(len(points), bool)
     # A lattice of spacing h has a node within h*sqrt(3)/2 of every point; snapping is exact
     # when that is below the clearance. Use the coarsest lattice that qualifies.
-    spacing = 2.0 * self.gap * 2.0 ** np.floor(
-        np.log2(np.maximum(clearance, 1e-12) / (np.sqrt(3) * self.gap)))
+    spacing = (
+        2.0
+        * self.gap
+        * 2.0 ** np.floor(np.log2(np.maximum(clearance, 1e-12) / (np.sqrt(3) * self.gap)))
+    )
     snap = clearance > np.sqrt(3) * self.gap  # the finest lattice (2 * gap) qualifies
     near = ~snap
     queries = [points[near]]
@@ -129,8 +134,8 @@ class MeshInside:
     uniq, inverse = np.unique(nodes.astype(np.float32), axis=0, return_inverse=True)
     queries.append(uniq)
     w = winding_numbers(np.concatenate(queries), self.triangles)
-    out[near] = w[:near.sum()] > 0.5
-    out[snap] = w[near.sum():][inverse.reshape(-1)] > 0.5
+    out[near] = w[: near.sum()] > 0.5
+    out[snap] = w[near.sum() :][inverse.reshape(-1)] > 0.5
     return out
 
 
@@ -139,8 +144,10 @@ def _check_file(path: str, formats: tuple[str, ...], what: str) -> str:
   if not os.path.isfile(path):
     raise ValueError(f"{what} file {path!r} does not exist or is not a file.")
   if ext not in formats:
-    raise ValueError(f"{what} file {path!r} has unsupported format {ext or '(none)'!r}; "
-                     f"supported: {', '.join(formats)}.")
+    raise ValueError(
+        f"{what} file {path!r} has unsupported format {ext or '(none)'!r}; "
+        f"supported: {', '.join(formats)}."
+    )
   return ext
 
 
@@ -170,8 +177,10 @@ def load_mesh(path: str, normalize: bool = True):
   lo, hi = mesh.bounds
   extent = hi - lo
   if not np.all(np.isfinite(extent)) or extent.min() <= 1e-6 * max(extent.max(), 1e-30):
-    raise ValueError(f"mesh {path!r} has no volume: its bounding box is flat "
-                     f"(extent {np.round(extent, 6).tolist()}).")
+    raise ValueError(
+        f"mesh {path!r} has no volume: its bounding box is flat "
+        f"(extent {np.round(extent, 6).tolist()})."
+    )
   if normalize:
     mesh = mesh.copy()
     mesh.apply_translation(-(lo + hi) / 2)
@@ -206,17 +215,22 @@ def load_voxels(path: str, key: str = "") -> np.ndarray:
       vox = np.load(path, allow_pickle=False)
     else:
       from scipy import io as sio
+
       arrays = {k: v for k, v in sio.loadmat(path).items() if not k.startswith("__")}
       if key:
         if key not in arrays:
-          raise ValueError(f"voxel file {path!r} has no variable {key!r}; "
-                           f"variables: {', '.join(arrays) or '(none)'}.")
+          raise ValueError(
+              f"voxel file {path!r} has no variable {key!r}; "
+              f"variables: {', '.join(arrays) or '(none)'}."
+          )
         vox = arrays[key]
       else:
         cubes = [k for k, v in arrays.items() if np.ndim(v) == 3]
         if len(cubes) != 1:
-          raise ValueError(f"voxel file {path!r} must hold exactly one 3-D array (or name it "
-                           f"with data.key); 3-D variables: {', '.join(cubes) or '(none)'}.")
+          raise ValueError(
+              f"voxel file {path!r} must hold exactly one 3-D array (or name it "
+              f"with data.key); 3-D variables: {', '.join(cubes) or '(none)'}."
+          )
         vox = arrays[cubes[0]]
   except ValueError as e:
     if str(path) in str(e):
@@ -226,16 +240,24 @@ def load_voxels(path: str, key: str = "") -> np.ndarray:
     raise ValueError(f"could not read voxel file {path!r}: {e}") from e
   vox = np.asarray(vox)
   if vox.ndim != 3 or min(vox.shape) < 2:
-    raise ValueError(f"voxel file {path!r} must hold a 3-D array with every side >= 2, "
-                     f"got shape {vox.shape}.")
-  if not (vox.dtype == bool or np.issubdtype(vox.dtype, np.integer)
-          or np.issubdtype(vox.dtype, np.floating)):
-    raise ValueError(f"voxel file {path!r} has dtype {vox.dtype}; expected bool, integer "
-                     "(0/1) or float occupancies in [0, 1].")
+    raise ValueError(
+        f"voxel file {path!r} must hold a 3-D array with every side >= 2, got shape {vox.shape}."
+    )
+  if not (
+      vox.dtype == bool
+      or np.issubdtype(vox.dtype, np.integer)
+      or np.issubdtype(vox.dtype, np.floating)
+  ):
+    raise ValueError(
+        f"voxel file {path!r} has dtype {vox.dtype}; expected bool, integer "
+        "(0/1) or float occupancies in [0, 1]."
+    )
   vox = vox.astype(np.float32)
   if not np.all(np.isfinite(vox)) or vox.min() < 0 or vox.max() > 1:
-    raise ValueError(f"voxel file {path!r} has values outside [0, 1] "
-                     f"(min {np.nanmin(vox):g}, max {np.nanmax(vox):g}).")
+    raise ValueError(
+        f"voxel file {path!r} has values outside [0, 1] "
+        f"(min {np.nanmin(vox):g}, max {np.nanmax(vox):g})."
+    )
   if not np.any(vox >= 0.5):
     raise ValueError(f"voxel file {path!r} has no occupied voxel (no value >= 0.5).")
   return vox
@@ -270,6 +292,8 @@ def file_solid(path: str, key: str = "", gap: float = 1.0 / 128) -> shapes.Solid
     return voxel_solid(path, key)
   if ext in MESH_FORMATS or not os.path.isfile(path):
     return mesh_solid(path, gap=gap)
-  raise ValueError(f"shape file {path!r} has unsupported format {ext or '(none)'!r}; "
-                   f"supported: meshes {', '.join(MESH_FORMATS)}, voxel grids "
-                   f"{', '.join(VOXEL_FORMATS)}.")
+  raise ValueError(
+      f"shape file {path!r} has unsupported format {ext or '(none)'!r}; "
+      f"supported: meshes {', '.join(MESH_FORMATS)}, voxel grids "
+      f"{', '.join(VOXEL_FORMATS)}."
+  )

@@ -65,6 +65,7 @@ class Scene(NamedTuple):
 
 # --- The procedural scene -------------------------------------------------------
 
+
 def _smooth_inside(sdf: Array, width: float) -> Array:
   """~1 inside (``sdf < 0``), ~0 outside, a smooth step of ``width`` across the surface."""
   return jax.nn.sigmoid(-sdf / width)
@@ -87,27 +88,32 @@ def procedural_field(points: Array, directions: Array | None = None) -> tuple[Ar
   del directions
   x, y, z = points[..., 0], points[..., 1], points[..., 2]
   # Opaque sphere at the centre, painted with bands that vary with height.
-  sphere = jnp.sqrt(x ** 2 + y ** 2 + (z - 0.1) ** 2) - 0.45
+  sphere = jnp.sqrt(x**2 + y**2 + (z - 0.1) ** 2) - 0.45
   band = 0.5 + 0.5 * jnp.sin(12.0 * z + 3.0 * jnp.arctan2(y, x))
   sphere_rgb = jnp.stack([0.9 * band + 0.1, 0.25 + 0.0 * band, 0.2 + 0.5 * (1 - band)], -1)
   # Translucent blue box, off to one side.
   q = jnp.abs(points - jnp.array([0.65, -0.55, 0.0])) - jnp.array([0.22, 0.22, 0.35])
-  box = (jnp.linalg.norm(jnp.maximum(q, 0.0), axis=-1)
-         + jnp.minimum(jnp.max(q, axis=-1), 0.0))
+  box = jnp.linalg.norm(jnp.maximum(q, 0.0), axis=-1) + jnp.minimum(jnp.max(q, axis=-1), 0.0)
   box_rgb = jnp.broadcast_to(jnp.array([0.15, 0.35, 0.95]), points.shape)
   # Translucent green torus, tilted around the x axis.
   c, s = np.cos(0.6), np.sin(0.6)
   px, py, pz = x + 0.55, c * (y - 0.5) - s * (z - 0.1), s * (y - 0.5) + c * (z - 0.1)
-  torus = jnp.sqrt((jnp.sqrt(px ** 2 + py ** 2) - 0.32) ** 2 + pz ** 2) - 0.1
+  torus = jnp.sqrt((jnp.sqrt(px**2 + py**2) - 0.32) ** 2 + pz**2) - 0.1
   torus_rgb = jnp.broadcast_to(jnp.array([0.2, 0.85, 0.3]), points.shape)
   # Opaque ground disc with a checker pattern (fine detail to fit).
-  disc = jnp.maximum(jnp.sqrt(x ** 2 + y ** 2) - 1.15, jnp.abs(z + 0.45) - 0.05)
+  disc = jnp.maximum(jnp.sqrt(x**2 + y**2) - 1.15, jnp.abs(z + 0.45) - 0.05)
   checker = (jnp.floor(4 * x) + jnp.floor(4 * y)) % 2
   disc_rgb = jnp.stack([0.85 - 0.5 * checker, 0.8 - 0.5 * checker, 0.6 - 0.4 * checker], -1)
 
-  dens = jnp.stack([200.0 * _smooth_inside(sphere, 0.01), 6.0 * _smooth_inside(box, 0.01),
-                    15.0 * _smooth_inside(torus, 0.01), 200.0 * _smooth_inside(disc, 0.01)],
-                   -1)
+  dens = jnp.stack(
+      [
+          200.0 * _smooth_inside(sphere, 0.01),
+          6.0 * _smooth_inside(box, 0.01),
+          15.0 * _smooth_inside(torus, 0.01),
+          200.0 * _smooth_inside(disc, 0.01),
+      ],
+      -1,
+  )
   rgbs = jnp.stack([sphere_rgb, box_rgb, torus_rgb, disc_rgb], -2)
   sigma = jnp.sum(dens, -1)
   # Where primitives overlap the colour is their density-weighted mean.
@@ -115,9 +121,18 @@ def procedural_field(points: Array, directions: Array | None = None) -> tuple[Ar
   return rgb, sigma
 
 
-def render_views(field_fn: rendering.FieldFn, c2w: np.ndarray, height: int, width: int,
-                 focal: float, *, near: float = NEAR, far: float = FAR,
-                 num_samples: int = 512, chunk: int = 4096) -> np.ndarray:
+def render_views(
+    field_fn: rendering.FieldFn,
+    c2w: np.ndarray,
+    height: int,
+    width: int,
+    focal: float,
+    *,
+    near: float = NEAR,
+    far: float = FAR,
+    num_samples: int = 512,
+    chunk: int = 4096,
+) -> np.ndarray:
   """Renders a field from each pose deterministically (bin-centre samples).
 
   Args:
@@ -134,8 +149,11 @@ def render_views(field_fn: rendering.FieldFn, c2w: np.ndarray, height: int, widt
   Returns:
     ``(N, H, W, 3)`` float32 images on a white background.
   """
-  fn = jax.jit(lambda o, d: rendering.render_rays(field_fn, o, d, near=near, far=far,
-                                                  num_samples=num_samples))
+  fn = jax.jit(
+      lambda o, d: rendering.render_rays(
+          field_fn, o, d, near=near, far=far, num_samples=num_samples
+      )
+  )
   out = []
   for pose in np.asarray(c2w):
     o, d = rendering.camera_rays(pose, height, width, focal)
@@ -143,10 +161,16 @@ def render_views(field_fn: rendering.FieldFn, c2w: np.ndarray, height: int, widt
   return np.clip(np.stack(out), 0.0, 1.0).astype(np.float32)
 
 
-def procedural_scene(num_train: int = 50, num_test: int = 24, height: int = 64,
-                     width: int = 64, camera_angle_x: float = 0.6911112070083618,
-                     test_elevation_deg: float = 30.0, gt_samples: int = 512,
-                     seed: int = 0) -> Scene:
+def procedural_scene(
+    num_train: int = 50,
+    num_test: int = 24,
+    height: int = 64,
+    width: int = 64,
+    camera_angle_x: float = 0.6911112070083618,
+    test_elevation_deg: float = 30.0,
+    gt_samples: int = 512,
+    seed: int = 0,
+) -> Scene:
   """The embedded scene's train and held-out test views.
 
   Train cameras are drawn uniformly on the upper hemisphere (from ``seed``);
@@ -167,8 +191,13 @@ def procedural_scene(num_train: int = 50, num_test: int = 24, height: int = 64,
   Returns:
     A :class:`Scene`.
   """
-  for name, value in (("num_train", num_train), ("num_test", num_test), ("height", height),
-                      ("width", width), ("gt_samples", gt_samples)):
+  for name, value in (
+      ("num_train", num_train),
+      ("num_test", num_test),
+      ("height", height),
+      ("width", width),
+      ("gt_samples", gt_samples),
+  ):
     if int(value) <= 0:
       raise ValueError(f"procedural scene: {name} must be positive, got {value}.")
   focal = rendering.focal_from_fov(width, camera_angle_x)
@@ -182,6 +211,7 @@ def procedural_scene(num_train: int = 50, num_test: int = 24, height: int = 64,
 
 
 # --- Blender / NeRF-synthetic format -------------------------------------------
+
 
 def check_pose(matrix: Any, where: str) -> np.ndarray:
   """Validates a camera-to-world matrix; returns it as ``(4, 4)`` float64.
@@ -207,19 +237,23 @@ def check_pose(matrix: Any, where: str) -> np.ndarray:
   if not np.all(np.isfinite(m)):
     raise ValueError(f"{where}: transform_matrix has non-finite entries.")
   if not np.allclose(m[3], [0, 0, 0, 1], atol=1e-6):
-    raise ValueError(f"{where}: transform_matrix's last row must be [0, 0, 0, 1], "
-                     f"got {m[3].tolist()}.")
+    raise ValueError(
+        f"{where}: transform_matrix's last row must be [0, 0, 0, 1], got {m[3].tolist()}."
+    )
   rot = m[:3, :3]
   err = np.abs(rot.T @ rot - np.eye(3)).max()
   det = np.linalg.det(rot)
   if err > 1e-3 or det < 0:
-    raise ValueError(f"{where}: transform_matrix's rotation is degenerate (not orthonormal "
-                     f"with det +1: max |R^T R - I| = {err:.3g}, det = {det:.3g}).")
+    raise ValueError(
+        f"{where}: transform_matrix's rotation is degenerate (not orthonormal "
+        f"with det +1: max |R^T R - I| = {err:.3g}, det = {det:.3g})."
+    )
   return m
 
 
 def _read_rgba(path: str, where: str) -> np.ndarray:
   import imageio.v3 as iio  # imported here: only the Blender loader reads images
+
   if not os.path.isfile(path):
     raise ValueError(f"{where}: image file {path} does not exist.")
   try:
@@ -250,8 +284,7 @@ def _downscale(img: np.ndarray, factor: int) -> np.ndarray:
   return img.reshape(h // factor, factor, w // factor, factor, c).mean(axis=(1, 3))
 
 
-def load_blender_split(root: str, split: str, downscale: int = 1,
-                       max_frames: int = 0) -> Views:
+def load_blender_split(root: str, split: str, downscale: int = 1, max_frames: int = 0) -> Views:
   """Reads one split of a Blender (NeRF-synthetic) scene.
 
   Args:
@@ -272,8 +305,9 @@ def load_blender_split(root: str, split: str, downscale: int = 1,
   """
   path = os.path.join(root, f"transforms_{split}.json")
   if not os.path.isfile(path):
-    raise ValueError(f"Blender scene: {path} does not exist (expected transforms_{split}.json "
-                     f"in {root}).")
+    raise ValueError(
+        f"Blender scene: {path} does not exist (expected transforms_{split}.json in {root})."
+    )
   if int(downscale) < 1:
     raise ValueError(f"Blender scene: downscale must be a positive integer, got {downscale}.")
   try:
@@ -289,8 +323,9 @@ def load_blender_split(root: str, split: str, downscale: int = 1,
   try:
     angle = float(meta["camera_angle_x"])
   except (TypeError, ValueError):
-    raise ValueError(f"{path}: camera_angle_x must be a number, "
-                     f"got {meta['camera_angle_x']!r}.") from None
+    raise ValueError(
+        f"{path}: camera_angle_x must be a number, got {meta['camera_angle_x']!r}."
+    ) from None
   if not 0 < angle < np.pi:
     raise ValueError(f"{path}: camera_angle_x must be in (0, pi) radians, got {angle}.")
   frames = meta["frames"]
@@ -314,21 +349,32 @@ def load_blender_split(root: str, split: str, downscale: int = 1,
     if shape is None:
       shape = img.shape[:2]
     elif img.shape[:2] != shape:
-      raise ValueError(f"{where}.file_path: image {rel} is {img.shape[1]}x{img.shape[0]}, "
-                       f"the split's first image is {shape[1]}x{shape[0]}.")
+      raise ValueError(
+          f"{where}.file_path: image {rel} is {img.shape[1]}x{img.shape[0]}, "
+          f"the split's first image is {shape[1]}x{shape[0]}."
+      )
     if shape[0] % downscale or shape[1] % downscale:
-      raise ValueError(f"{where}.file_path: image size {shape[1]}x{shape[0]} is not divisible "
-                       f"by downscale={downscale}.")
+      raise ValueError(
+          f"{where}.file_path: image size {shape[1]}x{shape[0]} is not divisible "
+          f"by downscale={downscale}."
+      )
     img = _composite_white(img)
     images.append(_downscale(img, downscale) if downscale > 1 else img)
   width = shape[1] // downscale
   focal = rendering.focal_from_fov(width, angle)
-  return Views(np.clip(np.stack(images), 0, 1).astype(np.float32),
-               np.stack(poses).astype(np.float32), focal)
+  return Views(
+      np.clip(np.stack(images), 0, 1).astype(np.float32), np.stack(poses).astype(np.float32), focal
+  )
 
 
-def load_blender(root: str, downscale: int = 1, max_train: int = 0, max_test: int = 0,
-                 near: float = NEAR, far: float = FAR) -> Scene:
+def load_blender(
+    root: str,
+    downscale: int = 1,
+    max_train: int = 0,
+    max_test: int = 0,
+    near: float = NEAR,
+    far: float = FAR,
+) -> Scene:
   """Reads a Blender scene's train and test splits (``near=2, far=6`` by default).
 
   Raises:
@@ -340,8 +386,10 @@ def load_blender(root: str, downscale: int = 1, max_train: int = 0, max_test: in
   train = load_blender_split(root, "train", downscale, max_train)
   test = load_blender_split(root, "test", downscale, max_test)
   if train.images.shape[1:] != test.images.shape[1:]:
-    raise ValueError(f"Blender scene {root}: train views are {train.images.shape[1:3]} but test "
-                     f"views are {test.images.shape[1:3]}.")
+    raise ValueError(
+        f"Blender scene {root}: train views are {train.images.shape[1:3]} but test "
+        f"views are {test.images.shape[1:3]}."
+    )
   return Scene(train, test, float(near), float(far), root)
 
 
@@ -354,14 +402,18 @@ def write_blender_scene(root: str, scene: Scene, camera_angle_x: float) -> None:
     camera_angle_x: the field of view to record (must match the scene's focal).
   """
   import imageio.v3 as iio
+
   for split, views in (("train", scene.train), ("test", scene.test)):
     os.makedirs(os.path.join(root, split), exist_ok=True)
     frames = []
     for i, (img, c2w) in enumerate(zip(views.images, views.c2w)):
       rgba = np.concatenate([img, np.ones_like(img[..., :1])], -1)
-      iio.imwrite(os.path.join(root, split, f"r_{i}.png"),
-                  np.round(np.clip(rgba, 0, 1) * 255).astype(np.uint8))
-      frames.append({"file_path": f"./{split}/r_{i}",
-                     "transform_matrix": np.asarray(c2w, float).tolist()})
+      iio.imwrite(
+          os.path.join(root, split, f"r_{i}.png"),
+          np.round(np.clip(rgba, 0, 1) * 255).astype(np.uint8),
+      )
+      frames.append(
+          {"file_path": f"./{split}/r_{i}", "transform_matrix": np.asarray(c2w, float).tolist()}
+      )
     with open(os.path.join(root, f"transforms_{split}.json"), "w") as f:
       json.dump({"camera_angle_x": camera_angle_x, "frames": frames}, f, indent=1)

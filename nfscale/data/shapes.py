@@ -38,14 +38,15 @@ def sdf_sphere(p: np.ndarray, center=(0.0, 0.0, 0.0), radius: float = 0.5) -> np
   return _length(p - np.asarray(center)) - radius
 
 
-def sdf_torus(p: np.ndarray, major: float = 0.5, minor: float = 0.2, center=(0.0, 0.0, 0.0),
-              axis: str = "z") -> np.ndarray:
+def sdf_torus(
+    p: np.ndarray, major: float = 0.5, minor: float = 0.2, center=(0.0, 0.0, 0.0), axis: str = "z"
+) -> np.ndarray:
   """Signed distance to a torus around ``axis`` (``"x"``, ``"y"`` or ``"z"``) through ``center``."""
   q = p - np.asarray(center)
   a = "xyz".index(axis)
   plane = [i for i in range(3) if i != a]
   ring = np.sqrt(q[..., plane[0]] ** 2 + q[..., plane[1]] ** 2) - major
-  return np.sqrt(ring ** 2 + q[..., a] ** 2) - minor
+  return np.sqrt(ring**2 + q[..., a] ** 2) - minor
 
 
 def sdf_capsule(p: np.ndarray, a, b, radius: float) -> np.ndarray:
@@ -78,8 +79,10 @@ def sdf_trophy(p: np.ndarray) -> np.ndarray:
   parts = [
       sdf_torus(p, 0.42, 0.1, center=(0, 0.4, 0), axis="y"),
       # A plate with a hole through it: the box minus a vertical cylinder.
-      np.maximum(sdf_box(p, (0.62, 0.05, 0.62), center=(0, -0.62, 0)),
-                 -(np.sqrt(p[..., 0] ** 2 + p[..., 2] ** 2) - 0.22)),
+      np.maximum(
+          sdf_box(p, (0.62, 0.05, 0.62), center=(0, -0.62, 0)),
+          -(np.sqrt(p[..., 0] ** 2 + p[..., 2] ** 2) - 0.22),
+      ),
       _sdf_tilted_ring(p),
   ]
   for theta in np.radians([90.0, 210.0, 330.0]):
@@ -113,8 +116,10 @@ def procedural_solid(name: str = "trophy") -> Solid:
   [True, False]
   """
   if name not in PROCEDURAL_SHAPES:
-    raise ValueError(f"Unknown procedural shape {name!r}; valid names: "
-                     f"{', '.join(PROCEDURAL_SHAPES)} (or a mesh or voxel file: data.path).")
+    raise ValueError(
+        f"Unknown procedural shape {name!r}; valid names: "
+        f"{', '.join(PROCEDURAL_SHAPES)} (or a mesh or voxel file: data.path)."
+    )
   sdf = PROCEDURAL_SHAPES[name]
   return Solid(name, lambda pts: sdf(np.asarray(pts, np.float64)) <= 0.0)
 
@@ -135,7 +140,7 @@ def grid_points(res: int, start: int = 0, stop: int | None = None) -> np.ndarray
   >>> grid_points(2)[[0, 1, 7]].tolist()
   [[-1.0, -1.0, -1.0], [-1.0, -1.0, 1.0], [1.0, 1.0, 1.0]]
   """
-  stop = res ** 3 if stop is None else min(stop, res ** 3)
+  stop = res**3 if stop is None else min(stop, res**3)
   idx = np.arange(start, stop)
   axis = grid_axis(res)
   return np.stack([axis[idx // (res * res)], axis[(idx // res) % res], axis[idx % res]], -1)
@@ -150,9 +155,9 @@ def occupancy_grid(solid: Solid, res: int, chunk: int = 1 << 18) -> np.ndarray:
   >>> occupancy_grid(procedural_solid("sphere"), 5)[2, 2].tolist()
   [False, True, True, True, False]
   """
-  out = np.empty(res ** 3, bool)
-  for start in range(0, res ** 3, chunk):
-    out[start:start + chunk] = solid.inside(grid_points(res, start, start + chunk))
+  out = np.empty(res**3, bool)
+  for start in range(0, res**3, chunk):
+    out[start : start + chunk] = solid.inside(grid_points(res, start, start + chunk))
   return out.reshape(res, res, res)
 
 
@@ -170,8 +175,14 @@ def boundary_voxels(grid: np.ndarray) -> np.ndarray:
   return np.argwhere(edge)
 
 
-def training_points(solid: Solid, grid_res: int, num_surface: int, jitter: float = 1.0,
-                    seed: int = 0, grid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def training_points(
+    solid: Solid,
+    grid_res: int,
+    num_surface: int,
+    jitter: float = 1.0,
+    seed: int = 0,
+    grid: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
   """Occupancy training data: a dense grid plus points near the surface.
 
   The near-surface points are boundary voxels of the ``grid_res`` grid, moved by a uniform
@@ -197,8 +208,10 @@ def training_points(solid: Solid, grid_res: int, num_surface: int, jitter: float
     grid = occupancy_grid(solid, grid_res)
   edge = boundary_voxels(grid)
   if not len(edge) and num_surface:
-    raise ValueError(f"shape {solid.name!r} has no surface on a {grid_res}^3 grid "
-                     "(every point is inside or every point is outside).")
+    raise ValueError(
+        f"shape {solid.name!r} has no surface on a {grid_res}^3 grid "
+        "(every point is inside or every point is outside)."
+    )
   x = [grid_points(grid_res)]
   y = [grid.reshape(-1)]
   if num_surface:

@@ -33,8 +33,17 @@ from typing import Any, Callable, NamedTuple
 
 from nfscale.tasks.base import Metric, Score, Task, psnr_score
 
-__all__ = ["Metric", "Score", "Task", "psnr_score", "register_task", "build_task", "list_tasks",
-           "num_samples_key", "import_task_module"]
+__all__ = [
+    "Metric",
+    "Score",
+    "Task",
+    "psnr_score",
+    "register_task",
+    "build_task",
+    "list_tasks",
+    "num_samples_key",
+    "import_task_module",
+]
 
 BuildFn = Callable[[Any], Task]
 
@@ -51,8 +60,7 @@ class _Entry(NamedTuple):
 _REGISTRY: dict[str, _Entry] = {}
 
 
-def register_task(name: str, *, num_samples_key: str | None = None
-                  ) -> Callable[[BuildFn], BuildFn]:
+def register_task(name: str, *, num_samples_key: str | None = None) -> Callable[[BuildFn], BuildFn]:
   """Decorator registering ``build(config) -> Task`` under ``name``.
 
   Args:
@@ -83,8 +91,11 @@ def register_task(name: str, *, num_samples_key: str | None = None
 
 
 def _builtin_modules() -> list[str]:
-  return sorted(m.name for m in pkgutil.iter_modules(__path__)
-                if not m.name.startswith("_") and m.name not in _NOT_TASKS)
+  return sorted(
+      m.name
+      for m in pkgutil.iter_modules(__path__)
+      if not m.name.startswith("_") and m.name not in _NOT_TASKS
+  )
 
 
 def import_task_module(module: str) -> None:
@@ -98,8 +109,10 @@ def import_task_module(module: str) -> None:
   try:
     importlib.import_module(module)
   except ImportError as e:
-    raise ValueError(f"config.task_module={module!r} cannot be imported ({e}); it must be "
-                     "an importable module (on sys.path / PYTHONPATH).") from e
+    raise ValueError(
+        f"config.task_module={module!r} cannot be imported ({e}); it must be "
+        "an importable module (on sys.path / PYTHONPATH)."
+    ) from e
 
 
 def _entry(name: str, task_module: str = "") -> _Entry:
@@ -107,9 +120,11 @@ def _entry(name: str, task_module: str = "") -> _Entry:
   if name not in _REGISTRY and name in _builtin_modules():
     importlib.import_module(f"{__name__}.{name}")
   if name not in _REGISTRY:
-    raise ValueError(f"Unknown task {name!r}; valid tasks: {', '.join(list_tasks())} "
-                     "(a task of your own: set config.task_module to the module that "
-                     "registers it).")
+    raise ValueError(
+        f"Unknown task {name!r}; valid tasks: {', '.join(list_tasks())} "
+        "(a task of your own: set config.task_module to the module that "
+        "registers it)."
+    )
   return _REGISTRY[name]
 
 
@@ -128,8 +143,10 @@ def num_samples_key(name: str, task_module: str = "") -> str:
   """
   key = _entry(name, task_module).num_samples_key
   if key is None:
-    raise ValueError(f"task {name!r} has no num_samples_key: it cannot be rebuilt at another "
-                     "sample count (register it with register_task(..., num_samples_key=...)).")
+    raise ValueError(
+        f"task {name!r} has no num_samples_key: it cannot be rebuilt at another "
+        "sample count (register it with register_task(..., num_samples_key=...))."
+    )
   return key
 
 
@@ -143,6 +160,7 @@ def build_task(config: Any) -> Task:
   entry = _entry(str(config.task), str(config.get("task_module", "") or ""))
   task = entry.build(config)
   if not isinstance(task, Task):
-    raise ValueError(f"task {config.task!r}: build() returned {type(task).__name__}, "
-                     "not nfscale.tasks.Task.")
+    raise ValueError(
+        f"task {config.task!r}: build() returned {type(task).__name__}, not nfscale.tasks.Task."
+    )
   return task

@@ -115,7 +115,8 @@ class Task:
   metrics: tuple[Metric, ...] = ()
   evaluate: Callable[[PyTree], dict[str, Any]] = lambda params: {}
   save_artifacts: Callable[[str, list[str], dict[str, Any]], list[str]] = (
-      lambda workdir, labels, evaluation: [])
+      lambda workdir, labels, evaluation: []
+  )
   info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   example_input: np.ndarray | None = None
 
@@ -133,10 +134,15 @@ def model_from_config(config: Any, out_dim: int) -> models.NeuralField:
   """The :class:`NeuralField` described by ``config.model`` (first scheme as template)."""
   m = config.model
   return models.make_field(
-      hidden=tuple(m.hidden), out_dim=out_dim, activation=m.activation,
-      activation_params=dict(m.activation_params), scheme=config.schemes[0],
+      hidden=tuple(m.hidden),
+      out_dim=out_dim,
+      activation=m.activation,
+      activation_params=dict(m.activation_params),
+      scheme=config.schemes[0],
       scheme_params=initializers.filter_hparams(config.schemes[0], scheme_params(config)),
-      encoding=m.encoding, encoding_params=dict(m.encoding_params))
+      encoding=m.encoding,
+      encoding_params=dict(m.encoding_params),
+  )
 
 
 def scheme_params(config: Any) -> dict[str, Any]:
@@ -147,8 +153,12 @@ def scheme_params(config: Any) -> dict[str, Any]:
   return params
 
 
-def psnr_of(pred: np.ndarray, target: np.ndarray, data_range: float = 1.0,
-            axis: tuple[int, ...] | None = None) -> np.ndarray:
+def psnr_of(
+    pred: np.ndarray,
+    target: np.ndarray,
+    data_range: float = 1.0,
+    axis: tuple[int, ...] | None = None,
+) -> np.ndarray:
   """Host-side PSNR per member of ``pred`` (members, ...) against ``target``.
 
   Args:
@@ -164,5 +174,4 @@ def psnr_of(pred: np.ndarray, target: np.ndarray, data_range: float = 1.0,
   axis = tuple(range(1, pred.ndim)) if axis is None else axis
   mse = np.mean((pred - np.asarray(target, np.float64)[None]) ** 2, axis=axis)
   with np.errstate(divide="ignore", invalid="ignore"):
-    return 10 * np.log10(data_range ** 2 / mse)
-
+    return 10 * np.log10(data_range**2 / mse)

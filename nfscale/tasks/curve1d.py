@@ -42,13 +42,26 @@ def build(config: Any) -> base.Task:
     return {"dense_psnr": base.psnr_of(out, y_dense, data_range), "outputs": out[..., 0]}
 
   def save_artifacts(workdir, labels, evaluation):
-    path = plots.curves_1d(x_dense[:, 0], y_dense[:, 0], x[:, 0], y[:, 0],
-                           list(evaluation["outputs"]), labels, os.path.join(workdir, "fits.png"))
+    path = plots.curves_1d(
+        x_dense[:, 0],
+        y_dense[:, 0],
+        x[:, 0],
+        y[:, 0],
+        list(evaluation["outputs"]),
+        labels,
+        os.path.join(workdir, "fits.png"),
+    )
     return [path]
 
   info = {"num_points": int(x.shape[0]), "dense_points": int(x_dense.shape[0])}
   return base.Task(
-      name="curve1d", model=model, train_data={"x": x, "y": y},
-      loss_fn=models.mse_loss(model), score=base.psnr_score(data_range),
+      name="curve1d",
+      model=model,
+      train_data={"x": x, "y": y},
+      loss_fn=models.mse_loss(model),
+      score=base.psnr_score(data_range),
       metrics=(base.Metric("dense_psnr", label="PSNR on the dense grid (dB)"),),
-      evaluate=evaluate, save_artifacts=save_artifacts, info=info)
+      evaluate=evaluate,
+      save_artifacts=save_artifacts,
+      info=info,
+  )

@@ -42,27 +42,46 @@ def build(config: Any) -> base.Task:
     recon = out.reshape(out.shape[0], h, w, c)
     target = jnp.asarray(img)
     # Pixels live in [0, data_range]: clip the reconstruction to that range.
-    psnr_fn = jax.jit(jax.vmap(
-        lambda r: metrics.psnr(jnp.clip(r, 0, data_range), target, data_range)))
-    ssim_fn = jax.jit(jax.vmap(
-        lambda r: metrics.ssim(jnp.clip(r, 0, data_range), target, data_range)))
-    return {"full_psnr": np.asarray(psnr_fn(recon)), "full_ssim": np.asarray(ssim_fn(recon)),
-            "outputs": recon}
+    psnr_fn = jax.jit(
+        jax.vmap(lambda r: metrics.psnr(jnp.clip(r, 0, data_range), target, data_range))
+    )
+    ssim_fn = jax.jit(
+        jax.vmap(lambda r: metrics.ssim(jnp.clip(r, 0, data_range), target, data_range))
+    )
+    return {
+        "full_psnr": np.asarray(psnr_fn(recon)),
+        "full_ssim": np.asarray(ssim_fn(recon)),
+        "outputs": recon,
+    }
 
   def save_artifacts(workdir, labels, evaluation):
     titles = [f"{lab}\n{p:.2f} dB" for lab, p in zip(labels, evaluation["full_psnr"])]
-    path = plots.image_grid(img, list(evaluation["outputs"]), titles,
-                            os.path.join(workdir, "reconstructions.png"))
+    path = plots.image_grid(
+        img, list(evaluation["outputs"]), titles, os.path.join(workdir, "reconstructions.png")
+    )
     return [path]
 
-  info = {"image": d.path or d.name, "height": h, "width": w, "channels": c,
-          "num_train_points": int(idx.size)}
+  info = {
+      "image": d.path or d.name,
+      "height": h,
+      "width": w,
+      "channels": c,
+      "num_train_points": int(idx.size),
+  }
   return base.Task(
-      name="image", model=model, train_data=train_data, loss_fn=models.mse_loss(model),
+      name="image",
+      model=model,
+      train_data=train_data,
+      loss_fn=models.mse_loss(model),
       score=base.psnr_score(data_range),
-      metrics=(base.Metric("full_psnr", label="PSNR, all pixels (dB)"),
-               base.Metric("full_ssim", fmt=".4f", label="SSIM, all pixels")),
-      evaluate=evaluate, save_artifacts=save_artifacts, info=info)
+      metrics=(
+          base.Metric("full_psnr", label="PSNR, all pixels (dB)"),
+          base.Metric("full_ssim", fmt=".4f", label="SSIM, all pixels"),
+      ),
+      evaluate=evaluate,
+      save_artifacts=save_artifacts,
+      info=info,
+  )
 
 
 def sample_order(n_all: int, seed: int) -> np.ndarray:

@@ -35,21 +35,28 @@ from nfscale.tasks import base, register_task
 def load_scene(d: Any) -> scenes.Scene:
   """The scene described by ``config.data``: procedural, or Blender from ``d.path``."""
   if d.path:
-    return scenes.load_blender(d.path, downscale=int(d.downscale), max_train=int(d.num_train),
-                               max_test=int(d.num_test))
+    return scenes.load_blender(
+        d.path, downscale=int(d.downscale), max_train=int(d.num_train), max_test=int(d.num_test)
+    )
   if d.name != "procedural":
-    raise ValueError(f"Unknown NeRF scene {d.name!r}; valid: procedural (or data.path = a "
-                     f"Blender scene directory).")
-  return scenes.procedural_scene(num_train=int(d.num_train), num_test=int(d.num_test),
-                                 height=int(d.size), width=int(d.size),
-                                 gt_samples=int(d.gt_samples), seed=int(d.seed))
+    raise ValueError(
+        f"Unknown NeRF scene {d.name!r}; valid: procedural (or data.path = a "
+        "Blender scene directory)."
+    )
+  return scenes.procedural_scene(
+      num_train=int(d.num_train),
+      num_test=int(d.num_test),
+      height=int(d.size),
+      width=int(d.size),
+      gt_samples=int(d.gt_samples),
+      seed=int(d.seed),
+  )
 
 
 def all_rays(views: scenes.Views) -> tuple[np.ndarray, np.ndarray]:
   """Origins and directions of every pixel of every view, ``(N, H, W, 3)`` each."""
   h, w = views.images.shape[1:3]
-  o, d = jax.vmap(lambda c: rendering.camera_rays(c, h, w, views.focal))(
-      jnp.asarray(views.c2w))
+  o, d = jax.vmap(lambda c: rendering.camera_rays(c, h, w, views.focal))(jnp.asarray(views.c2w))
   return np.asarray(o), np.asarray(d)
 
 
@@ -63,8 +70,9 @@ def make_field_fn(model: Any, r: Any):
     return model.apply(params, jnp.concatenate([pos, inputs[..., 3:]], -1))
 
   def field_fn(params):
-    return rendering.field_from_apply(apply, params, use_viewdirs=bool(r.use_viewdirs),
-                                      density_shift=float(r.density_shift))
+    return rendering.field_from_apply(
+        apply, params, use_viewdirs=bool(r.use_viewdirs), density_shift=float(r.density_shift)
+    )
 
   return field_fn
 
@@ -78,9 +86,17 @@ def make_loss_fn(field_fn: Any, r: Any, near: float, far: float):
   """
 
   def loss_fn(params, batch, rng):
-    out = rendering.render_rays(field_fn(params), batch["origins"], batch["directions"],
-                                near=near, far=far, num_samples=int(r.num_samples), rng=rng,
-                                num_importance=int(r.num_importance), background=1.0)
+    out = rendering.render_rays(
+        field_fn(params),
+        batch["origins"],
+        batch["directions"],
+        near=near,
+        far=far,
+        num_samples=int(r.num_samples),
+        rng=rng,
+        num_importance=int(r.num_importance),
+        background=1.0,
+    )
     mse = jnp.mean(jnp.square(out["rgb"] - batch["rgb"]))
     loss = mse
     if "coarse_rgb" in out:
@@ -90,17 +106,25 @@ def make_loss_fn(field_fn: Any, r: Any, near: float, far: float):
   return loss_fn
 
 
-def render_members(field_fn: Any, params: Any, views: scenes.Views, r: Any, near: float,
-                   far: float) -> np.ndarray:
+def render_members(
+    field_fn: Any, params: Any, views: scenes.Views, r: Any, near: float, far: float
+) -> np.ndarray:
   """Renders every view for every member deterministically, in chunks of rays.
 
   Returns:
     ``(members, views, H, W, 3)`` float32 in ``[0, 1]``.
   """
+
   def one(p, o, d):
-    return rendering.render_rays(field_fn(p), o, d, near=near, far=far,
-                                 num_samples=int(r.num_samples),
-                                 num_importance=int(r.num_importance))["rgb"]
+    return rendering.render_rays(
+        field_fn(p),
+        o,
+        d,
+        near=near,
+        far=far,
+        num_samples=int(r.num_samples),
+        num_importance=int(r.num_importance),
+    )["rgb"]
 
   fn = jax.jit(lambda o, d: {"rgb": jax.vmap(one, in_axes=(0, None, None))(params, o, d)})
   origins, directions = all_rays(views)
@@ -116,24 +140,42 @@ def image_metrics(renders: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, n
   """
   # One view at a time (all members at once): SSIM's filtered copies of 24
   # views at 800x800 would otherwise all be live together.
-  per_member = jax.jit(jax.vmap(
-      lambda a, b: jnp.stack([metrics.psnr(a, b), metrics.ssim(a, b)]), in_axes=(0, None)))
-  both = np.stack([np.asarray(per_member(jnp.asarray(renders[:, v]), jnp.asarray(truth[v])))
-                   for v in range(truth.shape[0])], axis=1)
+  per_member = jax.jit(
+      jax.vmap(lambda a, b: jnp.stack([metrics.psnr(a, b), metrics.ssim(a, b)]), in_axes=(0, None))
+  )
+  both = np.stack(
+      [
+          np.asarray(per_member(jnp.asarray(renders[:, v]), jnp.asarray(truth[v])))
+          for v in range(truth.shape[0])
+      ],
+      axis=1,
+  )
   return both[..., 0], both[..., 1]
 
 
 def write_gif(path: str, frames: np.ndarray, fps: float = 8.0) -> str:
   """Writes ``(T, H, W, 3)`` frames in ``[0, 1]`` as a looping GIF (atomic write)."""
   import imageio.v3 as iio  # imported here: only the artifacts need it
-  data = iio.imwrite("<bytes>", np.round(np.clip(frames, 0, 1) * 255).astype(np.uint8),
-                     extension=".gif", duration=1000.0 / fps, loop=0)
+
+  data = iio.imwrite(
+      "<bytes>",
+      np.round(np.clip(frames, 0, 1) * 255).astype(np.uint8),
+      extension=".gif",
+      duration=1000.0 / fps,
+      loop=0,
+  )
   nfio.atomic_write_bytes(path, data)
   return path
 
 
-def view_grid(truth: np.ndarray, renders: np.ndarray, labels: list[str], psnr: np.ndarray,
-              view_ids: np.ndarray, path: str) -> str:
+def view_grid(
+    truth: np.ndarray,
+    renders: np.ndarray,
+    labels: list[str],
+    psnr: np.ndarray,
+    view_ids: np.ndarray,
+    path: str,
+) -> str:
   """Ground truth (top row) above each member's renders of the same test views.
 
   Args:
@@ -165,8 +207,14 @@ def per_view_plot(psnr: np.ndarray, ssim: np.ndarray, labels: list[str], path: s
   fig, axes = plots.subplots(1, 2, figsize=(10, 3.5))
   for i, label in enumerate(labels):
     for ax, vals in zip(axes, (psnr, ssim)):
-      ax.plot(np.arange(vals.shape[1]), vals[i], "o-", ms=3, lw=1.2,
-              label=f"{label} (mean {vals[i].mean():.3g})")
+      ax.plot(
+          np.arange(vals.shape[1]),
+          vals[i],
+          "o-",
+          ms=3,
+          lw=1.2,
+          label=f"{label} (mean {vals[i].mean():.3g})",
+      )
   for ax, name in zip(axes, ("test PSNR (dB)", "test SSIM")):
     ax.set_xlabel("held-out view")
     ax.set_ylabel(name)
@@ -197,12 +245,15 @@ def build(config: Any) -> base.Task:
   near = float(r.near) if r.near else scene.near
   far = float(r.far) if r.far else scene.far
   if not far > near > 0:
-    raise ValueError(f"render.near/render.far must satisfy 0 < near < far, got near={near}, "
-                     f"far={far}.")
+    raise ValueError(
+        f"render.near/render.far must satisfy 0 < near < far, got near={near}, far={far}."
+    )
   o, dirs = all_rays(scene.train)
-  train_data = {"origins": o.reshape(-1, 3).astype(np.float32),
-                "directions": dirs.reshape(-1, 3).astype(np.float32),
-                "rgb": scene.train.images.reshape(-1, 3).astype(np.float32)}
+  train_data = {
+      "origins": o.reshape(-1, 3).astype(np.float32),
+      "directions": dirs.reshape(-1, 3).astype(np.float32),
+      "rgb": scene.train.images.reshape(-1, 3).astype(np.float32),
+  }
   in_dim = 6 if r.use_viewdirs else 3
   model = base.model_from_config(config, out_dim=4)
   field_fn = make_field_fn(model, r)
@@ -210,8 +261,9 @@ def build(config: Any) -> base.Task:
   truth = scene.test.images
 
   num_eval_train = int(r.train_eval_views) or scene.train.images.shape[0]
-  eval_train = scenes.Views(scene.train.images[:num_eval_train],
-                            scene.train.c2w[:num_eval_train], scene.train.focal)
+  eval_train = scenes.Views(
+      scene.train.images[:num_eval_train], scene.train.c2w[:num_eval_train], scene.train.focal
+  )
 
   def evaluate(params):
     renders = render_members(field_fn, params, scene.test, r, near, far)
@@ -220,41 +272,76 @@ def build(config: Any) -> base.Task:
     # noisy last minibatch the engine logs.
     train_renders = render_members(field_fn, params, eval_train, r, near, far)
     train_psnr = base.psnr_of(train_renders, eval_train.images)
-    return {"train_psnr": train_psnr, "test_psnr": psnr.mean(1), "test_ssim": ssim.mean(1),
-            "outputs": {"renders": renders, "psnr": psnr, "ssim": ssim}}
+    return {
+        "train_psnr": train_psnr,
+        "test_psnr": psnr.mean(1),
+        "test_ssim": ssim.mean(1),
+        "outputs": {"renders": renders, "psnr": psnr, "ssim": ssim},
+    }
 
   def save_artifacts(workdir, labels, evaluation):
     out = evaluation["outputs"]
     renders, psnr, ssim = out["renders"], np.asarray(out["psnr"]), np.asarray(out["ssim"])
     paths = []
-    per_view = {"views": list(range(truth.shape[0])),
-                "members": [{"label": lab, "psnr": psnr[i].tolist(), "ssim": ssim[i].tolist()}
-                            for i, lab in enumerate(labels)]}
+    per_view = {
+        "views": list(range(truth.shape[0])),
+        "members": [
+            {"label": lab, "psnr": psnr[i].tolist(), "ssim": ssim[i].tolist()}
+            for i, lab in enumerate(labels)
+        ],
+    }
     path = os.path.join(workdir, "test_views.json")
     nfio.atomic_write_json(path, per_view)
     paths.append(path)
     shown = np.linspace(0, truth.shape[0] - 1, min(int(r.views_shown), truth.shape[0]))
     shown = np.unique(np.round(shown).astype(int))
-    paths.append(view_grid(truth[shown], renders[:, shown], labels, psnr[:, shown], shown,
-                           os.path.join(workdir, "test_views.png")))
+    paths.append(
+        view_grid(
+            truth[shown],
+            renders[:, shown],
+            labels,
+            psnr[:, shown],
+            shown,
+            os.path.join(workdir, "test_views.png"),
+        )
+    )
     paths.append(per_view_plot(psnr, ssim, labels, os.path.join(workdir, "test_per_view.png")))
-    frames = np.stack([_label_strip([truth[v]] + [renders[m, v] for m in range(len(labels))])
-                       for v in range(truth.shape[0])])
+    frames = np.stack([
+        _label_strip([truth[v]] + [renders[m, v] for m in range(len(labels))])
+        for v in range(truth.shape[0])
+    ])
     paths.append(write_gif(os.path.join(workdir, "turntable.gif"), frames, float(r.gif_fps)))
     return paths
 
-  info = {"scene": scene.source, "num_train_views": int(scene.train.images.shape[0]),
-          "num_test_views": int(truth.shape[0]), "height": int(truth.shape[1]),
-          "width": int(truth.shape[2]), "focal": float(scene.train.focal), "near": near,
-          "far": far, "num_train_rays": int(train_data["rgb"].shape[0]),
-          "rays_per_step_per_member": int(config.batch_size or train_data["rgb"].shape[0]),
-          "num_samples": int(r.num_samples), "num_importance": int(r.num_importance),
-          "in_dim": in_dim, "num_train_views_evaluated": num_eval_train}
+  info = {
+      "scene": scene.source,
+      "num_train_views": int(scene.train.images.shape[0]),
+      "num_test_views": int(truth.shape[0]),
+      "height": int(truth.shape[1]),
+      "width": int(truth.shape[2]),
+      "focal": float(scene.train.focal),
+      "near": near,
+      "far": far,
+      "num_train_rays": int(train_data["rgb"].shape[0]),
+      "rays_per_step_per_member": int(config.batch_size or train_data["rgb"].shape[0]),
+      "num_samples": int(r.num_samples),
+      "num_importance": int(r.num_importance),
+      "in_dim": in_dim,
+      "num_train_views_evaluated": num_eval_train,
+  }
   return base.Task(
-      name="nerf", model=model, train_data=train_data, loss_fn=loss_fn,
+      name="nerf",
+      model=model,
+      train_data=train_data,
+      loss_fn=loss_fn,
       score=base.Score("psnr", _fine_psnr, "train PSNR (dB), ray minibatch"),
-      metrics=(base.Metric("train_psnr", label="train PSNR (dB), whole train views"),
-               base.Metric("test_psnr", label="test PSNR (dB), mean over held-out views"),
-               base.Metric("test_ssim", fmt=".4f", label="test SSIM, mean over views")),
-      evaluate=evaluate, save_artifacts=save_artifacts, info=info,
-      example_input=np.zeros((1, in_dim), np.float32))
+      metrics=(
+          base.Metric("train_psnr", label="train PSNR (dB), whole train views"),
+          base.Metric("test_psnr", label="test PSNR (dB), mean over held-out views"),
+          base.Metric("test_ssim", fmt=".4f", label="test SSIM, mean over views"),
+      ),
+      evaluate=evaluate,
+      save_artifacts=save_artifacts,
+      info=info,
+      example_input=np.zeros((1, in_dim), np.float32),
+  )

@@ -31,9 +31,15 @@ from nfscale.tasks import base, register_task
 
 #: The paper's Table 1 (Thai statue, complex Gabor network): train PSNR (dB), IoU.
 PAPER_TABLE1: dict[str, tuple[float, float]] = {
-    "init1": (22.7, 0.89), "lecun_normal": (20.3, 0.81), "xavier_normal": (21.2, 0.84),
-    "kaiming_normal": (19.9, 0.80), "init2": (24.5, 0.91), "lecun_uniform": (21.2, 0.86),
-    "xavier_uniform": (21.6, 0.87), "kaiming_uniform": (20.2, 0.82)}
+    "init1": (22.7, 0.89),
+    "lecun_normal": (20.3, 0.81),
+    "xavier_normal": (21.2, 0.84),
+    "kaiming_normal": (19.9, 0.80),
+    "init2": (24.5, 0.91),
+    "lecun_uniform": (21.2, 0.86),
+    "xavier_uniform": (21.6, 0.87),
+    "kaiming_uniform": (20.2, 0.82),
+}
 
 
 def load_solid(data: Any) -> shapes.Solid:
@@ -47,11 +53,12 @@ def _default_chunk(params: Any) -> int:
   members = jax.tree.leaves(params)[0].shape[0]
   width = max([1] + [int(np.max(leaf.shape[1:])) for leaf in jax.tree.leaves(params)])
   # Keeps the widest activation of all members near 256 MB (complex: 8 bytes an entry).
-  return int(np.clip(2 ** 28 // (8 * members * width), 1024, 1 << 18))
+  return int(np.clip(2**28 // (8 * members * width), 1024, 1 << 18))
 
 
-def chunked_apply(model: Any, params: Any, points: Any, num_points: int, chunk: int = 0,
-                  dtype: Any = np.float32) -> np.ndarray:
+def chunked_apply(
+    model: Any, params: Any, points: Any, num_points: int, chunk: int = 0, dtype: Any = np.float32
+) -> np.ndarray:
   """Every member's first output on ``num_points`` points, computed ``chunk`` at a time.
 
   Args:
@@ -76,7 +83,7 @@ def chunked_apply(model: Any, params: Any, points: Any, num_points: int, chunk: 
     n = len(pts)
     if n < chunk:  # one shape for every call: one compilation
       pts = np.concatenate([pts, np.zeros((chunk - n, pts.shape[1]), np.float32)])
-    out[:, start:start + n] = np.asarray(apply(params, jnp.asarray(pts)))[:, :n, 0]
+    out[:, start : start + n] = np.asarray(apply(params, jnp.asarray(pts)))[:, :n, 0]
   return out
 
 
@@ -86,8 +93,9 @@ def grid_predictions(model: Any, params: Any, res: int, chunk: int = 0) -> np.nd
   float16 is enough to threshold at 0.5 and to mesh, and halves the memory (a 256^3 grid
   of 8 members is 268 MB).
   """
-  out = chunked_apply(model, params, lambda a, b: shapes.grid_points(res, a, b), res ** 3,
-                      chunk, np.float16)
+  out = chunked_apply(
+      model, params, lambda a, b: shapes.grid_points(res, a, b), res**3, chunk, np.float16
+  )
   return out.reshape(-1, res, res, res)
 
 
@@ -103,27 +111,31 @@ def build(config: Any) -> base.Task:
   solid = load_solid(d)
   train_grid = shapes.occupancy_grid(solid, grid_res)
   if not train_grid.any():
-    raise ValueError(f"shape {solid.name!r} has no inside point on the {grid_res}^3 training "
-                     "grid (no volume, or thinner than a grid cell).")
-  x, y = shapes.training_points(solid, grid_res, int(d.num_surface), float(d.jitter),
-                                int(d.seed), grid=train_grid)
+    raise ValueError(
+        f"shape {solid.name!r} has no inside point on the {grid_res}^3 training "
+        "grid (no volume, or thinner than a grid cell)."
+    )
+  x, y = shapes.training_points(
+      solid, grid_res, int(d.num_surface), float(d.jitter), int(d.seed), grid=train_grid
+  )
   model = base.model_from_config(config, out_dim=1)
   cache: dict[str, np.ndarray] = {}
 
   def truth() -> np.ndarray:
     # The evaluation grid is built on first use: a mesh at 256^3 costs minutes.
     if "grid" not in cache:
-      cache["grid"] = (train_grid if eval_res == grid_res
-                       else shapes.occupancy_grid(solid, eval_res))
+      cache["grid"] = train_grid if eval_res == grid_res else shapes.occupancy_grid(solid, eval_res)
     return cache["grid"]
 
   def evaluate(params):
     pred = chunked_apply(model, params, lambda a, b: x[a:b], len(x))
     grids = grid_predictions(model, params, eval_res)
     gt = truth()
-    return {"train_psnr": base.psnr_of(pred, y[:, 0]),
-            "iou": np.array([surfaces.grid_iou(g, gt) for g in grids]),
-            "outputs": grids}
+    return {
+        "train_psnr": base.psnr_of(pred, y[:, 0]),
+        "iou": np.array([surfaces.grid_iou(g, gt) for g in grids]),
+        "outputs": grids,
+    }
 
   def save_artifacts(workdir, labels, evaluation):
     gt = truth()
@@ -133,14 +145,15 @@ def build(config: Any) -> base.Task:
     # One view for all panels (the ground truth's), so the members compare at a glance.
     frame = surfaces.preview_frame(gt)
     panels = [(surfaces.render_preview(gt, frame=frame), f"ground truth ({solid.name})")]
-    for grid, lab, p, iou in zip(evaluation["outputs"], labels, evaluation["train_psnr"],
-                                 evaluation["iou"]):
+    for grid, lab, p, iou in zip(
+        evaluation["outputs"], labels, evaluation["train_psnr"], evaluation["iou"]
+    ):
       g = np.nan_to_num(grid.astype(np.float32), nan=0.0)
       v, f = surfaces.marching_cubes(g)
-      paths.append(surfaces.save_ply(
-          os.path.join(workdir, f"mesh_{figures.safe_name(lab)}.ply"), v, f))
-      panels.append((surfaces.render_preview(g, frame=frame),
-                     f"{lab}\n{p:.2f} dB / IoU {iou:.3f}"))
+      paths.append(
+          surfaces.save_ply(os.path.join(workdir, f"mesh_{figures.safe_name(lab)}.ply"), v, f)
+      )
+      panels.append((surfaces.render_preview(g, frame=frame), f"{lab}\n{p:.2f} dB / IoU {iou:.3f}"))
     paths.append(figures.panel_grid(panels, os.path.join(workdir, "occupancy.png"), ncols=3))
     table = os.path.join(workdir, "table.md")
     with open(table + ".tmp", "w") as fh:
@@ -148,15 +161,28 @@ def build(config: Any) -> base.Task:
     os.replace(table + ".tmp", table)
     return paths + [table]
 
-  info = {"shape": solid.name, "grid_res": grid_res, "eval_res": eval_res,
-          "num_surface": int(d.num_surface), "num_train_points": int(len(x)),
-          "occupied_fraction": float(y.mean())}
+  info = {
+      "shape": solid.name,
+      "grid_res": grid_res,
+      "eval_res": eval_res,
+      "num_surface": int(d.num_surface),
+      "num_train_points": int(len(x)),
+      "occupied_fraction": float(y.mean()),
+  }
   return base.Task(
-      name="occupancy", model=model, train_data={"x": x, "y": y},
-      loss_fn=models.mse_loss(model), score=base.psnr_score(1.0),
-      metrics=(base.Metric("train_psnr", label="train PSNR, all points (dB)"),
-               base.Metric("iou", fmt=".4f", label=f"IoU on the {eval_res}^3 grid")),
-      evaluate=evaluate, save_artifacts=save_artifacts, info=info)
+      name="occupancy",
+      model=model,
+      train_data={"x": x, "y": y},
+      loss_fn=models.mse_loss(model),
+      score=base.psnr_score(1.0),
+      metrics=(
+          base.Metric("train_psnr", label="train PSNR, all points (dB)"),
+          base.Metric("iou", fmt=".4f", label=f"IoU on the {eval_res}^3 grid"),
+      ),
+      evaluate=evaluate,
+      save_artifacts=save_artifacts,
+      info=info,
+  )
 
 
 def results_table(labels: list[str], psnr: np.ndarray, iou: np.ndarray) -> str:
@@ -171,4 +197,5 @@ def results_table(labels: list[str], psnr: np.ndarray, iou: np.ndarray) -> str:
     ref = [f"{paper[0]:.1f}", f"{paper[1]:.2f}"] if paper else ["-", "-"]
     rows.append([lab, f"{p:.2f}", f"{i:.3f}"] + ref)
   return figures.markdown_table(
-      ["member", "train PSNR (dB)", "IoU", "paper PSNR (dB)", "paper IoU"], rows)
+      ["member", "train PSNR (dB)", "IoU", "paper PSNR (dB)", "paper IoU"], rows
+  )

@@ -43,10 +43,16 @@ def load_flow(d: Any) -> flows.Flow:
   if d.path:
     return flows.load_raissi_mat(d.path)
   if d.name != "taylor_green":
-    raise ValueError(f"Unknown flow {d.name!r}; valid: taylor_green (or data.path = Raissi's "
-                     f".mat file).")
-  return flows.taylor_green_data(grid=int(d.grid), num_times=int(d.num_times),
-                                 t_max=float(d.t_max), nu=float(d.nu), k=float(d.k))
+    raise ValueError(
+        f"Unknown flow {d.name!r}; valid: taylor_green (or data.path = Raissi's .mat file)."
+    )
+  return flows.taylor_green_data(
+      grid=int(d.grid),
+      num_times=int(d.num_times),
+      t_max=float(d.t_max),
+      nu=float(d.nu),
+      k=float(d.k),
+  )
 
 
 def pde_terms(parameterization: str) -> tuple[str, ...]:
@@ -62,8 +68,9 @@ def make_flow_fn(model: Any, parameterization: str, bounds: np.ndarray):
   scale = 0.5 * (bounds[:, 1] - bounds[:, 0])
 
   def flow_fn(params):
-    return ns.flow_from_network(lambda z: model.apply(params, z), parameterization,
-                                center=center, scale=scale)
+    return ns.flow_from_network(
+        lambda z: model.apply(params, z), parameterization, center=center, scale=scale
+    )
 
   return flow_fn
 
@@ -78,8 +85,11 @@ def make_loss_fn(flow_fn: Any, nu: float, terms: tuple[str, ...]):
     data_loss = jnp.sum(jnp.mean(jnp.square(uvp[:, :2] - batch["uv"]), axis=0))
     pde_loss = sum(jnp.mean(jnp.square(res[k])) for k in terms)
     loss = data_loss + pde_loss
-    return loss, {"data_loss": data_loss, "pde_loss": pde_loss,
-                  "pde_psnr": metrics.mse_to_psnr(pde_loss)}
+    return loss, {
+        "data_loss": data_loss,
+        "pde_loss": pde_loss,
+        "pde_psnr": metrics.mse_to_psnr(pde_loss),
+    }
 
   return loss_fn
 
@@ -102,23 +112,24 @@ def relative_errors(pred: np.ndarray, exact: np.ndarray, num_times: int) -> dict
   p_pred = pred[:, 2].reshape(num_times, -1)
   p_true = exact[:, 2].reshape(num_times, -1)
   offset = (p_pred - p_true).mean(axis=1, keepdims=True)
-  return {"rel_l2_u": ns.relative_l2(pred[:, 0], exact[:, 0]),
-          "rel_l2_v": ns.relative_l2(pred[:, 1], exact[:, 1]),
-          "rel_l2_p": ns.relative_l2(p_pred - offset, p_true)}
+  return {
+      "rel_l2_u": ns.relative_l2(pred[:, 0], exact[:, 0]),
+      "rel_l2_v": ns.relative_l2(pred[:, 1], exact[:, 1]),
+      "rel_l2_p": ns.relative_l2(p_pred - offset, p_true),
+  }
 
 
-def predict_members(flow_fn: Any, params: Any, xyt: np.ndarray, chunk: int = 16384
-                    ) -> np.ndarray:
+def predict_members(flow_fn: Any, params: Any, xyt: np.ndarray, chunk: int = 16384) -> np.ndarray:
   """``(members, P, 3)`` predictions of every member at ``xyt`` ``(P, 3)``, chunked."""
   fn = jax.jit(jax.vmap(lambda p, x: jax.vmap(flow_fn(p))(x), in_axes=(0, None)))
   x = np.asarray(xyt, np.float32)
   outs = []
   for start in range(0, x.shape[0], chunk):
-    part = x[start:start + chunk]
+    part = x[start : start + chunk]
     pad = chunk - part.shape[0] if x.shape[0] > chunk else 0
     if pad:  # a fixed chunk shape compiles once
       part = np.concatenate([part, np.repeat(part[-1:], pad, 0)])
-    outs.append(np.asarray(fn(params, jnp.asarray(part)))[:, :part.shape[0] - pad])
+    outs.append(np.asarray(fn(params, jnp.asarray(part)))[:, : part.shape[0] - pad])
   return np.concatenate(outs, axis=1)
 
 
@@ -128,13 +139,14 @@ def build(config: Any) -> base.Task:
   d = config.data
   parameterization = str(config.model.parameterization)
   if parameterization not in ns.PARAMETERIZATIONS:
-    raise ValueError(f"Unknown model.parameterization {parameterization!r}; valid: "
-                     f"{', '.join(ns.PARAMETERIZATIONS)}.")
+    raise ValueError(
+        f"Unknown model.parameterization {parameterization!r}; valid: "
+        f"{', '.join(ns.PARAMETERIZATIONS)}."
+    )
   nu = float(d.nu)
   flow = load_flow(d)
   idx = flows.sample_points(flow, int(d.num_points), int(d.seed))
-  train_data = {"xyt": flow.xyt[idx].astype(np.float32),
-                "uv": flow.uvp[idx, :2].astype(np.float32)}
+  train_data = {"xyt": flow.xyt[idx].astype(np.float32), "uv": flow.uvp[idx, :2].astype(np.float32)}
   model = base.model_from_config(config, out_dim=3 if parameterization == "uvp" else 2)
   flow_fn = make_flow_fn(model, parameterization, flow.bounds)
   terms = pde_terms(parameterization)
@@ -153,29 +165,52 @@ def build(config: Any) -> base.Task:
     return out
 
   def save_artifacts(workdir, labels, evaluation):
-    paths = [field_plot(flow, evaluation["outputs"], labels, evaluation,
-                        os.path.join(workdir, "fields.png"))]
+    paths = [
+        field_plot(
+            flow, evaluation["outputs"], labels, evaluation, os.path.join(workdir, "fields.png")
+        )
+    ]
     history = pde_history(workdir, len(labels))
     if history:
-      paths.append(plots.psnr_curves(
-          history, labels, os.path.join(workdir, "pde_psnr.png"), key="pde_psnr",
-          title="PDE loss (momentum" + (" + continuity" if len(terms) == 3 else "") + ")",
-          ylabel="PDE loss PSNR (dB)"))
+      paths.append(
+          plots.psnr_curves(
+              history,
+              labels,
+              os.path.join(workdir, "pde_psnr.png"),
+              key="pde_psnr",
+              title="PDE loss (momentum" + (" + continuity" if len(terms) == 3 else "") + ")",
+              ylabel="PDE loss PSNR (dB)",
+          )
+      )
     return paths
 
-  info = {"flow": flow.source, "nu": nu, "num_train_points": int(idx.size),
-          "num_eval_points": int(flow.xyt.shape[0]), "grid_shape": list(flow.grid_shape),
-          "parameterization": parameterization, "pde_terms": list(terms)}
+  info = {
+      "flow": flow.source,
+      "nu": nu,
+      "num_train_points": int(idx.size),
+      "num_eval_points": int(flow.xyt.shape[0]),
+      "grid_shape": list(flow.grid_shape),
+      "parameterization": parameterization,
+      "pde_terms": list(terms),
+  }
   return base.Task(
-      name="pinn", model=model, train_data=train_data, loss_fn=loss_fn,
+      name="pinn",
+      model=model,
+      train_data=train_data,
+      loss_fn=loss_fn,
       score=base.Score("psnr", _total_psnr, "total loss PSNR (dB)"),
-      metrics=(base.Metric("rel_l2_u", False, ".4f", "relative L2 error of u"),
-               base.Metric("rel_l2_v", False, ".4f", "relative L2 error of v"),
-               base.Metric("rel_l2_p", False, ".4f", "relative L2 error of p (offset removed)"),
-               base.Metric("data_psnr", label="data loss PSNR (dB)"),
-               base.Metric("pde_psnr", label="PDE loss PSNR (dB)")),
-      evaluate=evaluate, save_artifacts=save_artifacts, info=info,
-      example_input=np.zeros((1, 3), np.float32))
+      metrics=(
+          base.Metric("rel_l2_u", False, ".4f", "relative L2 error of u"),
+          base.Metric("rel_l2_v", False, ".4f", "relative L2 error of v"),
+          base.Metric("rel_l2_p", False, ".4f", "relative L2 error of p (offset removed)"),
+          base.Metric("data_psnr", label="data loss PSNR (dB)"),
+          base.Metric("pde_psnr", label="PDE loss PSNR (dB)"),
+      ),
+      evaluate=evaluate,
+      save_artifacts=save_artifacts,
+      info=info,
+      example_input=np.zeros((1, 3), np.float32),
+  )
 
 
 def _total_psnr(loss, aux):
@@ -189,13 +224,15 @@ def pde_history(workdir: str, num_members: int) -> list[dict[str, Any]]:
   by_step: dict[int, list[Any]] = {}
   for row in nfio.read_jsonl(path, missing_ok=True):
     if "pde_psnr" in row:
-      by_step.setdefault(int(row["step"]), [None] * num_members)[int(row["member"])] = (
-          row["pde_psnr"])
+      by_step.setdefault(int(row["step"]), [None] * num_members)[int(row["member"])] = row[
+          "pde_psnr"
+      ]
   return [{"step": s, "pde_psnr": v} for s, v in sorted(by_step.items())]
 
 
-def field_plot(flow: flows.Flow, preds: np.ndarray, labels: list[str],
-               evaluation: dict[str, Any], path: str) -> str:
+def field_plot(
+    flow: flows.Flow, preds: np.ndarray, labels: list[str], evaluation: dict[str, Any], path: str
+) -> str:
   """Exact and predicted ``u, v, p`` at the middle time slice (rows: exact, then members).
 
   Grid flows are drawn as images; scattered ones (the cylinder wake) as
@@ -206,8 +243,7 @@ def field_plot(flow: flows.Flow, preds: np.ndarray, labels: list[str],
   ti = nt // 2
   sl = slice(ti * per, (ti + 1) * per)
   xy = flow.xyt[sl, :2]
-  rows = [("exact", flow.uvp[sl])] + [
-      (f"{lab}", preds[i, sl]) for i, lab in enumerate(labels)]
+  rows = [("exact", flow.uvp[sl])] + [(f"{lab}", preds[i, sl]) for i, lab in enumerate(labels)]
   fig, axes = plots.subplots(len(rows), 3, figsize=(8, 2.3 * len(rows)), squeeze=False)
   for j, comp in enumerate("uvp"):
     exact = flow.uvp[sl, j]
@@ -219,8 +255,14 @@ def field_plot(flow: flows.Flow, preds: np.ndarray, labels: list[str],
       ax = axes[i, j]
       if len(flow.grid_shape) == 3:
         ny, nx = flow.grid_shape[1:]
-        im = ax.imshow(v.reshape(ny, nx), origin="lower", vmin=lo, vmax=hi, cmap="RdBu_r",
-                       extent=(xy[:, 0].min(), xy[:, 0].max(), xy[:, 1].min(), xy[:, 1].max()))
+        im = ax.imshow(
+            v.reshape(ny, nx),
+            origin="lower",
+            vmin=lo,
+            vmax=hi,
+            cmap="RdBu_r",
+            extent=(xy[:, 0].min(), xy[:, 0].max(), xy[:, 1].min(), xy[:, 1].max()),
+        )
       else:
         im = ax.scatter(xy[:, 0], xy[:, 1], c=v, s=2, vmin=lo, vmax=hi, cmap="RdBu_r")
       title = f"{name}: {comp}"

@@ -49,12 +49,21 @@ def build(config: Any) -> base.Task:
     return {"train_psnr": base.psnr_of(out, y, data_range), "outputs": out[..., 0]}
 
   def save_artifacts(workdir, labels, evaluation):
-    return [plots.label_scatter(y[:, 0], list(evaluation["outputs"]), labels,
-                                os.path.join(workdir, "fits.png"))]
+    return [
+        plots.label_scatter(
+            y[:, 0], list(evaluation["outputs"]), labels, os.path.join(workdir, "fits.png")
+        )
+    ]
 
   info = {"num_points": int(x.shape[0]), "dim": int(x.shape[1])}
   return base.Task(
-      name="random_labels", model=model, train_data={"x": x, "y": y},
-      loss_fn=models.mse_loss(model), score=base.psnr_score(data_range),
+      name="random_labels",
+      model=model,
+      train_data={"x": x, "y": y},
+      loss_fn=models.mse_loss(model),
+      score=base.psnr_score(data_range),
       metrics=(base.Metric("train_psnr", label="PSNR on the training points (dB)"),),
-      evaluate=evaluate, save_artifacts=save_artifacts, info=info)
+      evaluate=evaluate,
+      save_artifacts=save_artifacts,
+      info=info,
+  )

@@ -29,16 +29,19 @@ from nfscale.tasks import base, register_task
 
 #: What the paper's Fig. 5 reports: per-scheme values cannot be read back reliably from
 #: the figure's extracted labels; the caption's claims and the best value can.
-PAPER_FIG5 = {"best_psnr": 34.0, "best_ssim": 0.72,
-              "claim": "init1 best of the normal schemes, init2 best of the uniform ones "
-                       "(highest PSNR and SSIM)"}
+PAPER_FIG5 = {
+    "best_psnr": 34.0,
+    "best_ssim": 0.72,
+    "claim": (
+        "init1 best of the normal schemes, init2 best of the uniform ones (highest PSNR and SSIM)"
+    ),
+}
 
 NORMAL = ("lecun_normal", "xavier_normal", "kaiming_normal", "init1")
 UNIFORM = ("lecun_uniform", "xavier_uniform", "kaiming_uniform", "init2")
 
 
-def load_problem(name: str, path: str, size: int, factor: int
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def load_problem(name: str, path: str, size: int, factor: int) -> tuple[np.ndarray, np.ndarray]:
   """The high-resolution image and its observation ``A x``.
 
   Args:
@@ -107,18 +110,24 @@ def build(config: Any) -> base.Task:
     recon = np.clip(out.reshape(out.shape[0], h, w, c), 0.0, 1.0)
     # How well each member explains the observation (what training optimised).
     low = np.stack([resampling.area_downsample(r, factor) for r in recon])
-    return {"hr_psnr": np.asarray(psnr_fn(jnp.asarray(recon))),
-            "hr_ssim": np.asarray(ssim_fn(jnp.asarray(recon))),
-            "lr_psnr": base.psnr_of(low, lo),
-            "outputs": recon}
+    return {
+        "hr_psnr": np.asarray(psnr_fn(jnp.asarray(recon))),
+        "hr_ssim": np.asarray(ssim_fn(jnp.asarray(recon))),
+        "lr_psnr": base.psnr_of(low, lo),
+        "outputs": recon,
+    }
 
   def save_artifacts(workdir, labels, evaluation):
     p, s = evaluation["hr_psnr"], evaluation["hr_ssim"]
-    panels = [(hi, "ground truth"),
-              (resampling.nearest_upsample(lo, factor), f"observed ({factor}x down)"),
-              (bicubic, f"bicubic\n{bic_psnr:.2f} dB / SSIM {bic_ssim:.3f}")]
-    panels += [(r, f"{lab}\n{pi:.2f} dB / SSIM {si:.3f}")
-               for r, lab, pi, si in zip(evaluation["outputs"], labels, p, s)]
+    panels = [
+        (hi, "ground truth"),
+        (resampling.nearest_upsample(lo, factor), f"observed ({factor}x down)"),
+        (bicubic, f"bicubic\n{bic_psnr:.2f} dB / SSIM {bic_ssim:.3f}"),
+    ]
+    panels += [
+        (r, f"{lab}\n{pi:.2f} dB / SSIM {si:.3f}")
+        for r, lab, pi, si in zip(evaluation["outputs"], labels, p, s)
+    ]
     fig = figures.panel_grid(panels, os.path.join(workdir, "superres.png"), ncols=4)
     table = os.path.join(workdir, "table.md")
     with open(table + ".tmp", "w") as f:
@@ -126,21 +135,37 @@ def build(config: Any) -> base.Task:
     os.replace(table + ".tmp", table)
     return [fig, table]
 
-  info = {"image": d.path or d.name, "height": h, "width": w, "channels": c, "factor": factor,
-          "num_train_points": int(lo.shape[0] * lo.shape[1]),
-          "bicubic_psnr": bic_psnr, "bicubic_ssim": bic_ssim}
+  info = {
+      "image": d.path or d.name,
+      "height": h,
+      "width": w,
+      "channels": c,
+      "factor": factor,
+      "num_train_points": int(lo.shape[0] * lo.shape[1]),
+      "bicubic_psnr": bic_psnr,
+      "bicubic_ssim": bic_ssim,
+  }
   return base.Task(
-      name="superres", model=model, train_data=train_data, loss_fn=subpixel_mse_loss(model),
+      name="superres",
+      model=model,
+      train_data=train_data,
+      loss_fn=subpixel_mse_loss(model),
       score=base.Score("psnr", base.psnr_score(1.0).fn, "train PSNR of A x (dB)"),
-      metrics=(base.Metric("hr_psnr", label="PSNR vs high-res (dB)"),
-               base.Metric("hr_ssim", fmt=".4f", label="SSIM vs high-res"),
-               base.Metric("lr_psnr", label="PSNR of A x vs observation (dB)")),
-      evaluate=evaluate, save_artifacts=save_artifacts, info=info,
-      example_input=coords[:1])
+      metrics=(
+          base.Metric("hr_psnr", label="PSNR vs high-res (dB)"),
+          base.Metric("hr_ssim", fmt=".4f", label="SSIM vs high-res"),
+          base.Metric("lr_psnr", label="PSNR of A x vs observation (dB)"),
+      ),
+      evaluate=evaluate,
+      save_artifacts=save_artifacts,
+      info=info,
+      example_input=coords[:1],
+  )
 
 
-def results_table(labels: list[str], psnr: np.ndarray, ssim: np.ndarray, bicubic_psnr: float,
-                  bicubic_ssim: float) -> str:
+def results_table(
+    labels: list[str], psnr: np.ndarray, ssim: np.ndarray, bicubic_psnr: float, bicubic_ssim: float
+) -> str:
   """The Fig. 5 comparison as markdown: each member, the bicubic baseline, the paper's claim.
 
   >>> print(results_table(["init1"], np.array([30.0]), np.array([0.8]), 25.0, 0.7)
@@ -156,10 +181,13 @@ def results_table(labels: list[str], psnr: np.ndarray, ssim: np.ndarray, bicubic
     if len(idx) == len(group):
       win_p = labels[max(idx, key=lambda i: psnr[i])].split()[0]
       win_s = labels[max(idx, key=lambda i: ssim[i])].split()[0]
-      checks.append(f"best PSNR among {', '.join(group)}: {win_p}; best SSIM: {win_s} "
-                    f"(paper: {best_scheme})")
-  text += (f"\n\nPaper (Fig. 5): {PAPER_FIG5['claim']}; its best result "
-           f"{PAPER_FIG5['best_psnr']:.0f} dB / SSIM {PAPER_FIG5['best_ssim']:.2f}.")
+      checks.append(
+          f"best PSNR among {', '.join(group)}: {win_p}; best SSIM: {win_s} (paper: {best_scheme})"
+      )
+  text += (
+      f"\n\nPaper (Fig. 5): {PAPER_FIG5['claim']}; its best result "
+      f"{PAPER_FIG5['best_psnr']:.0f} dB / SSIM {PAPER_FIG5['best_ssim']:.2f}."
+  )
   if checks:
     text += "\nOurs: " + "; ".join(checks) + "."
   return text

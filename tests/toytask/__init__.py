@@ -28,17 +28,33 @@ def build(config) -> Task:
   def loss_fn(params, batch, rng):
     del rng
     err = model.apply(params, batch["x"]) - batch["y"]
-    return jnp.mean(jnp.abs(err)), {"mse": jnp.mean(err ** 2)}
+    return jnp.mean(jnp.abs(err)), {"mse": jnp.mean(err**2)}
 
   def evaluate(params):
     out = np.asarray(models.ensemble_apply(model, params, jnp.asarray(x)))
     return {"max_error": np.max(np.abs(out - y[None]), axis=(1, 2)), "outputs": out[..., 0]}
 
   def save_artifacts(workdir, labels, evaluation):
-    return [plots.curves_1d(x[:, 0], y[:, 0], x[:, 0], y[:, 0], list(evaluation["outputs"]),
-                            labels, os.path.join(workdir, "toy_fits.png"))]
+    return [
+        plots.curves_1d(
+            x[:, 0],
+            y[:, 0],
+            x[:, 0],
+            y[:, 0],
+            list(evaluation["outputs"]),
+            labels,
+            os.path.join(workdir, "toy_fits.png"),
+        )
+    ]
 
-  return Task(name="toy_abs", model=model, train_data={"x": x, "y": y}, loss_fn=loss_fn,
-              score=Score("neg_mae", lambda loss, aux: -loss, "minus mean absolute error"),
-              metrics=(Metric("max_error", higher_is_better=False, fmt=".4f"),),
-              evaluate=evaluate, save_artifacts=save_artifacts, info={"num_points": n})
+  return Task(
+      name="toy_abs",
+      model=model,
+      train_data={"x": x, "y": y},
+      loss_fn=loss_fn,
+      score=Score("neg_mae", lambda loss, aux: -loss, "minus mean absolute error"),
+      metrics=(Metric("max_error", higher_is_better=False, fmt=".4f"),),
+      evaluate=evaluate,
+      save_artifacts=save_artifacts,
+      info={"num_points": n},
+  )

@@ -1,6 +1,6 @@
 r"""Config of the toy task (tests/toytask), trained by the ordinary launcher.
 
-  PYTHONPATH=tests python -m launch.train --config=tests/toytask/config.py --workdir=/tmp/toy
+PYTHONPATH=tests python -m launch.train --config=tests/toytask/config.py --workdir=/tmp/toy
 """
 
 from nfscale import config_lib
