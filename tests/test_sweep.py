@@ -78,6 +78,7 @@ def test_tiny_sweep_writes_report(reference):
       assert v["success"] == (sum(v["reached"][0]) >= 1)  # one seed, one lr
 
 
+@pytest.mark.slow  # ~90 s on 2 cores; tests/test_resume.py kills and resumes a run by default
 def test_resume_after_sigkill_reproduces_uninterrupted(reference, tmp_path):
   ref_dir, _ = reference
   workdir = tmp_path / "killed"
