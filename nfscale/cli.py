@@ -19,12 +19,14 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.util
+import logging as std_logging
 import os
 import sys
 from types import ModuleType
 from typing import Any, Callable, NoReturn, Sequence
 
 from absl import app, flags
+from absl import logging as absl_logging
 
 #: Keys shown per config in ``--help`` (where the config has them).
 MAIN_KEYS = (
@@ -240,11 +242,20 @@ def make_flags_parser(
   return parse
 
 
+def quiet_dependencies(record: std_logging.LogRecord) -> bool:
+  """Log filter: drops the INFO lines of orbax, which logs dozens per checkpoint.
+
+  Warnings and errors of every library pass, and so do nfscale's own INFO lines.
+  """
+  return record.levelno >= std_logging.WARNING or f"{os.sep}orbax{os.sep}" not in record.pathname
+
+
 def run(main: Callable[[list[str]], Any], doc: str, module_name: str, configs: bool = True) -> None:
   """``app.run(main)`` with this module's flag parsing; a ``ValueError`` from ``main`` is a
   one-line error too (the library's bad-input errors name the key and valid choices)."""
 
   def wrapped(argv: list[str]) -> Any:
+    absl_logging.get_absl_handler().addFilter(quiet_dependencies)
     try:
       return main(argv)
     except (ValueError, app.UsageError) as e:

@@ -120,3 +120,16 @@ def test_parse_arg_error_lists_presets_and_overrides():
   assert "'fast'" in str(e.value) and "presets: quick; overrides: size=<int>" in str(e.value)
   with pytest.raises(ValueError, match="size='x' is not of type int"):
     config_lib.parse_arg("size=x", quick=False, size=0)
+
+
+def test_orbax_info_lines_are_dropped_but_warnings_pass():
+  import logging
+  import os
+
+  def record(path, level):
+    return logging.LogRecord("absl", level, path, 1, "msg", None, None)
+
+  orbax_file = os.path.join("site-packages", "orbax", "checkpoint", "checkpoint_manager.py")
+  assert not cli.quiet_dependencies(record(orbax_file, logging.INFO))
+  assert cli.quiet_dependencies(record(orbax_file, logging.WARNING))
+  assert cli.quiet_dependencies(record(os.path.join("nfscale", "experiment.py"), logging.INFO))
