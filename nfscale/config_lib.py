@@ -84,6 +84,9 @@ def base_config() -> ml_collections.ConfigDict:
       "activation_params": ml_collections.ConfigDict(),
       "encoding": "identity",
       "encoding_params": ml_collections.ConfigDict(),
+      # Sine fields only: "off", or "auto" / "jax" / "pallas" to compute each
+      # hidden layer with nfscale.fused.dense_sine (no stored pre-activation).
+      "fused": "off",
   })
   c.schemes = tuple(initializers.PAPER_SCHEMES)
   # Biases: "zeros" | "constant" | "torch"; first_bias "" = same as bias. omega (SIREN
@@ -160,11 +163,16 @@ def sweep_config() -> ml_collections.ConfigDict:
       # end, at most lr_extensions times (0: never).
       "lr_extensions": 2,
       "lr_factor": 3.0,
-      # Train the widths of a round in width buckets (nfscale.widths: padded
-      # and masked, one compiled program per bucket): "on", "off", or "auto"
-      # = on accelerators only (on a CPU the padded units cost time in
-      # proportion).
+      # Train the widths of a round in padded, masked programs (nfscale.widths):
+      # "on" (ladder rungs), "round" (a round's widths up to round_merge_max in
+      # one program), "off" (one program per width), or "auto" ("on" on
+      # accelerators, "round" on a CPU; see sweep.bucket_mode).
       "buckets": "auto",
+      "round_merge_max": 256,
+      # Members per compiled ensemble: 0 sizes batches from the device's free
+      # memory (nfscale.membatch; one batch where the backend reports none,
+      # e.g. a CPU); an out-of-memory error halves the batch and retries.
+      "member_batch": 0,
   })
   c.theory = ml_collections.ConfigDict({
       "enabled": True,  # eq. 4.6 width at init, per scheme and point

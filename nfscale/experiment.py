@@ -40,7 +40,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from nfscale import checkpoint, initializers, io, models, plots, tasks, train
+from nfscale import checkpoint, config_lib, initializers, io, models, plots, tasks, train
 from nfscale.tasks import base
 
 #: Config keys that do not change a run's results: a rerun may differ in them.
@@ -179,16 +179,20 @@ def optimizer_args(config: Any) -> dict[str, Any]:
   }
 
 
-def template_state(config: Any, params: Any) -> train.EnsembleState:
-  """A fresh ensemble state of ``params``: the structure a checkpoint restores into."""
-  tx = train.make_optimizer(
+def make_tx(config: Any) -> Any:
+  """The config's optax optimizer (unit rate: the engine scales it per member)."""
+  return train.make_optimizer(
       config.optimizer,
       dict(config.optimizer_params),
       schedule=config.schedule,
       schedule_params=dict(config.schedule_params),
       steps=int(config.steps),
   )
-  return train.init_state(params, tx)
+
+
+def template_state(config: Any, params: Any) -> train.EnsembleState:
+  """A fresh ensemble state of ``params``: the structure a checkpoint restores into."""
+  return train.init_state(params, make_tx(config))
 
 
 def train_members(
@@ -329,7 +333,13 @@ def _pin_workdir(config: Any, workdir: str) -> bool:
         "(pass --config.overwrite=True to delete them and start over)."
     )
   try:
-    return io.check_or_write_config(workdir, config.to_dict(), keys_ignored=IGNORED_KEYS)
+    # A workdir written before a key existed ran at that key's default.
+    return io.check_or_write_config(
+        workdir,
+        config.to_dict(),
+        keys_ignored=IGNORED_KEYS,
+        defaults=config_lib.base_config().to_dict(),
+    )
   except ValueError as e:
     raise ValueError(
         f"{e}\nOr pass --config.overwrite=True to delete that run's files and start over."

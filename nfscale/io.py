@@ -453,13 +453,24 @@ def _is_ignored(key: str, keys_ignored: Iterable[str]) -> bool:
   return any(key == ig or key.startswith(ig + ".") for ig in keys_ignored)
 
 
-def _config_diff(old: Any, new: Any, keys_ignored: Iterable[str]) -> list[tuple[str, Any, Any]]:
+def _config_diff(
+    old: Any, new: Any, keys_ignored: Iterable[str], defaults: Mapping[str, Any] | None = None
+) -> list[tuple[str, Any, Any]]:
   old_flat, new_flat = _flatten(old), _flatten(new)
+  default_flat = _flatten(json.loads(_canonical_json(defaults))) if defaults else {}
   diffs = []
   for key in sorted(old_flat.keys() | new_flat.keys()):
     if _is_ignored(key, keys_ignored):
       continue
     a, b = old_flat.get(key, _MISSING), new_flat.get(key, _MISSING)
+    # A key added to the code after the workdir was written, requested at its
+    # default value, is the behaviour the old run had.
+    if (
+        a is _MISSING
+        and key in default_flat
+        and _canonical_json(default_flat[key]) == _canonical_json(b)
+    ):
+      continue
     # Compare serialized leaves so bool-vs-int and int-vs-float count as
     # differences (1 vs 1.0 vs True).
     if a is _MISSING or b is _MISSING or _canonical_json(a) != _canonical_json(b):
@@ -480,6 +491,7 @@ def check_or_write_config(
     *,
     keys_ignored: Iterable[str] = (),
     max_diffs_shown: int = 10,
+    defaults: Mapping[str, Any] | None = None,
 ) -> bool:
   """Pins ``workdir`` to ``config_dict``.
 
@@ -497,6 +509,9 @@ def check_or_write_config(
       ``("num_workers", "logging.every")``; naming a parent key ignores its
       whole subtree. Use for settings that do not affect results.
     max_diffs_shown: How many differences the error message lists.
+    defaults: The code's default config. A key the stored config lacks (added
+      to the code after the workdir was written) is not a difference when the
+      requested value is its default, since that is what the old run did.
 
   Returns:
     True if ``config.json`` was written by this call, False if an existing
@@ -534,7 +549,9 @@ def check_or_write_config(
       return True
     finally:
       _unlink_quietly(tmp)
-  _raise_if_differs(workdir, read_stored_config(workdir), new, keys_ignored, max_diffs_shown)
+  _raise_if_differs(
+      workdir, read_stored_config(workdir), new, keys_ignored, max_diffs_shown, defaults
+  )
   return False
 
 
@@ -569,9 +586,14 @@ def read_stored_config(workdir: PathLike) -> Any:
 
 
 def _raise_if_differs(
-    workdir: Path, old: Any, new: Any, keys_ignored: Iterable[str], max_diffs_shown: int
+    workdir: Path,
+    old: Any,
+    new: Any,
+    keys_ignored: Iterable[str],
+    max_diffs_shown: int,
+    defaults: Mapping[str, Any] | None = None,
 ) -> None:
-  diffs = _config_diff(old, new, tuple(keys_ignored))
+  diffs = _config_diff(old, new, tuple(keys_ignored), defaults)
   if diffs:
     path = workdir / CONFIG_FILENAME
     shown = [f"  {k}: {_fmt_value(a)} -> {_fmt_value(b)}" for k, a, b in diffs[:max_diffs_shown]]
@@ -592,6 +614,7 @@ def check_config(
     *,
     keys_ignored: Iterable[str] = (),
     max_diffs_shown: int = 10,
+    defaults: Mapping[str, Any] | None = None,
 ) -> None:
   """Checks that ``workdir`` holds results of ``config_dict``; writes nothing.
 
@@ -605,6 +628,7 @@ def check_config(
     keys_ignored: Dotted key paths that may differ (see
       :func:`check_or_write_config`).
     max_diffs_shown: How many differences the error message lists.
+    defaults: See :func:`check_or_write_config`.
 
   Raises:
     ValueError: if ``workdir`` has no ``config.json`` (nothing was run
@@ -621,7 +645,7 @@ def check_config(
         f"Workdir {str(workdir)!r} holds no {CONFIG_FILENAME}: no run was started there, so "
         "there is nothing to read. Check the path, or start the run first."
     ) from None
-  _raise_if_differs(workdir, old, new, keys_ignored, max_diffs_shown)
+  _raise_if_differs(workdir, old, new, keys_ignored, max_diffs_shown, defaults)
 
 
 # --------------------------------------------------------------------------- #

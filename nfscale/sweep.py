@@ -57,8 +57,10 @@ from typing import Any, Callable, Mapping, Sequence
 import jax
 import ml_collections
 import numpy as np
+from absl import logging
 
-from nfscale import experiment, initializers, io, models, plots, scaling, sharding, tasks, train
+from nfscale import config_lib, experiment, initializers, io, membatch, models, plots, scaling
+from nfscale import sharding, tasks, train
 from nfscale.tasks import base
 
 EVALS_FILE = "evals.jsonl"
@@ -70,6 +72,11 @@ POINTS_GLOB = "points*.jsonl"
 MIN_FIT_POINTS = 3
 # Keys that do not change results: a rerun may differ in them.
 IGNORED_KEYS = ("progress", "overwrite", "mode", "checkpoint_every")
+
+
+def _defaults() -> dict[str, Any]:
+  """The sweep keys' defaults: a workdir written before a key existed ran at its default."""
+  return config_lib.sweep_config().to_dict()
 
 
 def sweep_points(config: Any) -> list[tuple[str, int]]:
@@ -143,20 +150,120 @@ def evaluate_width(
   task = tasks.build_task(c)
   members = _members(config, schemes)
   t0 = time.perf_counter()
-  trained = experiment.train_members(
-      c, task, members, progress=progress, desc=f"{arm} N={n} w={width}", log_every=10**9
-  )
-  return _width_record(
+  params = experiment.init_params(c, task, members)
+  rows, batches = train_batched(c, task, members, params, progress, f"{arm} N={n} w={width}")
+  record = _width_record(
       config,
       arm,
       n,
       width,
       schemes,
-      trained.rows,
-      trained.param_count,
+      rows,
+      models.param_count(train.unstack(params, 0)),
       time.perf_counter() - t0,
       task.score.name,
   )
+  record["member_batches"] = batches
+  return record
+
+
+def member_batch_size(config: Any, task: base.Task, params: Any) -> int:
+  """How many members one compiled ensemble trains (``sweep.member_batch``).
+
+  A positive ``sweep.member_batch`` is used as given. 0 sizes the batch from the
+  device's free memory (:mod:`nfscale.membatch`): every member at once where
+  the backend reports no limit (a CPU), else the largest batch whose estimate
+  from shapes fits, checked with XLA's memory analysis when it is close.
+  """
+  num = jax.tree.leaves(params)[0].shape[0]
+  fixed = int(config.sweep.get("member_batch", 0))
+  if fixed > 0:
+    return min(fixed, num)
+  free = membatch.free_bytes()
+  if free is None:
+    return num
+  tx = experiment.make_tx(config)
+  one = jax.eval_shape(lambda p: train.unstack(p, 0), params)
+  per_member = membatch.member_bytes(task.loss_fn, one, task.train_data, tx)
+  data_bytes = membatch.nbytes(task.train_data)
+  batch = membatch.plan(num, per_member, free, fixed_bytes=data_bytes)
+  if batch == num and per_member * num <= 0.5 * free:
+    return batch
+
+  def need(b: int) -> int | None:
+    prefix = jax.eval_shape(lambda p: jax.tree.map(lambda a: a[:b], p), params)
+    return membatch.compiled_bytes(
+        task.loss_fn, prefix, task.train_data, tx, **_chunk_args(config, task)
+    )
+
+  # Close to the limit: ask XLA what the planned batch's chunk needs. The shape
+  # estimate counts every traced value (XLA reuses buffers), so re-plan from
+  # the compiled size per member, then halve until XLA's number fits.
+  measured = need(batch)
+  if measured is None:
+    return batch
+  batch = membatch.plan(num, -(-measured // batch), free)
+  while batch > 1:
+    measured = need(batch)
+    if measured is None or measured <= membatch.HEADROOM * free:
+      break
+    batch //= 2
+  return batch
+
+
+def _chunk_args(config: Any, task: base.Task) -> dict[str, Any]:
+  return {
+      "chunk_steps": int(config.chunk_steps),
+      "score_fn": task.score.fn,
+      "target": None if config.target is None else float(config.target),
+      "batch_size": int(config.batch_size) or None,
+      "diverge_factor": None if config.diverge_factor is None else float(config.diverge_factor),
+      "precision": str(config.get("precision", "default")),
+      "remat": str(config.get("remat", "none")),
+  }
+
+
+def train_batched(
+    config: Any,
+    task: base.Task,
+    members: Sequence[train.Member],
+    params: Any,
+    progress: bool,
+    desc: str,
+) -> tuple[list[dict[str, Any]], list[int]]:
+  """Trains ``members`` in member batches; returns their rows and the batch sizes.
+
+  Members never interact, so the rows equal one ensemble's (up to float
+  rounding of differently sized programs). An out-of-memory error halves the
+  batch and retries instead of ending the sweep (:func:`membatch.run_batched`).
+  """
+  members = list(members)
+
+  def train_part(start: int, stop: int) -> list[dict[str, Any]]:
+    part = jax.tree.map(lambda a: a[start:stop], params)
+    trained = experiment.train_members(
+        config,
+        task,
+        members[start:stop],
+        params=part,
+        progress=progress,
+        desc=desc if (start, stop) == (0, len(members)) else f"{desc} [{start}:{stop}]",
+        log_every=10**9,
+    )
+    for j, row in enumerate(trained.rows):
+      row["member"] = start + j
+    return trained.rows
+
+  def on_fallback(size: int, err: BaseException) -> None:
+    logging.warning(
+        "%s: out of memory (%s); retrying with %d members per batch.",
+        desc,
+        str(err).splitlines()[0][:200],
+        size,
+    )
+
+  batch = member_batch_size(config, task, params)
+  return membatch.run_batched(train_part, len(members), batch, on_fallback)
 
 
 def _members(config: Any, schemes: Sequence[str]) -> list[train.Member]:
@@ -212,16 +319,48 @@ def _width_record(
   return io.to_jsonable(record)
 
 
-def use_buckets(config: Any) -> bool:
-  """Whether the sweep trains a round's widths in padded buckets (``sweep.buckets``)."""
+def bucket_mode(config: Any) -> str:
+  """How a search round's widths are grouped into compiled programs (``sweep.buckets``).
+
+  Returns:
+    ``"off"`` (one program per width), ``"ladder"`` (``on``: widths padded to
+    the next rung of the search's ladder, member count padded so that a
+    bucket's program repeats across rounds) or ``"round"`` (the widths of a
+    round up to ``sweep.round_merge_max`` padded to the largest of them, in
+    one program per round, larger widths each alone and unpadded). ``auto``
+    is ``ladder`` on accelerators, where padded units fill idle lanes, and
+    ``round`` on a CPU, where compilation (about a second per program) costs
+    more than the padded units of small widths.
+  """
   value = config.sweep.get("buckets", "off")
   if value == "auto":
-    # On a CPU the padded units cost time in proportion to their number; on
-    # an accelerator they fill otherwise idle lanes and save compilations.
-    return jax.default_backend() != "cpu"
-  if value not in ("on", "off"):
-    raise ValueError(f"sweep.buckets must be 'on', 'off' or 'auto', got {value!r}.")
-  return value == "on"
+    return "ladder" if jax.default_backend() != "cpu" else "round"
+  modes = {"on": "ladder", "off": "off", "round": "round"}
+  if value not in modes:
+    raise ValueError(f"sweep.buckets must be 'on', 'off', 'round' or 'auto', got {value!r}.")
+  return modes[value]
+
+
+def use_buckets(config: Any) -> bool:
+  """Whether the sweep trains a round's widths in padded programs (see :func:`bucket_mode`)."""
+  return bucket_mode(config) != "off"
+
+
+def _round_groups(widths: Sequence[int], merge_max: int) -> dict[int, list[int]]:
+  """``{padded width: indices}`` for ``round`` mode: small widths together, large ones alone.
+
+  Example:
+    >>> _round_groups([20, 512, 64, 8], merge_max=256)
+    {64: [0, 2, 3], 512: [1]}
+  """
+  out: dict[int, list[int]] = {}
+  small = [i for i, w in enumerate(widths) if w <= merge_max]
+  if small:
+    out[max(int(widths[i]) for i in small)] = small
+  for i, w in enumerate(widths):
+    if w > merge_max:
+      out.setdefault(int(w), []).append(i)
+  return dict(sorted(out.items()))
 
 
 def enable_compilation_cache(directory: str) -> bool:
@@ -251,10 +390,12 @@ def evaluate_round(
   """Trains a search round's widths in width buckets: one ensemble per bucket.
 
   Each requested width trains the schemes asked of it x seeds x lrs, drawn at
-  its true width and padded to its bucket (the smallest rung of the search's
-  ladder at or above it) with the extra units masked (:mod:`nfscale.widths`):
-  the same training as :func:`evaluate_width` up to float rounding, in one
-  compiled program per bucket instead of one per width.
+  its true width and padded to its bucket with the extra units masked
+  (:mod:`nfscale.widths`): the same training as :func:`evaluate_width` up to
+  float rounding, in one compiled program per bucket instead of one per
+  width. A bucket is the smallest rung of the search's ladder at or above the
+  width (``ladder`` mode) or the largest small width of the round (``round``
+  mode, see :func:`bucket_mode`).
 
   Returns:
     ``{width: record}``, each record as :func:`evaluate_width`'s, plus
@@ -264,10 +405,15 @@ def evaluate_round(
   from nfscale import widths as widths_lib
 
   s = config.sweep
-  buckets = widths_lib.bucket_widths(int(s.start), int(s.max_width), float(s.growth))
+  mode = bucket_mode(config)
   order = list(requests)
+  if mode == "round":
+    groups = _round_groups(order, int(s.get("round_merge_max", 256)))
+  else:
+    buckets = widths_lib.bucket_widths(int(s.start), int(s.max_width), float(s.growth))
+    groups = widths_lib.group_by_bucket(order, buckets)
   out: dict[int, dict[str, Any]] = {}
-  for bucket, idx in widths_lib.group_by_bucket(order, buckets).items():
+  for bucket, idx in groups.items():
     ws = [int(order[i]) for i in idx]
     c = point_config(config, arm, n, bucket)
     c.schemes = tuple(dict.fromkeys(sc for w in ws for sc in requests[w]))
@@ -284,23 +430,18 @@ def evaluate_round(
     # the first, results dropped) gives every ensemble of a bucket the same
     # shapes: with the compilation cache (enable_compilation_cache) the
     # bucket's program is compiled once per point, not once per round.
-    capacity = len(config.schemes) * len(config.seeds) * len(config.lrs)
     used = len(members)
-    members += [members[0]] * max(0, capacity - used)
-    member_widths += [member_widths[0]] * max(0, capacity - used)
+    if mode == "ladder":
+      capacity = len(config.schemes) * len(config.seeds) * len(config.lrs)
+      members += [members[0]] * max(0, capacity - used)
+      member_widths += [member_widths[0]] * max(0, capacity - used)
     params = widths_lib.init_masked(
         task.model, members, member_widths, task.example_input, base.scheme_params(c), bucket=bucket
     )
     masked = dataclasses.replace(task, loss_fn=widths_lib.masked_loss(task.loss_fn, num_hidden))
     t0 = time.perf_counter()
-    trained = experiment.train_members(
-        c,
-        masked,
-        members,
-        params=params,
-        progress=progress,
-        desc=f"{arm} N={n} bucket={bucket}",
-        log_every=10**9,
+    rows, batches = train_batched(
+        c, masked, members, params, progress, f"{arm} N={n} bucket={bucket}"
     )
     seconds = time.perf_counter() - t0
     for w in ws:
@@ -313,13 +454,14 @@ def evaluate_round(
           n,
           w,
           requests[w],
-          trained.rows[first:last],
+          rows[first:last],
           count,
           seconds * (last - first) / used,
           task.score.name,
       )
       rec["bucket"] = int(bucket)
       rec["bucket_seconds"] = seconds  # the whole ensemble's time (shared with its widths)
+      rec["member_batches"] = batches  # of the whole bucket
       out[w] = rec
   return out
 
@@ -686,7 +828,9 @@ def run_sweep(
   if config.target is None:
     raise ValueError("a sweep needs config.target.")
   index, count = _check_host(*host, f"{host[0]!r}/{host[1]!r}") if host else _host()
-  io.check_or_write_config(workdir, config.to_dict(), keys_ignored=IGNORED_KEYS)
+  io.check_or_write_config(
+      workdir, config.to_dict(), keys_ignored=IGNORED_KEYS, defaults=_defaults()
+  )
   with _locks(workdir, index, count):
     enable_compilation_cache(os.path.join(workdir, COMPILE_CACHE_DIR))
     return _run_locked(config, workdir, points, index, count, progress, report)
@@ -764,6 +908,26 @@ def _trained_param_counts(workdir: str) -> dict[tuple[str, int, int], int]:
   return out
 
 
+def member_batching(workdir: str) -> dict[str, Any]:
+  """How the trained evaluations were split into member batches (all hosts).
+
+  Returns:
+    ``evaluations`` (records with batching recorded), ``split`` (those trained
+    in more than one batch) and ``smallest_batch`` (``None`` when none split).
+  """
+  recorded, split, smallest = 0, 0, None
+  for path in sorted(glob.glob(os.path.join(workdir, EVALS_GLOB))):
+    for rec in io.read_jsonl(path):
+      sizes = rec.get("member_batches")
+      if not sizes:
+        continue
+      recorded += 1
+      if len(sizes) > 1:
+        split += 1
+        smallest = min(sizes) if smallest is None else min(smallest, min(sizes))
+  return {"evaluations": recorded, "split": split, "smallest_batch": smallest}
+
+
 def _fit(points: list[dict[str, Any]], arm: str, scheme: str) -> dict[str, Any]:
   """One fits.json entry: the fit, or ``note`` saying why there is none."""
   mine = [p for p in points if p["arm"] == arm and scheme in p["schemes"]]
@@ -837,7 +1001,7 @@ def write_report(config: Any, workdir: str) -> dict[str, Any]:
     ValueError: ``workdir`` holds no sweep, or one of a different config
       (the message lists the differing keys).
   """
-  io.check_config(workdir, config.to_dict(), keys_ignored=IGNORED_KEYS)
+  io.check_config(workdir, config.to_dict(), keys_ignored=IGNORED_KEYS, defaults=_defaults())
   points = sorted(
       read_points(workdir),
       key=lambda p: (
@@ -894,6 +1058,16 @@ def write_report(config: Any, workdir: str) -> dict[str, Any]:
       "note",
   ]
   censored = sum(not r["found"] for r in rows)
+  batching = member_batching(workdir)
+  if not batching["evaluations"]:
+    batch_line = "member batches: not recorded (evaluations from before batching existed)"
+  elif batching["split"]:
+    batch_line = (
+        f"member batches: {batching['split']} of {batching['evaluations']} evaluations were "
+        f"split to fit the device's memory (smallest batch {batching['smallest_batch']} members)"
+    )
+  else:
+    batch_line = f"member batches: each of {batching['evaluations']} evaluations trained at once"
   md = [
       "# Scaling sweep",
       "",
@@ -904,6 +1078,8 @@ def write_report(config: Any, workdir: str) -> dict[str, Any]:
       ),
       "",
       f"points finished: {len(points)} / {len(sweep_points(config))}",
+      "",
+      batch_line,
       "",
       "## Minimum width per point",
       "",
@@ -969,6 +1145,7 @@ def write_report(config: Any, workdir: str) -> dict[str, Any]:
       "fits": fits,
       "points": len(points),
       "expected_points": len(sweep_points(config)),
+      "member_batching": batching,
       "artifacts": [os.path.basename(a) for a in artifacts],
   })
 

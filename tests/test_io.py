@@ -316,6 +316,24 @@ def test_check_or_write_config_ignored_keys(tmp_path):
   assert read_json(wd / "config.json") == CFG
 
 
+def test_keys_added_to_the_code_later_pass_at_their_default(tmp_path):
+  wd = tmp_path / "run"
+  check_or_write_config(wd, {"lr": 1, "sweep": {"ns": [1, 2]}})  # written by older code
+  defaults = {"lr": 0, "sweep": {"ns": [], "member_batch": 0}, "precision": "default"}
+  newer = {"lr": 1, "sweep": {"ns": [1, 2], "member_batch": 0}, "precision": "default"}
+  assert check_or_write_config(wd, newer, defaults=defaults) is False
+  check_config(wd, newer, defaults=defaults)
+  # At another value the new key would change results: refused, as before.
+  other = {**newer, "sweep": {"ns": [1, 2], "member_batch": 3}}
+  with pytest.raises(ValueError, match="sweep.member_batch: <missing> -> 3"):
+    check_or_write_config(wd, other, defaults=defaults)
+  with pytest.raises(ValueError, match="precision: <missing>"):
+    check_config(wd, newer)  # without defaults every missing key differs
+  # A key the stored config has is compared as always, default or not.
+  with pytest.raises(ValueError, match="lr: 1 -> 0"):
+    check_config(wd, {**newer, "lr": 0}, defaults=defaults)
+
+
 def test_check_or_write_config_type_changes_count(tmp_path):
   wd = tmp_path / "run"
   check_or_write_config(wd, {"flag": True, "lr": 1})

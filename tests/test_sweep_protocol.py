@@ -4,6 +4,7 @@ import os
 import pathlib
 import sys
 
+import jax
 import numpy as np
 
 import pytest
@@ -156,14 +157,14 @@ def test_report_labels_an_interval_from_three_points(tmp_path):
   np.testing.assert_allclose(f["b_width"], 1.0, atol=1e-9)
 
 
-@pytest.mark.slow  # two exact searches (~15 compilations each): 60-100 s on the shared CPU
+@pytest.mark.slow  # three exact searches (~15 compilations each): 90-150 s on the shared CPU
 def test_bucketed_sweep_finds_the_same_widths(tmp_path):
   # Two schemes whose bisections ask for different widths in one round: the
-  # bucketed run trains them in one padded ensemble per bucket. Few steps:
-  # gradient descent at lr 0.1 on this curve is chaotic (the loss bounces),
-  # so float rounding (the padded sum) grows to O(1) differences after ~20
-  # steps; after 10 the runs agree to ~1e-5 (measured), so the same widths
-  # must be found.
+  # bucketed runs train them in one padded ensemble per bucket (ladder mode)
+  # or per round (round mode). Few steps: gradient descent at lr 0.1 on this
+  # curve is chaotic (the loss bounces), so float rounding (the padded sum)
+  # grows to O(1) differences after ~20 steps; after 10 the runs agree to
+  # ~1e-5 (measured), so the same widths must be found.
   base = {
       "theory.enabled": False,
       "sweep.ns": (6,),
@@ -176,15 +177,32 @@ def test_bucketed_sweep_finds_the_same_widths(tmp_path):
       "target": 3.0,
   }
   plain = sweep.run_sweep(_tiny(**base, **{"sweep.buckets": "off"}), str(tmp_path / "plain"))
-  bucketed = sweep.run_sweep(_tiny(**base, **{"sweep.buckets": "on"}), str(tmp_path / "b"))
   key = lambda rows: [
       (r["n"], r["scheme"], r["min_width"], r["param_count"], r["found"]) for r in rows  # noqa
   ]
-  assert key(bucketed["rows"]) == key(plain["rows"])
-  evals = io.read_jsonl(tmp_path / "b" / "evals.jsonl")
-  assert all(e["bucket"] >= e["width"] for e in evals)
-  # Fewer ensembles than widths: some round trained two widths in one bucket.
-  ensembles = {(e["n"], e["bucket"], e["bucket_seconds"]) for e in evals}
-  assert len(ensembles) < len(evals)
-  # Same parameter count as an unpadded net of that width (3 w + 1 here).
-  assert all(e["param_count"] == 3 * e["width"] + 1 for e in evals)
+  for mode in ("on", "round"):
+    bucketed = sweep.run_sweep(_tiny(**base, **{"sweep.buckets": mode}), str(tmp_path / mode))
+    assert key(bucketed["rows"]) == key(plain["rows"]), mode
+    evals = io.read_jsonl(tmp_path / mode / "evals.jsonl")
+    assert all(e["bucket"] >= e["width"] for e in evals)
+    # Fewer ensembles than widths: some round trained two widths in one bucket.
+    ensembles = {(e["n"], e["bucket"], e["bucket_seconds"]) for e in evals}
+    assert len(ensembles) < len(evals), mode
+    # Same parameter count as an unpadded net of that width (3 w + 1 here).
+    assert all(e["param_count"] == 3 * e["width"] + 1 for e in evals)
+
+
+def test_bucket_modes():
+  def mode(value, **extra):
+    return sweep.bucket_mode(_tiny(**{"sweep.buckets": value, **extra}))
+
+  assert [mode(v) for v in ("on", "off", "round")] == ["ladder", "off", "round"]
+  assert mode("auto") == ("round" if jax.default_backend() == "cpu" else "ladder")
+  with pytest.raises(ValueError, match="'on', 'off', 'round' or 'auto'"):
+    mode("sometimes")
+  # Round mode: the small widths of a round in one program, large ones alone.
+  assert sweep._round_groups([300, 16, 40, 1024], merge_max=256) == {
+      40: [1, 2],
+      300: [0],
+      1024: [3],
+  }

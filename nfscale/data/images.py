@@ -158,7 +158,10 @@ def resize(image: np.ndarray, size: int, name: str = "image") -> np.ndarray:
     return transform.resize(_to_float(image), (size, size), anti_aliasing=True).astype(np.float32)
   t0 = time.perf_counter()
   fy, fx = max(2, int(sy // _BLOCK_DIV)), max(2, int(sx // _BLOCK_DIV))
-  _LOG.info(
+  # Said for images large enough to take a while (a sweep builds its small
+  # image once per evaluation; that would repeat the line hundreds of times).
+  log = _LOG.info if h * w >= 2**22 else _LOG.debug
+  log(
       "downscaling %s from %dx%d to %dx%d: block mean by %dx%d first",
       name,
       h,
@@ -192,7 +195,7 @@ def resize(image: np.ndarray, size: int, name: str = "image") -> np.ndarray:
       [ndimage.map_coordinates(small[..., k], [yy, xx], order=1, mode="nearest") for k in range(c)],
       axis=-1,
   )
-  _LOG.info("downscaled %s to %dx%d in %.2f s", name, size, size, time.perf_counter() - t0)
+  log("downscaled %s to %dx%d in %.2f s", name, size, size, time.perf_counter() - t0)
   return out.astype(np.float32)
 
 
