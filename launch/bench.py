@@ -94,6 +94,12 @@ _PRECISION = flags.DEFINE_enum(
 _REMAT = flags.DEFINE_enum(
     "remat", "none", list(train.REMAT), "Rematerialisation of the engine (nfscale.train.REMAT)."
 )
+_FUSED = flags.DEFINE_enum(
+    "fused",
+    "off",
+    ["off", "auto", "jax", "pallas"],
+    "Image workload: hidden sine layers as nfscale.fused.dense_sine (needs --nofast_sin).",
+)
 _PROFILE_DIR = flags.DEFINE_string(
     "profile_dir", "", "Image workload: trace the timed repeats into this folder with jax.profiler."
 )
@@ -239,6 +245,7 @@ def main(argv):
           _SIZE.value,
           _CHUNK.value,
           trace_dir=_PROFILE_DIR.value,
+          fused=_FUSED.value,
           **ablations,
       )
     else:

@@ -398,6 +398,7 @@ def bench_image(
     precision: str = "default",
     remat: str = "none",
     trace_dir: str = "",
+    fused: str = "off",
 ) -> dict[str, Any]:
   """The image workload (see the module docstring).
 
@@ -412,6 +413,8 @@ def bench_image(
     remat: rematerialisation (``nfscale.train.REMAT``).
     trace_dir: profile the timed repeats into this folder (``jax.profiler.trace``);
       the record's ``profile`` is then :func:`summarize_trace` of it.
+    fused: the hidden layers as :func:`nfscale.fused.dense_sine` (``"off"``,
+      ``"auto"``, ``"jax"``, ``"pallas"``); needs ``fast_sin=False``.
 
   Returns:
     The JSON-able record, with ``flops_per_step``, ``bytes_per_step`` (the model of
@@ -429,6 +432,7 @@ def bench_image(
         activation_params={"omega": 30.0, "fast": fast_sin},
         scheme="siren",
         scheme_params=scheme_params,
+        fused=fused,
     )
     members = [train.Member("siren", 0, 1e-4)]
     r = time_engine(
@@ -461,6 +465,7 @@ def bench_image(
           "precision": precision,
           "matmul_precision": train.matmul_precision(precision),
           "remat": remat,
+          "fused": fused,
       },
       "precision": precision,
       "size": size,
@@ -885,7 +890,12 @@ def gpu_suite_plan(
     repeats: int = 5,
     models: int = 64,
     torch_device: str = "cuda",
-    variants: Sequence[str] = ("--remat=dots", "--nofast_sin"),
+    variants: Sequence[str] = (
+        "--remat=dots",
+        "--nofast_sin",
+        "--nofast_sin --fused=jax",
+        "--nofast_sin --fused=pallas",
+    ),
     profile: bool = True,
 ) -> list[dict[str, Any]]:
   """The runs of the GPU suite, most important first, each its own process.
@@ -903,8 +913,9 @@ def gpu_suite_plan(
     image_steps, ensemble_steps, repeats: timing of every run, both sides alike.
     models: ensemble members.
     torch_device: ``--device`` of the PyTorch runs.
-    variants: extra nfscale image runs, one per flag (e.g. ``--remat=dots``,
-      ``--nofast_sin``: XLA's own sine instead of the activations' fast one).
+    variants: extra nfscale image runs, one per entry of space-separated flags (e.g.
+      ``--remat=dots``; ``--nofast_sin``: XLA's own sine instead of the activations'
+      fast one; ``--nofast_sin --fused=pallas``: the fused sine layers).
     profile: include the profiled run.
 
   Returns:
@@ -1015,15 +1026,16 @@ def gpu_suite_plan(
           300,
       )
   for flag in variants:
+    flags = flag.split()  # a variant may set several flags ("--nofast_sin --fused=jax")
     add(
-        f"image {max(sizes)} {precisions[0]} nfscale {flag.lstrip('-')}",
+        f"image {max(sizes)} {precisions[0]} nfscale " + " ".join(f.lstrip("-") for f in flags),
         "nfscale",
         [
             *nfscale_cmd,
             "--workload=image",
             f"--size={max(sizes)}",
             f"--precision={precisions[0]}",
-            flag,
+            *flags,
             f"--steps={image_steps}",
             f"--repeats={repeats}",
         ],
@@ -1119,6 +1131,7 @@ def gpu_summary(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
       opts = rec.get("options", {})
       parts = [f"remat={opts['remat']}"] if opts.get("remat", "none") != "none" else []
       parts += ["XLA sin"] if opts.get("fast_sin") is False else []
+      parts += [f"fused={opts['fused']}"] if opts.get("fused", "off") != "off" else []
       variant = ", ".join(parts) or "default"
       g["nfscale"].setdefault(variant, []).extend(rec["rates"])
     else:

@@ -23,6 +23,7 @@ import numpy as np
 
 from nfscale import activations as activations_lib
 from nfscale import encodings as encodings_lib
+from nfscale import fused as fused_lib
 from nfscale import initializers
 
 Array = jax.Array
@@ -91,6 +92,10 @@ class NeuralField(nn.Module):
       with no omega next to an activation that has none (Gaussian, ReLU,
       Gabor) needs it given explicitly, ``get_scheme("siren", omega=...)``.
     encoding: the positional embedding applied to the input.
+    fused: ``"off"`` (default), or for a sine activation (``fast=False``) the
+      :func:`nfscale.fused.dense_sine` implementation of its hidden layers,
+      ``"auto"``, ``"jax"`` or ``"pallas"``: the same params and values up to
+      float rounding, no pre-activation stored for the backward pass.
   """
 
   hidden: tuple[int, ...]
@@ -98,6 +103,7 @@ class NeuralField(nn.Module):
   activation: activations_lib.Activation | str = activations_lib.Sine()
   scheme: initializers.Scheme | str = initializers.get_scheme("lecun_normal")
   encoding: encodings_lib.Encoding = encodings_lib.Identity()
+  fused: str = "off"
 
   def __post_init__(self):
     if isinstance(self.hidden, int):
@@ -116,6 +122,13 @@ class NeuralField(nn.Module):
     # Resolved at construction (clone included, which is how the engine swaps
     # schemes per member), so a mismatched omega fails before any training.
     object.__setattr__(self, "scheme", scheme_for_activation(self.scheme, activation))
+    if self.fused != "off":
+      fused_lib.resolve_impl(self.fused)  # a clear error for an unknown name
+      if type(activation) is not activations_lib.Sine or activation.fast:
+        raise ValueError(
+            f"fused={self.fused!r} fuses sine layers (activation Sine, fast=False); "
+            f"got {activation!r}. Use fused='off'."
+        )
     super().__post_init__()
 
   @nn.compact
@@ -140,6 +153,17 @@ class NeuralField(nn.Module):
       # WIRE: the first layer sees real coordinates; after a complex activation
       # every later layer is complex.
       dtype = complex_dtype if (self.activation.is_complex and k > 0) else real_dtype
+      if self.fused != "off" and k < num_layers - 1:
+        h = _FusedSineDense(
+            width,
+            omega=self.activation.omega,
+            impl=self.fused,
+            kernel_init=self.scheme.kernel_init(position),
+            bias_init=self.scheme.bias_init(h.shape[-1], position),
+            name=f"dense_{k}",
+        )(h)
+        features = h
+        continue
       h = nn.Dense(
           width,
           kernel_init=self.scheme.kernel_init(position),
@@ -158,6 +182,23 @@ class NeuralField(nn.Module):
         raise ValueError("return_features needs at least one hidden layer.")
       return out, features
     return out
+
+
+class _FusedSineDense(nn.Module):
+  """``sin(omega (x W + b))`` with ``nn.Dense``'s params (same names, order and init)."""
+
+  features: int
+  omega: float
+  impl: str
+  kernel_init: Any
+  bias_init: Any
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    dtype = jnp.result_type(float)  # float32 unless x64 is on, as the plain layers
+    kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features), dtype)
+    bias = self.param("bias", self.bias_init, (self.features,), dtype)
+    return fused_lib.dense_sine(x, kernel, bias, self.omega, impl=self.impl)
 
 
 def scheme_for_activation(
@@ -217,6 +258,7 @@ def make_field(
     scheme_params: Mapping[str, Any] | None = None,
     encoding: str = "identity",
     encoding_params: Mapping[str, Any] | None = None,
+    fused: str = "off",
 ) -> NeuralField:
   """Builds a :class:`NeuralField` from registry names.
 
@@ -232,6 +274,7 @@ def make_field(
     activation_params: see ``activation``.
     scheme_params: see ``scheme``.
     encoding_params: see ``encoding``.
+    fused: see :class:`NeuralField`.
 
   Returns:
     The (unbound) module.
@@ -249,6 +292,7 @@ def make_field(
       activation=activations_lib.get_activation(activation, **dict(activation_params or {})),
       scheme=initializers.get_scheme(scheme, **dict(scheme_params or {})),
       encoding=encodings_lib.get_encoding(encoding, **dict(encoding_params or {})),
+      fused=fused,
   )
 
 

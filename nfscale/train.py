@@ -266,7 +266,7 @@ def init_members(
     # lazy_init draws the same params op by op as init, but only traces the
     # forward pass on the example input instead of running it (run eagerly,
     # its primitives compile anew for every new width; a sweep evaluation of
-    # 8 schemes on the CPU went from ~5.9 to ~5.4 s).
+    # 8 schemes on the CPU went from ~5.9 to ~5.5 s).
     stacked = jax.vmap(lambda k, m=module: m.lazy_init(k, abstract_input))(keys)
     for j, seed in enumerate(seeds):
       inits[(scheme, seed)] = jax.tree.map(lambda a, j=j: a[j], stacked)

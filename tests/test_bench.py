@@ -242,7 +242,14 @@ def test_gpu_suite_plan_pairs_both_sides_at_one_precision():
       "image 512 tf32 torch",
       "profile image 512 tf32",
   ]
-  assert labels[-2:] == ["image 512 tf32 nfscale remat=dots", "image 512 tf32 nfscale nofast_sin"]
+  assert labels[-4:] == [
+      "image 512 tf32 nfscale remat=dots",
+      "image 512 tf32 nfscale nofast_sin",
+      "image 512 tf32 nfscale nofast_sin fused=jax",
+      "image 512 tf32 nfscale nofast_sin fused=pallas",
+  ]
+  # A variant of several flags passes each as its own argument.
+  assert plan[-1]["argv"][-4:-2] == ["--nofast_sin", "--fused=pallas"]
   for p in plan:
     prec = p["label"].split()[2] if p["label"].startswith("image") else p["label"].split()[1]
     if p["label"].startswith("profile"):

@@ -142,6 +142,7 @@ def model_from_config(config: Any, out_dim: int) -> models.NeuralField:
       scheme_params=initializers.filter_hparams(config.schemes[0], scheme_params(config)),
       encoding=m.encoding,
       encoding_params=dict(m.encoding_params),
+      fused=str(m.get("fused", "off")),
   )
 
 

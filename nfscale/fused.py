@@ -1,0 +1,180 @@
+"""A SIREN layer ``sin(omega (x W + b))`` that keeps no pre-activation for the backward pass.
+
+Why: in a sine field's training step every hidden layer writes its ``(points,
+width)`` pre-activation (or the sine and cosine of it) to memory in the forward
+pass and reads it back in the backward pass. On a GPU those elementwise passes,
+not the matmuls, are the likely bound of the step (see docs/benchmarks.md).
+:func:`dense_sine` saves only the layer's input and weights and recomputes the
+pre-activation in the backward pass (one extra matmul per layer, which a GPU
+has to spare), so the forward pass writes one array per layer instead of two
+or three.
+
+Two implementations, one contract (same values up to float rounding):
+
+* ``"jax"``: plain ``jax.numpy`` under a ``jax.custom_vjp``; XLA fuses the
+  sine into the matmul's epilogue where it can. Runs everywhere.
+* ``"pallas"``: the forward pass as a Pallas kernel (a tiled matmul whose
+  epilogue adds the bias and takes the sine, so the pre-activation never
+  leaves the chip); the backward pass as ``"jax"``. It compiles for GPUs
+  (Triton); on other backends it runs in Pallas's interpret mode, which is
+  slow and exists to test the kernel.
+
+``"auto"`` is ``"pallas"`` on a GPU and ``"jax"`` elsewhere. The kernel's speed
+on a GPU has not been measured yet; :class:`nfscale.models.NeuralField` uses
+this module only when asked (``fused=...``).
+
+Example:
+  >>> x = jnp.linspace(-1, 1, 12, dtype=jnp.float32).reshape(4, 3)
+  >>> w = jnp.full((3, 2), 0.1, jnp.float32)
+  >>> b = jnp.zeros((2,), jnp.float32)
+  >>> y = dense_sine(x, w, b, 30.0, impl="jax")
+  >>> bool(jnp.allclose(y, jnp.sin(30.0 * (x @ w + b)), atol=1e-6))
+  True
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Array = jax.Array
+
+IMPLS = ("auto", "jax", "pallas")
+
+# Tile sizes of the Pallas kernel: rows (points) x output units per program,
+# and the step over the contraction. Powers of two of at least 16, as Triton's
+# dot needs; 64 x 64 float32 tiles keep a program's operands well inside a
+# GPU's shared memory (x: 64 x 32, W: 32 x 64, accumulator 64 x 64).
+BLOCK_ROWS = 64
+BLOCK_COLS = 64
+BLOCK_K = 32
+
+
+def resolve_impl(impl: str, backend: str | None = None) -> str:
+  """``"jax"`` or ``"pallas"`` for ``impl`` on ``backend`` (default: JAX's default backend)."""
+  if impl not in IMPLS:
+    raise ValueError(f"fused implementation must be one of {IMPLS}, got {impl!r}.")
+  if impl != "auto":
+    return impl
+  return "pallas" if (backend or jax.default_backend()) == "gpu" else "jax"
+
+
+def _preactivation(x: Array, w: Array, b: Array, precision) -> Array:
+  return jnp.matmul(x, w, precision=precision) + b
+
+
+def _round_up(v: int, m: int) -> int:
+  return -(-v // m) * m
+
+
+def _pallas_forward(x: Array, w: Array, b: Array, omega: float, precision) -> Array:
+  """``sin(omega (x w + b))`` for 2-D ``x`` by a tiled Pallas kernel."""
+  from jax.experimental import pallas as pl  # imported on use: only this path needs it
+
+  rows, k = x.shape
+  n = w.shape[1]
+  bm, bn, bk = BLOCK_ROWS, BLOCK_COLS, BLOCK_K
+  rp, np_, kp = _round_up(rows, bm), _round_up(n, bn), _round_up(k, bk)
+  # Zero padding: padded inputs add 0 to every dot product; padded rows and
+  # units are cut off the result.
+  xp = jnp.pad(x, ((0, rp - rows), (0, kp - k)))
+  wp = jnp.pad(w, ((0, kp - k), (0, np_ - n)))
+  bp = jnp.pad(b, (0, np_ - n)).reshape(1, np_)
+
+  def kernel(x_ref, w_ref, b_ref, o_ref):
+    def body(i, acc):
+      xs = x_ref[:, pl.ds(i * bk, bk)]
+      ws = w_ref[pl.ds(i * bk, bk), :]
+      return acc + jnp.dot(xs, ws, precision=precision, preferred_element_type=jnp.float32)
+
+    acc = lax.fori_loop(0, kp // bk, body, jnp.zeros((bm, bn), jnp.float32))
+    o_ref[...] = jnp.sin(omega * (acc + b_ref[...])).astype(o_ref.dtype)
+
+  out = pl.pallas_call(
+      kernel,
+      out_shape=jax.ShapeDtypeStruct((rp, np_), x.dtype),
+      grid=(rp // bm, np_ // bn),
+      in_specs=[
+          pl.BlockSpec((bm, kp), lambda i, j: (i, 0)),
+          pl.BlockSpec((kp, bn), lambda i, j: (0, j)),
+          pl.BlockSpec((1, bn), lambda i, j: (0, j)),
+      ],
+      out_specs=pl.BlockSpec((bm, bn), lambda i, j: (i, j)),
+      interpret=jax.default_backend() != "gpu",
+  )(xp, wp, bp)
+  return out[:rows, :n]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
+def _dense_sine(x: Array, w: Array, b: Array, omega: float, impl: str, precision) -> Array:
+  if impl == "pallas":
+    lead = x.shape[:-1]
+    flat = x.reshape(math.prod(lead), x.shape[-1])
+    return _pallas_forward(flat, w, b, omega, precision).reshape(*lead, w.shape[1])
+  return jnp.sin(omega * _preactivation(x, w, b, precision))
+
+
+def _dense_sine_fwd(x, w, b, omega, impl, precision):
+  # The residuals are the layer's inputs only: no (points x width) array.
+  return _dense_sine(x, w, b, omega, impl, precision), (x, w, b)
+
+
+def _dense_sine_bwd(omega, impl, precision, residuals, g):
+  del impl  # the backward pass is plain JAX for both implementations
+  x, w, b = residuals
+  z = _preactivation(x, w, b, precision)  # recomputed, not stored
+  gz = g * (omega * jnp.cos(omega * z))
+  x2 = x.reshape(-1, x.shape[-1])
+  gz2 = gz.reshape(-1, gz.shape[-1])
+  dx = jnp.matmul(gz, w.T, precision=precision)
+  dw = jnp.matmul(x2.T, gz2, precision=precision)
+  db = gz2.sum(axis=0)
+  return dx, dw.astype(w.dtype), db.astype(b.dtype)
+
+
+_dense_sine.defvjp(_dense_sine_fwd, _dense_sine_bwd)
+
+
+def dense_sine(
+    x: Array,
+    kernel: Array,
+    bias: Array,
+    omega: float,
+    *,
+    impl: str = "auto",
+    precision: lax.Precision | str | None = None,
+) -> Array:
+  """``sin(omega * (x @ kernel + bias))``, recomputing the pre-activation for gradients.
+
+  Args:
+    x: inputs ``(..., fan_in)``, real.
+    kernel: ``(fan_in, width)``.
+    bias: ``(width,)``.
+    omega: the sine's frequency.
+    impl: ``"auto"``, ``"jax"`` or ``"pallas"`` (see the module docstring).
+    precision: the matmuls' precision (``None``: JAX's default, TF32 on
+      recent NVIDIA GPUs; ``"highest"``: full float32).
+
+  Returns:
+    ``(..., width)``.
+
+  Raises:
+    ValueError: a complex input, mismatched shapes or an unknown ``impl``.
+  """
+  if any(jnp.iscomplexobj(a) for a in (x, kernel, bias)):
+    raise ValueError("dense_sine is for real layers; complex fields (WIRE) use the plain path.")
+  if kernel.ndim != 2 or x.shape[-1] != kernel.shape[0] or bias.shape != kernel.shape[1:]:
+    raise ValueError(
+        f"shapes do not chain: x {x.shape}, kernel {kernel.shape}, bias {bias.shape} "
+        "(need x (..., k), kernel (k, n), bias (n,))."
+    )
+  if isinstance(precision, str):
+    names = {"default": None, "high": lax.Precision.HIGH, "highest": lax.Precision.HIGHEST}
+    if precision.lower() not in names:
+      raise ValueError(f"precision must be one of {tuple(names)}, got {precision!r}.")
+    precision = names[precision.lower()]
+  return _dense_sine(x, kernel, bias, float(omega), resolve_impl(impl), precision)

@@ -1,0 +1,112 @@
+"""Fused sine layers: the same values and gradients as the plain path (JAX and Pallas-interpret)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nfscale import fused, models, train
+
+OMEGA = 30.0
+# float32 with omega = 30: a pre-activation rounded differently by ~1e-7
+# relative moves sin(30 z) by ~3e-6 for |z| <= 1; gradients carry another
+# factor omega. The tolerances below are ~10x those roundings.
+ATOL_VALUE = 3e-5
+ATOL_GRAD = 1e-3
+
+
+def _plain(x, w, b):
+  return jnp.sin(OMEGA * (jnp.matmul(x, w, precision="highest") + b))
+
+
+def _inputs(rows=100, k=3, n=70, seed=0):
+  kx, kw, kb = jax.random.split(jax.random.key(seed), 3)
+  x = jax.random.uniform(kx, (rows, k), minval=-1, maxval=1)
+  w = jax.random.normal(kw, (k, n)) / np.sqrt(k) / OMEGA * 2
+  b = jax.random.uniform(kb, (n,), minval=-0.1, maxval=0.1)
+  return x, w, b
+
+
+@pytest.mark.parametrize("impl", ["jax", "pallas"])
+@pytest.mark.parametrize("shape", [(100, 3, 70), (64, 32, 64), (7, 40, 5)])
+def test_values_and_gradients_match_the_plain_layer(impl, shape):
+  x, w, b = _inputs(*shape)
+  y = fused.dense_sine(x, w, b, OMEGA, impl=impl, precision="highest")
+  np.testing.assert_allclose(y, _plain(x, w, b), atol=ATOL_VALUE, rtol=0)
+  g = jax.random.normal(jax.random.key(7), y.shape)
+
+  def loss(f):
+    return lambda x, w, b: jnp.sum(g * f(x, w, b))
+
+  mine = jax.grad(
+      loss(lambda x, w, b: fused.dense_sine(x, w, b, OMEGA, impl=impl, precision="highest")),
+      argnums=(0, 1, 2),
+  )(x, w, b)
+  ref = jax.grad(loss(_plain), argnums=(0, 1, 2))(x, w, b)
+  for a, r in zip(mine, ref):
+    np.testing.assert_allclose(a, r, atol=ATOL_GRAD * float(jnp.abs(r).max()), rtol=0)
+
+
+def test_pallas_kernel_under_vmap_and_leading_dims():
+  # An ensemble: one weight set per member, vmapped, inputs with two leading dims.
+  x, _, _ = _inputs(24, 3, 20)
+  x = x.reshape(4, 6, 3)
+  ws = jax.random.normal(jax.random.key(1), (3, 3, 20)) * 0.05
+  bs = jnp.zeros((3, 20))
+  f = lambda impl: jax.jit(  # noqa: E731
+      jax.vmap(lambda w, b: fused.dense_sine(x, w, b, OMEGA, impl=impl, precision="highest"))
+  )
+  np.testing.assert_allclose(f("pallas")(ws, bs), f("jax")(ws, bs), atol=ATOL_VALUE, rtol=0)
+  assert f("pallas")(ws, bs).shape == (3, 4, 6, 20)
+
+
+def test_backward_keeps_no_preactivation():
+  # The saved residuals are the layer's inputs: nothing of shape (rows, width).
+  x, w, b = _inputs(512, 3, 256)
+  _, vjp = jax.vjp(lambda w: fused.dense_sine(x, w, b, OMEGA, impl="jax"), w)
+  saved = [leaf.shape for leaf in jax.tree.leaves(vjp)]
+  assert (512, 256) not in saved, saved
+
+
+def test_bad_arguments():
+  x, w, b = _inputs(4, 3, 5)
+  with pytest.raises(ValueError, match="must be one of"):
+    fused.dense_sine(x, w, b, OMEGA, impl="cuda")
+  with pytest.raises(ValueError, match="do not chain"):
+    fused.dense_sine(x, w.T, b, OMEGA, impl="jax")
+  with pytest.raises(ValueError, match="real layers"):
+    fused.dense_sine(x.astype(jnp.complex64), w, b, OMEGA, impl="jax")
+  assert fused.resolve_impl("auto", "gpu") == "pallas"
+  assert fused.resolve_impl("auto", "cpu") == "jax"
+
+
+def _field(fused_impl="off", activation="sine"):
+  return models.make_field((32, 32), 3, activation=activation, scheme="siren", fused=fused_impl)
+
+
+def test_field_with_fused_layers_has_the_same_params_and_trains_alike():
+  x = jax.random.uniform(jax.random.key(3), (200, 2), minval=-1, maxval=1)
+  y = jnp.sin(3 * x[:, :1]) * jnp.ones((1, 3))
+  plain, fast = _field(), _field("jax")
+  p0 = plain.init(jax.random.key(0), x[:1])
+  p1 = fast.init(jax.random.key(0), x[:1])
+  # Same names, shapes and values: checkpoints move between the two.
+  jax.tree.map(np.testing.assert_array_equal, p0, p1)
+  np.testing.assert_allclose(fast.apply(p0, x), plain.apply(p0, x), atol=1e-4, rtol=0)
+  members = [train.Member("siren", 0, 1e-4)]
+  runs = []
+  for field in (plain, fast):
+    params = train.init_members(field, members, x[:1])
+    fit = train.fit(
+        models.mse_loss(field), params, members, {"x": x, "y": y}, steps=20, chunk_steps=10
+    )
+    runs.append(np.asarray(fit.state.loss))
+  # 20 Adam steps from the same start: the losses agree to float rounding.
+  np.testing.assert_allclose(runs[1], runs[0], rtol=1e-3)
+
+
+def test_field_refuses_fusing_other_activations():
+  with pytest.raises(ValueError, match="fuses sine layers"):
+    _field("jax", activation="sinc")
+  with pytest.raises(ValueError, match="must be one of"):
+    _field("triton")
