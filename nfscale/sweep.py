@@ -288,12 +288,19 @@ def _width_record(
 ) -> dict[str, Any]:
   """The evals.jsonl record of one width from its members' rows (in _members order)."""
   best_key = f"best_{score_name}"
+  points_per_step = int(config.get("batch_size", 0) or 0) or int(n)
   record: dict[str, Any] = {
       "arm": arm,
       "n": n,
       "width": int(width),
       "param_count": int(param_count),
       "seconds": seconds,
+      # Useful work of the evaluation, the dense-MLP estimate: 6 FLOPs per
+      # parameter and point per step (forward, input and weight gradients).
+      "model_flops": float(
+          sum(6.0 * points_per_step * param_count * int(r["steps_trained"]) for r in rows)
+      ),
+      "device": jax.devices()[0].device_kind,
       "schemes": {},
   }
   k, nl = len(config.seeds), len(config.lrs)
@@ -908,6 +915,45 @@ def _trained_param_counts(workdir: str) -> dict[tuple[str, int, int], int]:
   return out
 
 
+def achieved_flops(workdir: str, precision: str = "default") -> dict[str, Any] | None:
+  """The sweep's useful model FLOP/s over its evaluations' wall time (all hosts).
+
+  Compilation and everything else an evaluation waits for are in its time, so
+  this is what the sweep got out of the device, not a kernel's speed. On a GPU
+  of :data:`nfscale.bench.GPU_PEAKS` the peak of the run's matmul precision is
+  given beside it (TF32 for ``default`` and ``tf32``, float32 for ``highest``).
+
+  Returns:
+    ``None`` without records that hold ``model_flops``; else ``flops``,
+    ``seconds``, ``flops_per_s``, ``device`` and ``peak_flops_per_s`` (``None``
+    off the known GPUs).
+  """
+  from nfscale import bench  # its peaks table; imported on use
+
+  flops = seconds = 0.0
+  devices = set()
+  for path in sorted(glob.glob(os.path.join(workdir, EVALS_GLOB))):
+    for rec in io.read_jsonl(path):
+      if "model_flops" not in rec:
+        continue
+      flops += rec["model_flops"]
+      # A bucket's records share its time; each holds its share in "seconds".
+      seconds += rec["seconds"]
+      devices.add(rec.get("device", "?"))
+  if not seconds:
+    return None
+  device = ", ".join(sorted(devices))
+  peaks = bench.gpu_peaks(device) if len(devices) == 1 else None
+  key = bench.PEAK_OF_PRECISION.get(precision, "tf32")
+  return {
+      "flops": flops,
+      "seconds": seconds,
+      "flops_per_s": flops / seconds,
+      "device": device,
+      "peak_flops_per_s": None if peaks is None else peaks[key],
+  }
+
+
 def member_batching(workdir: str) -> dict[str, Any]:
   """How the trained evaluations were split into member batches (all hosts).
 
@@ -1068,6 +1114,20 @@ def write_report(config: Any, workdir: str) -> dict[str, Any]:
     )
   else:
     batch_line = f"member batches: each of {batching['evaluations']} evaluations trained at once"
+  speed = achieved_flops(workdir, str(config.get("precision", "default")))
+  if speed is None:
+    speed_line = "model FLOP/s: not recorded (evaluations from before it was)"
+  else:
+    speed_line = (
+        f"model FLOP/s: {speed['flops_per_s'] / 1e9:.3g} GFLOP/s over {speed['seconds']:.0f} s "
+        f"of evaluations on {speed['device']} (6 FLOPs per parameter, point and step; "
+        "compilation included)"
+    )
+    if speed["peak_flops_per_s"]:
+      speed_line += (
+          f", {speed['flops_per_s'] / speed['peak_flops_per_s']:.2%} of the "
+          f"{speed['peak_flops_per_s'] / 1e12:.0f} TFLOP/s peak"
+      )
   md = [
       "# Scaling sweep",
       "",
@@ -1080,6 +1140,8 @@ def write_report(config: Any, workdir: str) -> dict[str, Any]:
       f"points finished: {len(points)} / {len(sweep_points(config))}",
       "",
       batch_line,
+      "",
+      speed_line,
       "",
       "## Minimum width per point",
       "",
@@ -1146,6 +1208,7 @@ def write_report(config: Any, workdir: str) -> dict[str, Any]:
       "points": len(points),
       "expected_points": len(sweep_points(config)),
       "member_batching": batching,
+      "model_flops": speed,
       "artifacts": [os.path.basename(a) for a in artifacts],
   })
 

@@ -206,3 +206,34 @@ def test_bucket_modes():
       300: [0],
       1024: [3],
   }
+
+
+def test_achieved_model_flops_against_the_peak(tmp_path):
+  # Two evaluations on an H200: 3e12 FLOPs in 2 s at TF32 (JAX's GPU default).
+  for flops, seconds in ((1e12, 0.5), (2e12, 1.5)):
+    io.append_jsonl(
+        tmp_path / "evals.jsonl",
+        {"model_flops": flops, "seconds": seconds, "device": "NVIDIA H200"},
+    )
+  io.append_jsonl(tmp_path / "evals.jsonl", {"seconds": 9.0})  # older record: not counted
+  speed = sweep.achieved_flops(str(tmp_path))
+  assert speed["flops_per_s"] == pytest.approx(1.5e12)
+  assert speed["peak_flops_per_s"] == pytest.approx(989e12 / 2)  # dense TF32
+  assert sweep.achieved_flops(str(tmp_path), "highest")["peak_flops_per_s"] == pytest.approx(67e12)
+  assert sweep.achieved_flops(str(tmp_path / "none")) is None
+
+
+def test_width_record_counts_useful_flops():
+  c = _tiny()
+  rows = [
+      {
+          "reached_target": True,
+          "steps_to_target": 50,
+          "best_psnr": 30.0,
+          "diverged": False,
+          "steps_trained": 50,
+      },
+  ]
+  rec = sweep._width_record(c, "sinc", 10, 8, ("init1",), rows, 25, 1.0, "psnr")
+  assert rec["model_flops"] == 6 * 10 * 25 * 50  # points x params x steps, 6 FLOPs each
+  assert rec["device"] == jax.devices()[0].device_kind
