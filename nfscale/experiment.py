@@ -179,6 +179,19 @@ def optimizer_args(config: Any) -> dict[str, Any]:
   }
 
 
+def chunk_settings(config: Any, task: base.Task) -> dict[str, Any]:
+  """The config's keyword arguments of :func:`nfscale.train.make_train_chunk`."""
+  return {
+      "chunk_steps": int(config.chunk_steps),
+      "score_fn": task.score.fn,
+      "target": None if config.target is None else float(config.target),
+      "batch_size": int(config.batch_size) or None,
+      "diverge_factor": None if config.diverge_factor is None else float(config.diverge_factor),
+      "precision": str(config.get("precision", "default")),
+      "remat": str(config.get("remat", "none")),
+  }
+
+
 def make_tx(config: Any) -> Any:
   """The config's optax optimizer (unit rate: the engine scales it per member)."""
   return train.make_optimizer(
@@ -228,21 +241,14 @@ def train_members(
   if params is None:
     params = init_params(config, task, members)
   n_params = models.param_count(train.unstack(params, 0))
-  target = None if config.target is None else float(config.target)
   kwargs = dict(
       steps=int(config.steps),
-      score_fn=task.score.fn,
-      target=target,
-      diverge_factor=None if config.diverge_factor is None else float(config.diverge_factor),
-      chunk_steps=int(config.chunk_steps),
       log_every=int(config.log_every),
-      batch_size=int(config.batch_size) or None,
       seed=int(config.seed),
       progress=bool(config.progress) if progress is None else progress,
       desc=desc or task.name,
       **optimizer_args(config),
-      precision=str(config.get("precision", "default")),
-      remat=str(config.get("remat", "none")),
+      **chunk_settings(config, task),
   )
   kwargs.update(fit_kwargs)
   fit = train.fit(task.loss_fn, params, members, task.train_data, **kwargs)

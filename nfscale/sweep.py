@@ -193,7 +193,7 @@ def member_batch_size(config: Any, task: base.Task, params: Any) -> int:
   def need(b: int) -> int | None:
     prefix = jax.eval_shape(lambda p: jax.tree.map(lambda a: a[:b], p), params)
     return membatch.compiled_bytes(
-        task.loss_fn, prefix, task.train_data, tx, **_chunk_args(config, task)
+        task.loss_fn, prefix, task.train_data, tx, **experiment.chunk_settings(config, task)
     )
 
   # Close to the limit: ask XLA what the planned batch's chunk needs. The shape
@@ -209,18 +209,6 @@ def member_batch_size(config: Any, task: base.Task, params: Any) -> int:
       break
     batch //= 2
   return batch
-
-
-def _chunk_args(config: Any, task: base.Task) -> dict[str, Any]:
-  return {
-      "chunk_steps": int(config.chunk_steps),
-      "score_fn": task.score.fn,
-      "target": None if config.target is None else float(config.target),
-      "batch_size": int(config.batch_size) or None,
-      "diverge_factor": None if config.diverge_factor is None else float(config.diverge_factor),
-      "precision": str(config.get("precision", "default")),
-      "remat": str(config.get("remat", "none")),
-  }
 
 
 def train_batched(

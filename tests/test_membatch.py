@@ -100,7 +100,7 @@ def test_estimates_grow_with_members_and_data():
     prefix = jax.eval_shape(lambda p, b=b: jax.tree.map(lambda a: a[:b], p), params)
     sizes.append(
         membatch.compiled_bytes(
-            task.loss_fn, prefix, task.train_data, tx, **sweep._chunk_args(c, task)
+            task.loss_fn, prefix, task.train_data, tx, **experiment.chunk_settings(c, task)
         )
     )
   if sizes[0] is not None:  # XLA's CPU backend reports an analysis
@@ -118,7 +118,7 @@ def test_batch_size_from_free_memory(monkeypatch):
   def compiled(b):
     prefix = jax.eval_shape(lambda p: jax.tree.map(lambda a: a[:b], p), params)
     return membatch.compiled_bytes(
-        task.loss_fn, prefix, task.train_data, tx, **sweep._chunk_args(c, task)
+        task.loss_fn, prefix, task.train_data, tx, **experiment.chunk_settings(c, task)
     )
 
   if compiled(1) is None:
