@@ -71,9 +71,16 @@ def _round_up(v: int, m: int) -> int:
   return -(-v // m) * m
 
 
+def _interpret() -> bool:
+  """Whether the kernel runs in Pallas's interpret mode: everywhere but on a GPU."""
+  return jax.default_backend() != "gpu"
+
+
 def _pallas_forward(x: Array, w: Array, b: Array, omega: float, precision) -> Array:
   """``sin(omega (x w + b))`` for 2-D ``x`` by a tiled Pallas kernel."""
-  from jax.experimental import pallas as pl  # imported on use: only this path needs it
+  # Imported on use: only this path needs them.
+  from jax.experimental import pallas as pl
+  from jax.experimental.pallas import triton as plgpu
 
   rows, k = x.shape
   n = w.shape[1]
@@ -104,7 +111,11 @@ def _pallas_forward(x: Array, w: Array, b: Array, omega: float, precision) -> Ar
           pl.BlockSpec((1, bn), lambda i, j: (0, j)),
       ],
       out_specs=pl.BlockSpec((bm, bn), lambda i, j: (i, j)),
-      interpret=jax.default_backend() != "gpu",
+      interpret=_interpret(),
+      # Triton's compiler parameters select the Triton lowering: JAX's default
+      # GPU lowering (Mosaic GPU) has no dot_general for this kernel's layout
+      # (seen by exporting it for CUDA, tests/test_fused.py).
+      compiler_params=plgpu.CompilerParams(num_warps=4, num_stages=2),
   )(xp, wp, bp)
   return out[:rows, :n]
 

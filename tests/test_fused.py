@@ -60,6 +60,25 @@ def test_pallas_kernel_under_vmap_and_leading_dims():
   assert f("pallas")(ws, bs).shape == (3, 4, 6, 20)
 
 
+def test_pallas_kernel_lowers_to_triton_for_cuda(monkeypatch):
+  # No GPU here, but JAX can lower for one: exporting for CUDA runs the Pallas
+  # GPU lowering of the kernel (Triton), forward and backward. This caught the
+  # kernel lowering through Mosaic GPU, which has no dot_general for it.
+  from jax import export
+
+  monkeypatch.setattr(fused, "_interpret", lambda: False)
+  x, w, b = _inputs(256, 64, 128)
+  triton = export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")
+  for precision in (None, "highest"):  # TF32 and full float32 dots in the kernel
+    f = lambda x, w, b, p=precision: fused.dense_sine(  # noqa: E731
+        x, w, b, OMEGA, impl="pallas", precision=p
+    )
+    loss = lambda x, w, b, f=f: jnp.sum(f(x, w, b) ** 2)  # noqa: E731
+    for fn in (f, jax.grad(loss, argnums=(0, 1, 2))):
+      exported = export.export(jax.jit(fn), platforms=["cuda"], disabled_checks=[triton])(x, w, b)
+      assert "__gpu$xla.gpu.triton" in exported.mlir_module()
+
+
 def test_backward_keeps_no_preactivation():
   # The saved residuals are the layer's inputs: nothing of shape (rows, width).
   x, w, b = _inputs(512, 3, 256)
