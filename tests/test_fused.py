@@ -129,3 +129,22 @@ def test_field_refuses_fusing_other_activations():
     _field("jax", activation="sinc")
   with pytest.raises(ValueError, match="must be one of"):
     _field("triton")
+
+
+def test_engine_step_with_pallas_layers_lowers_for_cuda(monkeypatch):
+  # The whole training chunk of a 2-member ensemble (vmap over members, scan
+  # over steps) with fused Pallas layers: one Triton call per hidden layer.
+  from jax import export
+
+  monkeypatch.setattr(fused, "_interpret", lambda: False)
+  field = models.make_field((64, 64), 3, activation="sine", scheme="siren", fused="pallas")
+  x, y = jnp.ones((512, 2)), jnp.ones((512, 3))
+  members = [train.Member("siren", s, 1e-4) for s in (0, 1)]
+  tx = train.make_optimizer("adam")
+  state = train.init_state(train.init_members(field, members, x[:1]), tx)
+  chunk = train.make_train_chunk(models.mse_loss(field), tx, chunk_steps=5)
+  triton = export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")
+  exported = export.export(chunk, platforms=["cuda"], disabled_checks=[triton])(
+      state, jnp.ones(2), {"x": x, "y": y}, jax.random.key(0), 0, 5
+  )
+  assert exported.mlir_module().count("__gpu$xla.gpu.triton") == 2
