@@ -2,6 +2,7 @@
 
 import pathlib
 import re
+import textwrap
 
 import pytest
 
@@ -13,8 +14,9 @@ ROOT = pathlib.Path(__file__).parents[1]
 def _blocks(doc):
   text = (ROOT / doc).read_text()
   # Each block is padded with the newlines before it, so a failure names its line in the doc.
+  # A block inside a list item is indented with it: dedent it as markdown does.
   blocks = [
-      "\n" * text.count("\n", 0, m.start(1)) + m.group(1)
+      "\n" * text.count("\n", 0, m.start(1)) + textwrap.dedent(m.group(1))
       for m in re.finditer(r"```python\n(.*?)```", text, flags=re.S)
   ]
   assert blocks, f"{doc} has no python example"
