@@ -173,7 +173,10 @@ def member_batch_size(config: Any, task: base.Task, params: Any) -> int:
   A positive ``sweep.member_batch`` is used as given. 0 sizes the batch from the
   device's free memory (:mod:`nfscale.membatch`): every member at once where
   the backend reports no limit (a CPU), else the largest batch whose estimate
-  from shapes fits, checked with XLA's memory analysis when it is close.
+  from shapes fits, checked with XLA's memory analysis when it is close. The
+  plan holds the whole batch against the first device's memory; with several
+  local devices the engine spreads the members over them, so it is
+  conservative by their number.
   """
   num = jax.tree.leaves(params)[0].shape[0]
   fixed = int(config.sweep.get("member_batch", 0))
