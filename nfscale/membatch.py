@@ -27,8 +27,6 @@ Example:
   4
   >>> plan(10, member_bytes=100, free_bytes=None)  # unknown free memory: one batch
   10
-  >>> split(10, 4)
-  [(0, 4), (4, 8), (8, 10)]
 """
 
 from __future__ import annotations
@@ -39,6 +37,8 @@ from typing import Any, Callable, Sequence, TypeVar
 import jax
 import numpy as np
 import optax
+
+from nfscale import train
 
 PyTree = Any
 T = TypeVar("T")
@@ -137,8 +137,6 @@ def compiled_bytes(
     **chunk_kwargs: :func:`nfscale.train.make_train_chunk`'s keyword arguments
       (``chunk_steps``, ``score_fn``, ``target``, ...).
   """
-  from nfscale import train  # the engine imports nothing from here
-
   chunk = train.make_train_chunk(loss_fn, tx, **chunk_kwargs)
   state = jax.eval_shape(lambda p: train.init_state(p, tx), params)
   num = jax.tree.leaves(params)[0].shape[0]
@@ -180,13 +178,6 @@ def plan(
   budget = headroom * free_bytes - fixed_bytes
   fits = int(budget // max(1, member_bytes)) if budget > 0 else 0
   return max(1, min(num_members, fits))
-
-
-def split(num_members: int, batch: int) -> list[tuple[int, int]]:
-  """``[start, stop)`` ranges of consecutive batches of at most ``batch`` members."""
-  if batch <= 0:
-    raise ValueError(f"batch must be positive, got {batch}.")
-  return [(i, min(i + batch, num_members)) for i in range(0, num_members, batch)]
 
 
 def is_out_of_memory(error: BaseException) -> bool:

@@ -36,13 +36,6 @@ def test_plan_fits_the_budget_and_never_drops_below_one():
     membatch.plan(0, member_bytes=1, free_bytes=1)
 
 
-def test_split_covers_every_member_once():
-  for n, b in ((1, 1), (7, 3), (8, 8), (9, 4)):
-    ranges = membatch.split(n, b)
-    assert [i for a, z in ranges for i in range(a, z)] == list(range(n))
-    assert all(0 < z - a <= b for a, z in ranges)
-
-
 def test_oom_halves_the_batch_and_keeps_member_order():
   calls, fallbacks = [], []
 
