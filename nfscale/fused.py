@@ -13,11 +13,14 @@ Two implementations, one contract (same values up to float rounding):
 
 * ``"jax"``: plain ``jax.numpy`` under a ``jax.custom_vjp``; XLA fuses the
   sine into the matmul's epilogue where it can. Runs everywhere.
-* ``"pallas"``: the forward pass as a Pallas kernel (a tiled matmul whose
-  epilogue adds the bias and takes the sine, so the pre-activation never
-  leaves the chip); the backward pass as ``"jax"``. It compiles for GPUs
-  (Triton); on other backends it runs in Pallas's interpret mode, which is
-  slow and exists to test the kernel.
+* ``"pallas"``: two Pallas kernels, tiled matmuls whose epilogues work on the
+  pre-activation while it is still on the chip. The forward kernel adds the
+  bias and takes the sine. The backward kernel recomputes the pre-activation
+  and writes the gradient at it, ``g * omega * cos(omega z)``, together with
+  each row block's partial bias gradient; the two matmuls of the input and
+  weight gradients are left to XLA. They compile for GPUs (Triton); on other
+  backends they run in Pallas's interpret mode, which is slow and exists to
+  test the kernels.
 
 ``"auto"`` is ``"pallas"`` on a GPU and ``"jax"`` elsewhere. The kernel's speed
 on a GPU has not been measured yet; :class:`nfscale.models.NeuralField` uses
@@ -35,7 +38,6 @@ Example:
 from __future__ import annotations
 
 import functools
-import math
 
 import jax
 import jax.numpy as jnp
@@ -76,8 +78,19 @@ def _interpret() -> bool:
   return jax.default_backend() != "gpu"
 
 
-def _pallas_forward(x: Array, w: Array, b: Array, omega: float, precision) -> Array:
-  """``sin(omega (x w + b))`` for 2-D ``x`` by a tiled Pallas kernel."""
+def _pallas_tiles(
+    x: Array, w: Array, b: Array, epilogue, precision, extra=(), extra_out: bool = False
+) -> list[Array]:
+  """A tiled Pallas matmul ``x w + b`` (2-D ``x``) whose result goes through ``epilogue``.
+
+  ``epilogue(z, *extra_tiles)`` gets a ``(BLOCK_ROWS, BLOCK_COLS)`` float32
+  tile of the pre-activation and the same tile of each array in ``extra``
+  (``(rows, width)`` each), and returns the output tile, or with
+  ``extra_out=True`` the output tile and a ``(1, BLOCK_COLS)`` row that is
+  written per row block (a second output of shape ``(row blocks, width)``).
+  Zero padding makes any shape a tile multiple: padded inputs add 0 to every
+  dot product, padded extras are 0, and padding is cut off the outputs.
+  """
   # Imported on use: only this path needs them.
   from jax.experimental import pallas as pl
   from jax.experimental.pallas import triton as plgpu
@@ -86,46 +99,74 @@ def _pallas_forward(x: Array, w: Array, b: Array, omega: float, precision) -> Ar
   n = w.shape[1]
   bm, bn, bk = BLOCK_ROWS, BLOCK_COLS, BLOCK_K
   rp, np_, kp = _round_up(rows, bm), _round_up(n, bn), _round_up(k, bk)
-  # Zero padding: padded inputs add 0 to every dot product; padded rows and
-  # units are cut off the result.
   xp = jnp.pad(x, ((0, rp - rows), (0, kp - k)))
   wp = jnp.pad(w, ((0, kp - k), (0, np_ - n)))
   bp = jnp.pad(b, (0, np_ - n)).reshape(1, np_)
+  extras = [jnp.pad(e, ((0, rp - rows), (0, np_ - n))) for e in extra]
 
-  def kernel(x_ref, w_ref, b_ref, o_ref):
+  def kernel(x_ref, w_ref, b_ref, *refs):
     def body(i, acc):
       xs = x_ref[:, pl.ds(i * bk, bk)]
       ws = w_ref[pl.ds(i * bk, bk), :]
       return acc + jnp.dot(xs, ws, precision=precision, preferred_element_type=jnp.float32)
 
     acc = lax.fori_loop(0, kp // bk, body, jnp.zeros((bm, bn), jnp.float32))
-    o_ref[...] = jnp.sin(omega * (acc + b_ref[...])).astype(o_ref.dtype)
+    ins, outs = refs[: len(extras)], refs[len(extras) :]
+    result = epilogue(acc + b_ref[...], *(r[...] for r in ins))
+    if extra_out:
+      outs[0][...] = result[0].astype(outs[0].dtype)
+      outs[1][...] = result[1].astype(outs[1].dtype)
+    else:
+      outs[0][...] = result.astype(outs[0].dtype)
 
-  out = pl.pallas_call(
+  tile = pl.BlockSpec((bm, bn), lambda i, j: (i, j))
+  out_shape = [jax.ShapeDtypeStruct((rp, np_), x.dtype)]
+  out_specs = [tile]
+  if extra_out:
+    out_shape.append(jax.ShapeDtypeStruct((rp // bm, np_), jnp.float32))
+    out_specs.append(pl.BlockSpec((1, bn), lambda i, j: (i, j)))
+  outs = pl.pallas_call(
       kernel,
-      out_shape=jax.ShapeDtypeStruct((rp, np_), x.dtype),
+      out_shape=out_shape,
       grid=(rp // bm, np_ // bn),
       in_specs=[
           pl.BlockSpec((bm, kp), lambda i, j: (i, 0)),
           pl.BlockSpec((kp, bn), lambda i, j: (0, j)),
           pl.BlockSpec((1, bn), lambda i, j: (0, j)),
+          *([tile] * len(extras)),
       ],
-      out_specs=pl.BlockSpec((bm, bn), lambda i, j: (i, j)),
+      out_specs=out_specs,
       interpret=_interpret(),
       # Triton's compiler parameters select the Triton lowering: JAX's default
       # GPU lowering (Mosaic GPU) has no dot_general for this kernel's layout
       # (seen by exporting it for CUDA, tests/test_fused.py).
       compiler_params=plgpu.CompilerParams(num_warps=4, num_stages=2),
-  )(xp, wp, bp)
-  return out[:rows, :n]
+  )(xp, wp, bp, *extras)
+  return [o[:rows, :n] if o.shape[0] == rp else o[:, :n] for o in outs]
+
+
+def _pallas_forward(x: Array, w: Array, b: Array, omega: float, precision) -> Array:
+  """``sin(omega (x w + b))`` for 2-D ``x``."""
+  return _pallas_tiles(x, w, b, lambda z: jnp.sin(omega * z), precision)[0]
+
+
+def _pallas_backward(x: Array, w: Array, b: Array, g: Array, omega: float, precision):
+  """The gradient at the pre-activation, ``g omega cos(omega z)``, and the bias gradient."""
+
+  def epilogue(z, g_tile):
+    gz = g_tile * (omega * jnp.cos(omega * z))
+    # Each row block's column sums: a (1, BLOCK_COLS) row of the bias gradient.
+    return gz, jnp.sum(gz, axis=0, keepdims=True)
+
+  gz, partial_db = _pallas_tiles(x, w, b, epilogue, precision, extra=(g,), extra_out=True)
+  return gz, partial_db.sum(axis=0)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
 def _dense_sine(x: Array, w: Array, b: Array, omega: float, impl: str, precision) -> Array:
   if impl == "pallas":
-    lead = x.shape[:-1]
-    flat = x.reshape(math.prod(lead), x.shape[-1])
-    return _pallas_forward(flat, w, b, omega, precision).reshape(*lead, w.shape[1])
+    y = _pallas_forward(x.reshape(-1, x.shape[-1]), w, b, omega, precision)
+    return y.reshape(*x.shape[:-1], w.shape[1])
   return jnp.sin(omega * _preactivation(x, w, b, precision))
 
 
@@ -135,15 +176,17 @@ def _dense_sine_fwd(x, w, b, omega, impl, precision):
 
 
 def _dense_sine_bwd(omega, impl, precision, residuals, g):
-  del impl  # the backward pass is plain JAX for both implementations
   x, w, b = residuals
-  z = _preactivation(x, w, b, precision)  # recomputed, not stored
-  gz = g * (omega * jnp.cos(omega * z))
   x2 = x.reshape(-1, x.shape[-1])
-  gz2 = gz.reshape(-1, gz.shape[-1])
-  dx = jnp.matmul(gz, w.T, precision=precision)
+  g2 = g.reshape(-1, g.shape[-1])
+  if impl == "pallas":
+    gz2, db = _pallas_backward(x2, w, b, g2, omega, precision)
+  else:
+    z = _preactivation(x2, w, b, precision)  # recomputed, not stored
+    gz2 = g2 * (omega * jnp.cos(omega * z))
+    db = gz2.sum(axis=0)
+  dx = jnp.matmul(gz2, w.T, precision=precision).reshape(x.shape)
   dw = jnp.matmul(x2.T, gz2, precision=precision)
-  db = gz2.sum(axis=0)
   return dx, dw.astype(w.dtype), db.astype(b.dtype)
 
 

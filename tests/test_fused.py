@@ -60,6 +60,24 @@ def test_pallas_kernel_under_vmap_and_leading_dims():
   assert f("pallas")(ws, bs).shape == (3, 4, 6, 20)
 
 
+def test_pallas_gradients_under_vmap_match_the_jax_path():
+  # An ensemble's gradients: the backward kernel batched over members (its
+  # partial bias sums too), against the plain-JAX backward pass.
+  x, _, _ = _inputs(90, 3, 20)
+  ws = jax.random.normal(jax.random.key(1), (3, 3, 20)) * 0.05
+  bs = jax.random.uniform(jax.random.key(2), (3, 20), minval=-0.1, maxval=0.1)
+  g = jax.random.normal(jax.random.key(3), (90, 20))
+
+  def grads(impl):
+    loss = lambda w, b: jnp.sum(  # noqa: E731
+        g * fused.dense_sine(x, w, b, OMEGA, impl=impl, precision="highest")
+    )
+    return jax.jit(jax.vmap(jax.grad(loss, argnums=(0, 1))))(ws, bs)
+
+  for a, r in zip(grads("pallas"), grads("jax")):
+    np.testing.assert_allclose(a, r, atol=ATOL_GRAD * float(jnp.abs(r).max()), rtol=0)
+
+
 def test_pallas_kernel_lowers_to_triton_for_cuda(monkeypatch):
   # No GPU here, but JAX can lower for one: exporting for CUDA runs the Pallas
   # GPU lowering of the kernel (Triton), forward and backward. This caught the
@@ -74,9 +92,10 @@ def test_pallas_kernel_lowers_to_triton_for_cuda(monkeypatch):
         x, w, b, OMEGA, impl="pallas", precision=p
     )
     loss = lambda x, w, b, f=f: jnp.sum(f(x, w, b) ** 2)  # noqa: E731
-    for fn in (f, jax.grad(loss, argnums=(0, 1, 2))):
+    # The value: the forward kernel; the gradient: forward and backward kernels.
+    for fn, kernels in ((f, 1), (jax.grad(loss, argnums=(0, 1, 2)), 2)):
       exported = export.export(jax.jit(fn), platforms=["cuda"], disabled_checks=[triton])(x, w, b)
-      assert "__gpu$xla.gpu.triton" in exported.mlir_module()
+      assert exported.mlir_module().count("__gpu$xla.gpu.triton") == kernels
 
 
 def test_backward_keeps_no_preactivation():
@@ -133,7 +152,8 @@ def test_field_refuses_fusing_other_activations():
 
 def test_engine_step_with_pallas_layers_lowers_for_cuda(monkeypatch):
   # The whole training chunk of a 2-member ensemble (vmap over members, scan
-  # over steps) with fused Pallas layers: one Triton call per hidden layer.
+  # over steps) with fused Pallas layers: per hidden layer, one Triton call in
+  # the forward pass and one in the backward pass.
   from jax import export
 
   monkeypatch.setattr(fused, "_interpret", lambda: False)
@@ -147,4 +167,4 @@ def test_engine_step_with_pallas_layers_lowers_for_cuda(monkeypatch):
   exported = export.export(chunk, platforms=["cuda"], disabled_checks=[triton])(
       state, jnp.ones(2), {"x": x, "y": y}, jax.random.key(0), 0, 5
   )
-  assert exported.mlir_module().count("__gpu$xla.gpu.triton") == 2
+  assert exported.mlir_module().count("__gpu$xla.gpu.triton") == 4
