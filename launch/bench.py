@@ -34,7 +34,7 @@ import sys
 
 from absl import flags
 
-from nfscale import bench, cli, train
+from nfscale import bench, cli, gpu_suite, profiles, train
 
 # The PyTorch workloads ship with the repository (benchmarks/), not with the wheel.
 _DEFAULT_TORCH = os.path.join(
@@ -107,18 +107,18 @@ _GPU_SUITE = flags.DEFINE_bool("gpu_suite", False, "Run the GPU suite (see above
 _OUT_DIR = flags.DEFINE_string("out_dir", "runs/gpu_suite", "GPU suite: output folder.")
 _BUDGET = flags.DEFINE_float("budget_s", 450.0, "GPU suite: start no run after this many seconds.")
 _GPU_SIZES = flags.DEFINE_list(
-    "gpu_sizes", [str(s) for s in bench.GPU_SIZES], "GPU suite: image sides."
+    "gpu_sizes", [str(s) for s in gpu_suite.GPU_SIZES], "GPU suite: image sides."
 )
 _GPU_PRECISIONS = flags.DEFINE_list(
-    "gpu_precisions", list(bench.GPU_PRECISIONS), "GPU suite: matmul precisions, both sides."
+    "gpu_precisions", list(gpu_suite.GPU_PRECISIONS), "GPU suite: matmul precisions, both sides."
 )
 _GPU_TORCH_MODES = flags.DEFINE_list(
-    "gpu_torch_modes", list(bench.GPU_TORCH_MODES), "GPU suite: PyTorch runs, workload:mode."
+    "gpu_torch_modes", list(gpu_suite.GPU_TORCH_MODES), "GPU suite: PyTorch runs, workload:mode."
 )
 _ENSEMBLE_STEPS = flags.DEFINE_integer(
     "ensemble_steps",
     None,
-    f"GPU suite: ensemble steps per timed repeat (default {bench.GPU_ENSEMBLE_STEPS}).",
+    f"GPU suite: ensemble steps per timed repeat (default {gpu_suite.GPU_ENSEMBLE_STEPS}).",
 )
 _TORCH_DEVICE = flags.DEFINE_string(
     "torch_device",
@@ -167,22 +167,22 @@ def gpu_suite(me: list[str]) -> None:
     if not os.path.isfile(_TORCH_REF.value):
       raise ValueError(f"--torch_reference={_TORCH_REF.value}: no such file.")
     torch_cmd = [_TORCH_PY.value, _TORCH_REF.value]
-  plan = bench.gpu_suite_plan(
+  plan = gpu_suite.gpu_suite_plan(
       me,
       torch_cmd,
       out_dir,
       sizes=sizes,
       precisions=_GPU_PRECISIONS.value,
       torch_modes=_GPU_TORCH_MODES.value,
-      image_steps=_STEPS.value or bench.GPU_IMAGE_STEPS,
-      ensemble_steps=_ENSEMBLE_STEPS.value or bench.GPU_ENSEMBLE_STEPS,
+      image_steps=_STEPS.value or gpu_suite.GPU_IMAGE_STEPS,
+      ensemble_steps=_ENSEMBLE_STEPS.value or gpu_suite.GPU_ENSEMBLE_STEPS,
       repeats=_REPEATS.value,
       models=_MODELS.value,
       torch_device=_TORCH_DEVICE.value or device or "cpu",
   )
-  records = bench.run_plan(plan, os.path.join(out_dir, "gpu_suite.jsonl"), _BUDGET.value)
-  rows = bench.gpu_summary(records)
-  table = bench.format_gpu_summary(rows)
+  records = gpu_suite.run_plan(plan, os.path.join(out_dir, "gpu_suite.jsonl"), _BUDGET.value)
+  rows = gpu_suite.gpu_summary(records)
+  table = gpu_suite.format_gpu_summary(rows)
   problems = [r for r in records if "status" in r]
   if torch_cmd is None:
     problems.append(
@@ -196,8 +196,8 @@ def gpu_suite(me: list[str]) -> None:
   profiles = [r["profile"] for r in records if r.get("profile")]
   if profiles:
     with open(os.path.join(out_dir, "profile.md"), "w", encoding="utf-8") as f:
-      f.write(bench.format_profile(profiles[-1]) + "\n")
-    print(bench.format_profile(profiles[-1]))
+      f.write(profiles.format_profile(profiles[-1]) + "\n")
+    print(profiles.format_profile(profiles[-1]))
   print(table)
   for r in problems:
     print(f"- {r['label']}: {r['status']}")

@@ -60,7 +60,7 @@ import numpy as np
 from absl import logging
 
 from nfscale import config_lib, experiment, initializers, io, membatch, models, plots, scaling
-from nfscale import sharding, tasks, train
+from nfscale import roofline, sharding, tasks, train
 from nfscale.tasks import base
 
 EVALS_FILE = "evals.jsonl"
@@ -911,7 +911,7 @@ def achieved_flops(workdir: str, precision: str = "default") -> dict[str, Any] |
 
   Compilation and everything else an evaluation waits for are in its time, so
   this is what the sweep got out of the device, not a kernel's speed. On a GPU
-  of :data:`nfscale.bench.GPU_PEAKS` the peak of the run's matmul precision is
+  of :data:`nfscale.roofline.GPU_PEAKS` the peak of the run's matmul precision is
   given beside it (TF32 for ``default`` and ``tf32``, float32 for ``highest``).
 
   Returns:
@@ -919,8 +919,6 @@ def achieved_flops(workdir: str, precision: str = "default") -> dict[str, Any] |
     ``seconds``, ``flops_per_s``, ``device`` and ``peak_flops_per_s`` (``None``
     off the known GPUs).
   """
-  from nfscale import bench  # its peaks table; imported on use
-
   flops = seconds = 0.0
   devices = set()
   for path in sorted(glob.glob(os.path.join(workdir, EVALS_GLOB))):
@@ -934,8 +932,8 @@ def achieved_flops(workdir: str, precision: str = "default") -> dict[str, Any] |
   if not seconds:
     return None
   device = ", ".join(sorted(devices))
-  peaks = bench.gpu_peaks(device) if len(devices) == 1 else None
-  key = bench.PEAK_OF_PRECISION.get(precision, "tf32")
+  peaks = roofline.gpu_peaks(device) if len(devices) == 1 else None
+  key = roofline.PEAK_OF_PRECISION.get(precision, "tf32")
   return {
       "flops": flops,
       "seconds": seconds,

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from nfscale import bench, models, train
+from nfscale import bench, gpu_suite, models, profiles, roofline, train
 
 ROOT = pathlib.Path(__file__).parents[1]
 TORCH_SCRIPT = ROOT / "benchmarks" / "torch_workloads.py"
@@ -189,8 +189,8 @@ def test_records_carry_precision_remat_and_the_roofline_model():
   rec = bench.bench_image(steps=2, repeats=1, size=8, precision="bf16", remat="dots")
   assert rec["precision"] == "bf16" and rec["options"]["remat"] == "dots"
   assert rec["options"]["matmul_precision"] == "BF16_BF16_F32"
-  assert rec["flops_per_step"] == bench.step_flops(bench.IMAGE_LAYERS, 64)
-  assert rec["bytes_per_step"] == bench.step_bytes(bench.IMAGE_LAYERS, 64)
+  assert rec["flops_per_step"] == roofline.step_flops(roofline.IMAGE_LAYERS, 64)
+  assert rec["bytes_per_step"] == roofline.step_bytes(roofline.IMAGE_LAYERS, 64)
   assert rec["roofline"] is None  # the CPU has no entry in GPU_PEAKS
   assert rec["device_kind"] and rec["xla_cost"]["flops"] > 0
   assert math.isfinite(rec["final_psnr"])
@@ -201,23 +201,23 @@ def test_records_carry_precision_remat_and_the_roofline_model():
 def test_flops_model_is_the_pytorch_scripts_formula():
   size, width = 512, 256
   torch_formula = 3 * 2 * size * size * (2 * width + 2 * width * width + width * 3)
-  assert bench.step_flops(bench.IMAGE_LAYERS, size * size) == torch_formula
+  assert roofline.step_flops(roofline.IMAGE_LAYERS, size * size) == torch_formula
   # 11 passes over the three (points x 256) float32 arrays.
-  assert bench.step_bytes(bench.IMAGE_LAYERS, 100) == 11 * 4 * 100 * 768
+  assert roofline.step_bytes(roofline.IMAGE_LAYERS, 100) == 11 * 4 * 100 * 768
 
 
 def test_roofline_arithmetic_and_peaks():
-  peaks = bench.gpu_peaks("NVIDIA H200")
+  peaks = roofline.gpu_peaks("NVIDIA H200")
   assert peaks["name"] == "H200" and peaks["hbm"] == 4.8e12
   # Dense = half the with-sparsity figures of the datasheets (989 and 1979 TFLOP/s).
   assert peaks["tf32"] == pytest.approx(494.5e12)
   assert peaks["bf16"] == pytest.approx(2 * peaks["tf32"], rel=1e-3)
-  assert bench.gpu_peaks("NVIDIA H100 PCIe")["name"] == "H100 PCIe"
-  assert bench.gpu_peaks("NVIDIA H100 80GB HBM3")["hbm"] == 3.35e12
-  assert bench.gpu_peaks("TFRT_CPU_0") is None
+  assert roofline.gpu_peaks("NVIDIA H100 PCIe")["name"] == "H100 PCIe"
+  assert roofline.gpu_peaks("NVIDIA H100 80GB HBM3")["hbm"] == 3.35e12
+  assert roofline.gpu_peaks("TFRT_CPU_0") is None
   # The image workload at 512^2 on an H200 in TF32 is memory-bound by this model:
   # 2.08e11 FLOP / 494.5e12 = 0.42 ms < 8.86e9 bytes / 4.8e12 = 1.85 ms.
-  f = bench.roofline_fields("image", 305.0, "tf32", "NVIDIA H200", size=512)
+  f = roofline.roofline_fields("image", 305.0, "tf32", "NVIDIA H200", size=512)
   r = f["roofline"]
   assert r["bound"] == "memory" and r["peak"] == "tf32"
   assert r["roofline_steps_per_s"] == pytest.approx(4.8e12 / f["bytes_per_step"])
@@ -225,13 +225,15 @@ def test_roofline_arithmetic_and_peaks():
   assert r["achieved_tflops"] == pytest.approx(63.5, abs=0.1)  # the issue's ~63 TFLOP/s
   # Full float32 runs against the 67 TFLOP/s non-tensor-core peak: compute-bound.
   assert (
-      bench.roofline_fields("image", 100.0, "highest", "NVIDIA H200", size=512)["roofline"]["bound"]
+      roofline.roofline_fields("image", 100.0, "highest", "NVIDIA H200", size=512)["roofline"][
+          "bound"
+      ]
       == "compute"
   )
 
 
 def test_gpu_suite_plan_pairs_both_sides_at_one_precision():
-  plan = bench.gpu_suite_plan(
+  plan = gpu_suite.gpu_suite_plan(
       ["nf"], ["tp", "w.py"], "out", sizes=[256, 512], precisions=["tf32", "highest"]
   )
   labels = [p["label"] for p in plan]
@@ -261,10 +263,10 @@ def test_gpu_suite_plan_pairs_both_sides_at_one_precision():
   ens = [p for p in plan if p["label"] == "ensemble tf32 torch"][0]["argv"]
   assert ens[ens.index("--mode") + 1] == "vmap,vmap-compile"
   assert any(a.startswith("--profile_dir=out") for a in plan[4]["argv"])
-  no_torch = bench.gpu_suite_plan(["nf"], None, "out", sizes=[8], precisions=["tf32"])
+  no_torch = gpu_suite.gpu_suite_plan(["nf"], None, "out", sizes=[8], precisions=["tf32"])
   assert all(p["impl"] != "torch" for p in no_torch)
   with pytest.raises(ValueError, match="valid precisions"):
-    bench.gpu_suite_plan(["nf"], None, "out", precisions=["fp8"])
+    gpu_suite.gpu_suite_plan(["nf"], None, "out", precisions=["fp8"])
 
 
 def _py(code):
@@ -285,12 +287,12 @@ def test_run_plan_appends_lines_keeps_partial_output_and_honours_the_budget(tmp_
           "timeout_s": 3,
       },
   ]
-  recs = bench.run_plan(plan, str(out), budget_s=100)
+  recs = gpu_suite.run_plan(plan, str(out), budget_s=100)
   assert [r["label"] for r in recs] == ["a", "b", "b", "c", "c"]
   assert recs[2]["status"] == "failed (exit 3)" and recs[1]["rates"] == [1.0]
   assert recs[4]["status"].startswith("stopped after") and recs[3]["rates"] == [1.0]
   assert len(out.read_text().splitlines()) == 5
-  skipped = bench.run_plan(plan[:1], str(out), budget_s=-1)
+  skipped = gpu_suite.run_plan(plan[:1], str(out), budget_s=-1)
   assert skipped == [{"label": "a", "status": "skipped (time budget)"}]
   assert len(out.read_text().splitlines()) == 6  # appended, not overwritten
 
@@ -352,15 +354,15 @@ def test_gpu_summary_ratios_and_roofline_fractions():
       },
       {"label": "x", "status": "skipped (time budget)"},
   ]
-  rows = bench.gpu_summary(recs)
+  rows = gpu_suite.gpu_summary(recs)
   assert [r["nfscale_variant"] for r in rows] == ["default", "remat=dots", "XLA sin"]
   row = rows[0]
   assert row["best_torch"] == "torch-compile" and row["ratio"] == pytest.approx(305 / 338)
-  nbytes = bench.step_bytes(bench.IMAGE_LAYERS, 512 * 512)
+  nbytes = roofline.step_bytes(roofline.IMAGE_LAYERS, 512 * 512)
   assert row["nfscale_roofline"] == pytest.approx(305 * nbytes / 4.8e12)
   assert row["torch_roofline"] == pytest.approx(338 * nbytes / 4.8e12)
   assert row["bound"] == "memory"
-  table = bench.format_gpu_summary(rows)
+  table = gpu_suite.format_gpu_summary(rows)
   assert "**0.90x**" in table and "compile 338" in table
 
 
@@ -370,7 +372,7 @@ def test_profile_summary_of_a_cpu_trace(tmp_path):
   assert prof["source"] == "cpu" and prof["top"] and prof["busy_us_per_step"] > 0
   assert sum(prof["by_category"].values()) == pytest.approx(1.0)
   assert not any(name.startswith("ThunkExecutor") for name, _, _ in prof["top"])
-  assert "us of kernels per step" in bench.format_profile(prof)
+  assert "us of kernels per step" in profiles.format_profile(prof)
 
 
 def test_profile_summary_picks_the_gpu_stream_lanes(tmp_path):
@@ -393,12 +395,12 @@ def test_profile_summary_picks_the_gpu_stream_lanes(tmp_path):
 
   with gzip.open(d / "perfetto_trace.json.gz", "wt") as f:
     json.dump({"traceEvents": events}, f)
-  prof = bench.summarize_trace(str(tmp_path), steps=2)
+  prof = profiles.summarize_trace(str(tmp_path), steps=2)
   assert prof["source"] == "gpu" and prof["busy_us_per_step"] == 50.0
   assert prof["by_category"] == {"elementwise/reduction": 0.7, "matmul": 0.3}
   assert prof["top"][0] == ["loop_sine_fusion", 35.0, 0.7]
   with pytest.raises(ValueError, match="no perfetto_trace"):
-    bench.summarize_trace(str(tmp_path / "plugins" / "profile" / "none"))
+    profiles.summarize_trace(str(tmp_path / "plugins" / "profile" / "none"))
 
 
 def test_torch_script_precision_flag_without_torch():

@@ -1,0 +1,371 @@
+"""The GPU comparison of nfscale and PyTorch: the plan of runs, running it, the summary.
+
+Each run is its own process (``launch.bench`` for nfscale,
+``benchmarks/torch_workloads.py`` for PyTorch), so one side's compilation caches and
+memory never help or hurt the other; :func:`run_plan` keeps every JSON line as it
+comes and stops starting runs at a time budget, and :func:`gpu_summary` pairs the
+sides per size and precision with their fractions of the roofline
+(:mod:`nfscale.roofline`). ``benchmarks/gpu_suite.sh`` is the one command.
+
+Example:
+  >>> [p["label"] for p in gpu_suite_plan(["nf"], None, "out", sizes=[8],
+  ...                                     precisions=["tf32"], variants=[], profile=False)]
+  ['image 8 tf32 nfscale', 'ensemble tf32 nfscale']
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Sequence
+
+from nfscale import train
+from nfscale.roofline import roofline_fields
+
+GPU_SIZES = (256, 512)
+GPU_PRECISIONS = ("tf32", "highest")
+GPU_TORCH_MODES = (
+    "image:eager",
+    "image:compile",
+    "image:reduce-overhead",
+    "image:max-autotune",
+    "ensemble:vmap",
+    "ensemble:vmap-compile",
+)
+#: Steps per timed repeat on a GPU (a 512^2 image step is ~3 ms there; an ensemble step
+#: of 64 models ~40 us): enough for each repeat to last tens of milliseconds.
+GPU_IMAGE_STEPS, GPU_ENSEMBLE_STEPS = 50, 1000
+
+
+def gpu_suite_plan(
+    nfscale_cmd: Sequence[str],
+    torch_cmd: Sequence[str] | None,
+    out_dir: str,
+    *,
+    sizes: Sequence[int] = GPU_SIZES,
+    precisions: Sequence[str] = GPU_PRECISIONS,
+    torch_modes: Sequence[str] = GPU_TORCH_MODES,
+    image_steps: int = GPU_IMAGE_STEPS,
+    ensemble_steps: int = GPU_ENSEMBLE_STEPS,
+    repeats: int = 5,
+    models: int = 64,
+    torch_device: str = "cuda",
+    variants: Sequence[str] = (
+        "--remat=dots",
+        "--nofast_sin",
+        "--nofast_sin --fused=jax",
+        "--nofast_sin --fused=pallas",
+    ),
+    profile: bool = True,
+) -> list[dict[str, Any]]:
+  """The runs of the GPU suite, most important first, each its own process.
+
+  Per precision (in the given order): per image size, nfscale then PyTorch (all image
+  modes in one process), then the ensemble likewise; after the first precision's image
+  runs, one profiled nfscale run at the largest size; last, nfscale with each of
+  ``variants`` (extra launcher flags) at the largest size and first precision.
+
+  Args:
+    nfscale_cmd: argv prefix of this package's bench launcher.
+    torch_cmd: argv prefix of ``benchmarks/torch_workloads.py`` (``None``: no PyTorch).
+    out_dir: where the profile goes (``out_dir/trace``).
+    sizes, precisions, torch_modes: what to compare (``workload:mode``).
+    image_steps, ensemble_steps, repeats: timing of every run, both sides alike.
+    models: ensemble members.
+    torch_device: ``--device`` of the PyTorch runs.
+    variants: extra nfscale image runs, one per entry of space-separated flags (e.g.
+      ``--remat=dots``; ``--nofast_sin``: XLA's own sine instead of the activations'
+      fast one; ``--nofast_sin --fused=pallas``: the fused sine layers).
+    profile: include the profiled run.
+
+  Returns:
+    ``{"label", "impl", "argv", "timeout_s"}`` per run.
+
+  >>> plan = gpu_suite_plan(["nf"], ["tp"], "out", sizes=[8], precisions=["tf32"],
+  ...                       torch_modes=["image:eager"], variants=[], profile=False)
+  >>> [p["label"] for p in plan]
+  ['image 8 tf32 nfscale', 'image 8 tf32 torch', 'ensemble tf32 nfscale']
+  >>> " ".join(plan[1]["argv"])
+  'tp image --mode eager --precision tf32 --size 8 --device cuda --steps 50 --repeats 5'
+  """
+  for p in precisions:
+    train.matmul_precision(p)  # a bad precision fails before anything runs
+  modes = {
+      wl: [tm.partition(":")[2] for tm in torch_modes if tm.startswith(wl + ":")]
+      for wl in ("image", "ensemble")
+  }
+  timing = ["--repeats", str(repeats)]
+  plan: list[dict[str, Any]] = []
+
+  def add(label, impl, argv, timeout_s):
+    plan.append({"label": label, "impl": impl, "argv": list(argv), "timeout_s": timeout_s})
+
+  for i, prec in enumerate(precisions):
+    for size in sizes:
+      add(
+          f"image {size} {prec} nfscale",
+          "nfscale",
+          [
+              *nfscale_cmd,
+              "--workload=image",
+              f"--size={size}",
+              f"--precision={prec}",
+              f"--steps={image_steps}",
+              f"--repeats={repeats}",
+          ],
+          180,
+      )
+      if torch_cmd and modes["image"]:
+        add(
+            f"image {size} {prec} torch",
+            "torch",
+            [
+                *torch_cmd,
+                "image",
+                "--mode",
+                ",".join(modes["image"]),
+                "--precision",
+                prec,
+                "--size",
+                str(size),
+                "--device",
+                torch_device,
+                "--steps",
+                str(image_steps),
+                *timing,
+            ],
+            420,
+        )
+    if i == 0 and profile:
+      add(
+          f"profile image {max(sizes)} {prec}",
+          "profile",
+          [
+              *nfscale_cmd,
+              "--workload=image",
+              f"--size={max(sizes)}",
+              f"--precision={prec}",
+              "--steps=5",
+              "--repeats=2",
+              f"--profile_dir={os.path.join(out_dir, 'trace')}",
+          ],
+          180,
+      )
+    add(
+        f"ensemble {prec} nfscale",
+        "nfscale",
+        [
+            *nfscale_cmd,
+            "--workload=ensemble",
+            f"--models={models}",
+            f"--precision={prec}",
+            f"--steps={ensemble_steps}",
+            f"--repeats={repeats}",
+        ],
+        180,
+    )
+    if torch_cmd and modes["ensemble"]:
+      add(
+          f"ensemble {prec} torch",
+          "torch",
+          [
+              *torch_cmd,
+              "ensemble",
+              "--mode",
+              ",".join(modes["ensemble"]),
+              "--precision",
+              prec,
+              "--models",
+              str(models),
+              "--device",
+              torch_device,
+              "--steps",
+              str(ensemble_steps),
+              *timing,
+          ],
+          300,
+      )
+  for flag in variants:
+    flags = flag.split()  # a variant may set several flags ("--nofast_sin --fused=jax")
+    add(
+        f"image {max(sizes)} {precisions[0]} nfscale " + " ".join(f.lstrip("-") for f in flags),
+        "nfscale",
+        [
+            *nfscale_cmd,
+            "--workload=image",
+            f"--size={max(sizes)}",
+            f"--precision={precisions[0]}",
+            *flags,
+            f"--steps={image_steps}",
+            f"--repeats={repeats}",
+        ],
+        180,
+    )
+  return plan
+
+
+def run_plan(
+    plan: Sequence[dict[str, Any]], out: str, budget_s: float = 480.0, grace_s: float = 60.0
+) -> list[dict[str, Any]]:
+  """Runs :func:`gpu_suite_plan`'s runs in order; appends every JSON line to ``out`` at once.
+
+  No run starts after ``budget_s`` seconds, and none runs past ``budget_s + grace_s``
+  (a run stopped there keeps the lines it printed). Each record gets ``label``; a
+  skipped, failed or stopped run adds a record ``{"label", "status", ...}``.
+
+  Returns:
+    All records, in order.
+  """
+  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  t_start, records = time.perf_counter(), []
+  with open(out, "a", encoding="utf-8") as f:
+    for run in plan:
+      elapsed = time.perf_counter() - t_start
+      recs: list[dict[str, Any]]
+      if elapsed > budget_s:
+        recs = [{"label": run["label"], "status": "skipped (time budget)"}]
+      else:
+        timeout = max(1.0, min(run["timeout_s"], budget_s + grace_s - elapsed))
+        sys.stderr.write(f"[{elapsed:6.0f} s] {run['label']}: $ {shlex.join(run['argv'])}\n")
+        t0 = time.perf_counter()
+        status, stdout, stderr = "ok", "", ""
+        try:
+          done = subprocess.run(
+              run["argv"], capture_output=True, text=True, check=False, timeout=timeout
+          )
+          stdout, stderr = done.stdout, done.stderr
+          if done.returncode:
+            status = f"failed (exit {done.returncode})"
+        except subprocess.TimeoutExpired as e:
+          stdout = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+          stderr = e.stderr.decode() if isinstance(e.stderr, bytes) else (e.stderr or "")
+          status = f"stopped after {timeout:.0f} s"
+        recs = [
+            dict(json.loads(line), label=run["label"])
+            for line in stdout.splitlines()
+            if line.startswith("{")
+        ]
+        if status != "ok":
+          sys.stderr.write(stderr[-2000:])
+          recs.append({"label": run["label"], "status": status, "stderr": stderr[-1500:]})
+        for rec in recs:
+          rec.setdefault("wall_s", time.perf_counter() - t0)
+      for rec in recs:
+        f.write(json.dumps(rec) + "\n")
+        f.flush()
+      records.extend(recs)
+  return records
+
+
+def _median_rate(rec: dict[str, Any]) -> float:
+  return float(statistics.median(rec["rates"]))
+
+
+def gpu_summary(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+  """One row per (workload, size, precision, nfscale variant): rates, ratio, roofline.
+
+  The variant is ``default`` (the bench defaults: fast sine, no remat), else what
+  differs (``remat=dots``, ``XLA sin``).
+
+  ``ratio`` is nfscale's median rate over the best PyTorch mode's; ``*_roofline`` the
+  fraction of the roofline rate (:func:`nfscale.roofline.roofline`) each side reached, against the peaks
+  of the records' GPU (``None`` off the GPUs of :data:`nfscale.roofline.GPU_PEAKS`).
+
+  >>> rows = gpu_summary([
+  ...     {"workload": "image", "impl": "nfscale", "size": 8, "precision": "tf32",
+  ...      "options": {"remat": "none"}, "rates": [3.0], "device_kind": "cpu"},
+  ...     {"workload": "image", "impl": "torch-eager", "size": 8, "precision": "tf32",
+  ...      "rates": [1.0, 2.0], "device_kind": "cpu"}])
+  >>> rows[0]["best_torch"], rows[0]["ratio"]
+  ('torch-eager', 2.0)
+  """
+  groups: dict[tuple, dict[str, Any]] = {}
+  for rec in records:
+    if "rates" not in rec or rec.get("profile"):
+      continue
+    wl = rec["workload"]
+    size = rec.get("size", rec.get("options", {}).get("size")) if wl == "image" else None
+    prec = rec.get("precision", "default")
+    g = groups.setdefault((wl, size, prec), {"nfscale": {}, "torch": {}, "records": []})
+    if rec["impl"] == "nfscale":
+      opts = rec.get("options", {})
+      parts = [f"remat={opts['remat']}"] if opts.get("remat", "none") != "none" else []
+      parts += ["XLA sin"] if opts.get("fast_sin") is False else []
+      parts += [f"fused={opts['fused']}"] if opts.get("fused", "off") != "off" else []
+      variant = ", ".join(parts) or "default"
+      g["nfscale"].setdefault(variant, []).extend(rec["rates"])
+    else:
+      g["torch"].setdefault(rec["impl"], []).extend(rec["rates"])
+    g["records"].append(rec)
+  rows = []
+  for (wl, size, prec), g in groups.items():
+    torch_med = {k: statistics.median(v) for k, v in g["torch"].items()}
+    best = max(torch_med, key=torch_med.get) if torch_med else None
+    kind = next((r.get("device_kind") for r in g["records"] if r.get("device_kind")), "")
+    points = next(
+        (
+            r.get("points", r.get("options", {}).get("points"))
+            for r in g["records"]
+            if wl == "ensemble"
+        ),
+        200,
+    )
+
+    def roof(rate, wl=wl, size=size, prec=prec, kind=kind, points=points):
+      fields = roofline_fields(wl, rate, prec, kind, size=size or 256, points=points or 200)
+      return fields["roofline"]
+
+    for variant, rates in (g["nfscale"] or {"(none)": []}).items():
+      nf = statistics.median(rates) if rates else None
+      row = {
+          "workload": wl,
+          "size": size,
+          "precision": prec,
+          "nfscale_variant": variant,
+          "nfscale": nf,
+          "torch": torch_med,
+          "best_torch": best,
+          "ratio": nf / torch_med[best] if nf and best else None,
+          "gpu": kind,
+      }
+      r_nf = roof(nf) if nf else None
+      r_t = roof(torch_med[best]) if best else None
+      row["nfscale_roofline"] = r_nf and r_nf["roofline_fraction"]
+      row["torch_roofline"] = r_t and r_t["roofline_fraction"]
+      row["bound"] = (r_nf or r_t or {}).get("bound")
+      rows.append(row)
+  return rows
+
+
+def format_gpu_summary(rows: Sequence[dict[str, Any]]) -> str:
+  """A markdown table of :func:`gpu_summary`'s rows."""
+
+  def num(v):
+    return "" if v is None else (f"{v:,.0f}" if v >= 100 else f"{v:.3g}")
+
+  def pct(v):
+    return "" if v is None else f"{100 * v:.0f}%"
+
+  lines = [
+      (
+          "| workload | size | precision | nfscale variant | nfscale rate | best PyTorch "
+          "(mode) | ratio | nfscale / torch of roofline | bound | all PyTorch modes |"
+      ),
+      "|---|---|---|---|---|---|---|---|---|---|",
+  ]
+  for r in rows:
+    best = f"{num(r['torch'][r['best_torch']])} ({r['best_torch']})" if r["best_torch"] else ""
+    modes = ", ".join(f"{k.removeprefix('torch-')} {num(v)}" for k, v in r["torch"].items())
+    ratio = f"**{r['ratio']:.2f}x**" if r["ratio"] else ""
+    lines.append(
+        f"| {r['workload']} | {r['size'] or ''} | {r['precision']} | "
+        f"{r['nfscale_variant']} | {num(r['nfscale'])} | {best} | {ratio} | "
+        f"{pct(r['nfscale_roofline'])} / {pct(r['torch_roofline'])} | "
+        f"{r['bound'] or ''} | {modes} |"
+    )
+  return "\n".join(lines)
