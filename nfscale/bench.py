@@ -307,7 +307,7 @@ def bench_image(
       "size": size,
       "steps_per_s": med,
       "rates": r["rates"],
-      **roofline_fields("image", med, precision, size=size),
+      **roofline_fields("image", med, precision, size=size, fused=fused),
       "xla_cost": r["xla_cost"],
       # Compilation plus one step (the first chunk's time over its steps); the
       # PyTorch side's first_step_s is its first step, torch.compile's included.

@@ -291,7 +291,9 @@ def gpu_summary(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     wl = rec["workload"]
     size = rec.get("size", rec.get("options", {}).get("size")) if wl == "image" else None
     prec = rec.get("precision", "default")
-    g = groups.setdefault((wl, size, prec), {"nfscale": {}, "torch": {}, "records": []})
+    g = groups.setdefault(
+        (wl, size, prec), {"nfscale": {}, "fused": {}, "torch": {}, "records": []}
+    )
     if rec["impl"] == "nfscale":
       opts = rec.get("options", {})
       parts = [f"remat={opts['remat']}"] if opts.get("remat", "none") != "none" else []
@@ -299,6 +301,7 @@ def gpu_summary(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
       parts += [f"fused={opts['fused']}"] if opts.get("fused", "off") != "off" else []
       variant = ", ".join(parts) or "default"
       g["nfscale"].setdefault(variant, []).extend(rec["rates"])
+      g["fused"][variant] = opts.get("fused", "off")
     else:
       g["torch"].setdefault(rec["impl"], []).extend(rec["rates"])
     g["records"].append(rec)
@@ -316,8 +319,10 @@ def gpu_summary(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         200,
     )
 
-    def roof(rate, wl=wl, size=size, prec=prec, kind=kind, points=points):
-      fields = roofline_fields(wl, rate, prec, kind, size=size or 256, points=points or 200)
+    def roof(rate, fused="off", wl=wl, size=size, prec=prec, kind=kind, points=points):
+      fields = roofline_fields(
+          wl, rate, prec, kind, size=size or 256, points=points or 200, fused=fused
+      )
       return fields["roofline"]
 
     for variant, rates in (g["nfscale"] or {"(none)": []}).items():
@@ -333,7 +338,8 @@ def gpu_summary(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
           "ratio": nf / torch_med[best] if nf and best else None,
           "gpu": kind,
       }
-      r_nf = roof(nf) if nf else None
+      # Each side against the bytes its own program moves (the fused layers move fewer).
+      r_nf = roof(nf, g["fused"].get(variant, "off")) if nf else None
       r_t = roof(torch_med[best]) if best else None
       row["nfscale_roofline"] = r_nf and r_nf["roofline_fraction"]
       row["torch_roofline"] = r_t and r_t["roofline_fraction"]

@@ -31,6 +31,22 @@ IMAGE_LAYERS = (2, 256, 256, 256, 3)
 #: params and optimizer state are left out (under 2% here).
 ELEMENTWISE_PASSES = 11
 
+#: The same count for the fused Pallas sine layers (``fused="pallas"``,
+#: :mod:`nfscale.fused`): the forward kernel keeps ``z`` on the chip (no write and read of
+#: it: 2 passes fewer), and the backward kernel's recomputation reads the layer's input
+#: where the plain path reads the stored ``z`` (as many passes).
+ELEMENTWISE_PASSES_FUSED = 9
+
+
+def elementwise_passes(fused: str = "off") -> int:
+  """:data:`ELEMENTWISE_PASSES` of a run's ``fused`` setting (``"auto"`` counts as on a GPU).
+
+  >>> elementwise_passes("off"), elementwise_passes("pallas"), elementwise_passes("jax")
+  (11, 9, 11)
+  """
+  return ELEMENTWISE_PASSES_FUSED if fused in ("pallas", "auto") else ELEMENTWISE_PASSES
+
+
 #: Vendor peaks of common GPUs (dense, i.e. WITHOUT 2:4 sparsity), in FLOP/s and bytes/s:
 #: ``fp32`` without tensor cores (what full-float32 matmuls get), ``tf32`` and ``bf16``
 #: tensor cores (NVIDIA's datasheets give these with sparsity; the dense figure is half),
@@ -151,16 +167,18 @@ def roofline_fields(
     size: int = 256,
     points: int = 200,
     width: int = 256,
+    fused: str = "off",
 ) -> dict[str, Any]:
   """A record's ``flops_per_step``, ``bytes_per_step``, ``gflops`` and ``roofline``.
 
   For the ensemble a "step" is one model's step (``rate`` in model-steps/s).
   ``roofline`` is ``None`` off the GPUs of :data:`GPU_PEAKS`; ``device_kind`` defaults
-  to JAX's first device.
+  to JAX's first device. ``fused`` picks the byte model (:func:`elementwise_passes`).
   """
   n = size * size if workload == "image" else points
   layers = workload_layers(workload, width)
-  flops, nbytes = step_flops(layers, n), step_bytes(layers, n)
+  flops = step_flops(layers, n)
+  nbytes = step_bytes(layers, n, passes=elementwise_passes(fused))
   if device_kind is None:
     device_kind = jax.devices()[0].device_kind
   peaks = gpu_peaks(device_kind)

@@ -352,10 +352,27 @@ def test_gpu_summary_ratios_and_roofline_fractions():
           "rates": [250.0],
           "device_kind": kind,
       },
+      {
+          "workload": "image",
+          "impl": "nfscale",
+          "size": 512,
+          "precision": "tf32",
+          "options": {"remat": "none", "fast_sin": False, "fused": "pallas"},
+          "rates": [400.0],
+          "device_kind": kind,
+      },
       {"label": "x", "status": "skipped (time budget)"},
   ]
   rows = gpu_suite.gpu_summary(recs)
-  assert [r["nfscale_variant"] for r in rows] == ["default", "remat=dots", "XLA sin"]
+  assert [r["nfscale_variant"] for r in rows] == [
+      "default",
+      "remat=dots",
+      "XLA sin",
+      "XLA sin, fused=pallas",
+  ]
+  # The fused layers are held to the bytes they move: 9 passes, not 11.
+  fused_bytes = roofline.step_bytes(roofline.IMAGE_LAYERS, 512 * 512, passes=9)
+  assert rows[3]["nfscale_roofline"] == pytest.approx(400 * fused_bytes / 4.8e12)
   row = rows[0]
   assert row["best_torch"] == "torch-compile" and row["ratio"] == pytest.approx(305 / 338)
   nbytes = roofline.step_bytes(roofline.IMAGE_LAYERS, 512 * 512)
