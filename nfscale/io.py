@@ -453,10 +453,24 @@ def _is_ignored(key: str, keys_ignored: Iterable[str]) -> bool:
   return any(key == ig or key.startswith(ig + ".") for ig in keys_ignored)
 
 
+def _renamed_key(key: str, renamed: Mapping[str, str]) -> str:
+  for old, new in renamed.items():
+    if key == old or key.startswith(old + "."):
+      return new + key[len(old) :]
+  return key
+
+
 def _config_diff(
-    old: Any, new: Any, keys_ignored: Iterable[str], defaults: Mapping[str, Any] | None = None
+    old: Any,
+    new: Any,
+    keys_ignored: Iterable[str],
+    defaults: Mapping[str, Any] | None = None,
+    renamed: Mapping[str, str] | None = None,
 ) -> list[tuple[str, Any, Any]]:
   old_flat, new_flat = _flatten(old), _flatten(new)
+  if renamed:
+    # A stored config written before a key was renamed holds it under its old name.
+    old_flat = {_renamed_key(k, renamed): v for k, v in old_flat.items()}
   default_flat = _flatten(json.loads(_canonical_json(defaults))) if defaults else {}
   diffs = []
   for key in sorted(old_flat.keys() | new_flat.keys()):
@@ -492,6 +506,7 @@ def check_or_write_config(
     keys_ignored: Iterable[str] = (),
     max_diffs_shown: int = 10,
     defaults: Mapping[str, Any] | None = None,
+    renamed: Mapping[str, str] | None = None,
 ) -> bool:
   """Pins ``workdir`` to ``config_dict``.
 
@@ -512,6 +527,9 @@ def check_or_write_config(
     defaults: The code's default config. A key the stored config lacks (added
       to the code after the workdir was written) is not a difference when the
       requested value is its default, since that is what the old run did.
+    renamed: ``{old dotted key: new dotted key}`` of keys the code renamed
+      (a parent key renames its subtree): the stored config's old names are
+      read as the new ones, so a workdir outlives a rename.
 
   Returns:
     True if ``config.json`` was written by this call, False if an existing
@@ -550,7 +568,7 @@ def check_or_write_config(
     finally:
       _unlink_quietly(tmp)
   _raise_if_differs(
-      workdir, read_stored_config(workdir), new, keys_ignored, max_diffs_shown, defaults
+      workdir, read_stored_config(workdir), new, keys_ignored, max_diffs_shown, defaults, renamed
   )
   return False
 
@@ -592,8 +610,9 @@ def _raise_if_differs(
     keys_ignored: Iterable[str],
     max_diffs_shown: int,
     defaults: Mapping[str, Any] | None = None,
+    renamed: Mapping[str, str] | None = None,
 ) -> None:
-  diffs = _config_diff(old, new, tuple(keys_ignored), defaults)
+  diffs = _config_diff(old, new, tuple(keys_ignored), defaults, renamed)
   if diffs:
     path = workdir / CONFIG_FILENAME
     shown = [f"  {k}: {_fmt_value(a)} -> {_fmt_value(b)}" for k, a, b in diffs[:max_diffs_shown]]
@@ -615,6 +634,7 @@ def check_config(
     keys_ignored: Iterable[str] = (),
     max_diffs_shown: int = 10,
     defaults: Mapping[str, Any] | None = None,
+    renamed: Mapping[str, str] | None = None,
 ) -> None:
   """Checks that ``workdir`` holds results of ``config_dict``; writes nothing.
 
@@ -629,6 +649,7 @@ def check_config(
       :func:`check_or_write_config`).
     max_diffs_shown: How many differences the error message lists.
     defaults: See :func:`check_or_write_config`.
+    renamed: See :func:`check_or_write_config`.
 
   Raises:
     ValueError: if ``workdir`` has no ``config.json`` (nothing was run
@@ -645,7 +666,7 @@ def check_config(
         f"Workdir {str(workdir)!r} holds no {CONFIG_FILENAME}: no run was started there, so "
         "there is nothing to read. Check the path, or start the run first."
     ) from None
-  _raise_if_differs(workdir, old, new, keys_ignored, max_diffs_shown, defaults)
+  _raise_if_differs(workdir, old, new, keys_ignored, max_diffs_shown, defaults, renamed)
 
 
 # --------------------------------------------------------------------------- #

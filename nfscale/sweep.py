@@ -74,6 +74,11 @@ MIN_FIT_POINTS = 3
 IGNORED_KEYS = ("progress", "overwrite", "mode", "checkpoint_every")
 
 
+#: Sweep config keys renamed since workdirs were first written (old -> new): an old
+#: workdir's config.json still matches a config that uses the new names.
+RENAMED_KEYS = {"target_psnr": "target"}
+
+
 def _defaults() -> dict[str, Any]:
   """The sweep keys' defaults: a workdir written before a key existed ran at its default."""
   return config_lib.sweep_config().to_dict()
@@ -827,7 +832,11 @@ def run_sweep(
     raise ValueError("a sweep needs config.target.")
   index, count = _check_host(*host, f"{host[0]!r}/{host[1]!r}") if host else _host()
   io.check_or_write_config(
-      workdir, config.to_dict(), keys_ignored=IGNORED_KEYS, defaults=_defaults()
+      workdir,
+      config.to_dict(),
+      keys_ignored=IGNORED_KEYS,
+      defaults=_defaults(),
+      renamed=RENAMED_KEYS,
   )
   with _locks(workdir, index, count):
     enable_compilation_cache(os.path.join(workdir, COMPILE_CACHE_DIR))
@@ -1036,7 +1045,13 @@ def write_report(config: Any, workdir: str) -> dict[str, Any]:
     ValueError: ``workdir`` holds no sweep, or one of a different config
       (the message lists the differing keys).
   """
-  io.check_config(workdir, config.to_dict(), keys_ignored=IGNORED_KEYS, defaults=_defaults())
+  io.check_config(
+      workdir,
+      config.to_dict(),
+      keys_ignored=IGNORED_KEYS,
+      defaults=_defaults(),
+      renamed=RENAMED_KEYS,
+  )
   points = sorted(
       read_points(workdir),
       key=lambda p: (

@@ -334,6 +334,22 @@ def test_keys_added_to_the_code_later_pass_at_their_default(tmp_path):
     check_config(wd, {**newer, "lr": 0}, defaults=defaults)
 
 
+def test_renamed_keys_are_read_under_their_new_names(tmp_path):
+  wd = tmp_path / "run"
+  # Written by code that called the keys target_psnr and opt.{name, lr}.
+  check_or_write_config(wd, {"target_psnr": 35.0, "opt": {"name": "sgd", "lr": 0.1}})
+  renamed = {"target_psnr": "target", "opt": "optimizer"}
+  newer = {"target": 35.0, "optimizer": {"name": "sgd", "lr": 0.1}}
+  assert check_or_write_config(wd, newer, renamed=renamed) is False
+  check_config(wd, newer, renamed=renamed)
+  # The values are still compared under the new names; a parent renames its subtree.
+  with pytest.raises(ValueError, match="optimizer.lr: 0.1 -> 0.3"):
+    check_config(wd, {**newer, "optimizer": {"name": "sgd", "lr": 0.3}}, renamed=renamed)
+  with pytest.raises(ValueError, match="target_psnr: 35.0 -> <missing>"):
+    check_config(wd, newer)  # without the map, a rename is a difference
+  assert read_json(wd / "config.json")["target_psnr"] == 35.0  # the record is left as it was
+
+
 def test_check_or_write_config_type_changes_count(tmp_path):
   wd = tmp_path / "run"
   check_or_write_config(wd, {"flag": True, "lr": 1})
