@@ -87,15 +87,51 @@ def test_pallas_kernel_lowers_to_triton_for_cuda(monkeypatch):
   monkeypatch.setattr(fused, "_interpret", lambda: False)
   x, w, b = _inputs(256, 64, 128)
   triton = export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")
-  for precision in (None, "highest"):  # TF32 and full float32 dots in the kernel
+  # TF32 and full float32 dots by argument; bf16 inputs with float32
+  # accumulation by the engine's scope.
+  for precision, scope in ((None, "default"), ("highest", "default"), (None, "bf16")):
     f = lambda x, w, b, p=precision: fused.dense_sine(  # noqa: E731
         x, w, b, OMEGA, impl="pallas", precision=p
     )
     loss = lambda x, w, b, f=f: jnp.sum(f(x, w, b) ** 2)  # noqa: E731
     # The value: the forward kernel; the gradient: forward and backward kernels.
     for fn, kernels in ((f, 1), (jax.grad(loss, argnums=(0, 1, 2)), 2)):
-      exported = export.export(jax.jit(fn), platforms=["cuda"], disabled_checks=[triton])(x, w, b)
+      with train.precision_scope(scope):
+        exported = export.export(jax.jit(fn), platforms=["cuda"], disabled_checks=[triton])(x, w, b)
       assert exported.mlir_module().count("__gpu$xla.gpu.triton") == kernels
+
+
+def _dot_precisions(jaxpr):
+  """The precision of every dot_general in ``jaxpr``, kernels' bodies included."""
+  found = []
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == "dot_general":
+      found.append(eqn.params["precision"])
+    for value in eqn.params.values():
+      inner = getattr(value, "jaxpr", value)
+      if hasattr(inner, "eqns"):
+        found += _dot_precisions(inner)
+  return found
+
+
+@pytest.mark.parametrize(
+    "setting, expected",
+    [
+        ("highest", (jax.lax.Precision.HIGHEST, jax.lax.Precision.HIGHEST)),
+        ("bf16", jax.lax.DotAlgorithmPreset.BF16_BF16_F32),
+    ],
+)
+def test_the_engine_precision_setting_reaches_the_kernels(setting, expected):
+  # The engine sets precision by scope (train.precision_scope), not by argument:
+  # the kernels' dots must pick it up when traced, forward and backward alike
+  # (the Triton lowering maps a dot without one to TF32).
+  x, w, b = _inputs(64, 32, 64)
+  loss = lambda w: jnp.sum(fused.dense_sine(x, w, b, OMEGA, impl="pallas") ** 2)  # noqa: E731
+  with train.precision_scope(setting):
+    jaxpr = jax.make_jaxpr(jax.grad(loss))(w)
+  precisions = _dot_precisions(jaxpr.jaxpr)
+  assert len(precisions) >= 4  # two kernels' dots and the two gradient matmuls
+  assert all(p == expected for p in precisions), precisions
 
 
 def test_backward_keeps_no_preactivation():
