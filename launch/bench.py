@@ -98,7 +98,7 @@ _FUSED = flags.DEFINE_enum(
     "fused",
     "off",
     ["off", "auto", "jax", "pallas"],
-    "Image workload: hidden sine layers as nfscale.fused.dense_sine (needs --nofast_sin).",
+    "Image workload: hidden sine layers as nfscale.fused.dense_sine.",
 )
 _PROFILE_DIR = flags.DEFINE_string(
     "profile_dir", "", "Image workload: trace the timed repeats into this folder with jax.profiler."

@@ -250,7 +250,7 @@ def bench_image(
     trace_dir: profile the timed repeats into this folder (``jax.profiler.trace``);
       the record's ``profile`` is then :func:`nfscale.profiles.summarize_trace` of it.
     fused: the hidden layers as :func:`nfscale.fused.dense_sine` (``"off"``,
-      ``"auto"``, ``"jax"``, ``"pallas"``); needs ``fast_sin=False``.
+      ``"auto"``, ``"jax"``, ``"pallas"``; the ``"jax"`` one takes ``fast_sin``).
 
   Returns:
     The JSON-able record, with ``flops_per_step``, ``bytes_per_step`` (the model of

@@ -43,6 +43,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from nfscale import fastmath
+
 Array = jax.Array
 
 IMPLS = ("auto", "jax", "pallas")
@@ -162,20 +164,23 @@ def _pallas_backward(x: Array, w: Array, b: Array, g: Array, omega: float, preci
   return gz, partial_db.sum(axis=0)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
-def _dense_sine(x: Array, w: Array, b: Array, omega: float, impl: str, precision) -> Array:
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6))
+def _dense_sine(
+    x: Array, w: Array, b: Array, omega: float, impl: str, precision, fast: bool
+) -> Array:
   if impl == "pallas":
     y = _pallas_forward(x.reshape(-1, x.shape[-1]), w, b, omega, precision)
     return y.reshape(*x.shape[:-1], w.shape[1])
-  return jnp.sin(omega * _preactivation(x, w, b, precision))
+  sin = fastmath.fast_sin if fast else jnp.sin
+  return sin(omega * _preactivation(x, w, b, precision))
 
 
-def _dense_sine_fwd(x, w, b, omega, impl, precision):
+def _dense_sine_fwd(x, w, b, omega, impl, precision, fast):
   # The residuals are the layer's inputs only: no (points x width) array.
-  return _dense_sine(x, w, b, omega, impl, precision), (x, w, b)
+  return _dense_sine(x, w, b, omega, impl, precision, fast), (x, w, b)
 
 
-def _dense_sine_bwd(omega, impl, precision, residuals, g):
+def _dense_sine_bwd(omega, impl, precision, fast, residuals, g):
   x, w, b = residuals
   x2 = x.reshape(-1, x.shape[-1])
   g2 = g.reshape(-1, g.shape[-1])
@@ -183,7 +188,8 @@ def _dense_sine_bwd(omega, impl, precision, residuals, g):
     gz2, db = _pallas_backward(x2, w, b, g2, omega, precision)
   else:
     z = _preactivation(x2, w, b, precision)  # recomputed, not stored
-    gz2 = g2 * (omega * jnp.cos(omega * z))
+    cos = fastmath.fast_cos if fast else jnp.cos
+    gz2 = g2 * (omega * cos(omega * z))
     db = gz2.sum(axis=0)
   dx = jnp.matmul(gz2, w.T, precision=precision).reshape(x.shape)
   dw = jnp.matmul(x2.T, gz2, precision=precision)
@@ -201,6 +207,7 @@ def dense_sine(
     *,
     impl: str = "auto",
     precision: lax.Precision | str | None = None,
+    fast: bool = False,
 ) -> Array:
   """``sin(omega * (x @ kernel + bias))``, recomputing the pre-activation for gradients.
 
@@ -212,6 +219,10 @@ def dense_sine(
     impl: ``"auto"``, ``"jax"`` or ``"pallas"`` (see the module docstring).
     precision: the matmuls' precision (``None``: JAX's default, TF32 on
       recent NVIDIA GPUs; ``"highest"``: full float32).
+    fast: the ``"jax"`` implementation takes the sine and cosine from
+      :mod:`nfscale.fastmath` (the CPU's fast float32 sine, as ``Sine(fast=True)``);
+      the Pallas kernels always use the device's own sine, which on a GPU is
+      already fast.
 
   Returns:
     ``(..., width)``.
@@ -231,4 +242,4 @@ def dense_sine(
     if precision.lower() not in names:
       raise ValueError(f"precision must be one of {tuple(names)}, got {precision!r}.")
     precision = names[precision.lower()]
-  return _dense_sine(x, kernel, bias, float(omega), resolve_impl(impl), precision)
+  return _dense_sine(x, kernel, bias, float(omega), resolve_impl(impl), precision, bool(fast))

@@ -92,7 +92,7 @@ class NeuralField(nn.Module):
       with no omega next to an activation that has none (Gaussian, ReLU,
       Gabor) needs it given explicitly, ``get_scheme("siren", omega=...)``.
     encoding: the positional embedding applied to the input.
-    fused: ``"off"`` (default), or for a sine activation (``fast=False``) the
+    fused: ``"off"`` (default), or for a sine activation the
       :func:`nfscale.fused.dense_sine` implementation of its hidden layers,
       ``"auto"``, ``"jax"`` or ``"pallas"``: the same params and values up to
       float rounding, no pre-activation stored for the backward pass.
@@ -124,9 +124,9 @@ class NeuralField(nn.Module):
     object.__setattr__(self, "scheme", scheme_for_activation(self.scheme, activation))
     if self.fused != "off":
       fused_lib.resolve_impl(self.fused)  # a clear error for an unknown name
-      if type(activation) is not activations_lib.Sine or activation.fast:
+      if type(activation) is not activations_lib.Sine:
         raise ValueError(
-            f"fused={self.fused!r} fuses sine layers (activation Sine, fast=False); "
+            f"fused={self.fused!r} fuses sine layers (activation Sine); "
             f"got {activation!r}. Use fused='off'."
         )
     super().__post_init__()
@@ -158,6 +158,7 @@ class NeuralField(nn.Module):
             width,
             omega=self.activation.omega,
             impl=self.fused,
+            fast=self.activation.fast,
             kernel_init=self.scheme.kernel_init(position),
             bias_init=self.scheme.bias_init(h.shape[-1], position),
             name=f"dense_{k}",
@@ -190,6 +191,7 @@ class _FusedSineDense(nn.Module):
   features: int
   omega: float
   impl: str
+  fast: bool
   kernel_init: Any
   bias_init: Any
 
@@ -198,7 +200,7 @@ class _FusedSineDense(nn.Module):
     dtype = jnp.result_type(float)  # float32 unless x64 is on, as the plain layers
     kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features), dtype)
     bias = self.param("bias", self.bias_init, (self.features,), dtype)
-    return fused_lib.dense_sine(x, kernel, bias, self.omega, impl=self.impl)
+    return fused_lib.dense_sine(x, kernel, bias, self.omega, impl=self.impl, fast=self.fast)
 
 
 def scheme_for_activation(

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nfscale import fused, models, train
+from nfscale import activations, fused, models, train
 
 OMEGA = 30.0
 # float32 with omega = 30: a pre-activation rounded differently by ~1e-7
@@ -142,6 +142,26 @@ def test_backward_keeps_no_preactivation():
   assert (512, 256) not in saved, saved
 
 
+def test_fast_sine_option_of_the_jax_path():
+  # fastmath's sine and cosine (max abs error ~1.2e-7) against XLA's: the same
+  # layer within the tolerances above; the Pallas kernels ignore the option.
+  x, w, b = _inputs(100, 3, 70)
+  g = jax.random.normal(jax.random.key(7), (100, 70))
+
+  def value_and_grads(**kw):
+    f = lambda w, b: jnp.sum(g * fused.dense_sine(x, w, b, OMEGA, precision="highest", **kw))  # noqa: E731
+    return jax.value_and_grad(f, argnums=(0, 1))(w, b)
+
+  (v0, g0), (v1, g1) = value_and_grads(impl="jax"), value_and_grads(impl="jax", fast=True)
+  np.testing.assert_allclose(v1, v0, atol=ATOL_VALUE * 100, rtol=0)  # a sum of 7000 values
+  for a, r in zip(g1, g0):
+    np.testing.assert_allclose(a, r, atol=ATOL_GRAD * float(jnp.abs(r).max()), rtol=0)
+  np.testing.assert_array_equal(
+      fused.dense_sine(x, w, b, OMEGA, impl="pallas", fast=True),
+      fused.dense_sine(x, w, b, OMEGA, impl="pallas"),
+  )
+
+
 def test_bad_arguments():
   x, w, b = _inputs(4, 3, 5)
   with pytest.raises(ValueError, match="must be one of"):
@@ -158,10 +178,14 @@ def _field(fused_impl="off", activation="sine"):
   return models.make_field((32, 32), 3, activation=activation, scheme="siren", fused=fused_impl)
 
 
-def test_field_with_fused_layers_has_the_same_params_and_trains_alike():
+@pytest.mark.parametrize("fast_sine", [False, True])
+def test_field_with_fused_layers_has_the_same_params_and_trains_alike(fast_sine):
+  # With fast_sine the fused layers take fastmath's sine and cosine, like the
+  # plain layers' Sine(fast=True).
   x = jax.random.uniform(jax.random.key(3), (200, 2), minval=-1, maxval=1)
   y = jnp.sin(3 * x[:, :1]) * jnp.ones((1, 3))
-  plain, fast = _field(), _field("jax")
+  activation = activations.Sine(OMEGA, fast=fast_sine)
+  plain, fast = _field(activation=activation), _field("jax", activation=activation)
   p0 = plain.init(jax.random.key(0), x[:1])
   p1 = fast.init(jax.random.key(0), x[:1])
   # Same names, shapes and values: checkpoints move between the two.
