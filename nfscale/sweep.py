@@ -79,9 +79,17 @@ IGNORED_KEYS = ("progress", "overwrite", "mode", "checkpoint_every")
 RENAMED_KEYS = {"target_psnr": "target"}
 
 
-def _defaults() -> dict[str, Any]:
-  """The sweep keys' defaults: a workdir written before a key existed ran at its default."""
-  return config_lib.sweep_config().to_dict()
+def _config_rules() -> dict[str, Any]:
+  """How a workdir's stored config is compared with a requested one (``io``'s keywords).
+
+  Settings that change no result are ignored; a workdir written before a key
+  existed ran at the key's default; renamed keys are read under their new names.
+  """
+  return {
+      "keys_ignored": IGNORED_KEYS,
+      "defaults": config_lib.sweep_config().to_dict(),
+      "renamed": RENAMED_KEYS,
+  }
 
 
 def sweep_points(config: Any) -> list[tuple[str, int]]:
@@ -831,13 +839,7 @@ def run_sweep(
   if config.target is None:
     raise ValueError("a sweep needs config.target.")
   index, count = _check_host(*host, f"{host[0]!r}/{host[1]!r}") if host else _host()
-  io.check_or_write_config(
-      workdir,
-      config.to_dict(),
-      keys_ignored=IGNORED_KEYS,
-      defaults=_defaults(),
-      renamed=RENAMED_KEYS,
-  )
+  io.check_or_write_config(workdir, config.to_dict(), **_config_rules())
   with _locks(workdir, index, count):
     enable_compilation_cache(os.path.join(workdir, COMPILE_CACHE_DIR))
     return _run_locked(config, workdir, points, index, count, progress, report)
@@ -1045,13 +1047,7 @@ def write_report(config: Any, workdir: str) -> dict[str, Any]:
     ValueError: ``workdir`` holds no sweep, or one of a different config
       (the message lists the differing keys).
   """
-  io.check_config(
-      workdir,
-      config.to_dict(),
-      keys_ignored=IGNORED_KEYS,
-      defaults=_defaults(),
-      renamed=RENAMED_KEYS,
-  )
+  io.check_config(workdir, config.to_dict(), **_config_rules())
   points = sorted(
       read_points(workdir),
       key=lambda p: (
