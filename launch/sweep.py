@@ -25,7 +25,7 @@ import sys
 from absl import flags, logging
 from ml_collections import config_flags
 
-from nfscale import cli, sharding, sweep
+from nfscale import cli, sharding, sweep, sweep_report
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config",
@@ -57,13 +57,13 @@ def main(argv):
   logging.info("Sweep %s into %s", ", ".join(_CONFIG.value.sweep.arms), _WORKDIR.value)
   if _REPORT_ONLY.value:
     # write_report refuses a config other than the workdir's, like a run.
-    report = sweep.write_report(_CONFIG.value, _WORKDIR.value)
+    report = sweep_report.write_report(_CONFIG.value, _WORKDIR.value)
   else:
     report = sweep.run_sweep(_CONFIG.value, _WORKDIR.value, host=host)
   if "fits" not in report:  # another process of a multi-process run writes the report
     print(f"points finished: {len(report['points'])}; the report is written by process 0.")
     return
-  print(sweep.format_report(report))
+  print(sweep_report.format_report(report))
   print(
       f"\nworkdir: {_WORKDIR.value}  (table.md, table.csv, fits.json, "
       + ", ".join(report["artifacts"])

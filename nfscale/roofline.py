@@ -1,7 +1,7 @@
 """The roofline of a field's training step: model FLOPs and bytes against a GPU's peaks.
 
 A small module of its own because both the benchmarks (:mod:`nfscale.bench`,
-:mod:`nfscale.gpu_suite`) and the sweeps (:func:`nfscale.sweep.achieved_flops`) hold
+:mod:`nfscale.gpu_suite`) and the sweeps (:func:`nfscale.sweep_report.achieved_flops`) hold
 their measured rates against the same peaks.
 
 Example:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import nfscale
-from nfscale import checkpoint, experiment, io, sweep
+from nfscale import checkpoint, experiment, io, sweep, sweep_report
 
 ROOT = pathlib.Path(__file__).parents[1]
 sys.path.insert(0, str(ROOT))
@@ -63,7 +63,7 @@ def test_different_run_is_refused_nothing_lost_and_overwrite_starts_over(tmp_pat
 
 def test_sweep_workdir_is_refused(tmp_path):
   c = scaling_shallow.get_config("tiny")
-  io.check_or_write_config(tmp_path, c.to_dict(), keys_ignored=sweep.IGNORED_KEYS)
+  io.check_or_write_config(tmp_path, c.to_dict(), keys_ignored=sweep_report.IGNORED_KEYS)
   before = _snapshot(tmp_path)
   with pytest.raises(ValueError, match="different configuration"):
     experiment.run(_tiny(), str(tmp_path))

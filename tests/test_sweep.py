@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from nfscale import io, sweep
+from nfscale import io, sweep, sweep_report
 
 ROOT = pathlib.Path(__file__).parents[1]
 sys.path.insert(0, str(ROOT))
@@ -144,10 +144,10 @@ def test_host_split_merges_to_the_same_result(reference, tmp_path):
       ".lock.count2",
   ])
   assert len(io.read_jsonl(tmp_path / "points.0.jsonl")) == 2  # points 0 and 2
-  report = sweep.write_report(_tiny(), str(tmp_path))
+  report = sweep_report.write_report(_tiny(), str(tmp_path))
   assert report["points"] == 3
-  assert _comparable(sweep.read_points(str(tmp_path))) == _comparable(
-      sweep.read_points(str(ref_dir))
+  assert _comparable(sweep_report.read_points(str(tmp_path))) == _comparable(
+      sweep_report.read_points(str(ref_dir))
   )
 
 
@@ -174,11 +174,11 @@ def test_forced_devices_give_the_same_widths(reference, tmp_path):
   assert out.returncode == 0, out.stderr[-2000:]
   got = {
       k: {s: r["min_width"] for s, r in v["schemes"].items()}
-      for k, v in _comparable(sweep.read_points(str(tmp_path))).items()
+      for k, v in _comparable(sweep_report.read_points(str(tmp_path))).items()
   }
   want = {
       k: {s: r["min_width"] for s, r in v["schemes"].items()}
-      for k, v in _comparable(sweep.read_points(str(ref_dir))).items()
+      for k, v in _comparable(sweep_report.read_points(str(ref_dir))).items()
   }
   assert got == want
 
@@ -210,16 +210,16 @@ def test_report_with_another_config_is_refused(reference, tmp_path):
     c.target = 40.0
     c.steps = 5000
   with pytest.raises(ValueError, match=r"steps: 400 -> 5000") as e:
-    sweep.write_report(c, str(workdir))
+    sweep_report.write_report(c, str(workdir))
   assert "target: 20.0 -> 40.0" in str(e.value)
   assert (workdir / "table.md").read_bytes() == before  # nothing relabelled
   with pytest.raises(ValueError, match="holds no config.json"):
-    sweep.write_report(_tiny(), str(tmp_path / "never_ran"))
+    sweep_report.write_report(_tiny(), str(tmp_path / "never_ran"))
   # The same config (up to keys that do not change results) re-renders.
   c = _tiny()
   with c.unlocked():
     c.progress = True
-  assert sweep.write_report(c, str(workdir))["points"] == 3
+  assert sweep_report.write_report(c, str(workdir))["points"] == 3
 
 
 # --------------------------------------------------------------------------- #
@@ -323,11 +323,11 @@ def test_unreachable_target_still_writes_the_report(tmp_path):
   for f in io.read_json(tmp_path / "fits.json"):
     assert f["note"] == "no fit: no N reached the target" and f["censored"] == 3
     assert "b" not in f
-  assert "no fit: no N reached the target" in sweep.format_report(report)
+  assert "no fit: no N reached the target" in sweep_report.format_report(report)
   assert "censored" in (tmp_path / "table.md").read_text()
   # Rerunning (the resume path) and re-rendering both work again.
   assert sweep.run_sweep(c, str(tmp_path))["points"] == 3
-  assert sweep.write_report(c, str(tmp_path))["artifacts"] == ["scaling.png", *FIGURES]
+  assert sweep_report.write_report(c, str(tmp_path))["artifacts"] == ["scaling.png", *FIGURES]
 
 
 def _point(arm, n, found, width=None, lower=0, params=None, theory=None):
@@ -377,7 +377,7 @@ def test_report_from_partial_points(tmp_path, found_ns, note):
             theory=0,
         ),
     )
-  report = sweep.write_report(c, str(tmp_path))
+  report = sweep_report.write_report(c, str(tmp_path))
   fits = report["fits"]
   assert len(fits) == 2
   for f in fits:
@@ -389,13 +389,13 @@ def test_report_from_partial_points(tmp_path, found_ns, note):
   assert (tmp_path / "scaling.png").stat().st_size > 0
   # theory.png too: every condition width is missing, so the panel says so.
   assert report["artifacts"] == ["scaling.png", *FIGURES, "theory.png"]
-  text = sweep.format_report(report)
+  text = sweep_report.format_report(report)
   assert (note or "[") in text
 
 
 def test_report_of_an_empty_workdir(tmp_path):
   io.check_or_write_config(tmp_path, _tiny().to_dict())
-  report = sweep.write_report(_tiny(), str(tmp_path))
+  report = sweep_report.write_report(_tiny(), str(tmp_path))
   assert report["points"] == 0 and report["rows"] == []
   assert {f["note"] for f in report["fits"]} == {"no fit: no finished point"}
   assert (tmp_path / "scaling.png").stat().st_size > 0
@@ -407,7 +407,7 @@ def test_truncated_config_names_the_file(tmp_path):
   path.write_text(path.read_text()[:40])
   for call in (
       lambda: sweep.run_sweep(_tiny(), str(tmp_path)),
-      lambda: sweep.write_report(_tiny(), str(tmp_path)),
+      lambda: sweep_report.write_report(_tiny(), str(tmp_path)),
   ):
     with pytest.raises(ValueError, match="is not valid JSON") as e:
       call()

@@ -9,7 +9,7 @@ import numpy as np
 
 import pytest
 
-from nfscale import io, scaling, sweep, theory
+from nfscale import io, scaling, sweep, sweep_report, theory
 
 ROOT = pathlib.Path(__file__).parents[1]
 sys.path.insert(0, str(ROOT))
@@ -117,12 +117,12 @@ def test_report_width_fit_and_censored(tmp_path):
   })
   for r in recs:
     io.append_jsonl(tmp_path / "points.jsonl", r)
-  rep = sweep.write_report(c, str(tmp_path))
+  rep = sweep_report.write_report(c, str(tmp_path))
   (f,) = rep["fits"]
   assert f["points"] == 5 and f["censored"] == 1 and f["ci_meaningful"]
   np.testing.assert_allclose(f["b_width"], 1.5, atol=0.01)
   assert "ci_note" not in f
-  text = sweep.format_report(rep)
+  text = sweep_report.format_report(rep)
   assert "b_width" in text and "1.50" in text
   md = (tmp_path / "table.md").read_text()
   assert "last hidden width ~ N^b_width" in md
@@ -150,7 +150,7 @@ def test_report_labels_an_interval_from_three_points(tmp_path):
             },
         },
     )
-  (f,) = sweep.write_report(c, str(tmp_path))["fits"]
+  (f,) = sweep_report.write_report(c, str(tmp_path))["fits"]
   assert f["points"] == 3 and not f["ci_meaningful"]
   assert "not a meaningful 95% interval" in f["ci_note"]
   assert "not a meaningful" in (tmp_path / "table.md").read_text()
@@ -216,11 +216,13 @@ def test_achieved_model_flops_against_the_peak(tmp_path):
         {"model_flops": flops, "seconds": seconds, "device": "NVIDIA H200"},
     )
   io.append_jsonl(tmp_path / "evals.jsonl", {"seconds": 9.0})  # older record: not counted
-  speed = sweep.achieved_flops(str(tmp_path))
+  speed = sweep_report.achieved_flops(str(tmp_path))
   assert speed["flops_per_s"] == pytest.approx(1.5e12)
   assert speed["peak_flops_per_s"] == pytest.approx(989e12 / 2)  # dense TF32
-  assert sweep.achieved_flops(str(tmp_path), "highest")["peak_flops_per_s"] == pytest.approx(67e12)
-  assert sweep.achieved_flops(str(tmp_path / "none")) is None
+  assert sweep_report.achieved_flops(str(tmp_path), "highest")["peak_flops_per_s"] == pytest.approx(
+      67e12
+  )
+  assert sweep_report.achieved_flops(str(tmp_path / "none")) is None
 
 
 def test_width_record_counts_useful_flops():

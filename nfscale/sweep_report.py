@@ -1,0 +1,436 @@
+"""A sweep's records and its report: finished points, power-law fits, tables, figures.
+
+The running half of a sweep (:mod:`nfscale.sweep`) appends every trained width
+to ``evals*.jsonl`` and every finished (arm, N) point to ``points*.jsonl``
+(one file per host). This module reads them back and writes the report:
+
+* :func:`write_report` fits ``width ~ a N^b_width`` (the last hidden width,
+  which the theorems bound) and ``params ~ a N^b`` per (arm, scheme) with
+  bootstrap intervals (labelled not meaningful below
+  :data:`nfscale.scaling.MIN_CI_POINTS` points) and writes ``table.csv``,
+  ``table.md``, ``fits.json`` and the plots ``scaling.png``,
+  ``figure_{width,params}.{png,pdf}`` and ``theory.png``. It is always
+  written, however little finished: a fit that cannot be made says why
+  (``note``), and points no width reached are marked as censored.
+* :func:`format_report` prints the fits for a terminal.
+* :func:`config_rules` is how a workdir's stored config is compared with a
+  requested one, for the run and the report alike.
+
+It knows nothing of training, so a report can be rebuilt anywhere from the
+records alone (``launch.sweep --report_only``).
+
+Example:
+  >>> sorted(config_rules())
+  ['defaults', 'keys_ignored', 'renamed']
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from typing import Any
+
+import numpy as np
+
+from nfscale import config_lib, io, plots, roofline, scaling
+
+EVALS_GLOB = "evals*.jsonl"
+POINTS_GLOB = "points*.jsonl"
+# Fewest points (with at least two distinct N) a power-law fit needs.
+MIN_FIT_POINTS = 3
+# Keys that do not change results: a rerun may differ in them.
+IGNORED_KEYS = ("progress", "overwrite", "mode", "checkpoint_every")
+
+
+#: Sweep config keys renamed since workdirs were first written (old -> new): an old
+#: workdir's config.json still matches a config that uses the new names.
+RENAMED_KEYS = {"target_psnr": "target"}
+
+
+def config_rules() -> dict[str, Any]:
+  """How a workdir's stored config is compared with a requested one (``io``'s keywords).
+
+  Settings that change no result are ignored; a workdir written before a key
+  existed ran at the key's default; renamed keys are read under their new names.
+  """
+  return {
+      "keys_ignored": IGNORED_KEYS,
+      "defaults": config_lib.sweep_config().to_dict(),
+      "renamed": RENAMED_KEYS,
+  }
+
+
+def sweep_points(config: Any) -> list[tuple[str, int]]:
+  """All (arm, N) points of the sweep, in run order (N ascending within an arm)."""
+  arms = list(config.sweep.arms)
+  unknown = [a for a in arms if a not in config.arms]
+  if unknown:
+    raise ValueError(f"Unknown arms {unknown}; defined arms: {', '.join(config.arms.keys())}.")
+  if not config.sweep.ns:
+    raise ValueError("sweep.ns must not be empty.")
+  return [(a, int(n)) for a in arms for n in sorted(config.sweep.ns)]
+
+
+def read_points(workdir: str) -> list[dict[str, Any]]:
+  """Every finished point of every host, deduplicated by (arm, N) (first wins)."""
+  seen, out = set(), []
+  for path in sorted(glob.glob(os.path.join(workdir, POINTS_GLOB))):
+    for rec in io.read_jsonl(path):
+      key = (rec["arm"], rec["n"])
+      if key not in seen:
+        seen.add(key)
+        out.append(rec)
+  return out
+
+
+def _fit_rows(points: list[dict[str, Any]], arm: str, scheme: str, key: str) -> tuple:
+  ns, vals = [], []
+  for p in points:
+    if p["arm"] == arm and p["schemes"].get(scheme, {}).get(key) is not None:
+      ns.append(p["n"])
+      vals.append(p["schemes"][scheme][key])
+  return np.array(ns, float), np.array(vals, float)
+
+
+def _trained_param_counts(workdir: str) -> dict[tuple[str, int, int], int]:
+  """``{(arm, n, width): param_count}`` of every trained width (all hosts)."""
+  out = {}
+  for path in sorted(glob.glob(os.path.join(workdir, EVALS_GLOB))):
+    for rec in io.read_jsonl(path):
+      out[(rec["arm"], rec["n"], rec["width"])] = rec.get("param_count")
+  return out
+
+
+def achieved_flops(workdir: str, precision: str = "default") -> dict[str, Any] | None:
+  """The sweep's useful model FLOP/s over its evaluations' wall time (all hosts).
+
+  Compilation and everything else an evaluation waits for are in its time, so
+  this is what the sweep got out of the device, not a kernel's speed. On a GPU
+  of :data:`nfscale.roofline.GPU_PEAKS` the peak of the run's matmul precision is
+  given beside it (TF32 for ``default`` and ``tf32``, float32 for ``highest``).
+
+  Returns:
+    ``None`` without records that hold ``model_flops``; else ``flops``,
+    ``seconds``, ``flops_per_s``, ``device`` and ``peak_flops_per_s`` (``None``
+    off the known GPUs).
+  """
+  flops = seconds = 0.0
+  devices = set()
+  for path in sorted(glob.glob(os.path.join(workdir, EVALS_GLOB))):
+    for rec in io.read_jsonl(path):
+      if "model_flops" not in rec:
+        continue
+      flops += rec["model_flops"]
+      # A bucket's records share its time; each holds its share in "seconds".
+      seconds += rec["seconds"]
+      devices.add(rec.get("device", "?"))
+  if not seconds:
+    return None
+  device = ", ".join(sorted(devices))
+  peaks = roofline.gpu_peaks(device) if len(devices) == 1 else None
+  key = roofline.PEAK_OF_PRECISION.get(precision, "tf32")
+  return {
+      "flops": flops,
+      "seconds": seconds,
+      "flops_per_s": flops / seconds,
+      "device": device,
+      "peak_flops_per_s": None if peaks is None else peaks[key],
+  }
+
+
+def member_batching(workdir: str) -> dict[str, Any]:
+  """How the trained evaluations were split into member batches (all hosts).
+
+  Returns:
+    ``evaluations`` (records with batching recorded), ``split`` (those trained
+    in more than one batch) and ``smallest_batch`` (``None`` when none split).
+  """
+  recorded, split, smallest = 0, 0, None
+  for path in sorted(glob.glob(os.path.join(workdir, EVALS_GLOB))):
+    for rec in io.read_jsonl(path):
+      sizes = rec.get("member_batches")
+      if not sizes:
+        continue
+      recorded += 1
+      if len(sizes) > 1:
+        split += 1
+        smallest = min(sizes) if smallest is None else min(smallest, min(sizes))
+  return {"evaluations": recorded, "split": split, "smallest_batch": smallest}
+
+
+def _fit(points: list[dict[str, Any]], arm: str, scheme: str) -> dict[str, Any]:
+  """One fits.json entry: the fit, or ``note`` saying why there is none."""
+  mine = [p for p in points if p["arm"] == arm and scheme in p["schemes"]]
+  ns, counts = _fit_rows(points, arm, scheme, "param_count")
+  entry: dict[str, Any] = {
+      "arm": arm,
+      "scheme": scheme,
+      "points": int(ns.size),
+      "censored": sum(not p["schemes"][scheme]["found"] for p in mine),
+  }
+  if not mine:
+    entry["note"] = "no fit: no finished point"
+  elif ns.size == 0:
+    entry["note"] = "no fit: no N reached the target"
+  elif ns.size < MIN_FIT_POINTS:
+    entry["note"] = f"no fit: {ns.size} N reached the target, a fit needs {MIN_FIT_POINTS}"
+  elif np.unique(ns).size < 2:
+    entry["note"] = "no fit: all points have the same N"
+  else:
+    try:
+      f = scaling.fit_power_law(ns, counts, n_boot=2000, seed=0)
+    except ValueError as e:  # e.g. a non-positive count in a hand-edited file
+      entry["note"] = f"no fit: {e}"
+    else:
+      entry.update({"a": f.a, "b": f.b, "b_ci_low": f.b_ci[0], "b_ci_high": f.b_ci[1], "r2": f.r2})
+      # The theorems bound the grown (last hidden) width; the parameter count
+      # adds a fixed prefix (deep nets) that flattens its exponent.
+      nw, ws = _fit_rows(points, arm, scheme, "min_width")
+      fw = scaling.fit_power_law(nw, ws, n_boot=2000, seed=0)
+      entry.update({
+          "a_width": fw.a,
+          "b_width": fw.b,
+          "b_width_ci_low": fw.b_ci[0],
+          "b_width_ci_high": fw.b_ci[1],
+          "r2_width": fw.r2,
+          "ci_meaningful": scaling.ci_meaningful(f.n_points),
+      })
+      if not entry["ci_meaningful"]:
+        entry["ci_note"] = (
+            f"interval from {f.n_points} points: not a meaningful 95% "
+            f"interval (needs >= {scaling.MIN_CI_POINTS})"
+        )
+      if entry["censored"]:
+        # The fit leaves the censored N out, which biases b low: say so.
+        entry["note"] = f"fit over reached N only; {entry['censored']} N censored"
+  return entry
+
+
+def write_report(config: Any, workdir: str) -> dict[str, Any]:
+  """Table (CSV + markdown), power-law fits and plots from the finished points.
+
+  The report is always written, however little finished: a (arm, scheme)
+  without enough reached points gets a fit entry with ``note`` saying why
+  there is no fit ("no fit: ..."), and a point no width up to the search
+  limit reached is censored: ``found`` is false, ``min_width`` is empty and
+  ``lower_bound`` (with its parameter count ``lower_bound_params``) is the
+  largest width that failed, a lower bound on the true minimum. The plot
+  draws censored points as hollow triangles at that lower bound.
+
+  Args:
+    config: the sweep config; must be the one ``workdir`` holds (as for
+      :func:`run_sweep`, apart from keys that do not change results), so a
+      report is never labelled with another run's settings.
+    workdir: the sweep's directory.
+
+  Returns:
+    ``rows`` (one per point and scheme), ``fits``, ``points`` (finished),
+    ``expected_points`` and the names of the plot files (``artifacts``).
+
+  Raises:
+    ValueError: ``workdir`` holds no sweep, or one of a different config
+      (the message lists the differing keys).
+  """
+  io.check_config(workdir, config.to_dict(), **config_rules())
+  points = sorted(
+      read_points(workdir),
+      key=lambda p: (
+          list(config.sweep.arms).index(p["arm"]) if p["arm"] in config.sweep.arms else 99,
+          p["n"],
+      ),
+  )
+  trained = _trained_param_counts(workdir)
+  rows = []
+  for p in points:
+    for sc, r in p["schemes"].items():
+      if not r["found"] and r.get("lower_bound"):
+        # Kept in the point record for the plot; points.jsonl is not rewritten.
+        r["lower_bound_params"] = trained.get((p["arm"], p["n"], r["lower_bound"]))
+      rows.append({
+          "arm": p["arm"],
+          "n": p["n"],
+          "scheme": sc,
+          "min_width": r["min_width"],
+          "param_count": r["param_count"],
+          "found": r["found"],
+          "lower_bound": r["lower_bound"],
+          "best_lr": r["best_lr"],
+          "condition_width": (r.get("theory") or {}).get("condition_width"),
+          "lower_bound_params": r.get("lower_bound_params"),
+      })
+  cols = [
+      "arm",
+      "n",
+      "scheme",
+      "min_width",
+      "param_count",
+      "found",
+      "lower_bound",
+      "best_lr",
+      "condition_width",
+      "lower_bound_params",
+  ]
+  scaling.write_csv(os.path.join(workdir, "table.csv"), rows, cols)
+  fits = [_fit(points, arm, sc) for arm in config.sweep.arms for sc in config.schemes]
+  fit_cols = [
+      "arm",
+      "scheme",
+      "points",
+      "censored",
+      "b_width",
+      "b_width_ci_low",
+      "b_width_ci_high",
+      "b",
+      "b_ci_low",
+      "b_ci_high",
+      "r2",
+      "ci_note",
+      "note",
+  ]
+  censored = sum(not r["found"] for r in rows)
+  batching = member_batching(workdir)
+  if not batching["evaluations"]:
+    batch_line = "member batches: not recorded (evaluations from before batching existed)"
+  elif batching["split"]:
+    batch_line = (
+        f"member batches: {batching['split']} of {batching['evaluations']} evaluations were "
+        f"split to fit the device's memory (smallest batch {batching['smallest_batch']} members)"
+    )
+  else:
+    batch_line = f"member batches: each of {batching['evaluations']} evaluations trained at once"
+  speed = achieved_flops(workdir, str(config.get("precision", "default")))
+  if speed is None:
+    speed_line = "model FLOP/s: not recorded (evaluations from before it was)"
+  else:
+    speed_line = (
+        f"model FLOP/s: {speed['flops_per_s'] / 1e9:.3g} GFLOP/s over {speed['seconds']:.0f} s "
+        f"of evaluations on {speed['device']} (6 FLOPs per parameter, point and step; "
+        "compilation included)"
+    )
+    if speed["peak_flops_per_s"]:
+      speed_line += (
+          f", {speed['flops_per_s'] / speed['peak_flops_per_s']:.2%} of the "
+          f"{speed['peak_flops_per_s'] / 1e12:.0f} TFLOP/s peak"
+      )
+  md = [
+      "# Scaling sweep",
+      "",
+      (
+          f"target {config.target:g} dB, {config.steps} steps, "
+          f"{config.optimizer} lrs {tuple(config.lrs)}, seeds {tuple(config.seeds)}, "
+          f"rule {config.sweep.rule}"
+      ),
+      "",
+      f"points finished: {len(points)} / {len(sweep_points(config))}",
+      "",
+      batch_line,
+      "",
+      speed_line,
+      "",
+      "## Minimum width per point",
+      "",
+      scaling.markdown_table(rows, cols),
+  ]
+  if censored:
+    md += [
+        (
+            f"{censored} row(s) censored (`found` False): no width up to "
+            f"{int(config.sweep.max_width)} reached the target, so the minimum width is above "
+            "`lower_bound` (`lower_bound_params` parameters); they are left out of the fits."
+        ),
+        "",
+    ]
+  md += [
+      "## Power-law fits",
+      "",
+      (
+          "`b_width`: last hidden width ~ N^b_width (the quantity the theorems bound); "
+          "`b`: parameter count ~ N^b (includes the fixed layers). Intervals: 95% bootstrap "
+          f"over points, not meaningful from fewer than {scaling.MIN_CI_POINTS} points "
+          "(`ci_note`). Censored N (no width reached the target) are left out of the fits "
+          "(`censored` counts them)."
+      ),
+      "",
+      scaling.markdown_table(fits, fit_cols),
+  ]
+  io.atomic_write_text(os.path.join(workdir, "table.md"), "\n".join(md) + "\n")
+  io.atomic_write_json(os.path.join(workdir, "fits.json"), fits)
+  artifacts = [
+      plots.scaling_curves(
+          points,
+          list(config.sweep.arms),
+          list(config.schemes),
+          fits,
+          os.path.join(workdir, "scaling.png"),
+          title=f"target {config.target:g} dB",
+      )
+  ]
+  # The paper's layout (Fig. 3/4): both arms on one axis, normal and uniform
+  # schemes in separate panels, reference slopes; widths, then parameters.
+  for quantity, stem in (("min_width", "figure_width"), ("param_count", "figure_params")):
+    artifacts += plots.scaling_figure(
+        points,
+        list(config.sweep.arms),
+        list(config.schemes),
+        fits,
+        os.path.join(workdir, stem),
+        quantity=quantity,
+        title=f"target {config.target:g}",
+    )
+  if any("theory" in r for p in points for r in p["schemes"].values()):
+    artifacts.append(
+        plots.theory_widths(
+            points,
+            list(config.sweep.arms),
+            list(config.schemes),
+            os.path.join(workdir, "theory.png"),
+        )
+    )
+  return io.to_jsonable({
+      "rows": rows,
+      "fits": fits,
+      "points": len(points),
+      "expected_points": len(sweep_points(config)),
+      "member_batching": batching,
+      "model_flops": speed,
+      "artifacts": [os.path.basename(a) for a in artifacts],
+  })
+
+
+def format_report(report: dict[str, Any]) -> str:
+  """The fits (and how complete the sweep is) as terminal text.
+
+  Args:
+    report: what :func:`write_report` returns.
+
+  Returns:
+    One line per (arm, scheme): reached points, the exponent with its 95%
+    interval, or why there is no fit.
+  """
+  lines = [
+      f"points finished: {report['points']} / {report['expected_points']}",
+      (
+          "b_width: last hidden width ~ N^b; b_params: parameters ~ N^b; [95% CI] "
+          f"(* = fewer than {scaling.MIN_CI_POINTS} points: not meaningful)"
+      ),
+      f"{'arm':<10}{'scheme':<18}{'pts':>4}{'b_width':>9}  {'CI':<16}{'b_params':>9}  CI",
+  ]
+  for f in report["fits"]:
+    if f.get("b") is None:
+      lines.append(
+          f"{f['arm']:<10}{f['scheme']:<18}{f['points']:>4}{'-':>9}  {f.get('note', 'no fit')}"
+      )
+    else:
+      star = "" if f.get("ci_meaningful", True) else "*"
+      ci_w = (
+          f"[{f['b_width_ci_low']:.2f}, {f['b_width_ci_high']:.2f}]{star}"
+          if f.get("b_width") is not None
+          else ""
+      )
+      line = (
+          f"{f['arm']:<10}{f['scheme']:<18}{f['points']:>4}"
+          f"{f.get('b_width', float('nan')):>9.2f}  {ci_w:<16}{f['b']:>9.2f}  "
+          f"[{f['b_ci_low']:.2f}, {f['b_ci_high']:.2f}]{star}"
+      )
+      lines.append(line + (f"  ({f['note']})" if f.get("note") else ""))
+  return "\n".join(lines)
