@@ -178,14 +178,14 @@ def _field(fused_impl="off", activation="sine"):
   return models.make_field((32, 32), 3, activation=activation, scheme="siren", fused=fused_impl)
 
 
-@pytest.mark.parametrize("fast_sine", [False, True])
-def test_field_with_fused_layers_has_the_same_params_and_trains_alike(fast_sine):
+@pytest.mark.parametrize("impl, fast_sine", [("jax", False), ("jax", True), ("pallas", False)])
+def test_field_with_fused_layers_has_the_same_params_and_trains_alike(impl, fast_sine):
   # With fast_sine the fused layers take fastmath's sine and cosine, like the
-  # plain layers' Sine(fast=True).
+  # plain layers' Sine(fast=True). The Pallas kernels train in interpret mode.
   x = jax.random.uniform(jax.random.key(3), (200, 2), minval=-1, maxval=1)
   y = jnp.sin(3 * x[:, :1]) * jnp.ones((1, 3))
   activation = activations.Sine(OMEGA, fast=fast_sine)
-  plain, fast = _field(activation=activation), _field("jax", activation=activation)
+  plain, fast = _field(activation=activation), _field(impl, activation=activation)
   p0 = plain.init(jax.random.key(0), x[:1])
   p1 = fast.init(jax.random.key(0), x[:1])
   # Same names, shapes and values: checkpoints move between the two.
