@@ -3,6 +3,7 @@ r"""Training throughput of nfscale's engine, alone or against the PyTorch worklo
   python -m launch.bench --workload=all                  # nfscale only, JSON lines
   python -m launch.bench --workload=image --nofast_sin   # XLA's own sin
   python -m launch.bench --suite                         # vs benchmarks/torch_workloads.py
+  python -m launch.bench --workload=layer --layer_impls=plain,pallas --tiles=64x64x32,128x64x32/4/3
   python -m launch.bench --gpu_suite --out_dir=DIR       # on a GPU (benchmarks/gpu_suite.sh)
   nfscale-bench --workload=ensemble                      # after pip install
 
@@ -19,7 +20,9 @@ of the same names (``nfscale.train.PRECISIONS``, ``nfscale.train.REMAT``);
 ``--gpu_suite`` runs, each in its own process and in this order, nfscale and PyTorch at
 every ``--gpu_sizes`` image size and every ``--gpu_precisions`` precision (both sides
 at the same setting), the ensemble, one profiled nfscale run and nfscale with
-``--remat=dots`` and with ``--nofast_sin``; it appends every JSON line to
+``--remat=dots``, with ``--nofast_sin`` and with the fused sine layers, then one hidden
+sine layer alone (``--workload=layer``: plain, fused ``jax`` and the Pallas kernels at
+several ``--tiles``); it appends every JSON line to
 ``OUT_DIR/gpu_suite.jsonl`` as it comes, starts nothing after ``--budget_s`` seconds,
 and writes ``OUT_DIR/summary.md`` (ratios and roofline fractions) and
 ``OUT_DIR/profile.md``. The PyTorch runs are left out when
@@ -34,7 +37,7 @@ import sys
 
 from absl import flags
 
-from nfscale import bench, cli, gpu_suite, profiles, train
+from nfscale import bench, cli, fused, gpu_suite, profiles, train
 
 # The PyTorch workloads ship with the repository (benchmarks/), not with the wheel.
 _DEFAULT_TORCH = os.path.join(
@@ -42,7 +45,10 @@ _DEFAULT_TORCH = os.path.join(
 )
 
 _WORKLOAD = flags.DEFINE_enum(
-    "workload", "all", ["image", "ensemble", "all"], "Which workload to run."
+    "workload",
+    "all",
+    ["image", "ensemble", "all", "layer"],
+    "Which workload to run (all: image and ensemble; layer: one hidden sine layer alone).",
 )
 _FAST_SIN = flags.DEFINE_bool(
     "fast_sin",
@@ -100,6 +106,20 @@ _FUSED = flags.DEFINE_enum(
     ["off", "auto", "jax", "pallas"],
     "Image workload: hidden sine layers as nfscale.fused.dense_sine.",
 )
+_LAYER_IMPLS = flags.DEFINE_list(
+    "layer_impls",
+    list(bench.LAYER_IMPLS),
+    "Layer workload: implementations (plain, jax, pallas; nfscale.bench.LAYER_IMPLS).",
+)
+_TILES = flags.DEFINE_list(
+    "tiles",
+    [str(fused.DEFAULT_TILES)],
+    "Layer workload: the Pallas kernels' tiles, ROWSxCOLSxK/WARPS/STAGES, one run each.",
+)
+_LAYER_ROWS = flags.DEFINE_integer("layer_rows", bench.LAYER_ROWS, "Layer workload: points.")
+_LAYER_WIDTH = flags.DEFINE_integer(
+    "layer_width", bench.LAYER_WIDTH, "Layer workload: units (fan-in = fan-out)."
+)
 _PROFILE_DIR = flags.DEFINE_string(
     "profile_dir", "", "Image workload: trace the timed repeats into this folder with jax.profiler."
 )
@@ -149,7 +169,7 @@ def _torch_device(python: str) -> str | None:
   return "cuda" if out.stdout.strip().endswith("True") else "cpu"
 
 
-def gpu_suite(me: list[str]) -> None:
+def run_gpu_suite(me: list[str]) -> None:
   """The ``--gpu_suite`` mode (see the module docstring)."""
   out_dir = _OUT_DIR.value
   os.makedirs(out_dir, exist_ok=True)
@@ -188,26 +208,41 @@ def gpu_suite(me: list[str]) -> None:
     problems.append(
         {"label": "PyTorch", "status": f"left out: {_TORCH_PY.value} cannot import torch"}
     )
+  layer_table = gpu_suite.format_layer_summary(records)
+  if layer_table:
+    table += "\n\nOne hidden sine layer alone (forward and backward):\n\n" + layer_table
   with open(os.path.join(out_dir, "summary.md"), "w", encoding="utf-8") as f:
     f.write(table + "\n")
     f.writelines(f"\n- {r['label']}: {r['status']}" for r in problems)
   with open(os.path.join(out_dir, "summary.json"), "w", encoding="utf-8") as f:
     json.dump({"rows": rows, "problems": problems, "machine": platform.node()}, f, indent=1)
-  profiles = [r["profile"] for r in records if r.get("profile")]
-  if profiles:
+  traced = [r["profile"] for r in records if r.get("profile")]
+  if traced:
     with open(os.path.join(out_dir, "profile.md"), "w", encoding="utf-8") as f:
-      f.write(profiles.format_profile(profiles[-1]) + "\n")
-    print(profiles.format_profile(profiles[-1]))
+      f.write(profiles.format_profile(traced[-1]) + "\n")
+    print(profiles.format_profile(traced[-1]))
   print(table)
   for r in problems:
     print(f"- {r['label']}: {r['status']}")
+
+
+def layer_runs(impls: list[str], tiles: list[str]) -> list[tuple[str, str | None]]:
+  """``(impl, tiles)`` of each layer run: every Pallas tiling, one run of each other impl.
+
+  Everything is checked before the first run (a typo fails at once, not minutes in).
+  """
+  bad = [i for i in impls if i not in bench.LAYER_IMPLS]
+  if bad:
+    raise ValueError(f"--layer_impls: unknown {bad}; choose from {', '.join(bench.LAYER_IMPLS)}.")
+  parsed = [str(fused.parse_tiles(t)) for t in tiles]
+  return [(i, t) for i in impls for t in (parsed if i == "pallas" else [None])]
 
 
 def main(argv):
   del argv
   me = [sys.executable, "-m", __spec__.name if __spec__ else "launch.bench"]
   if _GPU_SUITE.value:
-    gpu_suite(me)
+    run_gpu_suite(me)
     return
   if _SUITE.value:
     if not os.path.isfile(_TORCH_REF.value):
@@ -235,6 +270,19 @@ def main(argv):
       "precision": _PRECISION.value,
       "remat": _REMAT.value,
   }
+  if _WORKLOAD.value == "layer":
+    for impl, tiles in layer_runs(_LAYER_IMPLS.value, _TILES.value):
+      rec = bench.bench_layer(
+          impl,
+          tiles,
+          rows=_LAYER_ROWS.value,
+          width=_LAYER_WIDTH.value,
+          steps=_STEPS.value or bench.LAYER_STEPS,
+          repeats=_REPEATS.value,
+          precision=_PRECISION.value,
+      )
+      print(json.dumps(rec), flush=True)
+    return
   workloads = ["image", "ensemble"] if _WORKLOAD.value == "all" else [_WORKLOAD.value]
   for wl in workloads:
     if wl == "image":

@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nfscale import models, train
+from nfscale import fused, models, train
 from nfscale.profiles import summarize_trace
 from nfscale.roofline import roofline_fields
 
@@ -395,6 +395,123 @@ def bench_ensemble(
       "final_psnr_min": float(np.min(last_psnr)),
       "diverged": int(np.sum(np.asarray(r["state"].diverged))),
       "steps_run": chunk_steps + repeats * steps,
+  }
+
+
+#: The layer workload: one hidden sine layer of the image field at 512^2.
+LAYER_ROWS, LAYER_WIDTH, LAYER_STEPS = 512 * 512, 256, 20
+#: ``plain``: ``jnp.sin`` of a matmul, differentiated by JAX (what the engine's
+#: plain layers do); ``jax`` and ``pallas``: :func:`nfscale.fused.dense_sine`.
+LAYER_IMPLS = ("plain", "jax", "pallas")
+
+
+def bench_layer(
+    impl: str = "pallas",
+    tiles: fused.Tiles | str | None = None,
+    rows: int = LAYER_ROWS,
+    width: int = LAYER_WIDTH,
+    steps: int = LAYER_STEPS,
+    repeats: int = 5,
+    precision: str = "default",
+    omega: float = 30.0,
+) -> dict[str, Any]:
+  """One hidden sine layer, forward and backward, timed alone (the fused kernels' workload).
+
+  Each step takes ``sum(g * layer(x))`` and its gradients with respect to the
+  input, the weights and the bias (what a hidden layer of a training step
+  computes), and moves the weights by a tiny step so that no step can be
+  hoisted out of the loop; ``steps`` steps run in one jitted ``fori_loop``
+  per timed repeat. Before timing, the layer's output is compared with the
+  plain layer's (``max_abs_diff``), so a fast but wrong kernel shows.
+
+  Args:
+    impl: one of :data:`LAYER_IMPLS`.
+    tiles: the Pallas kernels' tiles (:class:`nfscale.fused.Tiles` or its
+      string form; ``None``: :data:`nfscale.fused.DEFAULT_TILES`).
+    rows, width: the layer's points and units (fan-in = fan-out = width).
+    steps, repeats: steps per timed repeat; timed repeats (median reported).
+    precision: matmul precision (:data:`nfscale.train.PRECISIONS`).
+    omega: the sine's frequency.
+
+  Returns:
+    The JSON-able record: ``workload`` ``"layer"``, ``options`` (``layer_impl``,
+    ``tiles``, sizes, precision), ``steps_per_s``, ``rates``, ``gflops``
+    (useful matmul work: 3 matmuls of ``2 rows width^2`` FLOPs per step; the
+    fused layers' recomputation is not counted), ``max_abs_diff`` and
+    ``compile_s``.
+
+  Raises:
+    ValueError: an unknown ``impl`` or bad ``tiles``.
+
+  >>> rec = bench_layer("jax", rows=64, width=16, steps=2, repeats=1)
+  >>> rec["workload"], rec["options"]["layer_impl"], rec["max_abs_diff"] < 1e-4
+  ('layer', 'jax', True)
+  """
+  if impl not in LAYER_IMPLS:
+    raise ValueError(f"layer impl must be one of {LAYER_IMPLS}, got {impl!r}.")
+  tiles = fused.check_tiles(
+      fused.parse_tiles(tiles) if isinstance(tiles, str) else fused.Tiles(*(tiles or ()))
+  )
+  kx, kw, kb, kg = jax.random.split(jax.random.key(0), 4)
+  x = jax.random.uniform(kx, (rows, width), jnp.float32, -1.0, 1.0)
+  w = jax.random.uniform(kw, (width, width), jnp.float32, -1.0, 1.0) * (np.sqrt(6 / width) / omega)
+  b = jax.random.uniform(kb, (width,), jnp.float32, -1.0, 1.0) / np.sqrt(width)
+  g = jax.random.normal(kg, (rows, width), jnp.float32)
+
+  def plain(x, w, b):
+    return jnp.sin(omega * (x @ w + b))
+
+  def layer(x, w, b):
+    if impl == "plain":
+      return plain(x, w, b)
+    return fused.dense_sine(x, w, b, omega, impl=impl, tiles=tiles)
+
+  def loss(x, w, b):
+    return jnp.sum(g * layer(x, w, b))
+
+  def run(w, b):
+    def step(_, carry):
+      w, b, acc = carry
+      value, (dx, dw, db) = jax.value_and_grad(loss, argnums=(0, 1, 2))(x, w, b)
+      # dx is used so that it is computed, as a deeper layer's would be.
+      return w - 1e-9 * dw, b - 1e-9 * db, acc + value + 1e-9 * jnp.sum(dx)
+
+    return jax.lax.fori_loop(0, steps, step, (w, b, jnp.zeros((), jnp.float32)))
+
+  with train.precision_scope(precision):
+    diff = float(jnp.max(jnp.abs(jax.jit(layer)(x, w, b) - jax.jit(plain)(x, w, b))))
+    run_jit = jax.jit(run)
+    t0 = time.perf_counter()
+    jax.block_until_ready(run_jit(w, b))
+    compile_s = time.perf_counter() - t0
+    rates = []
+    for _ in range(repeats):
+      t0 = time.perf_counter()
+      jax.block_until_ready(run_jit(w, b))
+      rates.append(steps / (time.perf_counter() - t0))
+  med = float(np.median(rates))
+  flops = 3 * 2 * rows * width * width
+  return {
+      "workload": "layer",
+      "impl": "nfscale",
+      **environment(),
+      "options": {
+          "layer_impl": impl,
+          "tiles": str(tiles) if impl == "pallas" else None,
+          "rows": rows,
+          "width": width,
+          "omega": omega,
+          "steps": steps,
+          "repeats": repeats,
+          "precision": precision,
+          "matmul_precision": train.matmul_precision(precision),
+      },
+      "precision": precision,
+      "steps_per_s": med,
+      "rates": rates,
+      "gflops": flops * med / 1e9,
+      "max_abs_diff": diff,
+      "compile_s": compile_s,
   }
 
 

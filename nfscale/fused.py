@@ -38,6 +38,8 @@ Example:
 from __future__ import annotations
 
 import functools
+import re
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -49,13 +51,64 @@ Array = jax.Array
 
 IMPLS = ("auto", "jax", "pallas")
 
-# Tile sizes of the Pallas kernel: rows (points) x output units per program,
-# and the step over the contraction. Powers of two of at least 16, as Triton's
-# dot needs; 64 x 64 float32 tiles keep a program's operands well inside a
-# GPU's shared memory (x: 64 x 32, W: 32 x 64, accumulator 64 x 64).
-BLOCK_ROWS = 64
-BLOCK_COLS = 64
-BLOCK_K = 32
+
+class Tiles(NamedTuple):
+  """How the Pallas kernels cut the work: one program per ``rows x cols`` output tile.
+
+  ``k`` is the step along the contraction; ``num_warps`` and ``num_stages`` go
+  to Triton (threads per program / software-pipelining depth). Sizes are powers
+  of two of at least 16, as Triton's dot needs. Written ``"ROWSxCOLSxK/WARPS/STAGES"``
+  (:func:`parse_tiles`).
+  """
+
+  rows: int = 64
+  cols: int = 64
+  k: int = 32
+  num_warps: int = 4
+  num_stages: int = 2
+
+  def __str__(self) -> str:
+    return f"{self.rows}x{self.cols}x{self.k}/{self.num_warps}/{self.num_stages}"
+
+
+#: The kernels' tiles unless told otherwise: 64 x 64 float32 tiles keep a
+#: program's operands well inside a GPU's shared memory (x: 64 x 32, W: 32 x 64,
+#: accumulator 64 x 64). Not tuned on a GPU yet (``launch.bench --workload=layer``
+#: compares others).
+DEFAULT_TILES = Tiles()
+
+
+def parse_tiles(text: str) -> Tiles:
+  """A :class:`Tiles` from ``"ROWSxCOLSxK"`` with optional ``"/WARPS"`` and ``"/STAGES"``.
+
+  >>> parse_tiles("128x64x32/8/3")
+  Tiles(rows=128, cols=64, k=32, num_warps=8, num_stages=3)
+  >>> str(parse_tiles("32x32x16"))
+  '32x32x16/4/2'
+
+  Raises:
+    ValueError: another form, or a size that is not a power of two of at least 16.
+  """
+  m = re.fullmatch(r"\s*(\d+)x(\d+)x(\d+)(?:/(\d+))?(?:/(\d+))?\s*", text)
+  if not m:
+    raise ValueError(f"tiles {text!r}: expected ROWSxCOLSxK[/WARPS[/STAGES]], e.g. 64x64x32/4/2.")
+  rows, cols, k = (int(v) for v in m.groups()[:3])
+  warps = int(m.group(4)) if m.group(4) else DEFAULT_TILES.num_warps
+  stages = int(m.group(5)) if m.group(5) else DEFAULT_TILES.num_stages
+  return check_tiles(Tiles(rows, cols, k, warps, stages))
+
+
+def check_tiles(tiles: Tiles) -> Tiles:
+  """``tiles`` if Triton can take it, else a ``ValueError`` naming the bad size."""
+  for name in ("rows", "cols", "k"):
+    v = getattr(tiles, name)
+    if v < 16 or v & (v - 1):
+      raise ValueError(f"tiles {tiles}: {name}={v} must be a power of two of at least 16.")
+  if tiles.num_warps < 1 or tiles.num_warps & (tiles.num_warps - 1):
+    raise ValueError(f"tiles {tiles}: num_warps={tiles.num_warps} must be a power of two.")
+  if tiles.num_stages < 1:
+    raise ValueError(f"tiles {tiles}: num_stages={tiles.num_stages} must be at least 1.")
+  return tiles
 
 
 def resolve_impl(impl: str, backend: str | None = None) -> str:
@@ -81,14 +134,21 @@ def _interpret() -> bool:
 
 
 def _pallas_tiles(
-    x: Array, w: Array, b: Array, epilogue, precision, extra=(), extra_out: bool = False
+    x: Array,
+    w: Array,
+    b: Array,
+    epilogue,
+    precision,
+    tiles: Tiles,
+    extra=(),
+    extra_out: bool = False,
 ) -> list[Array]:
   """A tiled Pallas matmul ``x w + b`` (2-D ``x``) whose result goes through ``epilogue``.
 
-  ``epilogue(z, *extra_tiles)`` gets a ``(BLOCK_ROWS, BLOCK_COLS)`` float32
+  ``epilogue(z, *extra_tiles)`` gets a ``(tiles.rows, tiles.cols)`` float32
   tile of the pre-activation and the same tile of each array in ``extra``
   (``(rows, width)`` each), and returns the output tile, or with
-  ``extra_out=True`` the output tile and a ``(1, BLOCK_COLS)`` row that is
+  ``extra_out=True`` the output tile and a ``(1, tiles.cols)`` row that is
   written per row block (a second output of shape ``(row blocks, width)``).
   Zero padding makes any shape a tile multiple: padded inputs add 0 to every
   dot product, padded extras are 0, and padding is cut off the outputs.
@@ -99,7 +159,7 @@ def _pallas_tiles(
 
   rows, k = x.shape
   n = w.shape[1]
-  bm, bn, bk = BLOCK_ROWS, BLOCK_COLS, BLOCK_K
+  bm, bn, bk = tiles.rows, tiles.cols, tiles.k
   rp, np_, kp = _round_up(rows, bm), _round_up(n, bn), _round_up(k, bk)
   xp = jnp.pad(x, ((0, rp - rows), (0, kp - k)))
   wp = jnp.pad(w, ((0, kp - k), (0, np_ - n)))
@@ -142,50 +202,52 @@ def _pallas_tiles(
       # Triton's compiler parameters select the Triton lowering: JAX's default
       # GPU lowering (Mosaic GPU) has no dot_general for this kernel's layout
       # (seen by exporting it for CUDA, tests/test_fused.py).
-      compiler_params=plgpu.CompilerParams(num_warps=4, num_stages=2),
+      compiler_params=plgpu.CompilerParams(num_warps=tiles.num_warps, num_stages=tiles.num_stages),
   )(xp, wp, bp, *extras)
   return [o[:rows, :n] if o.shape[0] == rp else o[:, :n] for o in outs]
 
 
-def _pallas_forward(x: Array, w: Array, b: Array, omega: float, precision) -> Array:
+def _pallas_forward(x: Array, w: Array, b: Array, omega: float, precision, tiles: Tiles) -> Array:
   """``sin(omega (x w + b))`` for 2-D ``x``."""
-  return _pallas_tiles(x, w, b, lambda z: jnp.sin(omega * z), precision)[0]
+  return _pallas_tiles(x, w, b, lambda z: jnp.sin(omega * z), precision, tiles)[0]
 
 
-def _pallas_backward(x: Array, w: Array, b: Array, g: Array, omega: float, precision):
+def _pallas_backward(
+    x: Array, w: Array, b: Array, g: Array, omega: float, precision, tiles: Tiles
+) -> tuple[Array, Array]:
   """The gradient at the pre-activation, ``g omega cos(omega z)``, and the bias gradient."""
 
   def epilogue(z, g_tile):
     gz = g_tile * (omega * jnp.cos(omega * z))
-    # Each row block's column sums: a (1, BLOCK_COLS) row of the bias gradient.
+    # Each row block's column sums: a (1, tiles.cols) row of the bias gradient.
     return gz, jnp.sum(gz, axis=0, keepdims=True)
 
-  gz, partial_db = _pallas_tiles(x, w, b, epilogue, precision, extra=(g,), extra_out=True)
+  gz, partial_db = _pallas_tiles(x, w, b, epilogue, precision, tiles, extra=(g,), extra_out=True)
   return gz, partial_db.sum(axis=0)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6))
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6, 7))
 def _dense_sine(
-    x: Array, w: Array, b: Array, omega: float, impl: str, precision, fast: bool
+    x: Array, w: Array, b: Array, omega: float, impl: str, precision, fast: bool, tiles: Tiles
 ) -> Array:
   if impl == "pallas":
-    y = _pallas_forward(x.reshape(-1, x.shape[-1]), w, b, omega, precision)
+    y = _pallas_forward(x.reshape(-1, x.shape[-1]), w, b, omega, precision, tiles)
     return y.reshape(*x.shape[:-1], w.shape[1])
   sin = fastmath.fast_sin if fast else jnp.sin
   return sin(omega * _preactivation(x, w, b, precision))
 
 
-def _dense_sine_fwd(x, w, b, omega, impl, precision, fast):
+def _dense_sine_fwd(x, w, b, omega, impl, precision, fast, tiles):
   # The residuals are the layer's inputs only: no (points x width) array.
-  return _dense_sine(x, w, b, omega, impl, precision, fast), (x, w, b)
+  return _dense_sine(x, w, b, omega, impl, precision, fast, tiles), (x, w, b)
 
 
-def _dense_sine_bwd(omega, impl, precision, fast, residuals, g):
+def _dense_sine_bwd(omega, impl, precision, fast, tiles, residuals, g):
   x, w, b = residuals
   x2 = x.reshape(-1, x.shape[-1])
   g2 = g.reshape(-1, g.shape[-1])
   if impl == "pallas":
-    gz2, db = _pallas_backward(x2, w, b, g2, omega, precision)
+    gz2, db = _pallas_backward(x2, w, b, g2, omega, precision, tiles)
   else:
     z = _preactivation(x2, w, b, precision)  # recomputed, not stored
     cos = fastmath.fast_cos if fast else jnp.cos
@@ -208,6 +270,7 @@ def dense_sine(
     impl: str = "auto",
     precision: lax.Precision | str | None = None,
     fast: bool = False,
+    tiles: Tiles | str | None = None,
 ) -> Array:
   """``sin(omega * (x @ kernel + bias))``, recomputing the pre-activation for gradients.
 
@@ -223,12 +286,15 @@ def dense_sine(
       :mod:`nfscale.fastmath` (the CPU's fast float32 sine, as ``Sine(fast=True)``);
       the Pallas kernels always use the device's own sine, which on a GPU is
       already fast.
+    tiles: the Pallas kernels' :class:`Tiles` (or its string form; ``None``:
+      :data:`DEFAULT_TILES`). Tiles change speed only, not values beyond
+      float rounding.
 
   Returns:
     ``(..., width)``.
 
   Raises:
-    ValueError: a complex input, mismatched shapes or an unknown ``impl``.
+    ValueError: a complex input, mismatched shapes, an unknown ``impl`` or bad ``tiles``.
   """
   if any(jnp.iscomplexobj(a) for a in (x, kernel, bias)):
     raise ValueError("dense_sine is for real layers; complex fields (WIRE) use the plain path.")
@@ -242,4 +308,9 @@ def dense_sine(
     if precision.lower() not in names:
       raise ValueError(f"precision must be one of {tuple(names)}, got {precision!r}.")
     precision = names[precision.lower()]
-  return _dense_sine(x, kernel, bias, float(omega), resolve_impl(impl), precision, bool(fast))
+  if tiles is None:
+    tiles = DEFAULT_TILES
+  tiles = check_tiles(parse_tiles(tiles) if isinstance(tiles, str) else Tiles(*tiles))
+  return _dense_sine(
+      x, kernel, bias, float(omega), resolve_impl(impl), precision, bool(fast), tiles
+  )

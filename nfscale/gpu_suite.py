@@ -10,7 +10,7 @@ sides per size and precision with their fractions of the roofline
 Example:
   >>> [p["label"] for p in gpu_suite_plan(["nf"], None, "out", sizes=[8],
   ...                                     precisions=["tf32"], variants=[], profile=False)]
-  ['image 8 tf32 nfscale', 'ensemble tf32 nfscale']
+  ['image 8 tf32 nfscale', 'ensemble tf32 nfscale', 'layer 8 tf32']
 """
 
 from __future__ import annotations
@@ -40,6 +40,10 @@ GPU_TORCH_MODES = (
 #: Steps per timed repeat on a GPU (a 512^2 image step is ~3 ms there; an ensemble step
 #: of 64 models ~40 us): enough for each repeat to last tens of milliseconds.
 GPU_IMAGE_STEPS, GPU_ENSEMBLE_STEPS = 50, 1000
+#: Tiles of the fused Pallas kernels that the layer run compares (``launch.bench
+#: --workload=layer``): the default first, then larger tiles, more warps and deeper
+#: pipelining, as matmul kernels on Hopper GPUs tend to prefer.
+GPU_LAYER_TILES = ("64x64x32/4/2", "128x64x32/4/3", "64x128x32/4/3", "128x128x32/8/3")
 
 
 def gpu_suite_plan(
@@ -62,6 +66,7 @@ def gpu_suite_plan(
         "--nofast_sin --fused=pallas",
     ),
     profile: bool = True,
+    layer_tiles: Sequence[str] = GPU_LAYER_TILES,
 ) -> list[dict[str, Any]]:
   """The runs of the GPU suite, most important first, each its own process.
 
@@ -82,6 +87,9 @@ def gpu_suite_plan(
       ``--remat=dots``; ``--nofast_sin``: XLA's own sine instead of the activations'
       fast one; ``--nofast_sin --fused=pallas``: the fused sine layers).
     profile: include the profiled run.
+    layer_tiles: after the variants, one hidden sine layer alone at the largest
+      size and first precision: the plain layer, the fused ``jax`` layer and
+      the Pallas kernels with each of these tiles (empty: no layer run).
 
   Returns:
     ``{"label", "impl", "argv", "timeout_s"}`` per run.
@@ -89,7 +97,7 @@ def gpu_suite_plan(
   >>> plan = gpu_suite_plan(["nf"], ["tp"], "out", sizes=[8], precisions=["tf32"],
   ...                       torch_modes=["image:eager"], variants=[], profile=False)
   >>> [p["label"] for p in plan]
-  ['image 8 tf32 nfscale', 'image 8 tf32 torch', 'ensemble tf32 nfscale']
+  ['image 8 tf32 nfscale', 'image 8 tf32 torch', 'ensemble tf32 nfscale', 'layer 8 tf32']
   >>> " ".join(plan[1]["argv"])
   'tp image --mode eager --precision tf32 --size 8 --device cuda --steps 50 --repeats 5'
   """
@@ -206,6 +214,21 @@ def gpu_suite_plan(
         ],
         180,
     )
+  if layer_tiles:
+    add(
+        f"layer {max(sizes)} {precisions[0]}",
+        "nfscale",
+        [
+            *nfscale_cmd,
+            "--workload=layer",
+            f"--layer_rows={max(sizes) ** 2}",
+            "--layer_impls=plain,jax,pallas",
+            f"--tiles={','.join(layer_tiles)}",
+            f"--precision={precisions[0]}",
+            f"--repeats={repeats}",
+        ],
+        240,
+    )
   return plan
 
 
@@ -286,7 +309,7 @@ def gpu_summary(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
   """
   groups: dict[tuple, dict[str, Any]] = {}
   for rec in records:
-    if "rates" not in rec or rec.get("profile"):
+    if "rates" not in rec or rec.get("profile") or rec.get("workload") == "layer":
       continue
     wl = rec["workload"]
     size = rec.get("size", rec.get("options", {}).get("size")) if wl == "image" else None
@@ -346,6 +369,52 @@ def gpu_summary(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
       row["bound"] = (r_nf or r_t or {}).get("bound")
       rows.append(row)
   return rows
+
+
+def format_layer_summary(records: Sequence[dict[str, Any]]) -> str:
+  """A markdown table of the layer run's records: one hidden sine layer, per implementation.
+
+  Rates are steps/s of one layer's forward and backward pass; ``vs plain`` is over
+  the plain layer's rate at the same size and precision; ``max |diff|`` is the
+  largest difference of the layer's output from the plain layer's. Empty without
+  layer records.
+
+  >>> print(format_layer_summary([
+  ...     {"workload": "layer", "steps_per_s": 100.0, "gflops": 1.0, "max_abs_diff": 0.0,
+  ...      "precision": "tf32", "options": {"layer_impl": "plain", "rows": 64, "width": 8}},
+  ...     {"workload": "layer", "steps_per_s": 150.0, "gflops": 1.5, "max_abs_diff": 1e-6,
+  ...      "precision": "tf32", "options": {"layer_impl": "pallas", "tiles": "64x64x32/4/2",
+  ...                                       "rows": 64, "width": 8}}]))
+  | layer (rows x width) | precision | implementation | tiles | steps/s | vs plain | TFLOP/s | max \\|diff\\| |
+  |---|---|---|---|---|---|---|---|
+  | 64 x 8 | tf32 | plain |  | 100 | 1.00x | 0.001 | 0 |
+  | 64 x 8 | tf32 | pallas | 64x64x32/4/2 | 150 | 1.50x | 0.0015 | 1e-06 |
+  """
+  recs = [r for r in records if r.get("workload") == "layer" and "steps_per_s" in r]
+  if not recs:
+    return ""
+  plain = {
+      (r["options"]["rows"], r["options"]["width"], r["precision"]): r["steps_per_s"]
+      for r in recs
+      if r["options"]["layer_impl"] == "plain"
+  }
+  lines = [
+      (
+          "| layer (rows x width) | precision | implementation | tiles | steps/s | vs plain "
+          "| TFLOP/s | max \\|diff\\| |"
+      ),
+      "|---|---|---|---|---|---|---|---|",
+  ]
+  for r in recs:
+    o = r["options"]
+    base = plain.get((o["rows"], o["width"], r["precision"]))
+    ratio = f"{r['steps_per_s'] / base:.2f}x" if base else ""
+    lines.append(
+        f"| {o['rows']} x {o['width']} | {r['precision']} | {o['layer_impl']} | "
+        f"{o.get('tiles') or ''} | {r['steps_per_s']:,.0f} | {ratio} | "
+        f"{r['gflops'] / 1e3:.3g} | {r['max_abs_diff']:.2g} |"
+    )
+  return "\n".join(lines)
 
 
 def format_gpu_summary(rows: Sequence[dict[str, Any]]) -> str:

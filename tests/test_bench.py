@@ -232,6 +232,26 @@ def test_roofline_arithmetic_and_peaks():
   )
 
 
+@pytest.mark.parametrize(
+    "impl, tiles", [("plain", None), ("jax", None), ("pallas", "16x32x16/2/1")]
+)
+def test_layer_workload_tiny(impl, tiles):
+  rec = bench.bench_layer(impl, tiles, rows=40, width=24, steps=2, repeats=2)
+  assert rec["workload"] == "layer" and rec["options"]["layer_impl"] == impl
+  assert rec["options"]["tiles"] == tiles and len(rec["rates"]) == 2
+  # The layer's output against the plain layer's (Pallas in interpret mode here): float
+  # rounding only, at omega = 30 (see tests/test_fused.py for the tolerance).
+  assert rec["max_abs_diff"] < 3e-5
+  assert rec["gflops"] == pytest.approx(6 * 40 * 24 * 24 * rec["steps_per_s"] / 1e9)
+
+
+def test_layer_workload_refuses_bad_settings():
+  with pytest.raises(ValueError, match="layer impl"):
+    bench.bench_layer("triton", rows=8, width=8)
+  with pytest.raises(ValueError, match="power of two"):
+    bench.bench_layer("pallas", "48x64x32", rows=8, width=8)
+
+
 def test_gpu_suite_plan_pairs_both_sides_at_one_precision():
   plan = gpu_suite.gpu_suite_plan(
       ["nf"], ["tp", "w.py"], "out", sizes=[256, 512], precisions=["tf32", "highest"]
@@ -244,16 +264,22 @@ def test_gpu_suite_plan_pairs_both_sides_at_one_precision():
       "image 512 tf32 torch",
       "profile image 512 tf32",
   ]
-  assert labels[-4:] == [
+  assert labels[-5:] == [
       "image 512 tf32 nfscale remat=dots",
       "image 512 tf32 nfscale nofast_sin",
       "image 512 tf32 nfscale nofast_sin fused=jax",
       "image 512 tf32 nfscale nofast_sin fused=pallas",
+      "layer 512 tf32",
   ]
   # A variant of several flags passes each as its own argument.
-  assert plan[-1]["argv"][-4:-2] == ["--nofast_sin", "--fused=pallas"]
+  assert plan[-2]["argv"][-4:-2] == ["--nofast_sin", "--fused=pallas"]
+  # The layer run: the 512^2 image's rows, every tiling of the list in one process.
+  layer = plan[-1]["argv"]
+  assert "--workload=layer" in layer and f"--layer_rows={512 * 512}" in layer
+  assert f"--tiles={','.join(gpu_suite.GPU_LAYER_TILES)}" in layer
   for p in plan:
-    prec = p["label"].split()[2] if p["label"].startswith("image") else p["label"].split()[1]
+    words = p["label"].split()
+    prec = words[2] if words[0] in ("image", "layer") else words[1]
     if p["label"].startswith("profile"):
       prec = p["label"].split()[3]
     argv = " ".join(p["argv"])
@@ -475,7 +501,7 @@ def test_torch_script_modes_and_bf16_tiny_run():
 
 @pytest.mark.slow
 def test_gpu_suite_cli_end_to_end_without_torch(tmp_path):
-  # The suite's launcher on the CPU at a tiny size (about 30 s): torch is absent here, so
+  # The suite's launcher on the CPU at a tiny size (about a minute): torch is absent here, so
   # only the nfscale runs, the profile and the summary files are checked.
   out = subprocess.run(
       [
@@ -501,16 +527,25 @@ def test_gpu_suite_cli_end_to_end_without_torch(tmp_path):
   assert out.returncode == 0, out.stderr[-3000:]
   recs = [json.loads(s) for s in (tmp_path / "gpu_suite.jsonl").read_text().splitlines()]
   labels = [r["label"] for r in recs]
+  layer_runs = 2 + len(gpu_suite.GPU_LAYER_TILES)  # plain, jax, then pallas per tiling
   assert labels == [
       "image 8 tf32 nfscale",
       "profile image 8 tf32",
       "ensemble tf32 nfscale",
       "image 8 tf32 nfscale remat=dots",
       "image 8 tf32 nfscale nofast_sin",
+      "image 8 tf32 nfscale nofast_sin fused=jax",
+      "image 8 tf32 nfscale nofast_sin fused=pallas",
+      *["layer 8 tf32"] * layer_runs,
   ]
+  assert all("status" not in r for r in recs), [r for r in recs if "status" in r]
   assert recs[1]["profile"]["top"] and (tmp_path / "profile.md").is_file()
   summary = (tmp_path / "summary.md").read_text()
   assert "| image | 8 | tf32 | default |" in summary and "| remat=dots |" in summary
-  assert "| XLA sin |" in summary
+  assert "| XLA sin |" in summary and "| XLA sin, fused=pallas |" in summary
+  # The layer table: every Pallas tiling, its rate against the plain layer's.
+  assert "One hidden sine layer alone" in summary
+  for tiles in gpu_suite.GPU_LAYER_TILES:
+    assert f"| pallas | {tiles} |" in summary
   if importlib.util.find_spec("torch") is None:
     assert "cannot import torch" in summary

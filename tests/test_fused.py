@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nfscale import activations, fused, models, train
+from nfscale import activations, fused, gpu_suite, models, train
 
 OMEGA = 30.0
 # float32 with omega = 30: a pre-activation rounded differently by ~1e-7
@@ -87,6 +87,15 @@ def test_pallas_kernel_lowers_to_triton_for_cuda(monkeypatch):
   monkeypatch.setattr(fused, "_interpret", lambda: False)
   x, w, b = _inputs(256, 64, 128)
   triton = export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")
+  # Every tiling the GPU suite compares lowers too (value and gradient).
+  for tiles in gpu_suite.GPU_LAYER_TILES:
+    loss = lambda x, w, b, t=tiles: jnp.sum(  # noqa: E731
+        fused.dense_sine(x, w, b, OMEGA, impl="pallas", tiles=t) ** 2
+    )
+    exported = export.export(
+        jax.jit(jax.grad(loss, argnums=(0, 1, 2))), platforms=["cuda"], disabled_checks=[triton]
+    )(x, w, b)
+    assert exported.mlir_module().count("__gpu$xla.gpu.triton") == 2, tiles
   # TF32 and full float32 dots by argument; bf16 inputs with float32
   # accumulation by the engine's scope.
   for precision, scope in ((None, "default"), ("highest", "default"), (None, "bf16")):
@@ -160,6 +169,26 @@ def test_fast_sine_option_of_the_jax_path():
       fused.dense_sine(x, w, b, OMEGA, impl="pallas", fast=True),
       fused.dense_sine(x, w, b, OMEGA, impl="pallas"),
   )
+
+
+def test_tiles_change_no_values_and_are_validated():
+  # Tiles smaller and larger than the layer, and not dividing it: padding keeps
+  # every tiling's result the plain layer's (values and gradients).
+  x, w, b = _inputs(100, 40, 70)
+  ref = fused.dense_sine(x, w, b, OMEGA, impl="pallas", precision="highest")
+  for tiles in ("16x16x16/1/1", "128x128x64/8/3", fused.Tiles(32, 64, 16, 2, 2)):
+    y = fused.dense_sine(x, w, b, OMEGA, impl="pallas", precision="highest", tiles=tiles)
+    np.testing.assert_allclose(y, ref, atol=ATOL_VALUE, rtol=0)
+  assert str(fused.DEFAULT_TILES) == "64x64x32/4/2"
+  for bad, match in (
+      ("64x64", "expected ROWSxCOLSxK"),
+      ("64x48x32", "cols=48 must be a power of two"),
+      ("8x64x32", "rows=8 must be a power of two of at least 16"),
+      ("64x64x32/3", "num_warps=3"),
+      ("64x64x32/4/0", "num_stages=0"),
+  ):
+    with pytest.raises(ValueError, match=match):
+      fused.dense_sine(x, w, b, OMEGA, impl="pallas", tiles=bad)
 
 
 def test_bad_arguments():
