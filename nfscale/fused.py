@@ -204,7 +204,8 @@ def _pallas_tiles(
       # (seen by exporting it for CUDA, tests/test_fused.py).
       compiler_params=plgpu.CompilerParams(num_warps=tiles.num_warps, num_stages=tiles.num_stages),
   )(xp, wp, bp, *extras)
-  return [o[:rows, :n] if o.shape[0] == rp else o[:, :n] for o in outs]
+  # The padding off: the main output's rows and units, the per-block rows' units.
+  return [outs[0][:rows, :n], *(o[:, :n] for o in outs[1:])]
 
 
 def _pallas_forward(x: Array, w: Array, b: Array, omega: float, precision, tiles: Tiles) -> Array:
