@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dm_pix
 import jax
 import jax.numpy as jnp
 
@@ -52,6 +51,10 @@ def ssim(pred: Array, target: Array, data_range: float = 1.0) -> Array:
     pred, target = pred[..., None], target[..., None]
   if pred.ndim != 3:
     raise ValueError(f"ssim expects (H, W) or (H, W, C) images, got shape {pred.shape}.")
+  # Imported on use: only SSIM needs dm-pix, and the benchmarks then run on GPU
+  # images that have JAX, Flax and optax but not dm-pix.
+  import dm_pix  # pylint: disable=import-outside-toplevel
+
   return dm_pix.ssim(pred, target, max_val=data_range)
 
 

@@ -252,6 +252,26 @@ def test_layer_workload_refuses_bad_settings():
     bench.bench_layer("pallas", "48x64x32", rows=8, width=8)
 
 
+def test_benchmarks_run_without_the_packages_gpu_images_lack():
+  # The lent GPU machines' image has jax, flax, optax, absl-py, scikit-image and
+  # torch but not dm-pix, ml_collections, orbax or trimesh: the GPU suite's nfscale
+  # side must import and run without them, or a short GPU slot is spent on wheels.
+  code = (
+      "import sys\n"
+      "for m in ('dm_pix', 'ml_collections', 'orbax', 'orbax.checkpoint', 'trimesh'):\n"
+      "  sys.modules[m] = None\n"
+      "import launch.bench\n"
+      "from nfscale import bench\n"
+      "print(bench.bench_image(steps=1, repeats=1, size=8)['steps_per_s'] > 0)\n"
+      "print(bench.bench_layer('jax', rows=32, width=16, steps=1, repeats=1)['steps_per_s'] > 0)\n"
+  )
+  out = subprocess.run(
+      _py(code), cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
+  )
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert out.stdout.split() == ["True", "True"]
+
+
 def test_gpu_suite_plan_pairs_both_sides_at_one_precision():
   plan = gpu_suite.gpu_suite_plan(
       ["nf"], ["tp", "w.py"], "out", sizes=[256, 512], precisions=["tf32", "highest"]
