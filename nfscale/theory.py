@@ -438,7 +438,7 @@ def condition_width(
   Example:
     >>> import numpy as np
     >>> from nfscale import make_field
-    >>> x = np.linspace(-1, 1, 20, dtype=np.float32)[:, None]
+    >>> x = np.linspace(-1, 1, 10, dtype=np.float32)[:, None]
     >>> y = np.sin(2 * np.pi * x)
     >>> make = lambda w: make_field((w,), 1, activation="sinc",
     ...                             activation_params={"omega": 30.0})
