@@ -1,4 +1,4 @@
-"""Figures of the super-resolution and occupancy tasks: titled image panels and tables.
+"""Figures of the super-resolution and occupancy tasks: titled image panels, seed tables.
 
 Written as PNG through :mod:`nfscale.plots` (no pyplot, no display, no GPU).
 """
@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from nfscale import plots
+from nfscale import plots, tables
 
 
 def panel_grid(
@@ -47,19 +47,6 @@ def panel_grid(
     ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_title(title, fontsize=9)
   return plots.save_figure(fig, path)
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-  """A GitHub markdown table.
-
-  >>> print(markdown_table(["a", "b"], [["1", "2"]]))
-  | a | b |
-  |---|---|
-  | 1 | 2 |
-  """
-  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-  lines += ["| " + " | ".join(r) + " |" for r in rows]
-  return "\n".join(lines)
 
 
 def safe_name(label: str) -> str:
@@ -112,4 +99,4 @@ def seed_table(
         cells.append(f"{vals[0]:.3f}")
     cells += [f"{v:g}" for v in reference.get(scheme, [])] or ["-"] * len(reference_names)
     out.append(cells)
-  return markdown_table(header, out)
+  return tables.markdown_rows(header, out)

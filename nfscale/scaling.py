@@ -1,4 +1,4 @@
-"""Scaling-law utilities: minimal-width search, power-law fits, result tables.
+"""Scaling-law utilities: minimal-width search and power-law fits (tables: :mod:`nfscale.tables`).
 
 This module holds the model-independent parts of the scaling experiments
 ("how wide must a network be to fit N samples to a target quality?"). The
@@ -11,7 +11,6 @@ tested with synthetic oracles:
   per round, trading extra trainings for fewer rounds (wall-clock time).
 * :func:`fit_power_law` — log–log least squares ``y ≈ a·N^b`` with a bootstrap
   confidence interval for the exponent.
-* :func:`markdown_table`, :func:`write_csv` — result tables.
 
 Both searches assume the oracle is *monotone* in width (if width ``w``
 reaches the target, so does every larger width) and return the smallest
@@ -27,17 +26,12 @@ factor ``1 / (1 - rel_precision)``.
 
 from __future__ import annotations
 
-import csv
-import io as _stdio
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from numbers import Real
 from typing import Any, NamedTuple
 
 import numpy as np
-
-from nfscale.io import atomic_write_text, to_jsonable
 
 __all__ = [
     "MIN_CI_POINTS",
@@ -49,8 +43,6 @@ __all__ = [
     "min_width_search_batched",
     "PowerLawFit",
     "fit_power_law",
-    "markdown_table",
-    "write_csv",
 ]
 
 
@@ -602,82 +594,3 @@ def extend_lr_grid(
   if lo in ok_best:
     new.insert(0, _round_lr(lo / factor))
   return tuple(new) if len(new) > len(grid) else None
-
-
-# --------------------------------------------------------------------------- #
-# Tables
-# --------------------------------------------------------------------------- #
-def _cell_value(v: Any) -> Any:
-  return to_jsonable(v) if isinstance(v, (np.generic, np.ndarray)) else v
-
-
-def _is_number(v: Any) -> bool:
-  return isinstance(v, Real) and not isinstance(v, bool)
-
-
-def markdown_table(
-    rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, float_format: str = "{:.4g}"
-) -> str:
-  """Renders rows as a GitHub-flavoured Markdown table.
-
-  Missing keys and None render as empty cells; floats use ``float_format``;
-  ``|`` and newlines inside cells are escaped so the table stays intact.
-  Columns whose present values are all numbers are right-aligned.
-
-  Args:
-    rows: One mapping per table row.
-    columns: Keys to show, in order (also the header).
-    float_format: ``str.format`` pattern for floats.
-
-  Returns:
-    The table, one line per row, with a trailing newline.
-
-  Example:
-    >>> print(markdown_table([{"N": 64, "b": 1.23456}], ["N", "b"]), end="")
-    | N | b |
-    | ---: | ---: |
-    | 64 | 1.235 |
-  """
-
-  def fmt(v: Any) -> str:
-    v = _cell_value(v)
-    if v is None:
-      return ""
-    if isinstance(v, float):
-      s = float_format.format(v)
-    else:
-      s = str(v)
-    return s.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
-
-  def align(col: str) -> str:
-    vals = [_cell_value(r[col]) for r in rows if r.get(col) is not None]
-    return "---:" if vals and all(_is_number(v) for v in vals) else "---"
-
-  header = "| " + " | ".join(fmt(c) for c in columns) + " |"
-  sep = "| " + " | ".join(align(c) for c in columns) + " |"
-  body = ["| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in rows]
-  return "\n".join([header, sep, *body]) + "\n"
-
-
-def write_csv(path: Any, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
-  """Atomically writes rows as CSV (see :func:`nfscale.io.atomic_write_text`).
-
-  Floats are written with full precision (``repr``) so values round-trip;
-  missing keys and None become empty fields; keys not in ``columns`` are
-  dropped; numpy scalars are unwrapped.
-
-  Args:
-    path: Destination ``.csv`` file.
-    rows: One mapping per row.
-    columns: Header and column order.
-  """
-  buf = _stdio.StringIO()
-  writer = csv.writer(buf, lineterminator="\n")
-  writer.writerow(columns)
-  for r in rows:
-    out = []
-    for c in columns:
-      v = _cell_value(r.get(c))
-      out.append("" if v is None else repr(v) if isinstance(v, float) else v)
-    writer.writerow(out)
-  atomic_write_text(path, buf.getvalue())

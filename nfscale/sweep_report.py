@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from nfscale import config_lib, io, plots, roofline, scaling
+from nfscale import config_lib, io, plots, roofline, scaling, tables
 
 EVALS_GLOB = "evals*.jsonl"
 POINTS_GLOB = "points*.jsonl"
@@ -270,7 +270,7 @@ def write_report(config: Any, workdir: str) -> dict[str, Any]:
       "condition_width",
       "lower_bound_params",
   ]
-  scaling.write_csv(os.path.join(workdir, "table.csv"), rows, cols)
+  tables.write_csv(os.path.join(workdir, "table.csv"), rows, cols)
   fits = [_fit(points, arm, sc) for arm in config.sweep.arms for sc in config.schemes]
   fit_cols = [
       "arm",
@@ -329,7 +329,7 @@ def write_report(config: Any, workdir: str) -> dict[str, Any]:
       "",
       "## Minimum width per point",
       "",
-      scaling.markdown_table(rows, cols),
+      tables.markdown_table(rows, cols),
   ]
   if censored:
     md += [
@@ -351,7 +351,7 @@ def write_report(config: Any, workdir: str) -> dict[str, Any]:
           "(`censored` counts them)."
       ),
       "",
-      scaling.markdown_table(fits, fit_cols),
+      tables.markdown_table(fits, fit_cols),
   ]
   io.atomic_write_text(os.path.join(workdir, "table.md"), "\n".join(md) + "\n")
   io.atomic_write_json(os.path.join(workdir, "fits.json"), fits)

@@ -1,4 +1,4 @@
-"""Tests for nfscale.scaling: minimal-width search, power-law fit, tables."""
+"""Tests for nfscale.scaling (minimal-width search, power-law fit) and nfscale.tables."""
 
 from __future__ import annotations
 
@@ -15,11 +15,10 @@ from nfscale.scaling import (
     PowerLawFit,
     SearchResult,
     fit_power_law,
-    markdown_table,
     min_width_search,
     min_width_search_batched,
-    write_csv,
 )
+from nfscale.tables import markdown_table, write_csv
 
 THRESHOLDS = [1, 3, 17, 100, 1000, 4097]
 STARTS = [1, 5, 64]

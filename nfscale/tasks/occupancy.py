@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nfscale import figures, models, surfaces
+from nfscale import figures, models, surfaces, tables
 from nfscale.data import meshes, shapes
 from nfscale.tasks import base, register_task
 
@@ -196,6 +196,6 @@ def results_table(labels: list[str], psnr: np.ndarray, iou: np.ndarray) -> str:
     paper = PAPER_TABLE1.get(lab.split()[0])
     ref = [f"{paper[0]:.1f}", f"{paper[1]:.2f}"] if paper else ["-", "-"]
     rows.append([lab, f"{p:.2f}", f"{i:.3f}"] + ref)
-  return figures.markdown_table(
+  return tables.markdown_rows(
       ["member", "train PSNR (dB)", "IoU", "paper PSNR (dB)", "paper IoU"], rows
   )

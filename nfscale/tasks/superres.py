@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nfscale import figures, metrics, models, resampling
+from nfscale import figures, metrics, models, resampling, tables
 from nfscale.data import images
 from nfscale.tasks import base, register_task
 
@@ -174,7 +174,7 @@ def results_table(
   """
   rows = [[lab, f"{p:.2f}", f"{s:.3f}"] for lab, p, s in zip(labels, psnr, ssim)]
   rows.append(["bicubic (baseline)", f"{bicubic_psnr:.2f}", f"{bicubic_ssim:.3f}"])
-  text = figures.markdown_table(["member", "PSNR (dB)", "SSIM"], rows)
+  text = tables.markdown_rows(["member", "PSNR (dB)", "SSIM"], rows)
   checks = []
   for group, best_scheme in ((NORMAL, "init1"), (UNIFORM, "init2")):
     idx = [i for i, lab in enumerate(labels) if lab.split()[0] in group]
