@@ -519,6 +519,38 @@ def test_torch_script_modes_and_bf16_tiny_run():
   assert len(recs) == 2 and all(r["precision"] == "bf16" for r in recs)
 
 
+def test_gpu_suite_cli_with_no_time_left_skips_every_run(tmp_path):
+  # The launcher's own code (plan, budget, summary files) in a few seconds: with a
+  # budget already spent every run is skipped and reported. The end-to-end run
+  # below is slow-marked; this keeps the launcher itself in the default suite.
+  out = subprocess.run(
+      [
+          sys.executable,
+          "-m",
+          "launch.bench",
+          "--gpu_suite",
+          f"--out_dir={tmp_path}",
+          "--gpu_sizes=8",
+          "--gpu_precisions=tf32",
+          "--budget_s=-1",
+          f"--torch_python={sys.executable}",
+      ],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=300,
+      check=False,
+  )
+  assert out.returncode == 0, out.stderr[-3000:]
+  recs = [json.loads(s) for s in (tmp_path / "gpu_suite.jsonl").read_text().splitlines()]
+  torch_cmd = ["torch"] if importlib.util.find_spec("torch") else None  # as the launcher finds
+  plan = gpu_suite.gpu_suite_plan(["nf"], torch_cmd, "out", sizes=[8], precisions=["tf32"])
+  assert [r["label"] for r in recs] == [p["label"] for p in plan]
+  assert all(r["status"] == "skipped (time budget)" for r in recs)
+  summary = (tmp_path / "summary.md").read_text()
+  assert "- layer 8 tf32: skipped (time budget)" in summary
+
+
 @pytest.mark.slow
 def test_gpu_suite_cli_end_to_end_without_torch(tmp_path):
   # The suite's launcher on the CPU at a tiny size (about a minute): torch is absent here, so
