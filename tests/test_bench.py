@@ -519,29 +519,19 @@ def test_torch_script_modes_and_bf16_tiny_run():
   assert len(recs) == 2 and all(r["precision"] == "bf16" for r in recs)
 
 
+def _gpu_suite_cli(out_dir, *flags):
+  """``launch.bench --gpu_suite`` at one tiny size and precision, into ``out_dir``."""
+  argv = [sys.executable, "-m", "launch.bench", "--gpu_suite", f"--out_dir={out_dir}"]
+  argv += ["--gpu_sizes=8", "--gpu_precisions=tf32", f"--torch_python={sys.executable}", *flags]
+  out = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+  assert out.returncode == 0, out.stderr[-3000:]
+
+
 def test_gpu_suite_cli_with_no_time_left_skips_every_run(tmp_path):
   # The launcher's own code (plan, budget, summary files) in a few seconds: with a
   # budget already spent every run is skipped and reported. The end-to-end run
   # below is slow-marked; this keeps the launcher itself in the default suite.
-  out = subprocess.run(
-      [
-          sys.executable,
-          "-m",
-          "launch.bench",
-          "--gpu_suite",
-          f"--out_dir={tmp_path}",
-          "--gpu_sizes=8",
-          "--gpu_precisions=tf32",
-          "--budget_s=-1",
-          f"--torch_python={sys.executable}",
-      ],
-      cwd=ROOT,
-      capture_output=True,
-      text=True,
-      timeout=300,
-      check=False,
-  )
-  assert out.returncode == 0, out.stderr[-3000:]
+  _gpu_suite_cli(tmp_path, "--budget_s=-1")
   recs = [json.loads(s) for s in (tmp_path / "gpu_suite.jsonl").read_text().splitlines()]
   torch_cmd = ["torch"] if importlib.util.find_spec("torch") else None  # as the launcher finds
   plan = gpu_suite.gpu_suite_plan(["nf"], torch_cmd, "out", sizes=[8], precisions=["tf32"])
@@ -555,28 +545,7 @@ def test_gpu_suite_cli_with_no_time_left_skips_every_run(tmp_path):
 def test_gpu_suite_cli_end_to_end_without_torch(tmp_path):
   # The suite's launcher on the CPU at a tiny size (about a minute): torch is absent here, so
   # only the nfscale runs, the profile and the summary files are checked.
-  out = subprocess.run(
-      [
-          sys.executable,
-          "-m",
-          "launch.bench",
-          "--gpu_suite",
-          f"--out_dir={tmp_path}",
-          "--gpu_sizes=8",
-          "--gpu_precisions=tf32",
-          "--models=2",
-          "--steps=2",
-          "--repeats=1",
-          "--ensemble_steps=2",
-          f"--torch_python={sys.executable}",
-      ],
-      cwd=ROOT,
-      capture_output=True,
-      text=True,
-      timeout=600,
-      check=False,
-  )
-  assert out.returncode == 0, out.stderr[-3000:]
+  _gpu_suite_cli(tmp_path, "--models=2", "--steps=2", "--repeats=1", "--ensemble_steps=2")
   recs = [json.loads(s) for s in (tmp_path / "gpu_suite.jsonl").read_text().splitlines()]
   labels = [r["label"] for r in recs]
   layer_runs = 2 + len(gpu_suite.GPU_LAYER_TILES)  # plain, jax, then pallas per tiling
