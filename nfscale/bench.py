@@ -449,9 +449,7 @@ def bench_layer(
   """
   if impl not in LAYER_IMPLS:
     raise ValueError(f"layer impl must be one of {LAYER_IMPLS}, got {impl!r}.")
-  tiles = fused.check_tiles(
-      fused.parse_tiles(tiles) if isinstance(tiles, str) else fused.Tiles(*(tiles or ()))
-  )
+  tiles = fused.as_tiles(tiles)
   kx, kw, kb, kg = jax.random.split(jax.random.key(0), 4)
   x = jax.random.uniform(kx, (rows, width), jnp.float32, -1.0, 1.0)
   w = jax.random.uniform(kw, (width, width), jnp.float32, -1.0, 1.0) * (np.sqrt(6 / width) / omega)

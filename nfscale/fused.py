@@ -98,6 +98,17 @@ def parse_tiles(text: str) -> Tiles:
   return check_tiles(Tiles(rows, cols, k, warps, stages))
 
 
+def as_tiles(tiles: Tiles | tuple[int, ...] | str | None) -> Tiles:
+  """Checked :class:`Tiles` from a ``Tiles``, a tuple, its string form or ``None`` (the default).
+
+  >>> as_tiles(None) == DEFAULT_TILES, as_tiles("32x32x16").rows
+  (True, 32)
+  """
+  if tiles is None:
+    return DEFAULT_TILES
+  return parse_tiles(tiles) if isinstance(tiles, str) else check_tiles(Tiles(*tiles))
+
+
 def check_tiles(tiles: Tiles) -> Tiles:
   """``tiles`` if Triton can take it, else a ``ValueError`` naming the bad size."""
   for name in ("rows", "cols", "k"):
@@ -309,9 +320,7 @@ def dense_sine(
     if precision.lower() not in names:
       raise ValueError(f"precision must be one of {tuple(names)}, got {precision!r}.")
     precision = names[precision.lower()]
-  if tiles is None:
-    tiles = DEFAULT_TILES
-  tiles = check_tiles(parse_tiles(tiles) if isinstance(tiles, str) else Tiles(*tiles))
+  tiles = as_tiles(tiles)
   return _dense_sine(
       x, kernel, bias, float(omega), resolve_impl(impl), precision, bool(fast), tiles
   )
