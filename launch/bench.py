@@ -48,7 +48,8 @@ _WORKLOAD = flags.DEFINE_enum(
     "workload",
     "all",
     ["image", "ensemble", "all", "layer"],
-    "Which workload to run (all: image and ensemble; layer: one hidden sine layer alone).",
+    "Which workload to run (all: image and ensemble; layer: one hidden sine layer and the "
+    "next layer's matmul alone).",
 )
 _FAST_SIN = flags.DEFINE_bool(
     "fast_sin",
@@ -104,7 +105,7 @@ _FUSED = flags.DEFINE_enum(
     "fused",
     "off",
     ["off", "auto", "jax", "pallas"],
-    "Image workload: hidden sine layers as nfscale.fused.dense_sine.",
+    "Image workload: the sine layers and the output layer as one nfscale.fused.sine_mlp.",
 )
 _LAYER_IMPLS = flags.DEFINE_list(
     "layer_impls",
@@ -210,7 +211,10 @@ def run_gpu_suite(me: list[str]) -> None:
     )
   layer_table = gpu_suite.format_layer_summary(records)
   if layer_table:
-    table += "\n\nOne hidden sine layer alone (forward and backward):\n\n" + layer_table
+    table += (
+        "\n\nOne hidden sine layer alone, with the next layer's matmul (forward and backward):\n\n"
+        + layer_table
+    )
   with open(os.path.join(out_dir, "summary.md"), "w", encoding="utf-8") as f:
     f.write(table + "\n")
     f.writelines(f"\n- {r['label']}: {r['status']}" for r in problems)

@@ -249,7 +249,7 @@ def bench_image(
     remat: rematerialisation (``nfscale.train.REMAT``).
     trace_dir: profile the timed repeats into this folder (``jax.profiler.trace``);
       the record's ``profile`` is then :func:`nfscale.profiles.summarize_trace` of it.
-    fused: the hidden layers as :func:`nfscale.fused.dense_sine` (``"off"``,
+    fused: the sine layers as one :func:`nfscale.fused.sine_mlp` (``"off"``,
       ``"auto"``, ``"jax"``, ``"pallas"``; the ``"jax"`` one takes ``fast_sin``).
 
   Returns:
@@ -401,7 +401,7 @@ def bench_ensemble(
 #: The layer workload: one hidden sine layer of the image field at 512^2.
 LAYER_ROWS, LAYER_WIDTH, LAYER_STEPS = 512 * 512, 256, 20
 #: ``plain``: ``jnp.sin`` of a matmul, differentiated by JAX (what the engine's
-#: plain layers do); ``jax`` and ``pallas``: :func:`nfscale.fused.dense_sine`.
+#: plain layers do); ``jax`` and ``pallas``: :func:`nfscale.fused.sine_mlp`.
 LAYER_IMPLS = ("plain", "jax", "pallas")
 
 
@@ -415,14 +415,18 @@ def bench_layer(
     precision: str = "default",
     omega: float = 30.0,
 ) -> dict[str, Any]:
-  """One hidden sine layer, forward and backward, timed alone (the fused kernels' workload).
+  """One hidden sine layer and the next layer's matmul, forward and backward, timed alone.
 
-  Each step takes ``sum(g * layer(x))`` and its gradients with respect to the
-  input, the weights and the bias (what a hidden layer of a training step
-  computes), and moves the weights by a tiny step so that no step can be
-  hoisted out of the loop; ``steps`` steps run in one jitted ``fori_loop``
-  per timed repeat. Before timing, the layer's output is compared with the
-  plain layer's (``max_abs_diff``), so a fast but wrong kernel shows.
+  The unit is ``y = sin(omega (x W + b)) V + c``: a hidden layer as a field
+  has it, followed by its successor's matmul, because the fused layers'
+  backward kernel computes the gradient at the sine's output (``g V^T``) itself
+  (:func:`nfscale.fused.sine_mlp`). Each step takes ``sum(g * y)`` and its
+  gradients with respect to ``x``, ``W``, ``b``, ``V`` and ``c`` (what a
+  hidden layer of a training step computes), and moves the weights by a tiny
+  step so that no step can be hoisted out of the loop; ``steps`` steps run in
+  one jitted ``fori_loop`` per timed repeat. Before timing, the unit's output
+  is compared with the plain one's (``max_abs_diff``), so a fast but wrong
+  kernel shows.
 
   Args:
     impl: one of :data:`LAYER_IMPLS`.
@@ -436,7 +440,8 @@ def bench_layer(
   Returns:
     The JSON-able record: ``workload`` ``"layer"``, ``options`` (``layer_impl``,
     ``tiles``, sizes, precision), ``steps_per_s``, ``rates``, ``gflops``
-    (useful matmul work: 3 matmuls of ``2 rows width^2`` FLOPs per step; the
+    (useful matmul work: 6 matmuls of ``2 rows width^2`` FLOPs per step, the
+    forward product, input gradient and weight gradient of both layers; the
     fused layers' recomputation is not counted), ``max_abs_diff`` and
     ``compile_s``.
 
@@ -450,45 +455,50 @@ def bench_layer(
   if impl not in LAYER_IMPLS:
     raise ValueError(f"layer impl must be one of {LAYER_IMPLS}, got {impl!r}.")
   tiles = fused.as_tiles(tiles)
-  kx, kw, kb, kg = jax.random.split(jax.random.key(0), 4)
+  kx, kw, kb, kv, kg = jax.random.split(jax.random.key(0), 5)
   x = jax.random.uniform(kx, (rows, width), jnp.float32, -1.0, 1.0)
-  w = jax.random.uniform(kw, (width, width), jnp.float32, -1.0, 1.0) * (np.sqrt(6 / width) / omega)
+  bound = np.sqrt(6 / width) / omega
+  w = jax.random.uniform(kw, (width, width), jnp.float32, -1.0, 1.0) * bound
   b = jax.random.uniform(kb, (width,), jnp.float32, -1.0, 1.0) / np.sqrt(width)
+  v = jax.random.uniform(kv, (width, width), jnp.float32, -1.0, 1.0) * bound
+  c = jnp.zeros((width,), jnp.float32)
   g = jax.random.normal(kg, (rows, width), jnp.float32)
 
-  def plain(x, w, b):
-    return jnp.sin(omega * (x @ w + b))
+  def plain(x, w, b, v, c):
+    return jnp.sin(omega * (x @ w + b)) @ v + c
 
-  def layer(x, w, b):
+  def unit(x, w, b, v, c):
     if impl == "plain":
-      return plain(x, w, b)
-    return fused.dense_sine(x, w, b, omega, impl=impl, tiles=tiles)
+      return plain(x, w, b, v, c)
+    return fused.sine_mlp(x, [(w, b)], (v, c), omega, impl=impl, tiles=tiles)
 
-  def loss(x, w, b):
-    return jnp.sum(g * layer(x, w, b))
+  def loss(x, params):
+    return jnp.sum(g * unit(x, *params))
 
-  def run(w, b):
+  def run(params):
     def step(_, carry):
-      w, b, acc = carry
-      value, (dx, dw, db) = jax.value_and_grad(loss, argnums=(0, 1, 2))(x, w, b)
+      params, acc = carry
+      value, (dx, grads) = jax.value_and_grad(loss, argnums=(0, 1))(x, params)
+      params = jax.tree.map(lambda p, d: p - 1e-9 * d, params, grads)
       # dx is used so that it is computed, as a deeper layer's would be.
-      return w - 1e-9 * dw, b - 1e-9 * db, acc + value + 1e-9 * jnp.sum(dx)
+      return params, acc + value + 1e-9 * jnp.sum(dx)
 
-    return jax.lax.fori_loop(0, steps, step, (w, b, jnp.zeros((), jnp.float32)))
+    return jax.lax.fori_loop(0, steps, step, (params, jnp.zeros((), jnp.float32)))
 
+  params = (w, b, v, c)
   with train.precision_scope(precision):
-    diff = float(jnp.max(jnp.abs(jax.jit(layer)(x, w, b) - jax.jit(plain)(x, w, b))))
+    diff = float(jnp.max(jnp.abs(jax.jit(unit)(x, *params) - jax.jit(plain)(x, *params))))
     run_jit = jax.jit(run)
     t0 = time.perf_counter()
-    jax.block_until_ready(run_jit(w, b))
+    jax.block_until_ready(run_jit(params))
     compile_s = time.perf_counter() - t0
     rates = []
     for _ in range(repeats):
       t0 = time.perf_counter()
-      jax.block_until_ready(run_jit(w, b))
+      jax.block_until_ready(run_jit(params))
       rates.append(steps / (time.perf_counter() - t0))
   med = float(np.median(rates))
-  flops = 3 * 2 * rows * width * width
+  flops = 6 * 2 * rows * width * width
   return {
       "workload": "layer",
       "impl": "nfscale",

@@ -84,8 +84,9 @@ def base_config() -> ml_collections.ConfigDict:
       "activation_params": ml_collections.ConfigDict(),
       "encoding": "identity",
       "encoding_params": ml_collections.ConfigDict(),
-      # Sine fields only: "off", or "auto" / "jax" / "pallas" to compute each
-      # hidden layer with nfscale.fused.dense_sine (no stored pre-activation).
+      # Sine fields only: "off", or "auto" / "jax" / "pallas" to compute the sine
+      # layers and the output layer as one nfscale.fused.sine_mlp (no stored
+      # pre-activation; with pallas, no written gradient at a hidden output).
       "fused": "off",
   })
   c.schemes = tuple(initializers.PAPER_SCHEMES)

@@ -1,28 +1,32 @@
-"""A SIREN layer ``sin(omega (x W + b))`` that keeps no pre-activation for the backward pass.
+"""SIREN layers ``sin(omega (x W + b))`` that keep no pre-activation for the backward pass.
 
 Why: in a sine field's training step every hidden layer writes its ``(points,
 width)`` pre-activation (or the sine and cosine of it) to memory in the forward
-pass and reads it back in the backward pass. On a GPU those elementwise passes,
+pass and reads it back in the backward pass, and the backward pass writes and
+reads the gradient at every layer's output. On a GPU those elementwise passes,
 not the matmuls, are the likely bound of the step (see docs/benchmarks.md).
-:func:`dense_sine` saves only the layer's input and weights and recomputes the
+:func:`sine_mlp` takes a field's sine layers and its output layer as one unit:
+it saves only each layer's input and the weights, recomputes the
 pre-activation in the backward pass (one extra matmul per layer, which a GPU
-has to spare), so the forward pass writes one array per layer instead of two
-or three.
+has to spare), and with the Pallas kernels computes the gradient at a hidden
+layer's output inside the kernel that uses it. :func:`dense_sine` is one layer.
 
 Two implementations, one contract (same values up to float rounding):
 
-* ``"jax"``: plain ``jax.numpy`` under a ``jax.custom_vjp``; XLA fuses the
-  sine into the matmul's epilogue where it can. Runs everywhere.
+* ``"jax"``: plain ``jax.numpy`` under a ``jax.custom_vjp``. Runs everywhere.
 * ``"pallas"``: two Pallas kernels, tiled matmuls whose epilogues work on the
   pre-activation while it is still on the chip. The forward kernel adds the
-  bias and takes the sine. The backward kernel recomputes the pre-activation
-  and writes the gradient at it, ``g * omega * cos(omega z)``, together with
-  each row block's partial bias gradient; the two matmuls of the input and
-  weight gradients are left to XLA. They compile for GPUs (Triton); on other
-  backends they run in Pallas's interpret mode, which is slow and exists to
-  test the kernels.
+  bias and takes the sine. The backward kernel of layer ``l`` recomputes the
+  pre-activation ``z`` from the layer's input, computes the gradient at the
+  layer's output ``g = g_z_next W_next^T`` as a second product in the same
+  tile, and writes only ``g * omega * cos(omega z)``, with each row block's
+  partial bias gradient; the weight-gradient matmuls are left to XLA.
+  Contractions over fewer than :data:`MIN_DOT_K` inputs (the coordinates, a
+  3-wide output) are multiply-adds, exact in float32. They compile for GPUs
+  (Triton); on other backends they run in Pallas's interpret mode, which is
+  slow and exists to test the kernels.
 
-``"auto"`` is ``"pallas"`` on a GPU and ``"jax"`` elsewhere. The kernel's speed
+``"auto"`` is ``"pallas"`` on a GPU and ``"jax"`` elsewhere. The kernels' speed
 on a GPU has not been measured yet; :class:`nfscale.models.NeuralField` uses
 this module only when asked (``fused=...``).
 
@@ -39,6 +43,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import jax
@@ -131,17 +136,49 @@ def resolve_impl(impl: str, backend: str | None = None) -> str:
   return "pallas" if (backend or jax.default_backend()) == "gpu" else "jax"
 
 
-def _preactivation(x: Array, w: Array, b: Array, precision) -> Array:
-  return jnp.matmul(x, w, precision=precision) + b
-
-
 def _round_up(v: int, m: int) -> int:
   return -(-v // m) * m
+
+
+#: Contractions over fewer inputs than this are multiply-adds in the kernels,
+#: not dots: Triton's dot needs 16, and padding a 2-input first layer or a
+#: 3-wide output layer to 16 costs registers (spills, seen in Triton's
+#: compile for sm_90) for zeros.
+MIN_DOT_K = 16
+
+
+def _k_step(k: int, bk: int) -> int:
+  """The contraction step for ``k`` inputs: ``bk``, or for fewer inputs all of
+  them, padded to a power of two (block shapes must be powers of two)."""
+  return bk if k >= bk else 1 << (k - 1).bit_length()
 
 
 def _interpret() -> bool:
   """Whether the kernel runs in Pallas's interpret mode: everywhere but on a GPU."""
   return jax.default_backend() != "gpu"
+
+
+def _tile_matmul(a_ref, m_ref, steps: int, bk: int, precision, shape) -> Array:
+  """``a @ m`` of a kernel's ``(rows, K)`` and ``(K, cols)`` blocks, ``bk`` at a time.
+
+  Under :data:`MIN_DOT_K` inputs (one step), the product is written as
+  multiply-adds of a column of ``a`` and a row of ``m``: exact in float32, as
+  the plain layers' small fan-in path is.
+  """
+  from jax.experimental import pallas as pl  # imported on use: only kernels need it
+
+  if bk < MIN_DOT_K:
+    acc = jnp.zeros(shape, jnp.float32)
+    for i in range(bk):
+      acc = acc + a_ref[:, i : i + 1] * m_ref[i : i + 1, :]
+    return acc
+
+  def body(i, acc):
+    a = a_ref[:, pl.ds(i * bk, bk)]
+    m = m_ref[pl.ds(i * bk, bk), :]
+    return acc + jnp.dot(a, m, precision=precision, preferred_element_type=jnp.float32)
+
+  return lax.fori_loop(0, steps, body, jnp.zeros(shape, jnp.float32))
 
 
 def _pallas_tiles(
@@ -151,18 +188,21 @@ def _pallas_tiles(
     epilogue,
     precision,
     tiles: Tiles,
-    extra=(),
-    extra_out: bool = False,
+    operand=None,
+    block_sums: bool = False,
 ) -> list[Array]:
   """A tiled Pallas matmul ``x w + b`` (2-D ``x``) whose result goes through ``epilogue``.
 
-  ``epilogue(z, *extra_tiles)`` gets a ``(tiles.rows, tiles.cols)`` float32
-  tile of the pre-activation and the same tile of each array in ``extra``
-  (``(rows, width)`` each), and returns the output tile, or with
-  ``extra_out=True`` the output tile and a ``(1, tiles.cols)`` row that is
-  written per row block (a second output of shape ``(row blocks, width)``).
+  ``epilogue(z)`` gets a ``(tiles.rows, tiles.cols)`` float32 tile of the
+  pre-activation ``z`` and returns the output tile. With ``operand``, it is
+  ``epilogue(z, g)`` with the same tile of a second ``(rows, width)`` array
+  ``g``: ``operand`` is that array, read tile by tile, or a triple ``(a, m,
+  precision)`` whose product ``g = a @ m`` the kernel computes tile by tile
+  next to ``z`` (it is never written to memory). With ``block_sums=True`` the
+  epilogue returns the output tile and a ``(1, tiles.cols)`` row, written per
+  row block (a second output of shape ``(row blocks, width)``).
   Zero padding makes any shape a tile multiple: padded inputs add 0 to every
-  dot product, padded extras are 0, and padding is cut off the outputs.
+  dot product, padded operands are 0, and padding is cut off the outputs.
   """
   # Imported on use: only this path needs them.
   from jax.experimental import pallas as pl
@@ -170,107 +210,266 @@ def _pallas_tiles(
 
   rows, k = x.shape
   n = w.shape[1]
-  bm, bn, bk = tiles.rows, tiles.cols, tiles.k
+  bm, bn = tiles.rows, tiles.cols
+  bk = _k_step(k, tiles.k)
   rp, np_, kp = _round_up(rows, bm), _round_up(n, bn), _round_up(k, bk)
-  xp = jnp.pad(x, ((0, rp - rows), (0, kp - k)))
-  wp = jnp.pad(w, ((0, kp - k), (0, np_ - n)))
-  bp = jnp.pad(b, (0, np_ - n)).reshape(1, np_)
-  extras = [jnp.pad(e, ((0, rp - rows), (0, np_ - n))) for e in extra]
+  tile = pl.BlockSpec((bm, bn), lambda i, j: (i, j))
+  args = [
+      jnp.pad(x, ((0, rp - rows), (0, kp - k))),
+      jnp.pad(w, ((0, kp - k), (0, np_ - n))),
+      jnp.pad(b, (0, np_ - n)).reshape(1, np_),
+  ]
+  in_specs = [
+      pl.BlockSpec((bm, kp), lambda i, j: (i, 0)),
+      pl.BlockSpec((kp, bn), lambda i, j: (0, j)),
+      pl.BlockSpec((1, bn), lambda i, j: (0, j)),
+  ]
+  product = isinstance(operand, tuple)
+  if product:
+    a, m, operand_precision = operand
+    k2 = a.shape[1]
+    bk2 = _k_step(k2, tiles.k)
+    kp2 = _round_up(k2, bk2)
+    args += [jnp.pad(a, ((0, rp - rows), (0, kp2 - k2))), jnp.pad(m, ((0, kp2 - k2), (0, np_ - n)))]
+    in_specs += [
+        pl.BlockSpec((bm, kp2), lambda i, j: (i, 0)),
+        pl.BlockSpec((kp2, bn), lambda i, j: (0, j)),
+    ]
+  elif operand is not None:
+    args.append(jnp.pad(operand, ((0, rp - rows), (0, np_ - n))))
+    in_specs.append(tile)
 
   def kernel(x_ref, w_ref, b_ref, *refs):
-    def body(i, acc):
-      xs = x_ref[:, pl.ds(i * bk, bk)]
-      ws = w_ref[pl.ds(i * bk, bk), :]
-      return acc + jnp.dot(xs, ws, precision=precision, preferred_element_type=jnp.float32)
-
-    acc = lax.fori_loop(0, kp // bk, body, jnp.zeros((bm, bn), jnp.float32))
-    ins, outs = refs[: len(extras)], refs[len(extras) :]
-    result = epilogue(acc + b_ref[...], *(r[...] for r in ins))
-    if extra_out:
-      outs[0][...] = result[0].astype(outs[0].dtype)
-      outs[1][...] = result[1].astype(outs[1].dtype)
+    z = _tile_matmul(x_ref, w_ref, kp // bk, bk, precision, (bm, bn)) + b_ref[...]
+    if product:
+      g = _tile_matmul(refs[0], refs[1], kp2 // bk2, bk2, operand_precision, (bm, bn))
+      outs, result = refs[2:], epilogue(z, g)
+    elif operand is not None:
+      outs, result = refs[1:], epilogue(z, refs[0][...])
     else:
-      outs[0][...] = result.astype(outs[0].dtype)
+      outs, result = refs, epilogue(z)
+    for out, value in zip(outs, result if block_sums else (result,)):
+      out[...] = value.astype(out.dtype)
 
-  tile = pl.BlockSpec((bm, bn), lambda i, j: (i, j))
   out_shape = [jax.ShapeDtypeStruct((rp, np_), x.dtype)]
   out_specs = [tile]
-  if extra_out:
+  if block_sums:
     out_shape.append(jax.ShapeDtypeStruct((rp // bm, np_), jnp.float32))
     out_specs.append(pl.BlockSpec((1, bn), lambda i, j: (i, j)))
   outs = pl.pallas_call(
       kernel,
       out_shape=out_shape,
       grid=(rp // bm, np_ // bn),
-      in_specs=[
-          pl.BlockSpec((bm, kp), lambda i, j: (i, 0)),
-          pl.BlockSpec((kp, bn), lambda i, j: (0, j)),
-          pl.BlockSpec((1, bn), lambda i, j: (0, j)),
-          *([tile] * len(extras)),
-      ],
+      in_specs=in_specs,
       out_specs=out_specs,
       interpret=_interpret(),
       # Triton's compiler parameters select the Triton lowering: JAX's default
       # GPU lowering (Mosaic GPU) has no dot_general for this kernel's layout
       # (seen by exporting it for CUDA, tests/test_fused.py).
       compiler_params=plgpu.CompilerParams(num_warps=tiles.num_warps, num_stages=tiles.num_stages),
-  )(xp, wp, bp, *extras)
+  )(*args)
   # The padding off: the main output's rows and units, the per-block rows' units.
   return [outs[0][:rows, :n], *(o[:, :n] for o in outs[1:])]
 
 
-def _pallas_forward(x: Array, w: Array, b: Array, omega: float, precision, tiles: Tiles) -> Array:
-  """``sin(omega (x w + b))`` for 2-D ``x``."""
-  return _pallas_tiles(x, w, b, lambda z: jnp.sin(omega * z), precision, tiles)[0]
+class _Setup(NamedTuple):
+  """What :func:`sine_mlp` is traced with besides the arrays (static under ``jit``)."""
+
+  omega: float
+  impl: str
+  precision: lax.Precision | None
+  fast: bool
+  tiles: Tiles
+  small_fan_in: int
+
+  def precision_of(self, w: Array) -> lax.Precision | None:
+    """A layer's matmul precision: full float32 for a small fan-in (the coordinates)."""
+    return lax.Precision.HIGHEST if w.shape[0] <= self.small_fan_in else self.precision
 
 
-def _pallas_backward(
-    x: Array, w: Array, b: Array, g: Array, omega: float, precision, tiles: Tiles
-) -> tuple[Array, Array]:
-  """The gradient at the pre-activation, ``g omega cos(omega z)``, and the bias gradient."""
-
-  def epilogue(z, g_tile):
-    gz = g_tile * (omega * jnp.cos(omega * z))
-    # Each row block's column sums: a (1, tiles.cols) row of the bias gradient.
-    return gz, jnp.sum(gz, axis=0, keepdims=True)
-
-  gz, partial_db = _pallas_tiles(x, w, b, epilogue, precision, tiles, extra=(g,), extra_out=True)
-  return gz, partial_db.sum(axis=0)
+def _matmul(a: Array, m: Array, precision) -> Array:
+  return jnp.matmul(a, m, precision=precision)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6, 7))
-def _dense_sine(
-    x: Array, w: Array, b: Array, omega: float, impl: str, precision, fast: bool, tiles: Tiles
-) -> Array:
-  if impl == "pallas":
-    y = _pallas_forward(x.reshape(-1, x.shape[-1]), w, b, omega, precision, tiles)
-    return y.reshape(*x.shape[:-1], w.shape[1])
-  sin = fastmath.fast_sin if fast else jnp.sin
-  return sin(omega * _preactivation(x, w, b, precision))
+def _weight_grad(h: Array, gz: Array, precision) -> Array:
+  """``h^T gz``, contracting the points of both: no transposed copy of ``h`` (XLA:CPU
+  materialises ``h.T`` of a ``matmul(h.T, gz)``, one more pass over the array)."""
+  return lax.dot_general(h, gz, (((0,), (0,)), ((), ())), precision=precision)
 
 
-def _dense_sine_fwd(x, w, b, omega, impl, precision, fast, tiles):
-  # The residuals are the layer's inputs only: no (points x width) array.
-  return _dense_sine(x, w, b, omega, impl, precision, fast, tiles), (x, w, b)
+def _sine_layer(h: Array, w: Array, b: Array, s: _Setup) -> Array:
+  """``sin(omega (h w + b))`` for 2-D ``h``, by ``s.impl``."""
+  if s.impl == "pallas":
+    return _pallas_tiles(h, w, b, lambda z: jnp.sin(s.omega * z), s.precision_of(w), s.tiles)[0]
+  sin = fastmath.fast_sin if s.fast else jnp.sin
+  return sin(s.omega * (_matmul(h, w, s.precision_of(w)) + b))
 
 
-def _dense_sine_bwd(omega, impl, precision, fast, tiles, residuals, g):
-  x, w, b = residuals
-  x2 = x.reshape(-1, x.shape[-1])
-  g2 = g.reshape(-1, g.shape[-1])
-  if impl == "pallas":
-    gz2, db = _pallas_backward(x2, w, b, g2, omega, precision, tiles)
+def _grad_preactivation(h: Array, w: Array, b: Array, g, s: _Setup) -> tuple[Array, Array]:
+  """A sine layer's gradient at its pre-activation ``z = h w + b``, and its bias gradient.
+
+  ``g`` is the gradient at the layer's output: an array, or ``(a, m,
+  precision)`` for ``a @ m`` (the next layer's input gradient, which the
+  Pallas kernel computes tile by tile instead of reading it). ``z`` is
+  recomputed from ``h``, never stored.
+  """
+  if s.impl == "pallas":
+
+    def epilogue(z, g_tile):
+      gz = g_tile * (s.omega * jnp.cos(s.omega * z))
+      # Each row block's column sums: a (1, tiles.cols) row of the bias gradient.
+      return gz, jnp.sum(gz, axis=0, keepdims=True)
+
+    gz, partial_db = _pallas_tiles(
+        h, w, b, epilogue, s.precision_of(w), s.tiles, operand=g, block_sums=True
+    )
+    return gz, partial_db.sum(axis=0)
+  if isinstance(g, tuple):
+    g = _matmul(*g)
+  cos = fastmath.fast_cos if s.fast else jnp.cos
+  gz = g * (s.omega * cos(s.omega * (_matmul(h, w, s.precision_of(w)) + b)))
+  return gz, gz.sum(axis=0)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _sine_mlp(x: Array, hidden, out, s: _Setup) -> Array:
+  return _sine_mlp_fwd(x, hidden, out, s)[0]
+
+
+def _sine_mlp_fwd(x, hidden, out, s):
+  inputs, h = [], x
+  for w, b in hidden:
+    inputs.append(h)
+    h = _sine_layer(h, w, b, s)
+  if out is None:
+    return h, (inputs, None, hidden, None)
+  w_out, b_out = out
+  # The residuals: every layer's input (which the plain layers keep too), the
+  # top features when an output layer follows, and the params; no
+  # pre-activation and no (points x width) array beyond those.
+  return _matmul(h, w_out, s.precision_of(w_out)) + b_out, (inputs, h, hidden, out)
+
+
+def _sine_mlp_bwd(s, residuals, g):
+  inputs, top, hidden, out = residuals
+  if out is None:
+    d_out, g_src = None, g
   else:
-    z = _preactivation(x2, w, b, precision)  # recomputed, not stored
-    cos = fastmath.fast_cos if fast else jnp.cos
-    gz2 = g2 * (omega * cos(omega * z))
-    db = gz2.sum(axis=0)
-  dx = jnp.matmul(gz2, w.T, precision=precision).reshape(x.shape)
-  dw = jnp.matmul(x2.T, gz2, precision=precision)
-  return dx, dw.astype(w.dtype), db.astype(b.dtype)
+    w_out, b_out = out
+    p = s.precision_of(w_out)
+    d_out = (_weight_grad(top, g, p).astype(w_out.dtype), g.sum(axis=0).astype(b_out.dtype))
+    # The gradient at the top features, g w_out^T, is left as a product: the
+    # top layer's backward kernel computes it tile by tile.
+    g_src = (g, w_out.T, p)
+  d_hidden = []
+  for (w, b), h in zip(hidden[::-1], inputs[::-1]):
+    gz, db = _grad_preactivation(h, w, b, g_src, s)
+    p = s.precision_of(w)
+    d_hidden.append((_weight_grad(h, gz, p).astype(w.dtype), db.astype(b.dtype)))
+    g_src = (gz, w.T, p)  # the gradient at h, for the layer below
+  dx = _matmul(*g_src)  # dead code unless the input's gradient is used
+  return dx.astype(inputs[0].dtype), tuple(d_hidden[::-1]), d_out
 
 
-_dense_sine.defvjp(_dense_sine_fwd, _dense_sine_bwd)
+_sine_mlp.defvjp(_sine_mlp_fwd, _sine_mlp_bwd)
+
+
+def _as_precision(precision: lax.Precision | str | None) -> lax.Precision | None:
+  if isinstance(precision, str):
+    names = {"default": None, "high": lax.Precision.HIGH, "highest": lax.Precision.HIGHEST}
+    if precision.lower() not in names:
+      raise ValueError(f"precision must be one of {tuple(names)}, got {precision!r}.")
+    return names[precision.lower()]
+  return precision
+
+
+def sine_mlp(
+    x: Array,
+    hidden: Sequence[tuple[Array, Array]],
+    out: tuple[Array, Array] | None,
+    omega: float,
+    *,
+    impl: str = "auto",
+    precision: lax.Precision | str | None = None,
+    fast: bool = False,
+    tiles: Tiles | str | None = None,
+    small_fan_in: int = 4,
+) -> Array:
+  """Sine layers ``h <- sin(omega (h W + b))``, then a linear output layer, as one unit.
+
+  The forward pass keeps each layer's input (as the plain layers do) but no
+  pre-activation. The backward pass recomputes each pre-activation from the
+  layer's input, and with the Pallas kernels it also never writes the gradient
+  at a hidden layer's output: the kernel that takes a layer's backward step
+  computes ``(gradient at the next layer's pre-activation) @ W_next^T`` tile by
+  tile, next to the recomputed pre-activation, and writes only the gradient
+  at its own pre-activation. Per hidden ``(points, width)`` array a training
+  step then moves 7 passes of memory instead of 11 (docs/benchmarks.md).
+
+  Args:
+    x: inputs ``(..., fan_in)``, real.
+    hidden: ``(kernel, bias)`` of each sine layer, ``(fan_in, width)`` and
+      ``(width,)``; at least one.
+    out: ``(kernel, bias)`` of the linear output layer, or ``None`` to return
+      the last sine layer's output.
+    omega: the sines' frequency.
+    impl: ``"auto"``, ``"jax"`` or ``"pallas"`` (see the module docstring).
+    precision: the matmuls' precision (``None``: JAX's default or the
+      enclosing ``jax.default_matmul_precision`` scope, TF32 on recent NVIDIA
+      GPUs; ``"highest"``: full float32).
+    fast: the ``"jax"`` implementation takes the sine and cosine from
+      :mod:`nfscale.fastmath` (the CPU's fast float32 sine, as
+      ``Sine(fast=True)``); the Pallas kernels always use the device's own
+      sine, which on a GPU is already fast.
+    tiles: the Pallas kernels' :class:`Tiles` (or its string form; ``None``:
+      :data:`DEFAULT_TILES`). Tiles change speed only, not values beyond
+      float rounding.
+    small_fan_in: layers with at most this many inputs (a field's coordinates)
+      compute in full float32 whatever ``precision`` says, as the plain
+      layers' multiply-adds do (``nfscale.models.SMALL_FAN_IN``).
+
+  Returns:
+    ``(..., out width)``, or ``(..., last hidden width)`` if ``out`` is ``None``.
+
+  Raises:
+    ValueError: a complex input, no sine layer, shapes that do not chain, an
+      unknown ``impl`` or ``precision``, or bad ``tiles``.
+
+  Example:
+    >>> x = jnp.linspace(-1, 1, 8, dtype=jnp.float32).reshape(4, 2)
+    >>> w1, w2 = jnp.full((2, 3), 0.05), jnp.full((3, 1), 0.5)
+    >>> b1, b2 = jnp.zeros(3), jnp.zeros(1)
+    >>> y = sine_mlp(x, [(w1, b1)], (w2, b2), 30.0, impl="jax")
+    >>> bool(jnp.allclose(y, jnp.sin(30 * (x @ w1 + b1)) @ w2 + b2, atol=1e-6))
+    True
+  """
+  layers = list(hidden) + ([] if out is None else [out])
+  if not hidden:
+    raise ValueError("sine_mlp needs at least one sine layer (hidden is empty).")
+  if any(jnp.iscomplexobj(a) for layer in layers for a in (*layer, x)):
+    raise ValueError(
+        "fused sine layers are for real layers; complex fields (WIRE) use the plain path."
+    )
+  fan_in = x.shape[-1]
+  for kernel, bias in layers:
+    if kernel.ndim != 2 or kernel.shape[0] != fan_in or bias.shape != kernel.shape[1:]:
+      raise ValueError(
+          f"shapes do not chain: input width {fan_in}, kernel {kernel.shape}, bias {bias.shape} "
+          "(need kernel (fan_in, n), bias (n,), each fan_in the previous n)."
+      )
+    fan_in = kernel.shape[1]
+  setup = _Setup(
+      float(omega),
+      resolve_impl(impl),
+      _as_precision(precision),
+      bool(fast),
+      as_tiles(tiles),
+      int(small_fan_in),
+  )
+  hidden = tuple((kernel, bias) for kernel, bias in hidden)
+  out = None if out is None else tuple(out)
+  y = _sine_mlp(x.reshape(-1, x.shape[-1]), hidden, out, setup)
+  return y.reshape(*x.shape[:-1], fan_in)
 
 
 def dense_sine(
@@ -283,24 +482,13 @@ def dense_sine(
     precision: lax.Precision | str | None = None,
     fast: bool = False,
     tiles: Tiles | str | None = None,
+    small_fan_in: int = 4,
 ) -> Array:
-  """``sin(omega * (x @ kernel + bias))``, recomputing the pre-activation for gradients.
+  """One sine layer, ``sin(omega * (x @ kernel + bias))``: :func:`sine_mlp` of it alone.
 
-  Args:
-    x: inputs ``(..., fan_in)``, real.
-    kernel: ``(fan_in, width)``.
-    bias: ``(width,)``.
-    omega: the sine's frequency.
-    impl: ``"auto"``, ``"jax"`` or ``"pallas"`` (see the module docstring).
-    precision: the matmuls' precision (``None``: JAX's default, TF32 on
-      recent NVIDIA GPUs; ``"highest"``: full float32).
-    fast: the ``"jax"`` implementation takes the sine and cosine from
-      :mod:`nfscale.fastmath` (the CPU's fast float32 sine, as ``Sine(fast=True)``);
-      the Pallas kernels always use the device's own sine, which on a GPU is
-      already fast.
-    tiles: the Pallas kernels' :class:`Tiles` (or its string form; ``None``:
-      :data:`DEFAULT_TILES`). Tiles change speed only, not values beyond
-      float rounding.
+  Its gradient recomputes the pre-activation instead of storing it; the
+  gradient at its output is an array here (a :func:`sine_mlp` of several
+  layers also saves writing that). Arguments as in :func:`sine_mlp`.
 
   Returns:
     ``(..., width)``.
@@ -308,19 +496,14 @@ def dense_sine(
   Raises:
     ValueError: a complex input, mismatched shapes, an unknown ``impl`` or bad ``tiles``.
   """
-  if any(jnp.iscomplexobj(a) for a in (x, kernel, bias)):
-    raise ValueError("dense_sine is for real layers; complex fields (WIRE) use the plain path.")
-  if kernel.ndim != 2 or x.shape[-1] != kernel.shape[0] or bias.shape != kernel.shape[1:]:
-    raise ValueError(
-        f"shapes do not chain: x {x.shape}, kernel {kernel.shape}, bias {bias.shape} "
-        "(need x (..., k), kernel (k, n), bias (n,))."
-    )
-  if isinstance(precision, str):
-    names = {"default": None, "high": lax.Precision.HIGH, "highest": lax.Precision.HIGHEST}
-    if precision.lower() not in names:
-      raise ValueError(f"precision must be one of {tuple(names)}, got {precision!r}.")
-    precision = names[precision.lower()]
-  tiles = as_tiles(tiles)
-  return _dense_sine(
-      x, kernel, bias, float(omega), resolve_impl(impl), precision, bool(fast), tiles
+  return sine_mlp(
+      x,
+      [(kernel, bias)],
+      None,
+      omega,
+      impl=impl,
+      precision=precision,
+      fast=fast,
+      tiles=tiles,
+      small_fan_in=small_fan_in,
   )

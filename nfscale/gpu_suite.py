@@ -87,9 +87,10 @@ def gpu_suite_plan(
       ``--remat=dots``; ``--nofast_sin``: XLA's own sine instead of the activations'
       fast one; ``--nofast_sin --fused=pallas``: the fused sine layers).
     profile: include the profiled run.
-    layer_tiles: after the variants, one hidden sine layer alone at the largest
-      size and first precision: the plain layer, the fused ``jax`` layer and
-      the Pallas kernels with each of these tiles (empty: no layer run).
+    layer_tiles: after the variants, one hidden sine layer and its successor's
+      matmul alone (``bench.bench_layer``) at the largest size and first
+      precision: plain, the fused ``jax`` layers and the Pallas kernels with
+      each of these tiles (empty: no layer run).
 
   Returns:
     ``{"label", "impl", "argv", "timeout_s"}`` per run.
@@ -374,10 +375,10 @@ def gpu_summary(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def format_layer_summary(records: Sequence[dict[str, Any]]) -> str:
   """A markdown table of the layer run's records: one hidden sine layer, per implementation.
 
-  Rates are steps/s of one layer's forward and backward pass; ``vs plain`` is over
-  the plain layer's rate at the same size and precision; ``max |diff|`` is the
-  largest difference of the layer's output from the plain layer's. Empty without
-  layer records.
+  Rates are steps/s of the layer unit's forward and backward pass (a sine layer and
+  the next layer's matmul, ``bench.bench_layer``); ``vs plain`` is over the plain
+  unit's rate at the same size and precision; ``max |diff|`` is the largest
+  difference of the unit's output from the plain one's. Empty without layer records.
 
   >>> print(format_layer_summary([
   ...     {"workload": "layer", "steps_per_s": 100.0, "gflops": 1.0, "max_abs_diff": 0.0,

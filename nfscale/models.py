@@ -146,6 +146,8 @@ class NeuralField(nn.Module):
     h = self.encoding(x)
     widths = self.hidden + (self.out_dim,)
     num_layers = len(widths)
+    if self.fused != "off" and self.hidden:
+      return self._fused_call(h, widths, return_features)
     real_dtype = jnp.result_type(float)
     complex_dtype = jnp.result_type(real_dtype, 1j)
     for k, width in enumerate(widths):
@@ -153,18 +155,6 @@ class NeuralField(nn.Module):
       # WIRE: the first layer sees real coordinates; after a complex activation
       # every later layer is complex.
       dtype = complex_dtype if (self.activation.is_complex and k > 0) else real_dtype
-      if self.fused != "off" and k < num_layers - 1:
-        h = _FusedSineDense(
-            width,
-            omega=self.activation.omega,
-            impl=self.fused,
-            fast=self.activation.fast,
-            kernel_init=self.scheme.kernel_init(position),
-            bias_init=self.scheme.bias_init(h.shape[-1], position),
-            name=f"dense_{k}",
-        )(h)
-        features = h
-        continue
       h = nn.Dense(
           width,
           kernel_init=self.scheme.kernel_init(position),
@@ -184,23 +174,47 @@ class NeuralField(nn.Module):
       return out, features
     return out
 
+  def _fused_call(
+      self, h: Array, widths: tuple[int, ...], return_features: bool
+  ) -> Array | tuple[Array, Array]:
+    """The sine layers and the output layer as one :func:`nfscale.fused.sine_mlp`."""
+    num_layers = len(widths)
+    layers, fan_in = [], h.shape[-1]
+    for k, width in enumerate(widths):
+      position = self.scheme.position(k, num_layers)
+      layers.append(
+          _DenseParams(
+              width,
+              kernel_init=self.scheme.kernel_init(position),
+              bias_init=self.scheme.bias_init(fan_in, position),
+              name=f"dense_{k}",
+          )(fan_in)
+      )
+      fan_in = width
+    settings = dict(
+        impl=self.fused, fast=self.activation.fast, small_fan_in=SMALL_FAN_IN
+    )  # SMALL_FAN_IN read when traced, as the plain layers' dot does
+    omega = self.activation.omega
+    if not return_features:
+      return fused_lib.sine_mlp(h, layers[:-1], layers[-1], omega, **settings)
+    features = fused_lib.sine_mlp(h, layers[:-1], None, omega, **settings)
+    kernel, bias = layers[-1]
+    return features @ kernel + bias, features
 
-class _FusedSineDense(nn.Module):
-  """``sin(omega (x W + b))`` with ``nn.Dense``'s params (same names, order and init)."""
+
+class _DenseParams(nn.Module):
+  """The params of ``nn.Dense(features)``: same names, order, shapes, dtype and init."""
 
   features: int
-  omega: float
-  impl: str
-  fast: bool
   kernel_init: Any
   bias_init: Any
 
   @nn.compact
-  def __call__(self, x: Array) -> Array:
+  def __call__(self, fan_in: int) -> tuple[Array, Array]:
     dtype = jnp.result_type(float)  # float32 unless x64 is on, as the plain layers
-    kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features), dtype)
+    kernel = self.param("kernel", self.kernel_init, (fan_in, self.features), dtype)
     bias = self.param("bias", self.bias_init, (self.features,), dtype)
-    return fused_lib.dense_sine(x, kernel, bias, self.omega, impl=self.impl, fast=self.fast)
+    return kernel, bias
 
 
 def scheme_for_activation(

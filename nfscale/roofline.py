@@ -32,17 +32,21 @@ IMAGE_LAYERS = (2, 256, 256, 256, 3)
 ELEMENTWISE_PASSES = 11
 
 #: The same count for the fused Pallas sine layers (``fused="pallas"``,
-#: :mod:`nfscale.fused`): the forward kernel keeps ``z`` on the chip (no write and read of
-#: it: 2 passes fewer), and the backward kernel's recomputation reads the layer's input
-#: where the plain path reads the stored ``z`` (as many passes).
-ELEMENTWISE_PASSES_FUSED = 9
+#: :func:`nfscale.fused.sine_mlp`), which keep ``z`` and the cotangent ``g_h`` on the
+#: chip. Forward 2: the layer's kernel writes ``h``; the next layer's kernel reads it.
+#: Backward 5: the next layer's backward kernel reads ``h`` (to recompute its own
+#: ``z``) and its weight-gradient matmul reads ``h``; this layer's backward kernel
+#: computes ``g_h = g_z_next W_next^T`` tile by tile next to the recomputed ``z`` and
+#: writes only ``g_z``; this layer's weight-gradient matmul and the backward kernel of
+#: the layer below (its ``g_h``) read ``g_z``.
+ELEMENTWISE_PASSES_FUSED = 7
 
 
 def elementwise_passes(fused: str = "off") -> int:
   """:data:`ELEMENTWISE_PASSES` of a run's ``fused`` setting (``"auto"`` counts as on a GPU).
 
   >>> elementwise_passes("off"), elementwise_passes("pallas"), elementwise_passes("jax")
-  (11, 9, 11)
+  (11, 7, 11)
   """
   return ELEMENTWISE_PASSES_FUSED if fused in ("pallas", "auto") else ELEMENTWISE_PASSES
 

@@ -1,5 +1,8 @@
 """Fused sine layers: the same values and gradients as the plain path (JAX and Pallas-interpret)."""
 
+import importlib.util
+import pathlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -78,6 +81,112 @@ def test_pallas_gradients_under_vmap_match_the_jax_path():
     np.testing.assert_allclose(a, r, atol=ATOL_GRAD * float(jnp.abs(r).max()), rtol=0)
 
 
+def _mlp_params(widths=(2, 40, 70, 3), seed=0):
+  """SIREN-like params: a first layer from the coordinates, hidden layers, a linear output."""
+  keys = jax.random.split(jax.random.key(seed), 2 * len(widths))
+  layers = []
+  for i, (k, n) in enumerate(zip(widths[:-1], widths[1:])):
+    bound = 1 / k if i == 0 else np.sqrt(6 / k) / OMEGA
+    w = jax.random.uniform(keys[2 * i], (k, n), minval=-bound, maxval=bound)
+    b = jax.random.uniform(keys[2 * i + 1], (n,), minval=-0.1, maxval=0.1)
+    layers.append((w, b))
+  return layers
+
+
+def _plain_mlp(x, hidden, out):
+  for w, b in hidden:
+    x = _plain(x, w, b)
+  return x if out is None else jnp.matmul(x, out[0], precision="highest") + out[1]
+
+
+@pytest.mark.parametrize("impl", ["jax", "pallas"])
+@pytest.mark.parametrize("with_out", [True, False])
+def test_sine_mlp_values_and_gradients_match_the_plain_layers(impl, with_out):
+  # Three sine layers (2 -> 40 -> 70 -> 3 units: none a tile multiple) with and
+  # without the linear output layer; gradients of the input and every param.
+  layers = _mlp_params((2, 40, 70, 33, 3))
+  hidden, out = layers[:-1], (layers[-1] if with_out else None)
+  x = jax.random.uniform(jax.random.key(5), (100, 2), minval=-1, maxval=1)
+  f = lambda x, hidden, out: fused.sine_mlp(  # noqa: E731
+      x, hidden, out, OMEGA, impl=impl, precision="highest"
+  )
+  y = f(x, hidden, out)
+  np.testing.assert_allclose(y, _plain_mlp(x, hidden, out), atol=ATOL_VALUE * 10, rtol=0)
+  g = jax.random.normal(jax.random.key(7), y.shape)
+
+  def grads(fn):
+    return jax.grad(lambda *a: jnp.sum(g * fn(*a)), argnums=(0, 1, 2))(x, hidden, out)
+
+  mine, ref = grads(f), grads(_plain_mlp)
+  assert jax.tree.structure(mine) == jax.tree.structure(ref)
+  for a, r in zip(jax.tree.leaves(mine), jax.tree.leaves(ref)):
+    np.testing.assert_allclose(a, r, atol=ATOL_GRAD * float(jnp.abs(r).max()), rtol=0)
+
+
+def test_sine_mlp_pallas_gradients_under_vmap_match_the_jax_path():
+  # An ensemble of three members: the chained backward kernels batched over members.
+  x = jax.random.uniform(jax.random.key(5), (90, 2), minval=-1, maxval=1)
+  members = [_mlp_params((2, 24, 20, 3), seed) for seed in range(3)]
+  stacked = jax.tree.map(lambda *a: jnp.stack(a), *members)
+
+  def grads(impl):
+    loss = lambda layers: jnp.sum(  # noqa: E731
+        jnp.sin(fused.sine_mlp(x, layers[:-1], layers[-1], OMEGA, impl=impl, precision="highest"))
+    )
+    return jax.jit(jax.vmap(jax.grad(loss)))(stacked)
+
+  for a, r in zip(jax.tree.leaves(grads("pallas")), jax.tree.leaves(grads("jax"))):
+    np.testing.assert_allclose(a, r, atol=ATOL_GRAD * float(jnp.abs(r).max()), rtol=0)
+
+
+def test_sine_mlp_pallas_backward_writes_no_gradient_at_a_hidden_output():
+  # The point of the chain: outside the kernels, no matmul writes a (points x
+  # width) array in the backward pass. The gradient at each hidden layer's
+  # output (next gradient @ W_next^T) is computed inside that layer's backward
+  # kernel, tile by tile; the matmuls left to XLA are the weight gradients
+  # (width x width) and the output layer's forward product (points x 3).
+  layers = _mlp_params((2, 64, 64, 3))
+  x = jnp.ones((256, 2))
+
+  def loss(layers, impl):
+    return jnp.sum(fused.sine_mlp(x, layers[:-1], layers[-1], OMEGA, impl=impl) ** 2)
+
+  def top_level_dot_shapes(impl):
+    jaxpr = jax.make_jaxpr(jax.grad(lambda p: loss(p, impl)))(layers).jaxpr
+    return [e.outvars[0].aval.shape for e in jaxpr.eqns if e.primitive.name == "dot_general"]
+
+  assert (256, 64) not in top_level_dot_shapes("pallas"), top_level_dot_shapes("pallas")
+  # The plain-JAX path does write it (and the pre-activations): the check can fail.
+  assert (256, 64) in top_level_dot_shapes("jax")
+
+
+def test_sine_mlp_first_layer_is_full_float32_in_every_setting():
+  # The plain layers compute the coordinates' layer as multiply-adds, exact in
+  # float32 whatever the matmul precision; the fused layers force HIGHEST on
+  # any layer of at most small_fan_in inputs, and follow the setting elsewhere.
+  layers = _mlp_params((2, 64, 64, 3))
+  x = jnp.ones((256, 2))
+
+  def dots(small_fan_in):
+    loss = lambda p: jnp.sum(  # noqa: E731
+        fused.sine_mlp(x, p[:-1], p[-1], OMEGA, impl="pallas", small_fan_in=small_fan_in) ** 2
+    )
+    with train.precision_scope("bf16"):
+      return _dot_precisions(jax.make_jaxpr(jax.grad(loss))(layers).jaxpr)
+
+  highest = (jax.lax.Precision.HIGHEST, jax.lax.Precision.HIGHEST)
+  bf16 = jax.lax.DotAlgorithmPreset.BF16_BF16_F32
+  # In the kernels, the 2-input layer is multiply-adds (no dot, fewer than
+  # fused.MIN_DOT_K inputs), exact in float32; outside them its weight
+  # gradient and the coordinates' gradient are HIGHEST matmuls.
+  assert dots(4).count(highest) == 2 and set(dots(4)) == {highest, bf16}
+  assert set(dots(0)) == {bf16}
+  with pytest.raises(ValueError, match="at least one sine layer"):
+    fused.sine_mlp(x, [], layers[-1], OMEGA)
+  with pytest.raises(ValueError, match="do not chain"):
+    fused.sine_mlp(x, layers[1:2], layers[-1], OMEGA)
+
+
 def test_pallas_kernel_lowers_to_triton_for_cuda(monkeypatch):
   # No GPU here, but JAX can lower for one: exporting for CUDA runs the Pallas
   # GPU lowering of the kernel (Triton), forward and backward. This caught the
@@ -87,15 +196,18 @@ def test_pallas_kernel_lowers_to_triton_for_cuda(monkeypatch):
   monkeypatch.setattr(fused, "_interpret", lambda: False)
   x, w, b = _inputs(256, 64, 128)
   triton = export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")
-  # Every tiling the GPU suite compares lowers too (value and gradient).
+  # Every tiling the GPU suite compares lowers too, for the gradient of a
+  # chain (two sine layers and an output layer): two forward kernels and two
+  # backward kernels that compute the gradient at their output as a product.
+  layers = _mlp_params((2, 128, 128, 3))
   for tiles in gpu_suite.GPU_LAYER_TILES:
-    loss = lambda x, w, b, t=tiles: jnp.sum(  # noqa: E731
-        fused.dense_sine(x, w, b, OMEGA, impl="pallas", tiles=t) ** 2
+    loss = lambda p, t=tiles: jnp.sum(  # noqa: E731
+        fused.sine_mlp(x[:, :2], p[:-1], p[-1], OMEGA, impl="pallas", tiles=t) ** 2
     )
-    exported = export.export(
-        jax.jit(jax.grad(loss, argnums=(0, 1, 2))), platforms=["cuda"], disabled_checks=[triton]
-    )(x, w, b)
-    assert exported.mlir_module().count("__gpu$xla.gpu.triton") == 2, tiles
+    exported = export.export(jax.jit(jax.grad(loss)), platforms=["cuda"], disabled_checks=[triton])(
+        layers
+    )
+    assert exported.mlir_module().count("__gpu$xla.gpu.triton") == 4, tiles
   # TF32 and full float32 dots by argument; bf16 inputs with float32
   # accumulation by the engine's scope.
   for precision, scope in ((None, "default"), ("highest", "default"), (None, "bf16")):
@@ -257,3 +369,37 @@ def test_engine_step_with_pallas_layers_lowers_for_cuda(monkeypatch):
       state, jnp.ones(2), {"x": x, "y": y}, jax.random.key(0), 0, 5
   )
   assert exported.mlir_module().count("__gpu$xla.gpu.triton") == 4
+
+
+def _triton_compile_script():
+  spec = importlib.util.spec_from_file_location(
+      "triton_compile", pathlib.Path(__file__).parent.parent / "benchmarks" / "triton_compile.py"
+  )
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_triton_ir_of_the_image_field_step():
+  # What Triton gets for one training step of the image field (read off the IR
+  # that benchmarks/triton_compile.py compiles): six kernels; only the hidden
+  # 256-wide contractions are tensor-core dots (tt.dot), the 2-input layer and
+  # the 3-wide output's gradient are multiply-adds; the middle backward kernel
+  # holds two dots (its recomputed pre-activation and the gradient at its
+  # output); the dots are TF32 by default and IEEE float32 under "highest".
+  script = _triton_compile_script()
+  try:
+    default = script.capture_ir("64x64x32/4/2", "default")
+    highest = script.capture_ir("64x64x32/4/2", "highest")
+  except RuntimeError as e:  # the private JAX hook moved: the script says so
+    pytest.skip(str(e))
+  assert len(default) == len(script.KERNEL_ROLES) == 6
+  assert [ir.count("tt.dot ") for ir in default] == [0, 1, 1, 1, 2, 1]
+  assert all(ir.count("tt.dot ") == ir.count("inputPrecision = tf32") for ir in default)
+  # IEEE is Triton's default input precision: no attribute printed.
+  assert [ir.count("tt.dot ") for ir in highest] == [0, 1, 1, 1, 2, 1]
+  assert not any("inputPrecision" in ir for ir in highest)
+  table = script.format_table(
+      [{"tiles": "t", "precision": "p", "kernel": "k", "dots": 1, "error": "boom"}]
+  )
+  assert "failed: boom" in table
