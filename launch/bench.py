@@ -3,7 +3,7 @@ r"""Training throughput of nfscale's engine, alone or against the PyTorch worklo
   python -m launch.bench --workload=all                  # nfscale only, JSON lines
   python -m launch.bench --workload=image --nofast_sin   # XLA's own sin
   python -m launch.bench --suite                         # vs benchmarks/torch_workloads.py
-  python -m launch.bench --workload=layer --layer_impls=plain,pallas --tiles=64x64x32,128x64x32/4/3
+  python -m launch.bench --workload=layer --layer_impls=plain,pallas --tiles=64x64x32,128x64x32/8/3
   python -m launch.bench --gpu_suite --out_dir=DIR       # on a GPU (benchmarks/gpu_suite.sh)
   nfscale-bench --workload=ensemble                      # after pip install
 
