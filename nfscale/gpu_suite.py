@@ -8,8 +8,8 @@ sides per size and precision with their fractions of the roofline
 (:mod:`nfscale.roofline`). ``benchmarks/gpu_suite.sh`` is the one command.
 
 Example:
-  >>> [p["label"] for p in gpu_suite_plan(["nf"], None, "out", sizes=[8],
-  ...                                     precisions=["tf32"], variants=[], profile=False)]
+  >>> [p["label"] for p in gpu_suite_plan(["nf"], None, "out", sizes=[8], precisions=["tf32"],
+  ...                                     cell_variants=[], variants=[], profile=False)]
   ['image 8 tf32 nfscale', 'ensemble tf32 nfscale', 'layer 8 tf32']
 """
 
@@ -61,21 +61,18 @@ def gpu_suite_plan(
     repeats: int = 5,
     models: int = 64,
     torch_device: str = "cuda",
-    variants: Sequence[str] = (
-        "--remat=dots",
-        "--nofast_sin",
-        "--nofast_sin --fused=jax",
-        "--nofast_sin --fused=pallas",
-    ),
+    cell_variants: Sequence[str] = ("--fused=pallas",),
+    variants: Sequence[str] = ("--remat=dots", "--nofast_sin", "--nofast_sin --fused=jax"),
     profile: bool = True,
     layer_tiles: Sequence[str] = GPU_LAYER_TILES,
 ) -> list[dict[str, Any]]:
   """The runs of the GPU suite, most important first, each its own process.
 
-  Per precision (in the given order): per image size, nfscale then PyTorch (all image
-  modes in one process), then the ensemble likewise; after the first precision's image
-  runs, one profiled nfscale run at the largest size; last, nfscale with each of
-  ``variants`` (extra launcher flags) at the largest size and first precision.
+  Per precision (in the given order): per image size, nfscale, nfscale with each of
+  ``cell_variants``, then PyTorch (all image modes in one process); then the ensemble
+  likewise; after the first precision's image runs, one profiled nfscale run at the
+  largest size; then nfscale with each of ``variants`` at the largest size and first
+  precision; last, the layer run.
 
   Args:
     nfscale_cmd: argv prefix of this package's bench launcher.
@@ -85,9 +82,12 @@ def gpu_suite_plan(
     image_steps, ensemble_steps, repeats: timing of every run, both sides alike.
     models: ensemble members.
     torch_device: ``--device`` of the PyTorch runs.
-    variants: extra nfscale image runs, one per entry of space-separated flags (e.g.
+    cell_variants: nfscale image runs in every (size, precision) cell, one per entry
+      of space-separated launcher flags (default: the fused Pallas sine layers, the
+      configuration the byte model says can reach the targets).
+    variants: nfscale image runs at the largest size and first precision only (e.g.
       ``--remat=dots``; ``--nofast_sin``: XLA's own sine instead of the activations'
-      fast one; ``--nofast_sin --fused=pallas``: the fused sine layers).
+      fast one).
     profile: include the profiled run.
     layer_tiles: after the variants, one hidden sine layer and its successor's
       matmul alone (``bench.bench_layer``) at the largest size and first
@@ -99,9 +99,10 @@ def gpu_suite_plan(
 
   >>> plan = gpu_suite_plan(["nf"], ["tp"], "out", sizes=[8], precisions=["tf32"],
   ...                       torch_modes=["image:eager"], variants=[], profile=False)
-  >>> [p["label"] for p in plan]
-  ['image 8 tf32 nfscale', 'image 8 tf32 torch', 'ensemble tf32 nfscale', 'layer 8 tf32']
-  >>> " ".join(plan[1]["argv"])
+  >>> [p["label"] for p in plan]  # doctest: +NORMALIZE_WHITESPACE
+  ['image 8 tf32 nfscale', 'image 8 tf32 nfscale fused=pallas', 'image 8 tf32 torch',
+   'ensemble tf32 nfscale', 'layer 8 tf32']
+  >>> " ".join(plan[2]["argv"])
   'tp image --mode eager --precision tf32 --size 8 --device cuda --steps 50 --repeats 5'
   """
   for p in precisions:
@@ -116,21 +117,27 @@ def gpu_suite_plan(
   def add(label, impl, argv, timeout_s):
     plan.append({"label": label, "impl": impl, "argv": list(argv), "timeout_s": timeout_s})
 
+  def add_image(size, prec, variant=""):
+    flags = variant.split()  # a variant may set several flags ("--nofast_sin --fused=jax")
+    add(
+        " ".join([f"image {size} {prec} nfscale", *(f.lstrip("-") for f in flags)]),
+        "nfscale",
+        [
+            *nfscale_cmd,
+            "--workload=image",
+            f"--size={size}",
+            f"--precision={prec}",
+            *flags,
+            f"--steps={image_steps}",
+            f"--repeats={repeats}",
+        ],
+        180,
+    )
+
   for i, prec in enumerate(precisions):
     for size in sizes:
-      add(
-          f"image {size} {prec} nfscale",
-          "nfscale",
-          [
-              *nfscale_cmd,
-              "--workload=image",
-              f"--size={size}",
-              f"--precision={prec}",
-              f"--steps={image_steps}",
-              f"--repeats={repeats}",
-          ],
-          180,
-      )
+      for variant in ("", *cell_variants):
+        add_image(size, prec, variant)
       if torch_cmd and modes["image"]:
         add(
             f"image {size} {prec} torch",
@@ -201,22 +208,8 @@ def gpu_suite_plan(
           ],
           300,
       )
-  for flag in variants:
-    flags = flag.split()  # a variant may set several flags ("--nofast_sin --fused=jax")
-    add(
-        f"image {max(sizes)} {precisions[0]} nfscale " + " ".join(f.lstrip("-") for f in flags),
-        "nfscale",
-        [
-            *nfscale_cmd,
-            "--workload=image",
-            f"--size={max(sizes)}",
-            f"--precision={precisions[0]}",
-            *flags,
-            f"--steps={image_steps}",
-            f"--repeats={repeats}",
-        ],
-        180,
-    )
+  for variant in variants:
+    add_image(max(sizes), precisions[0], variant)
   if layer_tiles:
     add(
         f"layer {max(sizes)} {precisions[0]}",

@@ -277,22 +277,25 @@ def test_gpu_suite_plan_pairs_both_sides_at_one_precision():
       ["nf"], ["tp", "w.py"], "out", sizes=[256, 512], precisions=["tf32", "highest"]
   )
   labels = [p["label"] for p in plan]
-  assert labels[:5] == [
+  # Every image cell: nfscale, nfscale with the fused Pallas layers, PyTorch.
+  assert labels[:7] == [
       "image 256 tf32 nfscale",
+      "image 256 tf32 nfscale fused=pallas",
       "image 256 tf32 torch",
       "image 512 tf32 nfscale",
+      "image 512 tf32 nfscale fused=pallas",
       "image 512 tf32 torch",
       "profile image 512 tf32",
   ]
-  assert labels[-5:] == [
+  assert "image 512 highest nfscale fused=pallas" in labels
+  assert labels[-4:] == [
       "image 512 tf32 nfscale remat=dots",
       "image 512 tf32 nfscale nofast_sin",
       "image 512 tf32 nfscale nofast_sin fused=jax",
-      "image 512 tf32 nfscale nofast_sin fused=pallas",
       "layer 512 tf32",
   ]
   # A variant of several flags passes each as its own argument.
-  assert plan[-2]["argv"][-4:-2] == ["--nofast_sin", "--fused=pallas"]
+  assert plan[-2]["argv"][-4:-2] == ["--nofast_sin", "--fused=jax"]
   # The layer run: the 512^2 image's rows, every tiling of the list in one process.
   layer = plan[-1]["argv"]
   assert "--workload=layer" in layer and f"--layer_rows={512 * 512}" in layer
@@ -304,11 +307,11 @@ def test_gpu_suite_plan_pairs_both_sides_at_one_precision():
       prec = p["label"].split()[3]
     argv = " ".join(p["argv"])
     assert f"--precision={prec}" in argv or f"--precision {prec}" in argv, p
-  torch_img = plan[1]["argv"]
+  torch_img = plan[2]["argv"]
   assert torch_img[torch_img.index("--mode") + 1] == "eager,compile,reduce-overhead,max-autotune"
   ens = [p for p in plan if p["label"] == "ensemble tf32 torch"][0]["argv"]
   assert ens[ens.index("--mode") + 1] == "vmap,vmap-compile"
-  assert any(a.startswith("--profile_dir=out") for a in plan[4]["argv"])
+  assert any(a.startswith("--profile_dir=out") for a in plan[6]["argv"])
   no_torch = gpu_suite.gpu_suite_plan(["nf"], None, "out", sizes=[8], precisions=["tf32"])
   assert all(p["impl"] != "torch" for p in no_torch)
   with pytest.raises(ValueError, match="valid precisions"):
@@ -551,20 +554,20 @@ def test_gpu_suite_cli_end_to_end_without_torch(tmp_path):
   layer_runs = 2 + len(gpu_suite.GPU_LAYER_TILES)  # plain, jax, then pallas per tiling
   assert labels == [
       "image 8 tf32 nfscale",
+      "image 8 tf32 nfscale fused=pallas",
       "profile image 8 tf32",
       "ensemble tf32 nfscale",
       "image 8 tf32 nfscale remat=dots",
       "image 8 tf32 nfscale nofast_sin",
       "image 8 tf32 nfscale nofast_sin fused=jax",
-      "image 8 tf32 nfscale nofast_sin fused=pallas",
       *["layer 8 tf32"] * layer_runs,
   ]
   assert all("status" not in r for r in recs), [r for r in recs if "status" in r]
   assert recs[1]["profile"]["top"] and (tmp_path / "profile.md").is_file()
   summary = (tmp_path / "summary.md").read_text()
   assert "| image | 8 | tf32 | default |" in summary and "| remat=dots |" in summary
-  assert "| XLA sin |" in summary and "| XLA sin, fused=pallas |" in summary
-  # The layer table: every Pallas tiling, its rate against the plain layer's.
+  assert "| XLA sin |" in summary and "| fused=pallas |" in summary
+  # The layer table: every Pallas tiling, its rate against the plain unit's.
   assert "One hidden sine layer alone" in summary
   for tiles in gpu_suite.GPU_LAYER_TILES:
     assert f"| pallas | {tiles} |" in summary
