@@ -332,6 +332,9 @@ def test_field_with_fused_layers_has_the_same_params_and_trains_alike(impl, fast
   # Same names, shapes and values: checkpoints move between the two.
   jax.tree.map(np.testing.assert_array_equal, p0, p1)
   np.testing.assert_allclose(fast.apply(p0, x), plain.apply(p0, x), atol=1e-4, rtol=0)
+  # The theory diagnostics' features (the last sine layer's output) too.
+  for a, r in zip(fast.apply(p0, x, return_features=True), plain.apply(p0, x, True)):
+    np.testing.assert_allclose(a, r, atol=1e-4, rtol=0)
   members = [train.Member("siren", 0, 1e-4)]
   runs = []
   for field in (plain, fast):
