@@ -563,7 +563,7 @@ def test_gpu_suite_cli_end_to_end_without_torch(tmp_path):
       *["layer 8 tf32"] * layer_runs,
   ]
   assert all("status" not in r for r in recs), [r for r in recs if "status" in r]
-  assert recs[1]["profile"]["top"] and (tmp_path / "profile.md").is_file()
+  assert recs[2]["profile"]["top"] and (tmp_path / "profile.md").is_file()
   summary = (tmp_path / "summary.md").read_text()
   assert "| image | 8 | tf32 | default |" in summary and "| remat=dots |" in summary
   assert "| XLA sin |" in summary and "| fused=pallas |" in summary
