@@ -85,6 +85,19 @@ def step_flops(layers: Sequence[int], points: int, members: int = 1) -> int:
   return 6 * points * members * sum(a * b for a, b in zip(layers[:-1], layers[1:]))
 
 
+def recompute_flops(layers: Sequence[int], points: int, members: int = 1) -> int:
+  """FLOPs the fused sine layers add to a step: every sine layer's forward product again.
+
+  :func:`nfscale.fused.sine_mlp` recomputes each pre-activation in the backward pass
+  (all layers but the linear output layer). Not useful work, so not in :func:`step_flops`
+  or the achieved FLOP/s; it is in the compute term of a fused run's roofline bound.
+
+  >>> round(recompute_flops(IMAGE_LAYERS, 256 * 256) / step_flops(IMAGE_LAYERS, 256 * 256), 3)
+  0.331
+  """
+  return 2 * points * members * sum(a * b for a, b in zip(layers[:-2], layers[1:-1]))
+
+
 def step_bytes(
     layers: Sequence[int],
     points: int,
@@ -129,11 +142,14 @@ def roofline(
     bytes_per_step: float,
     peak_flops: float,
     peak_bytes_per_s: float,
+    extra_flops_per_step: float = 0.0,
 ) -> dict[str, Any]:
   """Achieved FLOP/s and bytes/s of a measured rate against the peaks (the roofline).
 
-  The roofline bound is ``max(flops / peak_flops, bytes / peak_bytes_per_s)`` seconds per
-  step; ``roofline_fraction`` is the measured rate over the rate at that bound.
+  The roofline bound is ``max((flops + extra) / peak_flops, bytes / peak_bytes_per_s)``
+  seconds per step, ``extra`` being work the program does beyond the useful ``flops``
+  (the fused layers' recomputation, :func:`recompute_flops`); ``roofline_fraction`` is
+  the measured rate over the rate at that bound. Achieved FLOP/s count useful work only.
 
   Returns:
     ``achieved_tflops``, ``achieved_tbytes_per_s``, ``flops_fraction``,
@@ -144,12 +160,13 @@ def roofline(
   >>> r["bound"], r["roofline_steps_per_s"], r["roofline_fraction"]
   ('compute', 500.0, 0.2)
   """
-  t_flops, t_bytes = flops_per_step / peak_flops, bytes_per_step / peak_bytes_per_s
+  t_flops = (flops_per_step + extra_flops_per_step) / peak_flops
+  t_bytes = bytes_per_step / peak_bytes_per_s
   t_min = max(t_flops, t_bytes)
   return {
       "achieved_tflops": steps_per_s * flops_per_step / 1e12,
       "achieved_tbytes_per_s": steps_per_s * bytes_per_step / 1e12,
-      "flops_fraction": steps_per_s * t_flops,
+      "flops_fraction": steps_per_s * flops_per_step / peak_flops,
       "bandwidth_fraction": steps_per_s * t_bytes,
       "intensity": flops_per_step / bytes_per_step,
       "bound": "compute" if t_flops >= t_bytes else "memory",
@@ -177,11 +194,13 @@ def roofline_fields(
 
   For the ensemble a "step" is one model's step (``rate`` in model-steps/s).
   ``roofline`` is ``None`` off the GPUs of :data:`GPU_PEAKS`; ``device_kind`` defaults
-  to JAX's first device. ``fused`` picks the byte model (:func:`elementwise_passes`).
+  to JAX's first device. ``fused`` picks the byte model (:func:`elementwise_passes`) and,
+  when on, adds the recomputation to the compute term (:func:`recompute_flops`).
   """
   n = size * size if workload == "image" else points
   layers = workload_layers(workload, width)
   flops = step_flops(layers, n)
+  extra = recompute_flops(layers, n) if fused != "off" else 0
   nbytes = step_bytes(layers, n, passes=elementwise_passes(fused))
   if device_kind is None:
     device_kind = jax.devices()[0].device_kind
@@ -192,7 +211,7 @@ def roofline_fields(
     roof = {
         "gpu": peaks["name"],
         "peak": key,
-        **roofline(rate, flops, nbytes, peaks[key], peaks["hbm"]),
+        **roofline(rate, flops, nbytes, peaks[key], peaks["hbm"], extra),
     }
   return {
       "flops_per_step": flops,
@@ -200,3 +219,39 @@ def roofline_fields(
       "gflops": flops * rate / 1e9,
       "roofline": roof,
   }
+
+
+def image_bounds(
+    gpu: str = "H200",
+    sizes: Sequence[int] = (256, 512),
+    precisions: Sequence[str] = ("tf32", "highest"),
+) -> list[dict[str, Any]]:
+  """The image workload's roofline rates (steps/s) on ``gpu``, plain and fused Pallas layers.
+
+  What the model says each configuration could reach at best, per size and precision,
+  and which term binds: the upper limit any measured rate is a fraction of.
+
+  >>> rows = image_bounds("H200", sizes=[512], precisions=["tf32"])
+  >>> [(r["layers"], round(r["bound_steps_per_s"]), r["bound"]) for r in rows]
+  [('plain', 542, 'memory'), ('fused=pallas', 851, 'memory')]
+  """
+  peaks = GPU_PEAKS[gpu]
+  rows = []
+  for precision in precisions:
+    for size in sizes:
+      for fused in ("off", "pallas"):
+        n = size * size
+        flops = step_flops(IMAGE_LAYERS, n)
+        extra = recompute_flops(IMAGE_LAYERS, n) if fused != "off" else 0
+        nbytes = step_bytes(IMAGE_LAYERS, n, passes=elementwise_passes(fused))
+        r = roofline(1.0, flops, nbytes, peaks[PEAK_OF_PRECISION[precision]], peaks["hbm"], extra)
+        rows.append({
+            "size": size,
+            "precision": precision,
+            "layers": "plain" if fused == "off" else f"fused={fused}",
+            "compute_ms": (flops + extra) / peaks[PEAK_OF_PRECISION[precision]] * 1e3,
+            "memory_ms": nbytes / peaks["hbm"] * 1e3,
+            "bound": r["bound"],
+            "bound_steps_per_s": r["roofline_steps_per_s"],
+        })
+  return rows

@@ -230,6 +230,20 @@ def test_roofline_arithmetic_and_peaks():
       ]
       == "compute"
   )
+  # The fused layers' recomputation (a third more matmul work) is in their compute
+  # term: in float32 it makes their bound the lower one, in TF32 their bytes win.
+  fused = roofline.roofline_fields("image", 100.0, "highest", "NVIDIA H200", 512, fused="pallas")
+  extra = roofline.recompute_flops(roofline.IMAGE_LAYERS, 512 * 512)
+  assert fused["flops_per_step"] == roofline.step_flops(roofline.IMAGE_LAYERS, 512 * 512)
+  assert fused["roofline"]["roofline_steps_per_s"] == pytest.approx(
+      67e12 / (fused["flops_per_step"] + extra)
+  )
+  bounds = {
+      (r["precision"], r["layers"]): r["bound_steps_per_s"]
+      for r in roofline.image_bounds("H200", sizes=[512])
+  }
+  assert bounds["highest", "fused=pallas"] < bounds["highest", "plain"]
+  assert bounds["tf32", "fused=pallas"] > 1.5 * bounds["tf32", "plain"]
 
 
 @pytest.mark.parametrize(
