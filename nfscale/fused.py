@@ -190,6 +190,7 @@ def _pallas_tiles(
     tiles: Tiles,
     operand=None,
     block_sums: bool = False,
+    name: str = "fused_sine_forward",
 ) -> list[Array]:
   """A tiled Pallas matmul ``x w + b`` (2-D ``x``) whose result goes through ``epilogue``.
 
@@ -200,7 +201,8 @@ def _pallas_tiles(
   precision)`` whose product ``g = a @ m`` the kernel computes tile by tile
   next to ``z`` (it is never written to memory). With ``block_sums=True`` the
   epilogue returns the output tile and a ``(1, tiles.cols)`` row, written per
-  row block (a second output of shape ``(row blocks, width)``).
+  row block (a second output of shape ``(row blocks, width)``). ``name`` names the
+  kernel in profiles (``nfscale.profiles`` counts ``fused_sine`` kernels apart).
   Zero padding makes any shape a tile multiple: padded inputs add 0 to every
   dot product, padded operands are 0, and padding is cut off the outputs.
   """
@@ -253,6 +255,10 @@ def _pallas_tiles(
 
   out_shape = [jax.ShapeDtypeStruct((rp, np_), x.dtype)]
   out_specs = [tile]
+  # What the kernel does, for XLA's cost model and the records' xla_cost: its
+  # products, one sine or cosine per output, and each operand and output once.
+  flops = 2 * rp * np_ * (kp + (kp2 if product else 0))
+  nbytes = sum(a.size * a.dtype.itemsize for a in args) + rp * np_ * x.dtype.itemsize
   if block_sums:
     out_shape.append(jax.ShapeDtypeStruct((rp // bm, np_), jnp.float32))
     out_specs.append(pl.BlockSpec((1, bn), lambda i, j: (i, j)))
@@ -263,6 +269,8 @@ def _pallas_tiles(
       in_specs=in_specs,
       out_specs=out_specs,
       interpret=_interpret(),
+      name=name,
+      cost_estimate=pl.CostEstimate(flops=flops, transcendentals=rp * np_, bytes_accessed=nbytes),
       # Triton's compiler parameters select the Triton lowering: JAX's default
       # GPU lowering (Mosaic GPU) has no dot_general for this kernel's layout
       # (seen by exporting it for CUDA, tests/test_fused.py).
@@ -321,7 +329,15 @@ def _grad_preactivation(h: Array, w: Array, b: Array, g, s: _Setup) -> tuple[Arr
       return gz, jnp.sum(gz, axis=0, keepdims=True)
 
     gz, partial_db = _pallas_tiles(
-        h, w, b, epilogue, s.precision_of(w), s.tiles, operand=g, block_sums=True
+        h,
+        w,
+        b,
+        epilogue,
+        s.precision_of(w),
+        s.tiles,
+        operand=g,
+        block_sums=True,
+        name="fused_sine_backward",
     )
     return gz, partial_db.sum(axis=0)
   if isinstance(g, tuple):

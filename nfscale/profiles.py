@@ -2,11 +2,14 @@
 
 :func:`summarize_trace` reads the perfetto trace that ``jax.profiler.trace`` writes
 (``launch.bench --profile_dir``) and sums kernel time per name and per category
-(matmul, elementwise/reduction, copy); :func:`format_profile` renders it as markdown.
+(matmul, fused matmul+sine, elementwise/reduction, copy); :func:`format_profile` renders it
+as markdown.
 
 Example:
   >>> _category("cutlass_80_tensorop_s1688gemm"), _category("loop_sine_fusion")
   ('matmul', 'elementwise/reduction')
+  >>> _category("fused_sine_backward")
+  'fused matmul+sine'
 """
 
 from __future__ import annotations
@@ -20,10 +23,15 @@ from typing import Any
 #: Kernel-name fragments that mark a matmul (cuBLAS/CUTLASS/XLA GEMM fusions, YNNPACK on
 #: CPU); :func:`summarize_trace` puts every other kernel under "elementwise/reduction".
 MATMUL_MARKERS = ("gemm", "dot", "cublas", "cutlass", "xmma", "matmul", "ynn")
+#: The fused sine layers' Pallas kernels (:mod:`nfscale.fused`): a matmul and its
+#: activation in one kernel, counted apart from both.
+FUSED_MARKER = "fused_sine"
 
 
 def _category(name: str) -> str:
   low = name.lower()
+  if FUSED_MARKER in low:
+    return "fused matmul+sine"
   if any(m in low for m in MATMUL_MARKERS):
     return "matmul"
   if "memcpy" in low or "memset" in low or "copy" in low:
