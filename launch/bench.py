@@ -220,11 +220,15 @@ def run_gpu_suite(me: list[str]) -> None:
     f.writelines(f"\n- {r['label']}: {r['status']}" for r in problems)
   with open(os.path.join(out_dir, "summary.json"), "w", encoding="utf-8") as f:
     json.dump({"rows": rows, "problems": problems, "machine": platform.node()}, f, indent=1)
-  traced = [r["profile"] for r in records if r.get("profile")]
+  traced = "\n\n".join(
+      f"## {r['label']}\n\n" + profiles.format_profile(r["profile"])
+      for r in records
+      if r.get("profile")
+  )
   if traced:
     with open(os.path.join(out_dir, "profile.md"), "w", encoding="utf-8") as f:
-      f.write(profiles.format_profile(traced[-1]) + "\n")
-    print(profiles.format_profile(traced[-1]))
+      f.write(traced + "\n")
+    print(traced)
   print(table)
   for r in problems:
     print(f"- {r['label']}: {r['status']}")

@@ -70,8 +70,8 @@ def gpu_suite_plan(
 
   Per precision (in the given order): per image size, nfscale, nfscale with each of
   ``cell_variants``, then PyTorch (all image modes in one process); then the ensemble
-  likewise; after the first precision's image runs, one profiled nfscale run at the
-  largest size; then nfscale with each of ``variants`` at the largest size and first
+  likewise; after the first precision's image runs, profiled nfscale runs at the
+  largest size (default and each of ``cell_variants``); then nfscale with each of ``variants`` at the largest size and first
   precision; last, the layer run.
 
   Args:
@@ -159,18 +159,21 @@ def gpu_suite_plan(
             ],
             420,
         )
-    if i == 0 and profile:
+    for variant in ("", *cell_variants) if i == 0 and profile else ():
+      words = [f.lstrip("-") for f in variant.split()]
+      trace = "_".join(["trace", *(w.replace("=", "_") for w in words)])
       add(
-          f"profile image {max(sizes)} {prec}",
+          " ".join([f"profile image {max(sizes)} {prec}", *words]),
           "profile",
           [
               *nfscale_cmd,
               "--workload=image",
               f"--size={max(sizes)}",
               f"--precision={prec}",
+              *variant.split(),
               "--steps=5",
               "--repeats=2",
-              f"--profile_dir={os.path.join(out_dir, 'trace')}",
+              f"--profile_dir={os.path.join(out_dir, trace)}",
           ],
           180,
       )

@@ -292,7 +292,7 @@ def test_gpu_suite_plan_pairs_both_sides_at_one_precision():
   )
   labels = [p["label"] for p in plan]
   # Every image cell: nfscale, nfscale with the fused Pallas layers, PyTorch.
-  assert labels[:7] == [
+  assert labels[:8] == [
       "image 256 tf32 nfscale",
       "image 256 tf32 nfscale fused=pallas",
       "image 256 tf32 torch",
@@ -300,6 +300,7 @@ def test_gpu_suite_plan_pairs_both_sides_at_one_precision():
       "image 512 tf32 nfscale fused=pallas",
       "image 512 tf32 torch",
       "profile image 512 tf32",
+      "profile image 512 tf32 fused=pallas",
   ]
   assert "image 512 highest nfscale fused=pallas" in labels
   assert labels[-4:] == [
@@ -570,6 +571,7 @@ def test_gpu_suite_cli_end_to_end_without_torch(tmp_path):
       "image 8 tf32 nfscale",
       "image 8 tf32 nfscale fused=pallas",
       "profile image 8 tf32",
+      "profile image 8 tf32 fused=pallas",
       "ensemble tf32 nfscale",
       "image 8 tf32 nfscale remat=dots",
       "image 8 tf32 nfscale nofast_sin",
@@ -577,7 +579,11 @@ def test_gpu_suite_cli_end_to_end_without_torch(tmp_path):
       *["layer 8 tf32"] * layer_runs,
   ]
   assert all("status" not in r for r in recs), [r for r in recs if "status" in r]
-  assert recs[2]["profile"]["top"] and (tmp_path / "profile.md").is_file()
+  assert recs[2]["profile"]["top"] and recs[3]["profile"]["top"]
+  # Both profiles, each under its run's label; the fused kernels counted apart.
+  profile_md = (tmp_path / "profile.md").read_text()
+  assert "## profile image 8 tf32\n" in profile_md
+  assert "## profile image 8 tf32 fused=pallas\n" in profile_md
   summary = (tmp_path / "summary.md").read_text()
   assert "| image | 8 | tf32 | default |" in summary and "| remat=dots |" in summary
   assert "| XLA sin |" in summary and "| fused=pallas |" in summary
