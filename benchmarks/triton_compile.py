@@ -50,7 +50,17 @@ PRECISIONS = ("default", "highest")  # default: TF32 dots on the GPU
 _COMPILE_ONE = "compile-one"
 
 
-def capture_ir(tiles: str, precision: str, layers=IMAGE_LAYERS, rows: int = 4096) -> list[str]:
+class CaptureUnavailable(RuntimeError):
+  """This JAX has moved the private function :func:`capture_ir` relies on."""
+
+
+def capture_ir(
+    tiles: str,
+    precision: str,
+    layers=IMAGE_LAYERS,
+    rows: int = 4096,
+    device_kind: str = "NVIDIA H100",
+) -> list[str]:
   """The Triton IR (text) of each kernel of one training step of a field, in lowering order.
 
   Args:
@@ -59,9 +69,10 @@ def capture_ir(tiles: str, precision: str, layers=IMAGE_LAYERS, rows: int = 4096
       the step is traced in; ``default`` gives TF32 dots on the GPU.
     layers: the field's widths, input to output.
     rows: points per step (the IR does not depend on it beyond the grid).
+    device_kind: the GPU to lower for (``fused.lowering_for_gpu``).
 
   Raises:
-    RuntimeError: JAX no longer has the private function this relies on.
+    CaptureUnavailable: JAX no longer has the private function this relies on.
   """
   import jax
   import jax.numpy as jnp
@@ -72,11 +83,11 @@ def capture_ir(tiles: str, precision: str, layers=IMAGE_LAYERS, rows: int = 4096
   try:
     from jax._src.pallas.triton import pallas_call_registration as registration
   except ImportError as e:  # pragma: no cover - depends on the JAX version
-    raise RuntimeError(f"this JAX has no Pallas Triton lowering where expected: {e}") from e
+    raise CaptureUnavailable(f"this JAX has no Pallas Triton lowering where expected: {e}") from e
   lowering = getattr(registration, "lowering", None)
   original = getattr(lowering, "lower_jaxpr_to_triton_module", None)
   if original is None:  # pragma: no cover - depends on the JAX version
-    raise RuntimeError("this JAX has moved lower_jaxpr_to_triton_module; update capture_ir.")
+    raise CaptureUnavailable("this JAX moved lower_jaxpr_to_triton_module; update capture_ir.")
 
   captured = []
 
@@ -95,17 +106,14 @@ def capture_ir(tiles: str, precision: str, layers=IMAGE_LAYERS, rows: int = 4096
     return jnp.sum(fused.sine_mlp(x, p[:-1], p[-1], 30.0, impl="pallas", tiles=tiles) ** 2)
 
   triton_call = export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")
-  interpret = fused._interpret
-  fused._interpret = lambda: False  # lower for the GPU even here
   lowering.lower_jaxpr_to_triton_module = spy
   try:
-    with train.precision_scope(precision):
+    with train.precision_scope(precision), fused.lowering_for_gpu(device_kind):
       export.export(jax.jit(jax.grad(loss)), platforms=["cuda"], disabled_checks=[triton_call])(
           params
       )
   finally:
     lowering.lower_jaxpr_to_triton_module = original
-    fused._interpret = interpret
   return captured
 
 

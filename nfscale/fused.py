@@ -41,6 +41,8 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import re
 from collections.abc import Sequence
@@ -153,9 +155,37 @@ def _k_step(k: int, bk: int) -> int:
   return bk if k >= bk else 1 << (k - 1).bit_length()
 
 
+#: Set by :func:`lowering_for_gpu`: the kernels lower for a GPU on any backend.
+_LOWER_FOR_GPU = contextvars.ContextVar("nfscale_fused_lower_for_gpu", default=False)
+
+
 def _interpret() -> bool:
   """Whether the kernel runs in Pallas's interpret mode: everywhere but on a GPU."""
-  return jax.default_backend() != "gpu"
+  return not _LOWER_FOR_GPU.get() and jax.default_backend() != "gpu"
+
+
+@contextlib.contextmanager
+def lowering_for_gpu(device_kind: str = "NVIDIA H100", num_cores: int = 132):
+  """Within it, the kernels lower for an NVIDIA GPU even on a machine without one.
+
+  For ``jax.export(..., platforms=["cuda"])`` on a CPU: the kernels skip
+  interpret mode, and an abstract mesh tells Pallas the target GPU (recent JAX
+  reads the compute capability from it; JAX 0.10 falls back to sm_90). Inside,
+  JAX computes nothing eagerly, so make the arguments before entering.
+
+  Args:
+    device_kind: the GPU's ``device_kind`` (default: an H100, compute capability 9.0).
+    num_cores: its streaming multiprocessors.
+  """
+  from jax.sharding import AbstractDevice, AbstractMesh, use_abstract_mesh
+
+  device = AbstractDevice(device_kind=device_kind, num_cores=num_cores, platform="cuda")
+  token = _LOWER_FOR_GPU.set(True)
+  try:
+    with use_abstract_mesh(AbstractMesh((1,), ("gpu",), abstract_device=device)):
+      yield
+  finally:
+    _LOWER_FOR_GPU.reset(token)
 
 
 def _tile_matmul(a_ref, m_ref, steps: int, bk: int, precision, shape) -> Array:
