@@ -93,9 +93,10 @@ class NeuralField(nn.Module):
       Gabor) needs it given explicitly, ``get_scheme("siren", omega=...)``.
     encoding: the positional embedding applied to the input.
     fused: ``"off"`` (default), or for a sine activation the
-      :func:`nfscale.fused.dense_sine` implementation of its hidden layers,
-      ``"auto"``, ``"jax"`` or ``"pallas"``: the same params and values up to
-      float rounding, no pre-activation stored for the backward pass.
+      :func:`nfscale.fused.sine_mlp` implementation of its layers (sine layers
+      and output layer as one unit), ``"auto"``, ``"jax"`` or ``"pallas"``: the
+      same params and values up to float rounding, no pre-activation stored
+      for the backward pass.
   """
 
   hidden: tuple[int, ...]
