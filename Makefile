@@ -18,9 +18,11 @@ $(STAMP): pyproject.toml setup.py
 # The fast suite (tests/ and the docstring examples of nfscale/ and configs/), then the
 # packaging checks that are slow-marked: the wheel installed in a fresh venv and the
 # quickstart notebook executed top to bottom.
+# --dist loadscope: a module's tests share a worker, so a module fixture that trains for
+# tens of seconds (the tiny sweep, the tiny PINN and NeRF runs) is built once, not per worker.
 test: $(STAMP)
 	$(PY) -m pyink --check --quiet $(SOURCES)
-	$(PY) -m pytest -n 2
+	$(PY) -m pytest -n 2 --dist loadscope
 	$(MAKE) test-packaging
 
 test-packaging: $(STAMP)
@@ -32,7 +34,7 @@ format: $(STAMP)
 	$(PY) -m pyink --quiet $(SOURCES)
 
 test-all: $(STAMP)
-	$(PY) -m pytest -n 2 -m ''
+	$(PY) -m pytest -n 2 --dist loadscope -m ''
 
 # The main job: the paper's 8 schemes on the bundled astronaut image (Fig. 1 style).
 demo: $(STAMP)
