@@ -163,6 +163,19 @@ def test_stacked_equals_per_member():
   assert len({d.w_last_norm for d in got}) == 3  # the members really differ
 
 
+def test_condition_search_draws_the_params_model_init_draws():
+  # The search initialises all seeds in one vmapped lazy_init; it must draw the very
+  # params that model.init(key(seed)) draws, or its widths would not be the training's.
+  field = _field((16, 8), "gabor", scheme="init1")
+  x = jnp.asarray(X[:1])
+  stacked = theory._init_stacked(field, jnp.stack([jax.random.key(s) for s in (0, 5)]), x)
+  for j, seed in enumerate((0, 5)):
+    one = field.init(jax.random.key(seed), x)
+    assert jax.tree.structure(one) == jax.tree.structure(stacked)
+    for a, b in zip(jax.tree.leaves(stacked), jax.tree.leaves(one)):
+      np.testing.assert_array_equal(a[j], b)
+
+
 def test_condition_width_search_is_consistent():
   # A cheap case with a low threshold (y = 0 keeps L(theta_0) small), and a
   # search window chosen around it so that only 3 widths are compiled.
