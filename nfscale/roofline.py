@@ -42,6 +42,15 @@ ELEMENTWISE_PASSES = 11
 ELEMENTWISE_PASSES_FUSED = 7
 
 
+#: Of :data:`ELEMENTWISE_PASSES`, those made by kernels that do no matmul: the
+#: activation reads ``z`` and writes ``h`` (2); its backward reads ``g_h`` and ``z`` and
+#: writes ``g_z`` (3). The other 6 are a matmul's operands or results. With the fused
+#: Pallas layers every pass belongs to a kernel that also multiplies (0). XLA runs the
+#: kernels of a step one after another, so these passes add to the matmuls' time
+#: rather than overlapping it (:func:`image_bounds`' ``serial_ms``).
+ELEMENTWISE_KERNEL_PASSES = {"off": 5, "pallas": 0}
+
+
 def elementwise_passes(fused: str = "off") -> int:
   """:data:`ELEMENTWISE_PASSES` of a run's ``fused`` setting (``"auto"`` counts as on a GPU).
 
@@ -229,11 +238,18 @@ def image_bounds(
   """The image workload's roofline rates (steps/s) on ``gpu``, plain and fused Pallas layers.
 
   What the model says each configuration could reach at best, per size and precision,
-  and which term binds: the upper limit any measured rate is a fraction of.
+  and which term binds: the upper limit any measured rate is a fraction of
+  (``bound_steps_per_s``). ``serial_steps_per_s`` is the same model for kernels that run
+  one after another: the matmul kernels at the larger of their FLOP and byte times, then
+  the kernels that only apply the activation (:data:`ELEMENTWISE_KERNEL_PASSES`) at
+  their byte time. The plain layers' elementwise kernels cannot hide behind the matmuls;
+  the fused layers have none.
 
-  >>> rows = image_bounds("H200", sizes=[512], precisions=["tf32"])
-  >>> [(r["layers"], round(r["bound_steps_per_s"]), r["bound"]) for r in rows]
-  [('plain', 542, 'memory'), ('fused=pallas', 851, 'memory')]
+  >>> rows = image_bounds("H200", sizes=[512], precisions=["tf32", "highest"])
+  >>> [(r["layers"], round(r["bound_steps_per_s"]), r["bound"], round(r["serial_steps_per_s"]))
+  ...  for r in rows]  # doctest: +NORMALIZE_WHITESPACE
+  [('plain', 542, 'memory', 542), ('fused=pallas', 851, 'memory', 851),
+   ('plain', 322, 'compute', 253), ('fused=pallas', 242, 'compute', 242)]
   """
   peaks = GPU_PEAKS[gpu]
   rows = []
@@ -244,14 +260,19 @@ def image_bounds(
         flops = step_flops(IMAGE_LAYERS, n)
         extra = recompute_flops(IMAGE_LAYERS, n) if fused != "off" else 0
         nbytes = step_bytes(IMAGE_LAYERS, n, passes=elementwise_passes(fused))
-        r = roofline(1.0, flops, nbytes, peaks[PEAK_OF_PRECISION[precision]], peaks["hbm"], extra)
+        peak = peaks[PEAK_OF_PRECISION[precision]]
+        r = roofline(1.0, flops, nbytes, peak, peaks["hbm"], extra)
+        t_compute, t_memory = (flops + extra) / peak, nbytes / peaks["hbm"]
+        t_alone = t_memory * ELEMENTWISE_KERNEL_PASSES[fused] / elementwise_passes(fused)
+        t_serial = max(t_compute, t_memory - t_alone) + t_alone
         rows.append({
             "size": size,
             "precision": precision,
             "layers": "plain" if fused == "off" else f"fused={fused}",
-            "compute_ms": (flops + extra) / peaks[PEAK_OF_PRECISION[precision]] * 1e3,
-            "memory_ms": nbytes / peaks["hbm"] * 1e3,
+            "compute_ms": t_compute * 1e3,
+            "memory_ms": t_memory * 1e3,
             "bound": r["bound"],
             "bound_steps_per_s": r["roofline_steps_per_s"],
+            "serial_steps_per_s": 1.0 / t_serial,
         })
   return rows
