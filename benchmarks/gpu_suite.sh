@@ -10,7 +10,9 @@
 # runs both sides). Writes OUT_DIR/env.txt, OUT_DIR/gpu_suite.jsonl (every JSON line, as
 # it comes), OUT_DIR/summary.md and summary.json (ratios, roofline fractions),
 # OUT_DIR/profile.md and the jax.profiler trace under OUT_DIR/trace/. No run starts after
-# --budget_s (default 450 s), so the whole command ends within about 9 minutes.
+# --budget_s (default 450 s), so the whole command ends within about 9 minutes. The same
+# command again with the same OUT_DIR resumes: runs that ended well are kept, the others
+# run (env.txt and stderr.txt are appended to).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -31,7 +33,7 @@ export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-$(mktemp -d)}
   "$PY" -c 'import jax; print("jax", jax.__version__, jax.devices())' 2>&1 || true
   "$PY" -c 'import torch; print("torch", torch.__version__, torch.version.cuda,
     torch.cuda.get_device_name() if torch.cuda.is_available() else "no cuda")' 2>&1 || true
-} | tee "$OUT_DIR/env.txt"
+} | tee -a "$OUT_DIR/env.txt"
 
 ARGS=()
 if [[ "${QUICK:-0}" == 1 ]]; then
@@ -41,4 +43,4 @@ fi
 
 "$PY" -m launch.bench --gpu_suite --out_dir="$OUT_DIR" --torch_python="$PY" \
   --torch_reference=benchmarks/torch_workloads.py ${ARGS[@]+"${ARGS[@]}"} "$@" \
-  2> >(tee "$OUT_DIR/stderr.txt" >&2)
+  2> >(tee -a "$OUT_DIR/stderr.txt" >&2)

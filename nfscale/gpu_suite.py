@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shlex
@@ -24,7 +25,7 @@ import sys
 import time
 from typing import Any, Sequence
 
-from nfscale import train
+from nfscale import io, train
 from nfscale.roofline import roofline_fields
 
 GPU_SIZES = (256, 512)
@@ -37,6 +38,10 @@ GPU_TORCH_MODES = (
     "ensemble:vmap",
     "ensemble:vmap-compile",
 )
+#: PyTorch modes that run after every (size, precision) cell and ensemble has run once:
+#: ``max-autotune`` benchmarks GEMM templates while it compiles, the slowest start of
+#: all, and a suite cut short by its time budget should lose it before it loses a cell.
+GPU_TORCH_LATE_MODES = ("image:max-autotune",)
 #: Steps per timed repeat on a GPU (a 512^2 image step is ~3 ms there; an ensemble step
 #: of 64 models ~40 us): enough for each repeat to last tens of milliseconds.
 GPU_IMAGE_STEPS, GPU_ENSEMBLE_STEPS = 50, 1000
@@ -56,6 +61,7 @@ def gpu_suite_plan(
     sizes: Sequence[int] = GPU_SIZES,
     precisions: Sequence[str] = GPU_PRECISIONS,
     torch_modes: Sequence[str] = GPU_TORCH_MODES,
+    late_torch_modes: Sequence[str] = GPU_TORCH_LATE_MODES,
     image_steps: int = GPU_IMAGE_STEPS,
     ensemble_steps: int = GPU_ENSEMBLE_STEPS,
     repeats: int = 5,
@@ -69,16 +75,20 @@ def gpu_suite_plan(
   """The runs of the GPU suite, most important first, each its own process.
 
   Per precision (in the given order): per image size, nfscale, nfscale with each of
-  ``cell_variants``, then PyTorch (all image modes in one process); then the ensemble
+  ``cell_variants``, then PyTorch (its image modes in one process); then the ensemble
   likewise; after the first precision's image runs, profiled nfscale runs at the
-  largest size (default and each of ``cell_variants``); then nfscale with each of ``variants`` at the largest size and first
-  precision; last, the layer run.
+  largest size (default and each of ``cell_variants``). Then each of
+  ``late_torch_modes`` that ``torch_modes`` holds, per cell in the same order; then
+  nfscale with each of ``variants`` at the largest size and first precision; last, the
+  layer run.
 
   Args:
     nfscale_cmd: argv prefix of this package's bench launcher.
     torch_cmd: argv prefix of ``benchmarks/torch_workloads.py`` (``None``: no PyTorch).
     out_dir: where the profile goes (``out_dir/trace``).
     sizes, precisions, torch_modes: what to compare (``workload:mode``).
+    late_torch_modes: those of ``torch_modes`` that run in processes of their own
+      after every cell (default: ``max-autotune``, see :data:`GPU_TORCH_LATE_MODES`).
     image_steps, ensemble_steps, repeats: timing of every run, both sides alike.
     models: ensemble members.
     torch_device: ``--device`` of the PyTorch runs.
@@ -98,17 +108,21 @@ def gpu_suite_plan(
     ``{"label", "impl", "argv", "timeout_s"}`` per run.
 
   >>> plan = gpu_suite_plan(["nf"], ["tp"], "out", sizes=[8], precisions=["tf32"],
-  ...                       torch_modes=["image:eager"], variants=[], profile=False)
+  ...                       torch_modes=["image:eager", "image:max-autotune"],
+  ...                       variants=[], profile=False)
   >>> [p["label"] for p in plan]  # doctest: +NORMALIZE_WHITESPACE
   ['image 8 tf32 nfscale', 'image 8 tf32 nfscale fused=pallas', 'image 8 tf32 torch',
-   'ensemble tf32 nfscale', 'layer 8 tf32']
+   'ensemble tf32 nfscale', 'image 8 tf32 torch max-autotune', 'layer 8 tf32']
   >>> " ".join(plan[2]["argv"])
   'tp image --mode eager --precision tf32 --size 8 --device cuda --steps 50 --repeats 5'
   """
   for p in precisions:
     train.matmul_precision(p)  # a bad precision fails before anything runs
+  if any(not tm.startswith("image:") for tm in late_torch_modes):
+    raise ValueError(f"late_torch_modes={list(late_torch_modes)}: only image modes can run late.")
+  late = [tm for tm in torch_modes if tm in late_torch_modes]
   modes = {
-      wl: [tm.partition(":")[2] for tm in torch_modes if tm.startswith(wl + ":")]
+      wl: [tm.partition(":")[2] for tm in torch_modes if tm.startswith(wl + ":") and tm not in late]
       for wl in ("image", "ensemble")
   }
   timing = ["--repeats", str(repeats)]
@@ -134,31 +148,17 @@ def gpu_suite_plan(
         180,
     )
 
+  def add_torch_image(size, prec, image_modes, label):
+    argv = [*torch_cmd, "image", "--mode", ",".join(image_modes), "--precision", prec]
+    argv += ["--size", str(size), "--device", torch_device, "--steps", str(image_steps)]
+    add(label, "torch", [*argv, *timing], 420)
+
   for i, prec in enumerate(precisions):
     for size in sizes:
       for variant in ("", *cell_variants):
         add_image(size, prec, variant)
       if torch_cmd and modes["image"]:
-        add(
-            f"image {size} {prec} torch",
-            "torch",
-            [
-                *torch_cmd,
-                "image",
-                "--mode",
-                ",".join(modes["image"]),
-                "--precision",
-                prec,
-                "--size",
-                str(size),
-                "--device",
-                torch_device,
-                "--steps",
-                str(image_steps),
-                *timing,
-            ],
-            420,
-        )
+        add_torch_image(size, prec, modes["image"], f"image {size} {prec} torch")
     for variant in ("", *cell_variants) if i == 0 and profile else ():
       words = [f.lstrip("-") for f in variant.split()]
       trace = "_".join(["trace", *(w.replace("=", "_") for w in words)])
@@ -211,6 +211,10 @@ def gpu_suite_plan(
           ],
           300,
       )
+  for workload, _, mode in (tm.partition(":") for tm in late if torch_cmd):
+    for prec in precisions if workload == "image" else ():
+      for size in sizes:
+        add_torch_image(size, prec, [mode], f"image {size} {prec} torch {mode}")
   for variant in variants:
     add_image(max(sizes), precisions[0], variant)
   if layer_tiles:
@@ -231,56 +235,91 @@ def gpu_suite_plan(
   return plan
 
 
+def _earlier_runs(path: str) -> dict[str, dict[str, list[dict[str, Any]]]]:
+  """The lines of an earlier suite in ``path``: per label, per attempt, in file order."""
+  runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
+  for rec in io.read_jsonl(path, missing_ok=True):
+    if isinstance(rec, dict) and "label" in rec:
+      runs.setdefault(rec["label"], {}).setdefault(rec.get("attempt", ""), []).append(rec)
+  return runs
+
+
+def _last_that_ran(attempts: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+  ran = [
+      recs
+      for recs in attempts.values()
+      if not all(str(r.get("status", "")).startswith("skipped") for r in recs)
+  ]
+  return ran[-1] if ran else []
+
+
 def run_plan(
     plan: Sequence[dict[str, Any]], out: str, budget_s: float = 480.0, grace_s: float = 60.0
 ) -> list[dict[str, Any]]:
   """Runs :func:`gpu_suite_plan`'s runs in order; appends every JSON line to ``out`` at once.
 
   No run starts after ``budget_s`` seconds, and none runs past ``budget_s + grace_s``
-  (a run stopped there keeps the lines it printed). Each record gets ``label``; a
-  skipped, failed or stopped run adds a record ``{"label", "status", ...}``.
+  (a run stopped there keeps the lines it printed). Each line gets the run's ``label``,
+  its ``argv`` (one string) and ``attempt`` (when this call started); a skipped, failed
+  or stopped run adds a line ``{"label", "status", ...}``.
+
+  Calling it again with the same ``out`` resumes: a run whose last attempt there had the
+  same command and ended well is not run again, and its lines are returned as they
+  are. So a suite cut short by its budget (or killed) is finished by the same command,
+  on a machine lent in short slots. ``out`` is only ever appended to.
 
   Returns:
-    All records, in order.
+    Per run of ``plan``, in order, the lines of its last attempt that ran (with this
+    call's line if it was skipped again).
   """
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  earlier = _earlier_runs(out)
+  attempt = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
   t_start, records = time.perf_counter(), []
-  with open(out, "a", encoding="utf-8") as f:
-    for run in plan:
-      elapsed = time.perf_counter() - t_start
-      recs: list[dict[str, Any]]
-      if elapsed > budget_s:
-        recs = [{"label": run["label"], "status": "skipped (time budget)"}]
-      else:
-        timeout = max(1.0, min(run["timeout_s"], budget_s + grace_s - elapsed))
-        sys.stderr.write(f"[{elapsed:6.0f} s] {run['label']}: $ {shlex.join(run['argv'])}\n")
-        t0 = time.perf_counter()
-        status, stdout, stderr = "ok", "", ""
-        try:
-          done = subprocess.run(
-              run["argv"], capture_output=True, text=True, check=False, timeout=timeout
-          )
-          stdout, stderr = done.stdout, done.stderr
-          if done.returncode:
-            status = f"failed (exit {done.returncode})"
-        except subprocess.TimeoutExpired as e:
-          stdout = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
-          stderr = e.stderr.decode() if isinstance(e.stderr, bytes) else (e.stderr or "")
-          status = f"stopped after {timeout:.0f} s"
-        recs = [
-            dict(json.loads(line), label=run["label"])
-            for line in stdout.splitlines()
-            if line.startswith("{")
-        ]
-        if status != "ok":
-          sys.stderr.write(stderr[-2000:])
-          recs.append({"label": run["label"], "status": status, "stderr": stderr[-1500:]})
-        for rec in recs:
-          rec.setdefault("wall_s", time.perf_counter() - t0)
+  for run in plan:
+    label, argv = run["label"], shlex.join(run["argv"])
+    before = _last_that_ran(earlier.get(label, {}))
+    elapsed = time.perf_counter() - t_start
+    if before and before[0].get("argv") == argv and not any("status" in r for r in before):
+      sys.stderr.write(
+          f"[{elapsed:6.0f} s] {label}: done in an earlier call ({before[0]['attempt']})\n"
+      )
+      records.extend(before)
+      continue
+    recs: list[dict[str, Any]]
+    if elapsed > budget_s:
+      recs = [{"label": label, "status": "skipped (time budget)"}]
+    else:
+      timeout = max(1.0, min(run["timeout_s"], budget_s + grace_s - elapsed))
+      sys.stderr.write(f"[{elapsed:6.0f} s] {label}: $ {argv}\n")
+      t0 = time.perf_counter()
+      status, stdout, stderr = "ok", "", ""
+      try:
+        done = subprocess.run(
+            run["argv"], capture_output=True, text=True, check=False, timeout=timeout
+        )
+        stdout, stderr = done.stdout, done.stderr
+        if done.returncode:
+          status = f"failed (exit {done.returncode})"
+      except subprocess.TimeoutExpired as e:
+        stdout = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+        stderr = e.stderr.decode() if isinstance(e.stderr, bytes) else (e.stderr or "")
+        status = f"stopped after {timeout:.0f} s"
+      recs = [
+          dict(json.loads(line), label=label)
+          for line in stdout.splitlines()
+          if line.startswith("{")
+      ]
+      if status != "ok":
+        sys.stderr.write(stderr[-2000:])
+        recs.append({"label": label, "status": status, "stderr": stderr[-1500:]})
       for rec in recs:
-        f.write(json.dumps(rec) + "\n")
-        f.flush()
-      records.extend(recs)
+        rec.setdefault("wall_s", time.perf_counter() - t0)
+      before = []  # this attempt ran: its lines replace the earlier ones
+    for rec in recs:
+      rec.update(argv=argv, attempt=attempt)
+      io.append_jsonl(out, rec)
+    records.extend([*before, *recs])
   return records
 
 

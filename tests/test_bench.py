@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from nfscale import bench, gpu_suite, models, profiles, roofline, train
+from nfscale import bench, gpu_suite, io, models, profiles, roofline, train
 
 ROOT = pathlib.Path(__file__).parents[1]
 TORCH_SCRIPT = ROOT / "benchmarks" / "torch_workloads.py"
@@ -303,6 +303,11 @@ def test_gpu_suite_plan_pairs_both_sides_at_one_precision():
       "profile image 512 tf32 fused=pallas",
   ]
   assert "image 512 highest nfscale fused=pallas" in labels
+  # max-autotune, the slowest mode to start, runs per cell after all cells and ensembles.
+  assert labels[-8:-4] == [
+      f"image {s} {p} torch max-autotune" for p in ("tf32", "highest") for s in (256, 512)
+  ]
+  assert labels.index("ensemble highest torch") < labels.index("image 256 tf32 torch max-autotune")
   assert labels[-4:] == [
       "image 512 tf32 nfscale remat=dots",
       "image 512 tf32 nfscale nofast_sin",
@@ -323,7 +328,9 @@ def test_gpu_suite_plan_pairs_both_sides_at_one_precision():
     argv = " ".join(p["argv"])
     assert f"--precision={prec}" in argv or f"--precision {prec}" in argv, p
   torch_img = plan[2]["argv"]
-  assert torch_img[torch_img.index("--mode") + 1] == "eager,compile,reduce-overhead,max-autotune"
+  assert torch_img[torch_img.index("--mode") + 1] == "eager,compile,reduce-overhead"
+  late = plan[labels.index("image 512 highest torch max-autotune")]["argv"]
+  assert late[late.index("--mode") + 1] == "max-autotune" and "512" in late and "highest" in late
   ens = [p for p in plan if p["label"] == "ensemble tf32 torch"][0]["argv"]
   assert ens[ens.index("--mode") + 1] == "vmap,vmap-compile"
   assert any(a.startswith("--profile_dir=out") for a in plan[6]["argv"])
@@ -331,6 +338,8 @@ def test_gpu_suite_plan_pairs_both_sides_at_one_precision():
   assert all(p["impl"] != "torch" for p in no_torch)
   with pytest.raises(ValueError, match="valid precisions"):
     gpu_suite.gpu_suite_plan(["nf"], None, "out", precisions=["fp8"])
+  with pytest.raises(ValueError, match="only image modes"):
+    gpu_suite.gpu_suite_plan(["nf"], None, "out", late_torch_modes=["ensemble:vmap"])
 
 
 def _py(code):
@@ -356,9 +365,39 @@ def test_run_plan_appends_lines_keeps_partial_output_and_honours_the_budget(tmp_
   assert recs[2]["status"] == "failed (exit 3)" and recs[1]["rates"] == [1.0]
   assert recs[4]["status"].startswith("stopped after") and recs[3]["rates"] == [1.0]
   assert len(out.read_text().splitlines()) == 5
-  skipped = gpu_suite.run_plan(plan[:1], str(out), budget_s=-1)
-  assert skipped == [{"label": "a", "status": "skipped (time budget)"}]
-  assert len(out.read_text().splitlines()) == 6  # appended, not overwritten
+  other = tmp_path / "other.jsonl"
+  other.write_text(out.read_text())
+  skipped = gpu_suite.run_plan(plan[1:2], str(other), budget_s=-1)
+  # Skipped this time: b's earlier attempt (its line and its failure) is still what b has.
+  assert [r.get("status") for r in skipped] == [None, "failed (exit 3)", "skipped (time budget)"]
+  assert len(other.read_text().splitlines()) == 6  # appended, not overwritten
+
+
+def test_run_plan_resumes_and_keeps_only_runs_that_ended_well(tmp_path):
+  out, log = tmp_path / "s.jsonl", tmp_path / "ran.txt"
+
+  def run(label, code):
+    # Each run notes that it ran, then prints its line.
+    note = f"open({str(log)!r}, 'a').write({label!r}); "
+    line = 'import json; print(json.dumps({"workload": "image", "impl": "x", "rates": [1.0]}))'
+    return {"label": label, "impl": "x", "argv": _py(note + line + code), "timeout_s": 60}
+
+  plan = [run("a", ""), run("b", "; import sys; sys.exit(3)"), run("c", "")]
+  first = gpu_suite.run_plan(plan[:2], str(out), budget_s=100)
+  with open(out, "ab") as f:
+    f.write(b'{"label": "c", "torn')  # a call killed mid-line
+  plan[1] = run("b", "")  # fixed
+  second = gpu_suite.run_plan(plan, str(out), budget_s=100)
+  # a ended well and is kept, b failed and runs again, c never finished and runs.
+  assert log.read_text() == "ab" + "bc"
+  assert [r["label"] for r in second] == ["a", "b", "c"]
+  assert second[0] == first[0] and "status" not in second[1]
+  assert len({r["attempt"] for r in second}) == 2
+  # A changed command is a different run: it runs again.
+  plan[0] = run("a", "; print()")
+  gpu_suite.run_plan(plan, str(out), budget_s=100)
+  assert log.read_text() == "abbc" + "a"
+  assert len(io.read_jsonl(out)) == 3 + 2 + 1  # every attempt's lines kept
 
 
 def test_gpu_summary_ratios_and_roofline_fractions():
