@@ -39,7 +39,7 @@ import sys
 
 from absl import flags
 
-from nfscale import bench, cli, fused, gpu_suite, profiles, train
+from nfscale import bench, cli, fused, gpu_suite, train
 
 # The PyTorch workloads ship with the repository (benchmarks/), not with the wheel.
 _DEFAULT_TORCH = os.path.join(
@@ -204,36 +204,9 @@ def run_gpu_suite(me: list[str]) -> None:
       torch_device=_TORCH_DEVICE.value or device or "cpu",
   )
   records = gpu_suite.run_plan(plan, os.path.join(out_dir, "gpu_suite.jsonl"), _BUDGET.value)
-  rows = gpu_suite.gpu_summary(records)
-  table = gpu_suite.format_gpu_summary(rows)
-  problems = [r for r in records if "status" in r]
-  if torch_cmd is None:
-    problems.append(
-        {"label": "PyTorch", "status": f"left out: {_TORCH_PY.value} cannot import torch"}
-    )
-  layer_table = gpu_suite.format_layer_summary(records)
-  if layer_table:
-    table += (
-        "\n\nOne hidden sine layer alone, with the next layer's matmul (forward and backward):\n\n"
-        + layer_table
-    )
-  with open(os.path.join(out_dir, "summary.md"), "w", encoding="utf-8") as f:
-    f.write(table + "\n")
-    f.writelines(f"\n- {r['label']}: {r['status']}" for r in problems)
-  with open(os.path.join(out_dir, "summary.json"), "w", encoding="utf-8") as f:
-    json.dump({"rows": rows, "problems": problems, "machine": platform.node()}, f, indent=1)
-  traced = "\n\n".join(
-      f"## {r['label']}\n\n" + profiles.format_profile(r["profile"])
-      for r in records
-      if r.get("profile")
-  )
-  if traced:
-    with open(os.path.join(out_dir, "profile.md"), "w", encoding="utf-8") as f:
-      f.write(traced + "\n")
-    print(traced)
-  print(table)
-  for r in problems:
-    print(f"- {r['label']}: {r['status']}")
+  left_out = f"left out: {_TORCH_PY.value} cannot import torch"
+  problems = [] if torch_cmd else [{"label": "PyTorch", "status": left_out}]
+  print(gpu_suite.write_reports(out_dir, records, problems))
 
 
 def layer_runs(impls: list[str], tiles: list[str]) -> list[tuple[str, str | None]]:

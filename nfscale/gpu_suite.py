@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import platform
 import shlex
 import statistics
 import subprocess
@@ -25,7 +26,7 @@ import sys
 import time
 from typing import Any, Sequence
 
-from nfscale import io, train
+from nfscale import io, profiles, train
 from nfscale.roofline import roofline_fields
 
 GPU_SIZES = (256, 512)
@@ -482,3 +483,44 @@ def format_gpu_summary(rows: Sequence[dict[str, Any]]) -> str:
         f"{r['bound'] or ''} | {modes} |"
     )
   return "\n".join(lines)
+
+
+def write_reports(
+    out_dir: str, records: Sequence[dict[str, Any]], problems: Sequence[dict[str, Any]] = ()
+) -> str:
+  """Writes ``summary.md``, ``summary.json`` and (if a run was profiled) ``profile.md``.
+
+  Each file is written atomically: a suite stopped while writing leaves the previous
+  version, never half of one.
+
+  Args:
+    out_dir: the suite's folder.
+    records: :func:`run_plan`'s records.
+    problems: more ``{"label", "status"}`` lines for the summary (e.g. PyTorch left
+      out); the records' own failed, stopped and skipped runs are added.
+
+  Returns:
+    The profiles, the summary table and the problems, as text to print.
+  """
+  problems = [r for r in records if "status" in r] + list(problems)
+  table = format_gpu_summary(gpu_summary(records))
+  layer_table = format_layer_summary(records)
+  if layer_table:
+    table += (
+        "\n\nOne hidden sine layer alone, with the next layer's matmul (forward and backward):\n\n"
+        + layer_table
+    )
+  listed = "".join(f"\n- {r['label']}: {r['status']}" for r in problems)
+  io.atomic_write_text(os.path.join(out_dir, "summary.md"), table + "\n" + listed)
+  io.atomic_write_json(
+      os.path.join(out_dir, "summary.json"),
+      {"rows": gpu_summary(records), "problems": problems, "machine": platform.node()},
+  )
+  traced = "\n\n".join(
+      f"## {r['label']}\n\n" + profiles.format_profile(r["profile"])
+      for r in records
+      if r.get("profile")
+  )
+  if traced:
+    io.atomic_write_text(os.path.join(out_dir, "profile.md"), traced + "\n")
+  return "\n".join(filter(None, [traced, table, listed.lstrip("\n")]))
