@@ -8,6 +8,8 @@ as markdown.
 Example:
   >>> _category("cutlass_80_tensorop_s1688gemm"), _category("loop_sine_fusion")
   ('matmul', 'elementwise/reduction')
+  >>> _category("nvjet_tst_128x256_64x4_2x1_v_bz_coopA_TNN"), _category("splitKreduce_kernel")
+  ('matmul', 'matmul')
   >>> _category("fused_sine_backward")
   'fused matmul+sine'
 """
@@ -22,7 +24,20 @@ from typing import Any
 
 #: Kernel-name fragments that mark a matmul (cuBLAS/CUTLASS/XLA GEMM fusions, YNNPACK on
 #: CPU); :func:`summarize_trace` puts every other kernel under "elementwise/reduction".
-MATMUL_MARKERS = ("gemm", "dot", "cublas", "cutlass", "xmma", "matmul", "ynn")
+#: Recent cuBLAS names its Hopper GEMMs ``nvjet_...`` (no "gemm" in the name), and its
+#: split-K GEMMs end in a ``splitKreduce_kernel``: without these two, an H100/H200 profile
+#: would count most matmul time as elementwise, the very split the profile is there to show.
+MATMUL_MARKERS = (
+    "gemm",
+    "dot",
+    "cublas",
+    "cutlass",
+    "xmma",
+    "matmul",
+    "ynn",
+    "nvjet",
+    "splitkreduce",
+)
 #: The fused sine layers' Pallas kernels (:mod:`nfscale.fused`): a matmul and its
 #: activation in one kernel, counted apart from both.
 FUSED_MARKER = "fused_sine"
