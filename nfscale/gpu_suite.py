@@ -212,8 +212,8 @@ def gpu_suite_plan(
           ],
           300,
       )
-  for workload, _, mode in (tm.partition(":") for tm in late if torch_cmd):
-    for prec in precisions if workload == "image" else ():
+  for mode in [tm.partition(":")[2] for tm in late] if torch_cmd else []:
+    for prec in precisions:
       for size in sizes:
         add_torch_image(size, prec, [mode], f"image {size} {prec} torch {mode}")
   for variant in variants:
