@@ -26,7 +26,8 @@ Two implementations, one contract (same values up to float rounding):
   (Triton); on other backends they run in Pallas's interpret mode, which is
   slow and exists to test the kernels.
 
-``"auto"`` is ``"pallas"`` on a GPU and ``"jax"`` elsewhere. The kernels' speed
+``"auto"`` is ``"pallas"`` on a GPU (while JAX keeps Pallas's Triton backend, which
+it has deprecated) and ``"jax"`` elsewhere. The kernels' speed
 on a GPU has not been measured yet; :class:`nfscale.models.NeuralField` uses
 this module only when asked (``fused=...``).
 
@@ -129,13 +130,30 @@ def check_tiles(tiles: Tiles) -> Tiles:
   return tiles
 
 
+def _triton():
+  """Pallas's Triton backend module, or ``None`` in a JAX that no longer has it.
+
+  JAX 0.11 deprecates it in favour of Mosaic GPU and says it will be removed.
+  """
+  try:
+    from jax.experimental.pallas import triton  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  return triton
+
+
 def resolve_impl(impl: str, backend: str | None = None) -> str:
-  """``"jax"`` or ``"pallas"`` for ``impl`` on ``backend`` (default: JAX's default backend)."""
+  """``"jax"`` or ``"pallas"`` for ``impl`` on ``backend`` (default: JAX's default backend).
+
+  ``"auto"`` is ``"pallas"`` on a GPU while this JAX has Pallas's Triton backend,
+  else ``"jax"``.
+  """
   if impl not in IMPLS:
     raise ValueError(f"fused implementation must be one of {IMPLS}, got {impl!r}.")
   if impl != "auto":
     return impl
-  return "pallas" if (backend or jax.default_backend()) == "gpu" else "jax"
+  on_gpu = (backend or jax.default_backend()) == "gpu"
+  return "pallas" if on_gpu and _triton() is not None else "jax"
 
 
 def _round_up(v: int, m: int) -> int:
@@ -238,7 +256,13 @@ def _pallas_tiles(
   """
   # Imported on use: only this path needs them.
   from jax.experimental import pallas as pl
-  from jax.experimental.pallas import triton as plgpu
+
+  plgpu = _triton()
+  if plgpu is None:
+    raise RuntimeError(
+        f"fused='pallas' needs Pallas's Triton backend, which JAX {jax.__version__} no "
+        "longer has; use fused='jax' (or 'auto', which falls back to it)."
+    )
 
   rows, k = x.shape
   n = w.shape[1]

@@ -2,6 +2,7 @@
 
 import importlib.util
 import pathlib
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -321,6 +322,20 @@ def test_bad_arguments():
     fused.dense_sine(x.astype(jnp.complex64), w, b, OMEGA, impl="jax")
   assert fused.resolve_impl("auto", "gpu") == "pallas"
   assert fused.resolve_impl("auto", "cpu") == "jax"
+
+
+def test_a_jax_without_the_triton_backend(monkeypatch):
+  # JAX 0.11 deprecates Pallas's Triton backend; once it is gone, "auto" falls back to
+  # the jax path and "pallas" says why it cannot run (None in sys.modules: ImportError).
+  from jax.experimental import pallas  # pylint: disable=g-import-not-at-top
+
+  monkeypatch.setitem(sys.modules, "jax.experimental.pallas.triton", None)
+  monkeypatch.delattr(pallas, "triton", raising=False)  # set once another test imported it
+  assert fused.resolve_impl("auto", "gpu") == "jax"
+  x, w, b = _inputs(4, 3, 5)
+  with pytest.raises(RuntimeError, match="Triton backend.*fused='jax'"):
+    fused.dense_sine(x, w, b, OMEGA, impl="pallas")
+  assert fused.dense_sine(x, w, b, OMEGA, impl="auto").shape == (4, 5)
 
 
 def _field(fused_impl="off", activation="sine"):
