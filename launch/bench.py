@@ -203,7 +203,12 @@ def run_gpu_suite(me: list[str]) -> None:
       models=_MODELS.value,
       torch_device=_TORCH_DEVICE.value or device or "cpu",
   )
-  records = gpu_suite.run_plan(plan, os.path.join(out_dir, "gpu_suite.jsonl"), _BUDGET.value)
+  records = gpu_suite.run_plan(
+      plan,
+      os.path.join(out_dir, "gpu_suite.jsonl"),
+      _BUDGET.value,
+      machine=gpu_suite.machine_kind(),
+  )
   left_out = f"left out: {_TORCH_PY.value} cannot import torch"
   problems = [] if torch_cmd else [{"label": "PyTorch", "status": left_out}]
   print(gpu_suite.write_reports(out_dir, records, problems))

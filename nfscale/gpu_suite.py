@@ -254,20 +254,48 @@ def _last_that_ran(attempts: dict[str, list[dict[str, Any]]]) -> list[dict[str, 
   return ran[-1] if ran else []
 
 
+def machine_kind() -> str:
+  """What the suite's numbers depend on: the GPU's name, else the CPU's (no JAX needed).
+
+  Asked of ``nvidia-smi`` so that the launcher never opens the GPU itself (JAX would
+  take most of its memory away from the runs).
+
+  >>> isinstance(machine_kind(), str)
+  True
+  """
+  try:
+    out = subprocess.run(
+        ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    names = out.stdout.split("\n") if out.returncode == 0 else []
+  except (OSError, subprocess.TimeoutExpired):
+    names = []
+  return names[0].strip() if names and names[0].strip() else f"cpu {platform.machine()}"
+
+
 def run_plan(
-    plan: Sequence[dict[str, Any]], out: str, budget_s: float = 480.0, grace_s: float = 60.0
+    plan: Sequence[dict[str, Any]],
+    out: str,
+    budget_s: float = 480.0,
+    grace_s: float = 60.0,
+    machine: str = "",
 ) -> list[dict[str, Any]]:
   """Runs :func:`gpu_suite_plan`'s runs in order; appends every JSON line to ``out`` at once.
 
   No run starts after ``budget_s`` seconds, and none runs past ``budget_s + grace_s``
   (a run stopped there keeps the lines it printed). Each line gets the run's ``label``,
-  its ``argv`` (one string) and ``attempt`` (when this call started); a skipped, failed
-  or stopped run adds a line ``{"label", "status", ...}``.
+  its ``argv`` (one string), ``attempt`` (when this call started) and ``machine``; a
+  skipped, failed or stopped run adds a line ``{"label", "status", ...}``.
 
   Calling it again with the same ``out`` resumes: a run whose last attempt there had the
-  same command and ended well is not run again, and its lines are returned as they
-  are. So a suite cut short by its budget (or killed) is finished by the same command,
-  on a machine lent in short slots. ``out`` is only ever appended to.
+  same command, ran on the same ``machine`` (e.g. :func:`machine_kind`: another GPU
+  model's numbers are not mixed in) and ended well is not run again, and its lines are
+  returned as they are. So a suite cut short by its budget (or killed) is finished by
+  the same command, on a machine lent in short slots. ``out`` is only ever appended to.
 
   Returns:
     Per run of ``plan``, in order, the lines of its last attempt that ran (with this
@@ -281,7 +309,8 @@ def run_plan(
     label, argv = run["label"], shlex.join(run["argv"])
     before = _last_that_ran(earlier.get(label, {}))
     elapsed = time.perf_counter() - t_start
-    if before and before[0].get("argv") == argv and not any("status" in r for r in before):
+    same = before and (before[0].get("argv"), before[0].get("machine")) == (argv, machine)
+    if same and not any("status" in r for r in before):
       sys.stderr.write(
           f"[{elapsed:6.0f} s] {label}: done in an earlier call ({before[0]['attempt']})\n"
       )
@@ -318,7 +347,7 @@ def run_plan(
         rec.setdefault("wall_s", time.perf_counter() - t0)
       before = []  # this attempt ran: its lines replace the earlier ones
     for rec in recs:
-      rec.update(argv=argv, attempt=attempt)
+      rec.update(argv=argv, attempt=attempt, machine=machine)
       io.append_jsonl(out, rec)
     records.extend([*before, *recs])
   return records

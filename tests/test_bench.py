@@ -398,6 +398,11 @@ def test_run_plan_resumes_and_keeps_only_runs_that_ended_well(tmp_path):
   gpu_suite.run_plan(plan, str(out), budget_s=100)
   assert log.read_text() == "abbc" + "a"
   assert len(io.read_jsonl(out)) == 3 + 2 + 1  # every attempt's lines kept
+  # Another machine (a different GPU model) runs everything again.
+  other = gpu_suite.run_plan(plan, str(out), budget_s=100, machine="NVIDIA H100 80GB HBM3")
+  assert log.read_text() == "abbca" + "abc" and {r["machine"] for r in other} == {
+      "NVIDIA H100 80GB HBM3"
+  }
 
 
 def test_gpu_summary_ratios_and_roofline_fractions():
