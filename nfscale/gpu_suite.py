@@ -540,7 +540,9 @@ def write_reports(
         + layer_table
     )
   listed = "".join(f"\n- {r['label']}: {r['status']}" for r in problems)
-  io.atomic_write_text(os.path.join(out_dir, "summary.md"), table + "\n" + listed)
+  io.atomic_write_text(
+      os.path.join(out_dir, "summary.md"), table + "\n" + (listed + "\n" if listed else "")
+  )
   io.atomic_write_json(
       os.path.join(out_dir, "summary.json"),
       {"rows": gpu_summary(records), "problems": problems, "machine": platform.node()},
