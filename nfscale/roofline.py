@@ -47,7 +47,7 @@ ELEMENTWISE_PASSES_FUSED = 7
 #: writes ``g_z`` (3). The other 6 are a matmul's operands or results. With the fused
 #: Pallas layers every pass belongs to a kernel that also multiplies (0). XLA runs the
 #: kernels of a step one after another, so these passes add to the matmuls' time
-#: rather than overlapping it (:func:`image_bounds`' ``serial_ms``).
+#: rather than overlapping it (:func:`image_bounds`' ``serial_steps_per_s``).
 ELEMENTWISE_KERNEL_PASSES = {"off": 5, "pallas": 0}
 
 
