@@ -485,6 +485,60 @@ def format_layer_summary(records: Sequence[dict[str, Any]]) -> str:
   return "\n".join(lines)
 
 
+#: The issue's target: nfscale at least this many times the best PyTorch mode's rate.
+TARGET_RATIO = 1.5
+
+
+def format_targets(rows: Sequence[dict[str, Any]], target: float = TARGET_RATIO) -> str:
+  """Per workload, size and precision: nfscale's best configuration against PyTorch's.
+
+  From :func:`gpu_summary`'s rows, the nfscale variant with the highest rate per cell,
+  its ratio to the best PyTorch mode, whether that ratio reaches ``target``, and both
+  sides' fraction of the roofline: the table the GPU targets are judged by. A side with
+  no rate in a cell (not run, failed, skipped) says "not run".
+
+  >>> rows = [
+  ...     {"workload": "image", "size": 512, "precision": "tf32", "nfscale_variant": v,
+  ...      "nfscale": r, "torch": {"torch-compile": 338.0}, "best_torch": "torch-compile",
+  ...      "ratio": r / 338.0, "nfscale_roofline": f, "torch_roofline": 0.62,
+  ...      "bound": "memory"}
+  ...     for v, r, f in [("default", 305.0, 0.56), ("fused=pallas", 520.0, 0.61)]]
+  >>> print(format_targets(rows))
+  | workload | size | precision | best nfscale configuration | nfscale | best PyTorch (mode) | ratio | >= 1.5x | roofline (nfscale / PyTorch) |
+  |---|---|---|---|---|---|---|---|---|
+  | image | 512 | tf32 | fused=pallas | 520 | 338 (compile) | 1.54x | yes | 61% / 62% |
+  """
+  best: dict[tuple, dict[str, Any]] = {}
+  for r in rows:
+    key = (r["workload"], r["size"], r["precision"])
+    if key not in best or (r["nfscale"] or 0.0) > (best[key]["nfscale"] or 0.0):
+      best[key] = r
+  lines = [
+      (
+          "| workload | size | precision | best nfscale configuration | nfscale | best PyTorch "
+          f"(mode) | ratio | >= {target:g}x | roofline (nfscale / PyTorch) |"
+      ),
+      "|---|---|---|---|---|---|---|---|---|",
+  ]
+  for r in best.values():
+    torch_rate = r["torch"].get(r["best_torch"]) if r["best_torch"] else None
+    pytorch = (
+        f"{torch_rate:,.0f} ({r['best_torch'].removeprefix('torch-')})" if torch_rate else "not run"
+    )
+    ours = f"{r['nfscale']:,.0f}" if r["nfscale"] else "not run"
+    ratio = f"{r['ratio']:.2f}x" if r["ratio"] else ""
+    met = ("yes" if r["ratio"] >= target else "no") if r["ratio"] else ""
+    roof = " / ".join(
+        f"{100 * v:.0f}%" if v is not None else "-"
+        for v in (r["nfscale_roofline"], r["torch_roofline"])
+    )
+    lines.append(
+        f"| {r['workload']} | {r['size'] or ''} | {r['precision']} | {r['nfscale_variant']} | "
+        f"{ours} | {pytorch} | {ratio} | {met} | {roof} |"
+    )
+  return "\n".join(lines)
+
+
 def format_gpu_summary(rows: Sequence[dict[str, Any]]) -> str:
   """A markdown table of :func:`gpu_summary`'s rows."""
 
@@ -532,7 +586,13 @@ def write_reports(
     The profiles, the summary table and the problems, as text to print.
   """
   problems = [r for r in records if "status" in r] + list(problems)
-  table = format_gpu_summary(gpu_summary(records))
+  rows = gpu_summary(records)
+  table = (
+      "Targets: nfscale's best configuration per cell against the best PyTorch mode.\n\n"
+      + format_targets(rows)
+      + "\n\nEvery nfscale configuration:\n\n"
+      + format_gpu_summary(rows)
+  )
   layer_table = format_layer_summary(records)
   if layer_table:
     table += (
@@ -545,7 +605,7 @@ def write_reports(
   )
   io.atomic_write_json(
       os.path.join(out_dir, "summary.json"),
-      {"rows": gpu_summary(records), "problems": problems, "machine": platform.node()},
+      {"rows": rows, "problems": problems, "machine": platform.node()},
   )
   traced = "\n\n".join(
       f"## {r['label']}\n\n" + profiles.format_profile(r["profile"])

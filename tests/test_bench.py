@@ -489,6 +489,17 @@ def test_gpu_summary_ratios_and_roofline_fractions():
   assert row["bound"] == "memory"
   table = gpu_suite.format_gpu_summary(rows)
   assert "**0.90x**" in table and "compile 338" in table
+  # The targets table: per cell, nfscale's best configuration (XLA sin + fused, 400)
+  # against the best PyTorch mode; a cell where PyTorch never ran says so.
+  torch_only = {"workload": "image", "impl": "torch-eager", "size": 256, "precision": "tf32"}
+  nf_only = {"workload": "image", "impl": "nfscale", "size": 256, "precision": "highest"}
+  rows += gpu_suite.gpu_summary([{**torch_only, "rates": [9.0]}, {**nf_only, "rates": [5.0]}])
+  lines = gpu_suite.format_targets(rows).splitlines()[2:]
+  assert lines[0].startswith("| image | 512 | tf32 | XLA sin, fused=pallas | 400 | 338 (compile) ")
+  assert "| 1.18x | no |" in lines[0]
+  assert lines[1].startswith("| image | 256 | tf32 | (none) | not run | 9 (eager) |  |  | - / - |")
+  assert lines[2].startswith("| image | 256 | highest | default | 5 | not run |  |  |")
+  assert "yes" in gpu_suite.format_targets(rows, target=1.1).splitlines()[2]
 
 
 def test_profile_summary_of_a_cpu_trace(tmp_path):
