@@ -21,12 +21,13 @@ of the same names (``nfscale.train.PRECISIONS``, ``nfscale.train.REMAT``);
 every ``--gpu_sizes`` image size and every ``--gpu_precisions`` precision (both sides
 at the same setting; nfscale also with the fused Pallas sine layers), the ensemble,
 profiled nfscale runs (default and fused), PyTorch's ``max-autotune`` per image cell
-(the slowest mode to start, so it comes after every cell), nfscale with ``--remat=dots``, with
-``--nofast_sin`` and with the plain-JAX fused layers, then one hidden sine layer and
-the next layer's matmul alone (``--workload=layer``: plain, fused ``jax`` and the Pallas
-kernels at several ``--tiles``); it appends every JSON line to
+(the slowest mode to start, so it comes after every cell), nfscale with
+``--remat=dots``, with ``--nofast_sin`` and with the plain-JAX fused layers, then one
+hidden sine layer and the next layer's matmul alone (``--workload=layer``: plain, fused
+``jax`` and the Pallas kernels at several ``--tiles``); it appends every JSON line to
 ``OUT_DIR/gpu_suite.jsonl`` as it comes, starts nothing after ``--budget_s`` seconds
-(the same command again resumes: runs that ended well there are kept), and writes ``OUT_DIR/summary.md`` (ratios and roofline fractions) and
+(the same command again resumes: runs that ended well there are kept), and writes
+``OUT_DIR/summary.md`` (the targets table, ratios and roofline fractions) and
 ``OUT_DIR/profile.md``. The PyTorch runs are left out when
 ``--torch_python`` cannot import torch.
 """
