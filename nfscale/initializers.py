@@ -109,7 +109,10 @@ def _sample(key: Array, shape: Shape, dtype: np.dtype, variance: float, distribu
     im = _sample(k_im, shape, real_dtype, variance / 2, distribution)
     return jax.lax.complex(re, im).astype(dtype)
   if distribution == "normal":
-    return math.sqrt(variance) * jax.random.normal(key, shape, dtype)
+    # The barrier keeps XLA from folding the scale into the sampler's own constants
+    # under jit, which rounds differently: with it, a jitted init (vmapped or not)
+    # draws bit for bit what an eager one draws, and both equal model.init's.
+    return math.sqrt(variance) * jax.lax.optimization_barrier(jax.random.normal(key, shape, dtype))
   # U(-a, a) has variance a^2 / 3.
   bound = math.sqrt(3.0 * variance)
   return jax.random.uniform(key, shape, dtype, minval=-bound, maxval=bound)

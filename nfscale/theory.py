@@ -86,6 +86,7 @@ __all__ = [
     "init_diagnostics",
     "ensemble_diagnostics",
     "condition_width",
+    "condition_widths",
     "RHS_CONSTANT",
     "READINGS",
     "CACHE_FILE",
@@ -250,10 +251,8 @@ def _diagnostics(
   )
 
 
-# Op-by-op (not jitted) forward passes: condition_width visits a new width, and
-# a new scheme, at every step. A jitted program compiles once per (module,
-# width) pair (~1 s each on CPU), while eager primitives are compiled per
-# shape only and shared across schemes: measured 2x faster for a whole search.
+# Op by op (not jitted): init_diagnostics and ensemble_diagnostics run once per
+# network, and eager primitives compile per shape only.
 def _apply(model: Any, params: PyTree, x: jax.Array) -> tuple[jax.Array, jax.Array]:
   return model.apply(params, x, return_features=True)
 
@@ -262,12 +261,23 @@ def _apply_stacked(model: Any, params: PyTree, x: jax.Array) -> tuple[jax.Array,
   return jax.vmap(lambda p: model.apply(p, x, return_features=True))(params)
 
 
-def _init_stacked(model: Any, keys: jax.Array, example: jax.Array) -> PyTree:
-  # vmap over keys draws the same values as one model.init(key) per key;
-  # lazy_init only traces the forward pass that init would run eagerly (its
-  # primitives compile anew per width: a deep-preset search spent ~8 of 34 s there).
-  shape = jax.ShapeDtypeStruct(jnp.shape(example), jnp.result_type(example))
-  return jax.vmap(lambda k: model.lazy_init(k, shape))(keys)
+# condition_width compiles one program per (scheme, width) it visits: measured on
+# a 2-core CPU over the 9 widths of its example, 6 s for one scheme and 24.5 s for
+# four, against 14 s and 30 s op by op (eager primitives compile per shape, and
+# every width is a new shape). Compiling without LLVM's optimisations
+# (xla_backend_optimization_level=0) would halve that again, but it changes how
+# the sampler rounds, and the search must draw model.init's params bit for bit.
+def _init_and_apply_stacked(
+    model: Any, keys: jax.Array, x: jax.Array
+) -> tuple[PyTree, jax.Array, jax.Array]:
+  """Every key's ``model.init`` (vmapped: the same values) and forward pass, one program."""
+
+  def run(keys: jax.Array, x: jax.Array) -> tuple[PyTree, jax.Array, jax.Array]:
+    params = jax.vmap(lambda k: model.init(k, x[:1]))(keys)
+    out, feats = jax.vmap(lambda p: model.apply(p, x, return_features=True))(params)
+    return params, out, feats
+
+  return jax.jit(run)(keys, x)
 
 
 def _to_host64(a: Any) -> np.ndarray:
@@ -360,10 +370,13 @@ def ensemble_diagnostics(model: Any, stacked_params: PyTree, x: Any, y: Any) -> 
   members = {int(np.shape(a)[0]) for a in leaves}
   if len(members) != 1:
     raise ValueError(f"stacked_params leaves disagree on the member count: {sorted(members)}.")
-  w_last = _to_host64(_last_kernel(stacked_params, num_hidden))
   out, feats = _apply_stacked(model, stacked_params, x_arr)
-  out, feats = _to_host64(out), _to_host64(feats)
-  return [_diagnostics(feats[m], out[m], w_last[m], y_arr) for m in range(out.shape[0])]
+  return _member_diagnostics(_last_kernel(stacked_params, num_hidden), out, feats, y_arr)
+
+
+def _member_diagnostics(w_last: Any, out: Any, feats: Any, y: np.ndarray) -> list[Diagnostics]:
+  w_last, out, feats = _to_host64(w_last), _to_host64(out), _to_host64(feats)
+  return [_diagnostics(feats[m], out[m], w_last[m], y) for m in range(out.shape[0])]
 
 
 def condition_width(
@@ -449,17 +462,84 @@ def condition_width(
     >>> r.found, r.evaluations[r.width]
     (True, True)
   """
+  return condition_widths(
+      make_model,
+      scheme,
+      x,
+      y,
+      readings=(reading,),
+      seeds=seeds,
+      start=start,
+      max_width=max_width,
+      rel_precision=rel_precision,
+      rule=rule,
+      scheme_params=scheme_params,
+      growth=growth,
+      record=record,
+  )[reading]
+
+
+def condition_widths(
+    make_model: Callable[[int], Any],
+    scheme: str | initializers.Scheme,
+    x: Any,
+    y: Any,
+    *,
+    readings: Sequence[str] = READINGS,
+    seeds: Sequence[int] = (0, 1, 2),
+    start: int = 8,
+    max_width: int = 2**14,
+    rel_precision: float = 0.1,
+    rule: Literal["median", "all"] = "median",
+    scheme_params: Mapping[str, Any] | None = None,
+    growth: float = 2.0,
+    record: dict[int, list[Diagnostics]] | None = None,
+) -> dict[str, scaling.SearchResult]:
+  """:func:`condition_width` for several readings, each width measured once.
+
+  Every width's networks are drawn and measured once for all the searches (one
+  :class:`Diagnostics` holds both readings' margins); the searches then run one
+  after another, in ``readings`` order, and a width one search has visited costs the
+  next nothing. Each result equals :func:`condition_width`'s for its reading.
+
+  Args:
+    make_model, scheme, x, y, seeds, start, max_width, rel_precision, rule,
+      scheme_params, growth, record: as in :func:`condition_width`.
+    readings: the readings to search for (each one of :data:`READINGS`).
+
+  Returns:
+    ``{reading: SearchResult}``, one per reading.
+
+  Raises:
+    ValueError: as :func:`condition_width`, or for an empty ``readings``.
+
+  Example:
+    >>> import numpy as np
+    >>> from nfscale import make_field
+    >>> x = np.linspace(-1, 1, 10, dtype=np.float32)[:, None]
+    >>> y = np.sin(2 * np.pi * x)
+    >>> make = lambda w: make_field((w,), 1, activation="sinc",
+    ...                             activation_params={"omega": 30.0})
+    >>> r = condition_widths(make, "init1", x, y, scheme_params={"first_bias": "torch"},
+    ...                      max_width=512)
+    >>> r["over_sqrt_n"].width <= (r["times_sqrt_n"].width if r["times_sqrt_n"].found else 512)
+    True
+  """
+  readings = tuple(_check_reading(r) for r in readings)
+  if not readings:
+    raise ValueError(f"readings must name at least one of {', '.join(READINGS)}.")
   seeds = tuple(int(s) for s in seeds)
   if not seeds:
     raise ValueError("seeds must not be empty.")
   if rule not in ("median", "all"):
     raise ValueError(f"rule must be 'median' or 'all', got rule={rule!r}.")
-  _check_reading(reading)
   scheme_obj = initializers.get_scheme(scheme, **dict(scheme_params or {}))
   x_arr, y_arr = _check_data(x, y)
-  example = x_arr[:1]
+  measured: dict[int, list[Diagnostics]] = {}
 
-  def oracle(width: int) -> bool:
+  def diagnose(width: int) -> list[Diagnostics]:
+    if width in measured:
+      return measured[width]
     model = make_model(width)
     hidden = tuple(getattr(model, "hidden", ()) or ())
     if not hidden or hidden[-1] != width:
@@ -468,20 +548,35 @@ def condition_width(
           f"has width {width}, got hidden={hidden}."
       )
     model = model.clone(scheme=scheme_obj)
+    num_hidden = _check_model(model)
     # All seeds in one vmapped init: the same params as model.init(key(s), ...)
     # per seed, but one compilation per width instead of one per seed.
     keys = jnp.stack([jax.random.key(s) for s in seeds])
-    diags = ensemble_diagnostics(model, _init_stacked(model, keys, example), x_arr, y_arr)
+    params, out, feats = _init_and_apply_stacked(model, keys, x_arr)
+    measured[width] = _member_diagnostics(_last_kernel(params, num_hidden), out, feats, y_arr)
     if record is not None:
-      record[width] = diags
-    margins = np.array([d.margin_for(reading) for d in diags])
-    if np.any(np.isnan(margins)):
-      return False  # A NaN forward pass never satisfies the condition.
-    return bool(np.median(margins) >= 0) if rule == "median" else bool(np.all(margins >= 0))
+      record[width] = measured[width]
+    return measured[width]
 
-  return scaling.min_width_search(
-      oracle, start=start, max_width=max_width, rel_precision=rel_precision, growth=growth
-  )
+  def oracle_for(reading: str) -> Callable[[int], bool]:
+    def oracle(width: int) -> bool:
+      margins = np.array([d.margin_for(reading) for d in diagnose(width)])
+      if np.any(np.isnan(margins)):
+        return False  # A NaN forward pass never satisfies the condition.
+      return bool(np.median(margins) >= 0) if rule == "median" else bool(np.all(margins >= 0))
+
+    return oracle
+
+  return {
+      reading: scaling.min_width_search(
+          oracle_for(reading),
+          start=start,
+          max_width=max_width,
+          rel_precision=rel_precision,
+          growth=growth,
+      )
+      for reading in readings
+  }
 
 
 def cached_per_scheme(

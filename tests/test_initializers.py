@@ -143,11 +143,24 @@ def test_receptive_field_fans():
   assert abs(float(w.var()) * 576 - 1) < 0.05
 
 
-def test_jit_compatible():
-  init = I.get_scheme("init1").last
-  a = jax.jit(init, static_argnums=(1, 2))(jax.random.key(3), (16, 4), jnp.float32)
-  # XLA may fuse the scaling differently under jit: equal to float32 rounding.
-  np.testing.assert_allclose(a, init(jax.random.key(3), (16, 4), jnp.float32), rtol=1e-6)
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.complex64])
+def test_jit_and_vmap_draw_what_eager_draws(dtype):
+  # Bit for bit, for every scheme and position (and the torch bias rule): the engine
+  # draws members with a vmapped init and the width search with a jitted one, and
+  # both must be the params model.init(key) gives. One program for all of them.
+  inits = [scheme(name).kernel_init(position) for name, position in CASES]
+  bias = I.get_scheme("init1", first_bias="torch").bias_init(16, "first")
+
+  def draw(key):
+    return [init(key, (16, 12), dtype) for init in inits] + [bias(key, (12,), jnp.float32)]
+
+  eager = draw(jax.random.key(3))
+  jitted = jax.jit(draw)(jax.random.key(3))
+  vmapped = jax.jit(jax.vmap(draw))(jnp.stack([jax.random.key(3), jax.random.key(4)]))
+  for case, e, j, v in zip(CASES + [("init1", "torch bias")], eager, jitted, vmapped):
+    np.testing.assert_array_equal(j, e, err_msg=str(case))
+    np.testing.assert_array_equal(v[0], e, err_msg=str(case))
+    assert not np.array_equal(v[1], e), case
 
 
 @pytest.mark.parametrize(

@@ -38,17 +38,17 @@ def test_theory_is_cached_and_not_recomputed_on_resume(tmp_path, monkeypatch):
   # (fast, counting its calls) checks the sweep's caching around it.
   calls = []
 
-  def fake(make_model, scheme, x, y, *, reading="over_sqrt_n", **kw):
-    calls.append((scheme, len(x), reading))
-    w = 100 if reading == "over_sqrt_n" else None
-    return scaling.SearchResult(
+  def fake(make_model, scheme, x, y, *, readings, **kw):
+    calls.append((scheme, len(x), tuple(readings)))
+    result = lambda w: scaling.SearchResult(  # noqa: E731
         width=w, found=w is not None, lower_bound=0, evaluations={}, rounds=1
     )
+    return {"over_sqrt_n": result(100), "times_sqrt_n": result(None)}
 
-  monkeypatch.setattr(theory, "condition_width", fake)
+  monkeypatch.setattr(theory, "condition_widths", fake)
   c = _tiny(**{"sweep.ns": (6,)})
   sweep.run_sweep(c, str(tmp_path))
-  assert sorted(calls) == [("init1", 6, "over_sqrt_n"), ("init1", 6, "times_sqrt_n")]
+  assert calls == [("init1", 6, ("over_sqrt_n", "times_sqrt_n"))]
   (cached,) = io.read_jsonl(tmp_path / theory.CACHE_FILE)
   # Both readings, labelled.
   assert cached["theory"] == {
@@ -63,7 +63,7 @@ def test_theory_is_cached_and_not_recomputed_on_resume(tmp_path, monkeypatch):
   def boom(*a, **k):
     raise AssertionError("eq. 4.6 recomputed on resume")
 
-  monkeypatch.setattr(theory, "condition_width", boom)
+  monkeypatch.setattr(theory, "condition_widths", boom)
   second = sweep.run_sweep(c, str(tmp_path))
   assert [r["condition_width"] for r in second["rows"]] == [100]
 

@@ -164,16 +164,24 @@ def test_stacked_equals_per_member():
 
 
 def test_condition_search_draws_the_params_model_init_draws():
-  # The search initialises all seeds in one vmapped lazy_init; it must draw the very
-  # params that model.init(key(seed)) draws, or its widths would not be the training's.
+  # The search initialises all seeds in one jitted, vmapped program; it must draw
+  # the very params that model.init(key(seed)) draws, or its widths would not be the
+  # training's. Its forward pass may differ from the op-by-op one by float32 rounding
+  # only: 1e-5 of the largest entry, about 100 ulps, since the sinc/Gabor phases
+  # (omega * z) amplify a rounding of z (measured up to 4e-6 here).
   field = _field((16, 8), "gabor", scheme="init1")
-  x = jnp.asarray(X[:1])
-  stacked = theory._init_stacked(field, jnp.stack([jax.random.key(s) for s in (0, 5)]), x)
+  x = jnp.asarray(X)
+  stacked, out, feats = theory._init_and_apply_stacked(
+      field, jnp.stack([jax.random.key(s) for s in (0, 5)]), x
+  )
   for j, seed in enumerate((0, 5)):
-    one = field.init(jax.random.key(seed), x)
+    one = field.init(jax.random.key(seed), x[:1])
     assert jax.tree.structure(one) == jax.tree.structure(stacked)
     for a, b in zip(jax.tree.leaves(stacked), jax.tree.leaves(one)):
       np.testing.assert_array_equal(a[j], b)
+    want_out, want_feats = field.apply(one, x, return_features=True)
+    for got, want in ((out[j], want_out), (feats[j], want_feats)):
+      np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * float(np.max(np.abs(want))))
 
 
 def test_condition_width_search_is_consistent():

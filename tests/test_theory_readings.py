@@ -42,26 +42,25 @@ def test_both_readings_follow_their_formulas():
 
 def test_times_reading_needs_at_least_the_width_of_the_over_reading():
   make = lambda w: _field(w)  # noqa: E731
-  over = theory.condition_width(
-      make, "init1", X, Y, scheme_params=SP, seeds=(0,), max_width=2**12, rel_precision=0.25
-  )
-  times = theory.condition_width(
-      make,
-      "init1",
-      X,
-      Y,
-      scheme_params=SP,
-      seeds=(0,),
-      max_width=2**12,
-      rel_precision=0.25,
-      reading="times_sqrt_n",
-  )
+  kw = dict(scheme_params=SP, seeds=(0,), max_width=2**12, rel_precision=0.25)
+  record = {}
+  both = theory.condition_widths(make, "init1", X, Y, record=record, **kw)
+  over, times = both["over_sqrt_n"], both["times_sqrt_n"]
   assert over.found
   # rhs_times = width * rhs >= rhs for every width >= 1: whatever holds under
   # the times reading holds under the over reading.
   assert (not times.found) or times.width >= over.width
+  # Each search saw exactly what it would alone: the same widths and verdicts
+  # (the shared measurements are a cache, not a change of result).
+  assert set(record) == set(over.evaluations) | set(times.evaluations)
+  for w, ok in over.evaluations.items():
+    assert ok == (record[w][0].margin >= 0)
+  for w, ok in times.evaluations.items():
+    assert ok == (record[w][0].margin_times >= 0)
   with pytest.raises(ValueError, match="reading must be one of"):
     theory.condition_width(make, "init1", X, Y, reading="x")
+  with pytest.raises(ValueError, match="readings must name"):
+    theory.condition_widths(make, "init1", X, Y, readings=())
 
 
 def test_init1_changes_only_the_output_side_of_eq_4_6():
