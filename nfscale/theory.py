@@ -261,12 +261,13 @@ def _apply_stacked(model: Any, params: PyTree, x: jax.Array) -> tuple[jax.Array,
   return jax.vmap(lambda p: model.apply(p, x, return_features=True))(params)
 
 
-# condition_width compiles one program per (scheme, width) it visits: measured on
+# condition_width compiles one program per (scheme, width) it visits. Measured on
 # a 2-core CPU, its example's search from start=8 (9 widths) takes 6 s for one
-# scheme and 24.5 s for four, against 14 s and 30 s op by op (eager primitives compile per shape, and
-# every width is a new shape). Compiling without LLVM's optimisations
-# (xla_backend_optimization_level=0) would halve that again, but it changes how
-# the sampler rounds, and the search must draw model.init's params bit for bit.
+# scheme and 24.5 s for four, against 14 s and 30 s op by op (eager primitives
+# compile per shape, and every width is a new shape). Compiling without LLVM's
+# optimisations (xla_backend_optimization_level=0) would halve that again, but it
+# changes how the sampler rounds, and the search must draw model.init's params
+# bit for bit.
 def _init_and_apply_stacked(
     model: Any, keys: jax.Array, x: jax.Array
 ) -> tuple[PyTree, jax.Array, jax.Array]:
