@@ -50,8 +50,8 @@ def test_times_reading_needs_at_least_the_width_of_the_over_reading():
   # rhs_times = width * rhs >= rhs for every width >= 1: whatever holds under
   # the times reading holds under the over reading.
   assert (not times.found) or times.width >= over.width
-  # Each search saw exactly what it would alone: the same widths and verdicts
-  # (the shared measurements are a cache, not a change of result).
+  # Each width was measured once for both searches, and every verdict is its own
+  # reading's margin of that shared measurement.
   assert set(record) == set(over.evaluations) | set(times.evaluations)
   for w, ok in over.evaluations.items():
     assert ok == (record[w][0].margin >= 0)
