@@ -225,35 +225,19 @@ def make_optimizer(
   return tx
 
 
-def _stack(trees: Sequence[PyTree]) -> PyTree:
-  return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
-
-
-def init_members(
+def _init_per_scheme(
     model: Any,
     members: Sequence[Member],
     example_input: Array,
-    scheme_params: Mapping[str, Any] | None = None,
-) -> PyTree:
-  """Initializes every member under its own scheme and stacks the params.
-
-  Args:
-    model: a :class:`nfscale.models.NeuralField` (its own scheme is replaced).
-    members: the members.
-    example_input: a coordinate batch to trace the shapes, e.g. ``x[:1]``.
-    scheme_params: extra parameters of every scheme (bias rules, ``omega``...).
-
-  Returns:
-    The params pytree with a leading member axis.
-
-  Raises:
-    ValueError: if members produce differently shaped params.
-  """
+    scheme_params: Mapping[str, Any] | None,
+) -> tuple[list[PyTree], list[tuple[int, int]]]:
+  """Per scheme, its seeds' params stacked; per member, its (scheme, seed) row."""
   if not members:
     raise ValueError("members must not be empty.")
   # One vmapped init per scheme over its distinct seeds (members that differ
   # only in lr share an init): a trace per scheme instead of per member.
-  inits: dict[tuple[str, int], PyTree] = {}
+  per_scheme: dict[str, PyTree] = {}
+  seed_rows: dict[tuple[str, int], int] = {}
   abstract_input = jax.ShapeDtypeStruct(jnp.shape(example_input), jnp.result_type(example_input))
   for scheme in dict.fromkeys(m.scheme for m in members):
     seeds = list(dict.fromkeys(m.seed for m in members if m.scheme == scheme))
@@ -267,14 +251,60 @@ def init_members(
     # forward pass on the example input instead of running it (run eagerly,
     # its primitives compile anew for every new width; a sweep evaluation of
     # 8 schemes on the CPU went from ~5.9 to ~5.5 s).
-    stacked = jax.vmap(lambda k, m=module: m.lazy_init(k, abstract_input))(keys)
-    for j, seed in enumerate(seeds):
-      inits[(scheme, seed)] = jax.tree.map(lambda a, j=j: a[j], stacked)
-  trees = [inits[(m.scheme, m.seed)] for m in members]
-  shapes = [jax.tree.map(lambda a: (a.shape, a.dtype), t) for t in trees]
+    per_scheme[scheme] = jax.vmap(lambda k, m=module: m.lazy_init(k, abstract_input))(keys)
+    seed_rows.update({(scheme, seed): j for j, seed in enumerate(seeds)})
+  shapes = [jax.tree.map(lambda a: (a.shape[1:], a.dtype), t) for t in per_scheme.values()]
   if any(s != shapes[0] for s in shapes):
     raise ValueError("ensemble members must share one architecture.")
-  return _stack(trees)
+  order = list(per_scheme)
+  rows = [(order.index(m.scheme), seed_rows[(m.scheme, m.seed)]) for m in members]
+  return list(per_scheme.values()), rows
+
+
+def init_members(
+    model: Any,
+    members: Sequence[Member],
+    example_input: Array,
+    scheme_params: Mapping[str, Any] | None = None,
+    *,
+    on_host: bool = False,
+) -> PyTree:
+  """Initializes every member under its own scheme and stacks the params.
+
+  Args:
+    model: a :class:`nfscale.models.NeuralField` (its own scheme is replaced).
+    members: the members.
+    example_input: a coordinate batch to trace the shapes, e.g. ``x[:1]``.
+    scheme_params: extra parameters of every scheme (bias rules, ``omega``...).
+    on_host: return NumPy arrays, for callers that rearrange the members before
+      training (the width buckets of :func:`nfscale.widths.init_masked`): NumPy
+      slices, pads and stacks without compiling, where eager ``jnp`` compiles
+      each op anew for every width. Ignored under a trace (``jit``,
+      ``eval_shape``), which returns the trace's arrays.
+
+  Returns:
+    The params pytree with a leading member axis.
+
+  Raises:
+    ValueError: if members produce differently shaped params.
+
+  Example:
+    >>> from nfscale import models
+    >>> field = models.make_field((8,), 1)
+    >>> host = init_members(field, [Member("init1", 0, 0.1)], np.zeros((1, 1)), on_host=True)
+    >>> kernel = host["params"]["dense_0"]["kernel"]
+    >>> type(kernel).__name__, kernel.shape
+    ('ndarray', (1, 1, 8))
+  """
+  per_scheme, rows = _init_per_scheme(model, members, example_input, scheme_params)
+  if any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves(per_scheme)):
+    return jax.tree.map(lambda *leaves: jnp.stack([leaves[i][j] for i, j in rows]), *per_scheme)
+  # Gathered and stacked with NumPy: eager jnp indexing and stacking would
+  # compile programs anew for every width (jnp.stack of 8 members: ~0.2 s each
+  # on a CPU), and a width search visits many widths.
+  host = [jax.tree.map(np.asarray, t) for t in per_scheme]
+  stacked = jax.tree.map(lambda *leaves: np.stack([leaves[i][j] for i, j in rows]), *host)
+  return stacked if on_host else jax.tree.map(jnp.asarray, stacked)
 
 
 def init_state(params: PyTree, tx: optax.GradientTransformation) -> EnsembleState:

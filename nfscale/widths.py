@@ -163,12 +163,19 @@ def _replace_layers(
   return new
 
 
+def _xp(a: Any) -> Any:
+  """NumPy for NumPy arrays (no compilation), ``jnp`` for JAX arrays and tracers."""
+  return np if isinstance(a, np.ndarray) else jnp
+
+
 def embed(params: PyTree, bucket: int, num_hidden: int) -> PyTree:
-  """Zero-pads one member's params from its true last-hidden width to ``bucket``.
+  """Zero-pads params from their true last-hidden width to ``bucket``.
 
   Args:
-    params: NeuralField variables (one member, unstacked) whose last hidden
-      layer has width ``w <= bucket``.
+    params: NeuralField variables whose last hidden layer has width
+      ``w <= bucket``: one member's, or members stacked on leading axes.
+      NumPy leaves are padded with NumPy (no compilation), others with
+      ``jnp``.
     bucket: the padded width.
     num_hidden: number of hidden layers of the field.
 
@@ -191,13 +198,18 @@ def embed(params: PyTree, bucket: int, num_hidden: int) -> PyTree:
   width = int(hid_layer["kernel"].shape[-1])
   if width > bucket:
     raise ValueError(f"cannot embed width {width} into a smaller bucket {bucket}.")
-  pad = bucket - width
+
+  def pad(a: Any, axis: int) -> Any:
+    widths = [(0, 0)] * a.ndim
+    widths[axis] = (0, bucket - width)
+    return _xp(a).pad(a, widths)
+
   new_hid = dict(hid_layer)
-  new_hid["kernel"] = jnp.pad(hid_layer["kernel"], ((0, 0), (0, pad)))
+  new_hid["kernel"] = pad(hid_layer["kernel"], -1)
   if "bias" in hid_layer:
-    new_hid["bias"] = jnp.pad(hid_layer["bias"], ((0, pad),))
+    new_hid["bias"] = pad(hid_layer["bias"], -1)
   new_out = dict(out_layer)
-  new_out["kernel"] = jnp.pad(out_layer["kernel"], ((0, pad), (0, 0)))
+  new_out["kernel"] = pad(out_layer["kernel"], -2)
   return _replace_layers(params, num_hidden, new_hid, new_out)
 
 
@@ -322,15 +334,23 @@ def init_masked(
   bucket = int(max(width_list) if bucket is None else bucket)
   mask = unit_mask(width_list, bucket)
   num_hidden = len(model.hidden)
-  per_member: list[PyTree | None] = [None] * len(members)
+  # Drawn per width and padded on the host: eager per-member slicing, padding
+  # and stacking would compile programs anew for every width of a search.
+  rows, groups = [], []
   for w in dict.fromkeys(int(v) for v in width_list):
     idx = [i for i, v in enumerate(width_list) if int(v) == w]
-    stacked = train.init_members(
-        with_last_width(model, w), [members[i] for i in idx], example_input, scheme_params
+    host = train.init_members(
+        with_last_width(model, w),
+        [members[i] for i in idx],
+        example_input,
+        scheme_params,
+        on_host=True,
     )
-    for j, i in enumerate(idx):
-      per_member[i] = embed(train.unstack(stacked, j), bucket, num_hidden)
-  net = jax.tree.map(lambda *xs: jnp.stack(xs), *per_member)
+    rows += idx
+    groups.append(embed(host, bucket, num_hidden))
+  order = np.argsort(rows)
+  # NumPy leaves unless traced (jit, eval_shape): then the trace's arrays.
+  net = jax.tree.map(lambda *xs: jnp.asarray(_xp(xs[0]).concatenate(xs)[order]), *groups)
   return {NET: net, MASK: jnp.asarray(mask)}
 
 

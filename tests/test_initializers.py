@@ -163,6 +163,52 @@ def test_jit_and_vmap_draw_what_eager_draws(dtype):
     assert not np.array_equal(v[1], e), case
 
 
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16])
+@pytest.mark.parametrize("distribution", ["normal", "uniform"])
+def test_draws_cut_from_a_rounded_sample_equal_direct_draws(dtype, distribution):
+  # A draw is cut from a flat sample of a rounded-up size (one compiled sampler per
+  # size); each entry must still be what jax.random gives for the shape itself.
+  # Shapes cover the minimum size, powers of two, odd sizes and the region past the
+  # power-of-two limit, where sizes round to eighths of a power of two.
+  key = jax.random.key(11)
+  for shape in [(1, 1), (2, 64), (7, 13), (64, 64), (3, 100), (1, 2**20 + 1)]:
+    got = I._sample(key, shape, np.dtype(dtype), 0.5, distribution)
+    if distribution == "normal":
+      want = math.sqrt(0.5) * jax.random.normal(key, shape, dtype)
+    else:
+      bound = math.sqrt(1.5)
+      want = jax.random.uniform(key, shape, dtype, minval=-bound, maxval=bound)
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want), err_msg=str(shape))
+
+
+def test_draws_of_one_rounded_size_share_one_compiled_sampler():
+  I._flat_normal.clear_cache()
+  for shape in [(2, 40), (40, 2), (65, 1), (1, 128), (4, 32)]:  # 65 to 128 entries
+    I._sample(jax.random.key(0), shape, np.dtype(np.float32), 1.0, "normal")
+  assert I._flat_normal._cache_size() == 1
+
+
+@pytest.mark.parametrize("case", ["unpartitioned threefry", "rbg key"])
+def test_draws_fall_back_to_direct_sampling_where_entries_depend_on_the_shape(case):
+  # Without partitionable threefry an entry depends on the whole shape, so a cut
+  # from a larger sample would differ: those keys must be drawn directly.
+  shape = (5, 7)
+  if case == "rbg key":
+    key = jax.random.key(2, impl="rbg")
+    assert not I._indexed_by_position(key)
+    got = I._sample(key, shape, np.dtype(np.float32), 1.0, "normal")
+    want = jax.random.normal(key, shape)
+  else:
+    key = jax.random.key(2)
+    with jax.threefry_partitionable(False):
+      assert not I._indexed_by_position(key)
+      got = I._sample(key, shape, np.dtype(np.float32), 1.0, "normal")
+      want = jax.random.normal(key, shape)
+      cut = jax.random.normal(key, (64,))[:35].reshape(shape)
+    assert not np.array_equal(np.asarray(cut), np.asarray(want))  # the cut would be wrong
+  np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
 @pytest.mark.parametrize(
     "bias,first_bias", [("zeros", None), ("constant", None), ("torch", None), ("zeros", "torch")]
 )

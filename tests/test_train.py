@@ -147,6 +147,7 @@ def test_init_members_equals_each_members_own_init():
       for seed in (0, 3)
       for lr in (1e-3, 1e-2)
   ]
+  members = [members[i] for i in (5, 0, 7, 2, 1, 6, 3, 4)]  # schemes interleaved
   stacked = train.init_members(FIELD, members, X[:1], {"omega": 30.0})
   for i, m in enumerate(members):
     own = FIELD.clone(
@@ -156,6 +157,21 @@ def test_init_members_equals_each_members_own_init():
     ).init(jax.random.key(m.seed), X[:1])
     for a, b in zip(jax.tree.leaves(stacked), jax.tree.leaves(own)):
       np.testing.assert_array_equal(a[i], b)
+
+
+def test_init_members_traces_under_eval_shape_and_jit():
+  # The eager path gathers members with NumPy; traced callers (eval_shape to size
+  # memory, jit) must get the same shapes, and jit the same values.
+  members = [train.Member("init1", 0, 0.1), train.Member("siren", 3, 0.1)]
+  sp = {"omega": 30.0}
+  eager = train.init_members(FIELD, members, X[:1], sp)
+  shapes = jax.eval_shape(lambda: train.init_members(FIELD, members, X[:1], sp))
+  assert jax.tree.map(lambda a: (a.shape, a.dtype), shapes) == jax.tree.map(
+      lambda a: (a.shape, a.dtype), eager
+  )
+  jitted = jax.jit(lambda: train.init_members(FIELD, members, X[:1], sp))()
+  for a, b in zip(jax.tree.leaves(jitted), jax.tree.leaves(eager)):
+    np.testing.assert_array_equal(a, b)
 
 
 # --- complex parameters (issue: WIRE fields trained with the conjugate gradient) ---

@@ -133,6 +133,23 @@ def test_embed_extract_roundtrip_and_errors():
     widths.unit_mask([9], 8)
 
 
+def test_init_masked_gives_the_same_params_eagerly_and_under_jit():
+  # Eagerly the members are padded and stacked with NumPy, under a trace with jnp
+  # (eval_shape sizes memory without drawing): both paths must agree.
+  field = _field("relu", BUCKET)
+  eager = widths.init_masked(field, MEMBERS, WIDTHS, X[:1], SP, bucket=BUCKET)
+  jitted = jax.jit(lambda: widths.init_masked(field, MEMBERS, WIDTHS, X[:1], SP, bucket=BUCKET))()
+  shapes = jax.eval_shape(
+      lambda: widths.init_masked(field, MEMBERS, WIDTHS, X[:1], SP, bucket=BUCKET)
+  )
+  assert jax.tree.map(lambda a: a.shape, shapes) == jax.tree.map(lambda a: a.shape, eager)
+  for a, b in zip(jax.tree.leaves(jitted), jax.tree.leaves(eager)):
+    np.testing.assert_array_equal(a, b)
+  host = widths.embed(jax.tree.map(np.asarray, eager["net"]), BUCKET + 3, 2)
+  assert isinstance(host["params"]["dense_1"]["kernel"], np.ndarray)
+  assert host["params"]["dense_1"]["kernel"].shape == (len(MEMBERS), 6, BUCKET + 3)
+
+
 def test_buckets():
   b = widths.bucket_widths(16, 1024)
   assert b == [16, 32, 64, 128, 256, 512, 1024]
