@@ -240,7 +240,7 @@ def train_members(
   members = list(members)
   if params is None:
     params = init_params(config, task, members)
-  n_params = models.param_count(train.unstack(params, 0))
+  n_params = models.param_count(train.member_shapes(params))
   kwargs = dict(
       steps=int(config.steps),
       log_every=int(config.log_every),
@@ -425,7 +425,7 @@ def _run_locked(
 
   if config.mode == "eval":
     step, state, history = resume
-    n_params = models.param_count(train.unstack(params, 0))
+    n_params = models.param_count(train.member_shapes(params))
     fit = train.FitResult(state=state, history=history, seconds=0.0, steps_run=step)
     trained = Trained(
         members,

@@ -132,7 +132,7 @@ def evaluate_width(
       width,
       schemes,
       rows,
-      models.param_count(train.unstack(params, 0)),
+      models.param_count(train.member_shapes(params)),
       time.perf_counter() - t0,
       task.score.name,
   )
@@ -159,7 +159,7 @@ def member_batch_size(config: Any, task: base.Task, params: Any) -> int:
   if free is None:
     return num
   tx = experiment.make_tx(config)
-  one = jax.eval_shape(lambda p: train.unstack(p, 0), params)
+  one = train.member_shapes(params)
   per_member = membatch.member_bytes(task.loss_fn, one, task.train_data, tx)
   data_bytes = membatch.nbytes(task.train_data)
   batch = membatch.plan(num, per_member, free, fixed_bytes=data_bytes)
@@ -417,7 +417,11 @@ def evaluate_round(
     seconds = time.perf_counter() - t0
     for w in ws:
       first, last = spans[w]
-      count = models.param_count(widths_lib.extract_member(params, first, w, num_hidden))
+      # Abstractly: an eager slice would compile for every new width.
+      true_width = jax.eval_shape(
+          lambda p, first=first, w=w: widths_lib.extract_member(p, first, w, num_hidden), params
+      )
+      count = models.param_count(true_width)
       # The bucket's time is shared among its widths by member count.
       rec = _width_record(
           config,

@@ -773,3 +773,16 @@ def _progress(total: int, desc: str, initial: int = 0):
 def unstack(tree: PyTree, i: int) -> PyTree:
   """Member ``i`` of a stacked pytree."""
   return jax.tree.map(lambda a: a[i], tree)
+
+
+def member_shapes(tree: PyTree) -> PyTree:
+  """One member's shapes and dtypes (``jax.ShapeDtypeStruct`` leaves) of a stacked pytree.
+
+  For counting and sizing: unlike ``unstack(tree, 0)`` it slices nothing, so it
+  compiles nothing (an eager slice compiles per new shape, every width of a sweep).
+
+  Example:
+    >>> member_shapes({"w": np.zeros((4, 3, 2), np.float32)})
+    {'w': ShapeDtypeStruct(shape=(3, 2), dtype=float32)}
+  """
+  return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), tree)
