@@ -267,7 +267,8 @@ def _apply_stacked(model: Any, params: PyTree, x: jax.Array) -> tuple[jax.Array,
 # size and shared across shapes, so the draws cost a few small compilations per
 # width, where a jitted init compiled the whole sampler again for every width.
 # Measured on a 2-core CPU, the shallow quick sweep's theory step at N = 10
-# (4 schemes, both readings, 43 widths in all) went from 15.9 s to 10 s.
+# (4 schemes, both readings, 43 widths in all): 26-28 s with a jitted init per
+# width and per-shape samplers, 12-13 s now.
 def _init_and_apply_stacked(
     model: Any, keys: jax.Array, x: jax.Array
 ) -> tuple[PyTree, jax.Array, jax.Array]:
