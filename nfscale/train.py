@@ -297,14 +297,15 @@ def init_members(
     ('ndarray', (1, 1, 8))
   """
   per_scheme, rows = _init_per_scheme(model, members, example_input, scheme_params)
-  if any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves(per_scheme)):
-    return jax.tree.map(lambda *leaves: jnp.stack([leaves[i][j] for i, j in rows]), *per_scheme)
-  # Gathered and stacked with NumPy: eager jnp indexing and stacking would
-  # compile programs anew for every width (jnp.stack of 8 members: ~0.2 s each
-  # on a CPU), and a width search visits many widths.
-  host = [jax.tree.map(np.asarray, t) for t in per_scheme]
-  stacked = jax.tree.map(lambda *leaves: np.stack([leaves[i][j] for i, j in rows]), *host)
-  return stacked if on_host else jax.tree.map(jnp.asarray, stacked)
+  traced = any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves(per_scheme))
+  # Eagerly, gathered and stacked with NumPy: eager jnp indexing and stacking
+  # would compile programs anew for every width (jnp.stack of 8 members: ~0.2 s
+  # each on a CPU), and a width search visits many widths. Traced, with jnp
+  # inside the caller's program.
+  xp = jnp if traced else np
+  trees = per_scheme if traced else [jax.tree.map(np.asarray, t) for t in per_scheme]
+  stacked = jax.tree.map(lambda *leaves: xp.stack([leaves[i][j] for i, j in rows]), *trees)
+  return stacked if traced or on_host else jax.tree.map(jnp.asarray, stacked)
 
 
 def init_state(params: PyTree, tx: optax.GradientTransformation) -> EnsembleState:
