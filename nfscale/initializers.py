@@ -138,9 +138,14 @@ def _indexed_by_position(key: Array) -> bool:
   return impl == "threefry2x32"
 
 
+# The normal sampler scales its sample itself, behind a barrier: XLA would
+# otherwise fold the scale into the sampler's own constants, which rounds
+# differently. So a jitted init (vmapped or not) draws bit for bit what an eager
+# one draws, and both equal model.init's; and run op by op, the scale costs no
+# compilation of its own per shape (the scale is an argument, not a constant).
 @functools.partial(jax.jit, static_argnames=("size", "dtype"))
-def _flat_normal(key: Array, *, size: int, dtype: np.dtype) -> Array:
-  return jax.random.normal(key, (size,), dtype)
+def _flat_normal(key: Array, scale: Array, *, size: int, dtype: np.dtype) -> Array:
+  return scale * jax.lax.optimization_barrier(jax.random.normal(key, (size,), dtype))
 
 
 @functools.partial(jax.jit, static_argnames=("size", "dtype"))
@@ -148,18 +153,22 @@ def _flat_uniform(key: Array, minval: Array, maxval: Array, *, size: int, dtype:
   return jax.random.uniform(key, (size,), dtype, minval=minval, maxval=maxval)
 
 
-def _draw(key: Array, shape: Shape, dtype: np.dtype, bound: float | None) -> Array:
-  """``jax.random.normal`` (``bound=None``) or ``uniform(-bound, bound)``, bit for bit."""
+def _draw(key: Array, shape: Shape, dtype: np.dtype, variance: float, distribution: str) -> Array:
+  """``sqrt(variance) * jax.random.normal`` or ``uniform`` with that variance, bit for bit."""
   n = math.prod(shape)
-  if n == 0 or not _indexed_by_position(key):
-    if bound is None:
-      return jax.random.normal(key, shape, dtype)
-    return jax.random.uniform(key, shape, dtype, minval=-bound, maxval=bound)
-  size = _draw_size(n)
-  if bound is None:
-    flat = _flat_normal(key, size=size, dtype=dtype)
+  if distribution == "normal":
+    # The scale in the sample's dtype, as a Python float multiplying the sample
+    # would be converted.
+    scale = np.asarray(math.sqrt(variance), dtype)
+    if n == 0 or not _indexed_by_position(key):
+      sample = jax.random.normal(key, shape, dtype)
+      return scale * jax.lax.optimization_barrier(sample)
+    flat = _flat_normal(key, scale, size=_draw_size(n), dtype=dtype)
   else:
-    flat = _flat_uniform(key, -bound, bound, size=size, dtype=dtype)
+    bound = math.sqrt(3.0 * variance)  # U(-a, a) has variance a^2 / 3.
+    if n == 0 or not _indexed_by_position(key):
+      return jax.random.uniform(key, shape, dtype, minval=-bound, maxval=bound)
+    flat = _flat_uniform(key, -bound, bound, size=_draw_size(n), dtype=dtype)
   return flat[:n].reshape(shape)
 
 
@@ -172,13 +181,7 @@ def _sample(key: Array, shape: Shape, dtype: np.dtype, variance: float, distribu
     re = _sample(k_re, shape, real_dtype, variance / 2, distribution)
     im = _sample(k_im, shape, real_dtype, variance / 2, distribution)
     return jax.lax.complex(re, im).astype(dtype)
-  if distribution == "normal":
-    # The barrier keeps XLA from folding the scale into the sampler's own constants
-    # under jit, which rounds differently: with it, a jitted init (vmapped or not)
-    # draws bit for bit what an eager one draws, and both equal model.init's.
-    return math.sqrt(variance) * jax.lax.optimization_barrier(_draw(key, shape, dtype, None))
-  # U(-a, a) has variance a^2 / 3.
-  return _draw(key, shape, dtype, math.sqrt(3.0 * variance))
+  return _draw(key, shape, dtype, variance, distribution)
 
 
 # ---------------------------------------------------------------------------

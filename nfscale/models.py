@@ -133,13 +133,19 @@ class NeuralField(nn.Module):
     super().__post_init__()
 
   @nn.compact
-  def __call__(self, x: Array, return_features: bool = False) -> Array | tuple[Array, Array]:
+  def __call__(
+      self, x: Array, return_features: bool = False, params_only: bool = False
+  ) -> Array | tuple[Array, Array] | None:
     """Evaluates the field.
 
     Args:
       x: coordinates of shape ``(..., in_dim)``.
       return_features: also return ``F_{L-1}``, the last hidden features
         (used by the theory diagnostics).
+      params_only: only create the variables and return ``None``, for
+        ``model.lazy_init(key, x, params_only=True)``: the same params as
+        ``model.init(key, x)`` without tracing the layers' computation (whose
+        parts that depend on the params alone lazy_init would run op by op).
 
     Returns:
       The output ``(..., out_dim)`` (real), and the features if asked.
@@ -147,6 +153,9 @@ class NeuralField(nn.Module):
     h = self.encoding(x)
     widths = self.hidden + (self.out_dim,)
     num_layers = len(widths)
+    if params_only:
+      self._make_params(h.shape[-1], widths)
+      return None
     if self.fused != "off" and self.hidden:
       return self._fused_call(h, widths, return_features)
     real_dtype = jnp.result_type(float)
@@ -174,6 +183,21 @@ class NeuralField(nn.Module):
         raise ValueError("return_features needs at least one hidden layer.")
       return out, features
     return out
+
+  def _make_params(self, fan_in: int, widths: tuple[int, ...]) -> None:
+    """Every layer's variables, as the layers of ``__call__`` create them."""
+    real_dtype = jnp.result_type(float)
+    complex_dtype = jnp.result_type(real_dtype, 1j)
+    for k, width in enumerate(widths):
+      position = self.scheme.position(k, len(widths))
+      _DenseParams(
+          width,
+          kernel_init=self.scheme.kernel_init(position),
+          bias_init=self.scheme.bias_init(fan_in, position),
+          param_dtype=complex_dtype if (self.activation.is_complex and k > 0) else None,
+          name=f"dense_{k}",
+      )(fan_in)
+      fan_in = width
 
   def _fused_call(
       self, h: Array, widths: tuple[int, ...], return_features: bool
@@ -209,10 +233,11 @@ class _DenseParams(nn.Module):
   features: int
   kernel_init: Any
   bias_init: Any
+  param_dtype: Any = None  # None: real, float32 unless x64 is on, as the plain layers
 
   @nn.compact
   def __call__(self, fan_in: int) -> tuple[Array, Array]:
-    dtype = jnp.result_type(float)  # float32 unless x64 is on, as the plain layers
+    dtype = jnp.result_type(float) if self.param_dtype is None else self.param_dtype
     kernel = self.param("kernel", self.kernel_init, (fan_in, self.features), dtype)
     bias = self.param("bias", self.bias_init, (self.features,), dtype)
     return kernel, bias

@@ -225,6 +225,11 @@ def make_optimizer(
   return tx
 
 
+def _has_params_only(module: Any) -> bool:
+  """Whether ``module(x, params_only=True)`` creates its variables without computing."""
+  return "params_only" in inspect.signature(type(module).__call__).parameters
+
+
 def _init_per_scheme(
     model: Any,
     members: Sequence[Member],
@@ -250,8 +255,13 @@ def _init_per_scheme(
     # lazy_init draws the same params op by op as init, but only traces the
     # forward pass on the example input instead of running it (run eagerly,
     # its primitives compile anew for every new width; a sweep evaluation of
-    # 8 schemes on the CPU went from ~5.9 to ~5.5 s).
-    per_scheme[scheme] = jax.vmap(lambda k, m=module: m.lazy_init(k, abstract_input))(keys)
+    # 8 schemes on the CPU went from ~5.9 to ~5.5 s). A NeuralField skips even
+    # the trace (params_only): lazy_init still runs the parts that depend on
+    # the params alone, a dozen small programs per width for a sinc field.
+    kwargs = {"params_only": True} if _has_params_only(module) else {}
+    per_scheme[scheme] = jax.vmap(lambda k, m=module: m.lazy_init(k, abstract_input, **kwargs))(
+        keys
+    )
     seed_rows.update({(scheme, seed): j for j, seed in enumerate(seeds)})
   shapes = [jax.tree.map(lambda a: (a.shape[1:], a.dtype), t) for t in per_scheme.values()]
   if any(s != shapes[0] for s in shapes):
@@ -305,28 +315,32 @@ def init_members(
   xp = jnp if traced else np
   trees = per_scheme if traced else [jax.tree.map(np.asarray, t) for t in per_scheme]
   stacked = jax.tree.map(lambda *leaves: xp.stack([leaves[i][j] for i, j in rows]), *trees)
-  return stacked if traced or on_host else jax.tree.map(jnp.asarray, stacked)
+  # device_put, not jnp.asarray: jnp.asarray of a NumPy array compiles an
+  # identity program per shape (jax.lax.stage).
+  return stacked if traced or on_host else jax.device_put(stacked)
 
 
 def init_state(params: PyTree, tx: optax.GradientTransformation) -> EnsembleState:
   """A fresh :class:`EnsembleState` for stacked ``params``."""
   m = jax.tree.leaves(params)[0].shape[0]
   # The chunk function donates the state's buffers; copy so that the caller's
-  # params stay valid after fit() (one copy per run, not per step).
-  params = jax.tree.map(jnp.copy, params)
-  # Separate buffers per field: the chunk function donates each of them.
-  nan = lambda: jnp.full(m, jnp.nan, jnp.float32)  # noqa: E731
+  # params stay valid after fit() (one copy per run, not per step). Copies and
+  # per-member fields are transfers (device_put), not eager jnp ops: those
+  # compile a program per shape, and a width search meets new shapes at every
+  # round (about 0.02 s each on a CPU).
+  params = jax.device_put(params, may_alias=False)
+  full = lambda value, dtype: jax.device_put(np.full(m, value, dtype))  # noqa: E731
   return EnsembleState(
       params=params,
       opt_state=jax.vmap(tx.init)(params),
-      steps=jnp.zeros(m, jnp.int32),
-      done=jnp.zeros(m, bool),
-      diverged=jnp.zeros(m, bool),
-      steps_to_target=jnp.full(m, -1, jnp.int32),
-      loss=nan(),
-      score=nan(),
-      best_score=jnp.full(m, -jnp.inf, jnp.float32),
-      initial_loss=nan(),
+      steps=full(0, np.int32),
+      done=full(False, bool),
+      diverged=full(False, bool),
+      steps_to_target=full(-1, np.int32),
+      loss=full(np.nan, np.float32),
+      score=full(np.nan, np.float32),
+      best_score=full(-np.inf, np.float32),
+      initial_loss=full(np.nan, np.float32),
   )
 
 
@@ -678,12 +692,12 @@ def fit(
   tx = make_optimizer(
       optimizer, optimizer_params, schedule=schedule, schedule_params=schedule_params, steps=steps
   )
-  lrs = jnp.asarray([m.lr for m in members], jnp.float32)
+  lrs = jax.device_put(np.asarray([m.lr for m in members], np.float32))
   if resume is None:
     done_steps, state, history = 0, init_state(params, tx), []
   else:
     done_steps, state, history = resume
-    state = jax.tree.map(jnp.array, state)  # fresh device buffers (they get donated)
+    state = jax.device_put(state, may_alias=False)  # fresh device buffers (they get donated)
     history = list(history)
 
   pad = 0
@@ -698,7 +712,7 @@ def fit(
     lrs = sharding.shard_members(lrs, mesh)
     data = sharding.replicate(data, mesh)
   else:
-    data = jax.tree.map(jnp.asarray, data)
+    data = jax.device_put(data)
 
   chunk_steps = max(1, min(chunk_steps, steps))
   run_chunk = make_train_chunk(
@@ -717,8 +731,11 @@ def fit(
   def host_state(st):
     return jax.device_get(jax.tree.map(lambda a: a[:num], st))
 
+  def stopped(st):  # on the host: an eager `|` compiles per member count
+    return np.asarray(st.done)[:num] | np.asarray(st.diverged)[:num]
+
   def frozen(st):
-    return bool(np.all(np.asarray(st.done | st.diverged)[:num]))
+    return bool(np.all(stopped(st)))
 
   bar = _progress(steps, desc, done_steps) if progress else None
   t0 = time.perf_counter()
@@ -752,7 +769,7 @@ def fit(
       s = score[last]
       finite = s[np.isfinite(s)]
       bar.update(done_steps - start)
-      n_frozen = int(np.asarray(state.done | state.diverged)[:num].sum())
+      n_frozen = int(stopped(state).sum())
       if finite.size:
         bar.set_postfix(
             best=f"{finite.max():.3g}", worst=f"{finite.min():.3g}", frozen=f"{n_frozen}/{num}"

@@ -350,8 +350,9 @@ def init_masked(
     groups.append(embed(host, bucket, num_hidden))
   order = np.argsort(rows)
   # NumPy leaves unless traced (jit, eval_shape): then the trace's arrays.
-  net = jax.tree.map(lambda *xs: jnp.asarray(_xp(xs[0]).concatenate(xs)[order]), *groups)
-  return {NET: net, MASK: jnp.asarray(mask)}
+  net = jax.tree.map(lambda *xs: _xp(xs[0]).concatenate(xs)[order], *groups)
+  # device_put, not jnp.asarray, which compiles an identity program per shape.
+  return jax.device_put({NET: net, MASK: mask})
 
 
 def extract_member(params: PyTree, i: int, width: int, num_hidden: int) -> PyTree:

@@ -169,14 +169,17 @@ def test_draws_cut_from_a_rounded_sample_equal_direct_draws(dtype, distribution)
   # A draw is cut from a flat sample of a rounded-up size (one compiled sampler per
   # size); each entry must still be what jax.random gives for the shape itself.
   # Shapes cover the minimum size, powers of two, odd sizes and the region past the
-  # power-of-two limit, where sizes round to eighths of a power of two.
+  # power-of-two limit, where sizes round to eighths of a power of two. The normal
+  # sampler scales inside its program: the product must round as the eager
+  # product with a Python float does, for scales that round differently per dtype.
   key = jax.random.key(11)
-  for shape in [(1, 1), (2, 64), (7, 13), (64, 64), (3, 100), (1, 2**20 + 1)]:
-    got = I._sample(key, shape, np.dtype(dtype), 0.5, distribution)
+  shapes = [(1, 1), (2, 64), (7, 13), (64, 64), (3, 100), (1, 2**20 + 1)]
+  for shape, variance in [(s, 0.5) for s in shapes] + [((7, 13), 1 / 3), ((64, 64), 2 / 30**3)]:
+    got = I._sample(key, shape, np.dtype(dtype), variance, distribution)
     if distribution == "normal":
-      want = math.sqrt(0.5) * jax.random.normal(key, shape, dtype)
+      want = math.sqrt(variance) * jax.random.normal(key, shape, dtype)
     else:
-      bound = math.sqrt(1.5)
+      bound = math.sqrt(3 * variance)
       want = jax.random.uniform(key, shape, dtype, minval=-bound, maxval=bound)
     np.testing.assert_array_equal(np.asarray(got), np.asarray(want), err_msg=str(shape))
 

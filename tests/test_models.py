@@ -37,6 +37,46 @@ def test_shapes_dtypes_counts(activation, encoding):
     assert kinds == [jnp.float32] * 3
 
 
+@pytest.mark.parametrize("activation", activations.list_activations())
+@pytest.mark.parametrize("encoding", encodings.list_encodings())
+def test_params_only_creates_exactly_the_params_of_init(activation, encoding):
+  # The engine and the eq. 4.6 search draw members with lazy_init(params_only=True);
+  # the variables must be model.init's bit for bit: names, dtypes (complex after a
+  # Gabor layer), and the values, which depend on each parameter's rng path.
+  field = models.make_field(
+      (16, 8),
+      3,
+      activation=activation,
+      scheme="init1",
+      scheme_params={"first_bias": "torch"},
+      encoding=encoding,
+      encoding_params=ENCODINGS[encoding],
+  )
+  x = jnp.zeros((1, 2), jnp.float32)
+  want = field.init(jax.random.key(5), x)
+  abstract = jax.ShapeDtypeStruct(x.shape, x.dtype)
+  got = field.lazy_init(jax.random.key(5), abstract, params_only=True)
+  assert field.apply(want, x, params_only=True) is None
+  assert jax.tree.structure(got) == jax.tree.structure(want)
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    assert a.dtype == b.dtype
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("kind", ["fused", "linear"])
+def test_params_only_of_fused_and_linear_fields_equals_init(kind):
+  if kind == "fused":
+    field = models.make_field((16, 16), 1, activation="sine").clone(fused="jax")
+  else:
+    field = models.make_field((), 2, activation="sine")
+  x = jnp.zeros((1, 2), jnp.float32)
+  want = field.init(jax.random.key(1), x)
+  got = field.init(jax.random.key(1), x, params_only=True)
+  assert jax.tree.structure(got) == jax.tree.structure(want)
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    np.testing.assert_array_equal(a, b)
+
+
 def test_layers_use_scheme_positions():
   field = models.make_field((512, 512), 1, activation="sinc", scheme="siren_init2")
   params = field.init(jax.random.key(0), jnp.zeros((1, 4)))["params"]

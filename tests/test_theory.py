@@ -184,6 +184,18 @@ def test_condition_search_draws_the_params_model_init_draws():
       np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * float(np.max(np.abs(want))))
 
 
+def test_schemes_share_one_compiled_forward_pass_per_width():
+  # Only model.init reads the scheme, so the search compiles a width's forward
+  # pass once for every scheme, not once per (scheme, width). A width no other
+  # test uses, so that the first scheme must add exactly one program.
+  x = jnp.asarray(X)
+  keys = jnp.stack([jax.random.key(s) for s in (0, 1)])
+  before = theory._apply_stacked_jit._cache_size()
+  for scheme in ("lecun_normal", "init1", "kaiming_uniform", "siren"):
+    theory._init_and_apply_stacked(_field((23,), "sinc", scheme=scheme), keys, x)
+  assert theory._apply_stacked_jit._cache_size() == before + 1
+
+
 def test_condition_width_search_is_consistent():
   # A cheap case with a low threshold (y = 0 keeps L(theta_0) small), and a
   # search window chosen around it so that only 3 widths are compiled.

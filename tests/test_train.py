@@ -174,6 +174,47 @@ def test_init_members_traces_under_eval_shape_and_jit():
     np.testing.assert_array_equal(a, b)
 
 
+def _count_compilations():
+  """A list that collects one entry per XLA program compiled (or loaded) from now on."""
+  seen = []
+
+  def listener(event, duration, **kwargs):
+    del duration, kwargs
+    if event == "/jax/core/compile/backend_compile_duration":
+      seen.append(event)
+
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  return seen, lambda: jax.monitoring.unregister_event_duration_listener(listener)
+
+
+def test_fit_keeps_the_callers_params_and_sets_up_without_compiling():
+  # The state is set up by transfers (a copy of the params, host-built fields):
+  # eager jnp ops would compile a program per new shape, and a width search meets
+  # new shapes in every round. The copy matters: the chunk function donates the
+  # state's buffers, and the caller's params must stay valid.
+  members = [train.Member("init1", 0, 1e-3), train.Member("init1", 1, 1e-3)]
+  field = FIELD.clone(hidden=(27,))  # a width no other test compiles
+  params = train.init_members(field, members, X[:1], {"first_bias": "torch"})
+  before = jax.tree.map(np.array, params)
+  tx = train.make_optimizer("sgd", None)
+  tx.init(params)  # optax's own first eager call, outside the count
+  seen, stop = _count_compilations()
+  try:
+    state = train.init_state(params, tx)
+  finally:
+    stop()
+  # SGD keeps no per-parameter state; Adam's zeros come from optax's own init.
+  assert not seen, f"{len(seen)} programs compiled"
+  assert state.params is not params
+  fit = train.fit(
+      models.mse_loss(field), params, members, DATA, steps=20, chunk_steps=10, progress=False
+  )
+  assert fit.steps_run == 20
+  for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(before)):
+    assert not a.is_deleted()
+    np.testing.assert_array_equal(a, b)
+
+
 # --- complex parameters (issue: WIRE fields trained with the conjugate gradient) ---
 
 GABOR = models.make_field(
