@@ -315,9 +315,28 @@ def init_members(
   xp = jnp if traced else np
   trees = per_scheme if traced else [jax.tree.map(np.asarray, t) for t in per_scheme]
   stacked = jax.tree.map(lambda *leaves: xp.stack([leaves[i][j] for i, j in rows]), *trees)
-  # device_put, not jnp.asarray: jnp.asarray of a NumPy array compiles an
-  # identity program per shape (jax.lax.stage).
-  return stacked if traced or on_host else jax.device_put(stacked)
+  return stacked if traced or on_host else to_device(stacked)
+
+
+def to_device(tree: PyTree) -> PyTree:
+  """``tree`` with its host leaves copied to the default device; JAX arrays kept as they are.
+
+  What ``jax.tree.map(jnp.asarray, tree)`` gives, without compiling: run op by
+  op, ``jnp.asarray`` of a NumPy array compiles an identity program per shape
+  (``jax.lax.stage``), where ``device_put`` is a transfer. Always a copy
+  (``may_alias=False``): on a CPU a plain ``device_put`` may share the NumPy
+  array's memory, which its owner could still change.
+
+  Example:
+    >>> host = np.zeros(4096, np.float32)
+    >>> dev = to_device({"x": host})
+    >>> host[0] = 1.0
+    >>> float(dev["x"][0]), to_device(dev)["x"] is dev["x"]
+    (0.0, True)
+  """
+  return jax.tree.map(
+      lambda a: a if isinstance(a, jax.Array) else jax.device_put(a, may_alias=False), tree
+  )
 
 
 def init_state(params: PyTree, tx: optax.GradientTransformation) -> EnsembleState:
@@ -329,7 +348,7 @@ def init_state(params: PyTree, tx: optax.GradientTransformation) -> EnsembleStat
   # compile a program per shape, and a width search meets new shapes at every
   # round (about 0.02 s each on a CPU).
   params = jax.device_put(params, may_alias=False)
-  full = lambda value, dtype: jax.device_put(np.full(m, value, dtype))  # noqa: E731
+  full = lambda value, dtype: to_device(np.full(m, value, dtype))  # noqa: E731
   return EnsembleState(
       params=params,
       opt_state=jax.vmap(tx.init)(params),
@@ -692,7 +711,7 @@ def fit(
   tx = make_optimizer(
       optimizer, optimizer_params, schedule=schedule, schedule_params=schedule_params, steps=steps
   )
-  lrs = jax.device_put(np.asarray([m.lr for m in members], np.float32))
+  lrs = to_device(np.asarray([m.lr for m in members], np.float32))
   if resume is None:
     done_steps, state, history = 0, init_state(params, tx), []
   else:
@@ -712,7 +731,7 @@ def fit(
     lrs = sharding.shard_members(lrs, mesh)
     data = sharding.replicate(data, mesh)
   else:
-    data = jax.device_put(data)
+    data = to_device(data)
 
   chunk_steps = max(1, min(chunk_steps, steps))
   run_chunk = make_train_chunk(

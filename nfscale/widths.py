@@ -351,8 +351,8 @@ def init_masked(
   order = np.argsort(rows)
   # NumPy leaves unless traced (jit, eval_shape): then the trace's arrays.
   net = jax.tree.map(lambda *xs: _xp(xs[0]).concatenate(xs)[order], *groups)
-  # device_put, not jnp.asarray, which compiles an identity program per shape.
-  return jax.device_put({NET: net, MASK: mask})
+  # A transfer, not jnp.asarray, which compiles an identity program per shape.
+  return train.to_device({NET: net, MASK: mask})
 
 
 def extract_member(params: PyTree, i: int, width: int, num_hidden: int) -> PyTree:
