@@ -269,7 +269,8 @@ def _apply_stacked(model: Any, params: PyTree, x: jax.Array) -> tuple[jax.Array,
 # again for every width. Measured on a 2-core CPU, the shallow quick sweep's
 # theory step at N = 10 (4 schemes, both readings, 43 (scheme, width) pairs):
 # 26-28 s with a jitted init per width and per-shape samplers, 12-13 s with
-# shared samplers, 4.6-5.7 s now.
+# shared samplers, 4.6-5.7 s with one forward program per width for all schemes,
+# 3.0-3.7 s now that all draws up to 2^14 entries share one sampler.
 def _init_and_apply_stacked(
     model: Any, keys: jax.Array, x: jax.Array
 ) -> tuple[PyTree, jax.Array, jax.Array]:

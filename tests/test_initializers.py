@@ -173,7 +173,7 @@ def test_draws_cut_from_a_rounded_sample_equal_direct_draws(dtype, distribution)
   # sampler scales inside its program: the product must round as the eager
   # product with a Python float does, for scales that round differently per dtype.
   key = jax.random.key(11)
-  shapes = [(1, 1), (2, 64), (7, 13), (64, 64), (3, 100), (1, 2**20 + 1)]
+  shapes = [(1, 1), (2, 64), (7, 13), (64, 64), (3, 100), (3, 10000), (1, 2**20 + 1)]
   for shape, variance in [(s, 0.5) for s in shapes] + [((7, 13), 1 / 3), ((64, 64), 2 / 30**3)]:
     got = I._sample(key, shape, np.dtype(dtype), variance, distribution)
     if distribution == "normal":
@@ -186,7 +186,7 @@ def test_draws_cut_from_a_rounded_sample_equal_direct_draws(dtype, distribution)
 
 def test_draws_of_one_rounded_size_share_one_compiled_sampler():
   I._flat_normal.clear_cache()
-  for shape in [(2, 40), (40, 2), (65, 1), (1, 128), (4, 32)]:  # 65 to 128 entries
+  for shape in [(2, 40), (40, 2), (65, 1), (1, 128), (128, 128)]:  # 65 to 2^14 entries
     I._sample(jax.random.key(0), shape, np.dtype(np.float32), 1.0, "normal")
   assert I._flat_normal._cache_size() == 1
 
