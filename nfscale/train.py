@@ -318,14 +318,20 @@ def init_members(
   return stacked if traced or on_host else to_device(stacked)
 
 
+def _host_to_device(a: Any) -> Array:
+  # A private host copy first: on a CPU the device array may share the memory it
+  # is given (seen for 4096-entry float32 arrays, with may_alias=False too in
+  # JAX 0.11), and the caller could still change or donate-overwrite it.
+  return jax.device_put(np.array(a))
+
+
 def to_device(tree: PyTree) -> PyTree:
   """``tree`` with its host leaves copied to the default device; JAX arrays kept as they are.
 
   What ``jax.tree.map(jnp.asarray, tree)`` gives, without compiling: run op by
   op, ``jnp.asarray`` of a NumPy array compiles an identity program per shape
-  (``jax.lax.stage``), where ``device_put`` is a transfer. Always a copy
-  (``may_alias=False``): on a CPU a plain ``device_put`` may share the NumPy
-  array's memory, which its owner could still change.
+  (``jax.lax.stage``), where ``device_put`` is a transfer. Host leaves are
+  always copied, never shared with the device array.
 
   Example:
     >>> host = np.zeros(4096, np.float32)
@@ -334,9 +340,7 @@ def to_device(tree: PyTree) -> PyTree:
     >>> float(dev["x"][0]), to_device(dev)["x"] is dev["x"]
     (0.0, True)
   """
-  return jax.tree.map(
-      lambda a: a if isinstance(a, jax.Array) else jax.device_put(a, may_alias=False), tree
-  )
+  return jax.tree.map(lambda a: a if isinstance(a, jax.Array) else _host_to_device(a), tree)
 
 
 def init_state(params: PyTree, tx: optax.GradientTransformation) -> EnsembleState:
@@ -347,7 +351,12 @@ def init_state(params: PyTree, tx: optax.GradientTransformation) -> EnsembleStat
   # per-member fields are transfers (device_put), not eager jnp ops: those
   # compile a program per shape, and a width search meets new shapes at every
   # round (about 0.02 s each on a CPU).
-  params = jax.device_put(params, may_alias=False)
+  params = jax.tree.map(
+      lambda a: jax.device_put(a, may_alias=False)
+      if isinstance(a, jax.Array)
+      else _host_to_device(a),
+      params,
+  )
   full = lambda value, dtype: to_device(np.full(m, value, dtype))  # noqa: E731
   return EnsembleState(
       params=params,
@@ -716,7 +725,7 @@ def fit(
     done_steps, state, history = 0, init_state(params, tx), []
   else:
     done_steps, state, history = resume
-    state = jax.device_put(state, may_alias=False)  # fresh device buffers (they get donated)
+    state = to_device(jax.device_get(state))  # fresh device buffers (they get donated)
     history = list(history)
 
   pad = 0

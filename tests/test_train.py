@@ -213,6 +213,12 @@ def test_fit_keeps_the_callers_params_and_sets_up_without_compiling():
   for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(before)):
     assert not a.is_deleted()
     np.testing.assert_array_equal(a, b)
+  # Host params too: on a CPU a device array may share a NumPy array's memory, and
+  # training must not write into the caller's arrays through the donated state.
+  host = train.init_members(field, members, X[:1], {"first_bias": "torch"}, on_host=True)
+  train.fit(models.mse_loss(field), host, members, DATA, steps=20, chunk_steps=10, progress=False)
+  for a, b in zip(jax.tree.leaves(host), jax.tree.leaves(before)):
+    np.testing.assert_array_equal(a, b)
 
 
 # --- complex parameters (issue: WIRE fields trained with the conjugate gradient) ---
