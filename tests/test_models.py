@@ -10,17 +10,21 @@ from nfscale import activations, encodings, initializers, models
 ENCODINGS = {"identity": {}, "rff": {"dim": 16, "sigma": 3.0}, "nerf": {"num_frequencies": 3}}
 
 
-@pytest.mark.parametrize("activation", activations.list_activations())
-@pytest.mark.parametrize("encoding", encodings.list_encodings())
-def test_shapes_dtypes_counts(activation, encoding):
-  field = models.make_field(
+def _field_16_8_3(activation, encoding, **kwargs):
+  return models.make_field(
       (16, 8),
       3,
       activation=activation,
-      scheme="init2",
       encoding=encoding,
       encoding_params=ENCODINGS[encoding],
+      **kwargs,
   )
+
+
+@pytest.mark.parametrize("activation", activations.list_activations())
+@pytest.mark.parametrize("encoding", encodings.list_encodings())
+def test_shapes_dtypes_counts(activation, encoding):
+  field = _field_16_8_3(activation, encoding, scheme="init2")
   x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (7, 2)), jnp.float32)
   params = field.init(jax.random.key(0), x)
   y = field.apply(params, x)
@@ -43,15 +47,7 @@ def test_params_only_creates_exactly_the_params_of_init(activation, encoding):
   # The engine and the eq. 4.6 search draw members with lazy_init(params_only=True);
   # the variables must be model.init's bit for bit: names, dtypes (complex after a
   # Gabor layer), and the values, which depend on each parameter's rng path.
-  field = models.make_field(
-      (16, 8),
-      3,
-      activation=activation,
-      scheme="init1",
-      scheme_params={"first_bias": "torch"},
-      encoding=encoding,
-      encoding_params=ENCODINGS[encoding],
-  )
+  field = _field_16_8_3(activation, encoding, scheme="init1", scheme_params={"first_bias": "torch"})
   x = jnp.zeros((1, 2), jnp.float32)
   want = field.init(jax.random.key(5), x)
   abstract = jax.ShapeDtypeStruct(x.shape, x.dtype)
