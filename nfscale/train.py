@@ -319,10 +319,17 @@ def init_members(
 
 
 def _host_to_device(a: Any) -> Array:
+  if not isinstance(a, (np.ndarray, np.generic)):
+    return jnp.asarray(a)  # Python scalars and lists: keep jnp's (weak) typing
   # A private host copy first: on a CPU the device array may share the memory it
   # is given (seen for 4096-entry float32 arrays, with may_alias=False too in
   # JAX 0.11), and the caller could still change or donate-overwrite it.
   return jax.device_put(np.array(a))
+
+
+def _device_copy(a: Any) -> Array:
+  """A device array that shares no memory with ``a`` (a JAX or host array)."""
+  return jax.device_put(a, may_alias=False) if isinstance(a, jax.Array) else _host_to_device(a)
 
 
 def to_device(tree: PyTree) -> PyTree:
@@ -351,12 +358,7 @@ def init_state(params: PyTree, tx: optax.GradientTransformation) -> EnsembleStat
   # per-member fields are transfers (device_put), not eager jnp ops: those
   # compile a program per shape, and a width search meets new shapes at every
   # round (about 0.02 s each on a CPU).
-  params = jax.tree.map(
-      lambda a: jax.device_put(a, may_alias=False)
-      if isinstance(a, jax.Array)
-      else _host_to_device(a),
-      params,
-  )
+  params = jax.tree.map(_device_copy, params)
   full = lambda value, dtype: to_device(np.full(m, value, dtype))  # noqa: E731
   return EnsembleState(
       params=params,
