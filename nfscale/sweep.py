@@ -17,7 +17,10 @@ PSNR within the step budget (paper Fig. 3 and 4):
   for odd K);
 * a point whose best rate (for some scheme) is an end of the grid and did
   not diverge there is searched again on a grid extended at that end
-  (``sweep.lr_extensions`` times at most); the grids are recorded;
+  (``sweep.lr_extensions`` times at most); the grids are recorded. The
+  search on the wider grid trains only the new rates at a width the point
+  has already trained: the (scheme, rate) cells trained there before are
+  taken from their records (``reused`` in ``evals.jsonl``);
 * every trained width is appended to ``evals.jsonl`` and every finished point
   (arm, N) to ``points.jsonl``, atomically: a sweep killed at any moment and
   rerun with the same command loses at most the ensemble in flight and skips
@@ -108,20 +111,38 @@ def success(reached: np.ndarray, rule: str = "median") -> bool:
 
 
 def evaluate_width(
-    config: Any, arm: str, n: int, width: int, schemes: Sequence[str], progress: bool = False
+    config: Any,
+    arm: str,
+    n: int,
+    width: int,
+    schemes: Sequence[str],
+    progress: bool = False,
+    known: Cells | None = None,
 ) -> dict[str, Any]:
   """Trains schemes x seeds x lrs at one width as one ensemble; per-scheme verdicts.
+
+  Args:
+    config: the sweep config (its ``lrs`` is the grid).
+    arm: arm name.
+    n: dataset size.
+    width: the last hidden width.
+    schemes: the schemes to evaluate.
+    progress: a progress bar.
+    known: cells of this width trained before (:func:`record_cells`); they
+      are reused instead of trained (:func:`reusable`).
 
   Returns:
     A JSON-able record: arm, n, width, seconds, and per scheme ``success``,
     ``best_lr`` (the lr with most seeds reaching the target, ties broken by
     fewer median steps), per-lr ``reached`` flags, ``steps_to_target`` and
-    ``best_psnr`` per member.
+    ``best_psnr`` per member; ``reused`` lists the reused cells' rates per
+    scheme, if any.
   """
   c = point_config(config, arm, n, width)
   c.schemes = tuple(schemes)
   task = tasks.build_task(c)
-  members = _members(config, schemes)
+  known = reusable(config, schemes, known)
+  members = _members(config, schemes, known)
   t0 = time.perf_counter()
   params = experiment.init_params(c, task, members)
   rows, batches = train_batched(c, task, members, params, progress, f"{arm} N={n} w={width}")
@@ -135,6 +156,7 @@ def evaluate_width(
       models.param_count(train.member_shapes(params)),
       time.perf_counter() - t0,
       task.score.name,
+      known,
   )
   record["member_batches"] = batches
   return record
@@ -230,13 +252,56 @@ def train_batched(
   return membatch.run_batched(train_part, len(members), batch, on_fallback)
 
 
-def _members(config: Any, schemes: Sequence[str]) -> list[train.Member]:
+#: One width's trained cells: ``{(scheme, lr): {record field: one value per seed}}``.
+Cells = Mapping[tuple[str, float], Mapping[str, list]]
+
+
+def _members(config: Any, schemes: Sequence[str], skip: Cells | None = None) -> list[train.Member]:
+  """Every scheme x seed x lr of the config's grid whose (scheme, lr) is not in ``skip``."""
   return [
       train.Member(s, int(seed), float(lr))
       for s in schemes
       for seed in config.seeds
       for lr in config.lrs
+      if (s, float(lr)) not in (skip or {})
   ]
+
+
+def _member_fields(cell: Mapping[str, Any]) -> list[str]:
+  """The fields of a record's scheme entry that hold one value per member."""
+  per_member = ("reached", "steps_to_target", "diverged")
+  return [k for k in cell if k in per_member or (k.startswith("best_") and k != "best_lr")]
+
+
+def record_cells(rec: Mapping[str, Any], lrs: Sequence[float]) -> dict[tuple[str, float], dict]:
+  """The (scheme, lr) cells of a width record trained on the grid ``lrs``.
+
+  Example:
+    >>> rec = {"schemes": {"init1": {"success": True, "best_lr": 0.1,
+    ...     "reached": [[False, True]], "steps_to_target": [[-1, 40]],
+    ...     "best_psnr": [[20.0, 35.1]], "diverged": [[False, False]]}}}
+    >>> record_cells(rec, [0.03, 0.1])[("init1", 0.1)]
+    {'reached': [True], 'steps_to_target': [40], 'best_psnr': [35.1], 'diverged': [False]}
+  """
+  out = {}
+  for s, cell in rec["schemes"].items():
+    for j, lr in enumerate(lrs):
+      out[(s, float(lr))] = {k: [row[j] for row in cell[k]] for k in _member_fields(cell)}
+  return out
+
+
+def reusable(config: Any, schemes: Sequence[str], known: Cells | None) -> dict:
+  """The cells of ``known`` that a width evaluation of ``schemes`` reuses.
+
+  Those of the config's schemes and grid, unless they are all of it: a
+  repeated request trains afresh rather than recording nothing trained.
+  Members never interact (:func:`train_batched`), so a reused cell holds what
+  training it again would give, up to the float rounding of a differently
+  sized ensemble.
+  """
+  wanted = {(s, float(lr)) for s in schemes for lr in config.lrs}
+  out = {k: v for k, v in (known or {}).items() if k in wanted}
+  return out if len(out) < len(wanted) else {}
 
 
 def _width_record(
@@ -249,9 +314,19 @@ def _width_record(
     param_count: int,
     seconds: float,
     score_name: str,
+    known: Cells | None = None,
 ) -> dict[str, Any]:
-  """The evals.jsonl record of one width from its members' rows (in _members order)."""
+  """The evals.jsonl record of one width from its members' rows and reused cells.
+
+  ``rows`` belong to ``_members(config, schemes, known)``, in that order; the
+  cells of ``known`` fill in the rest of the grid. ``seconds`` and
+  ``model_flops`` count the trained members only.
+  """
   best_key = f"best_{score_name}"
+  known = dict(known or {})
+  trained = _members(config, schemes, known)
+  if len(rows) != len(trained):
+    raise ValueError(f"{len(rows)} rows for {len(trained)} trained members at width {width}.")
   points_per_step = int(config.get("batch_size", 0) or 0) or int(n)
   record: dict[str, Any] = {
       "arm": arm,
@@ -267,26 +342,39 @@ def _width_record(
       "device": jax.devices()[0].device_kind,
       "schemes": {},
   }
-  k, nl = len(config.seeds), len(config.lrs)
-  for si, s in enumerate(schemes):
-    idx = si * k * nl + np.arange(k * nl).reshape(k, nl)  # [seed, lr]
-    col = lambda key: np.array([[rows[j][key] for j in r] for r in idx])  # noqa: E731
-    reached = col("reached_target").astype(bool)
-    to_target = np.array([
-        [-1 if rows[j]["steps_to_target"] is None else rows[j]["steps_to_target"] for j in r]
-        for r in idx
-    ])
+  by_member = {(m.scheme, m.seed, m.lr): r for m, r in zip(trained, rows)}
+  cells = dict(known)
+  for s, lr in dict.fromkeys((m.scheme, m.lr) for m in trained):
+    seeds = [by_member[(s, int(seed), lr)] for seed in config.seeds]
+    cells[(s, lr)] = {
+        "reached": [bool(r["reached_target"]) for r in seeds],
+        "steps_to_target": [
+            -1 if r["steps_to_target"] is None else r["steps_to_target"] for r in seeds
+        ],
+        best_key: [r[best_key] for r in seeds],
+        "diverged": [r["diverged"] for r in seeds],
+    }
+  lrs = [float(v) for v in config.lrs]
+  nl = len(lrs)
+  for s in schemes:
+    # [seed, lr] matrices of every field.
+    col = lambda key: np.array([cells[(s, lr)][key] for lr in lrs]).T  # noqa: E731
+    reached = col("reached").astype(bool)
+    to_target = col("steps_to_target")
     steps = np.where(reached, to_target, np.iinfo(np.int32).max)
     per_lr = [success(reached[:, j], config.sweep.rule) for j in range(nl)]
     order = sorted(range(nl), key=lambda j: (-int(reached[:, j].sum()), np.median(steps[:, j])))
     record["schemes"][s] = {
         "success": any(per_lr),
-        "best_lr": float(config.lrs[order[0]]),
+        "best_lr": lrs[order[0]],
         "reached": reached.tolist(),
         "steps_to_target": to_target.tolist(),
         best_key: col(best_key).tolist(),
         "diverged": col("diverged").tolist(),
     }
+  reused = {s: [lr for lr in lrs if (s, lr) in known] for s in schemes}
+  if any(reused.values()):
+    record["reused"] = {s: v for s, v in reused.items() if v}
   return io.to_jsonable(record)
 
 
@@ -356,7 +444,12 @@ def enable_compilation_cache(directory: str) -> bool:
 
 
 def evaluate_round(
-    config: Any, arm: str, n: int, requests: Mapping[int, Sequence[str]], progress: bool = False
+    config: Any,
+    arm: str,
+    n: int,
+    requests: Mapping[int, Sequence[str]],
+    progress: bool = False,
+    known: Mapping[int, Cells] | None = None,
 ) -> dict[int, dict[str, Any]]:
   """Trains a search round's widths in width buckets: one ensemble per bucket.
 
@@ -366,7 +459,8 @@ def evaluate_round(
   float rounding, in one compiled program per bucket instead of one per
   width. A bucket is the smallest rung of the search's ladder at or above the
   width (``ladder`` mode) or the largest small width of the round (``round``
-  mode, see :func:`bucket_mode`).
+  mode, see :func:`bucket_mode`). ``known`` holds per width the cells trained
+  before (as for :func:`evaluate_width`).
 
   Returns:
     ``{width: record}``, each record as :func:`evaluate_width`'s, plus
@@ -378,6 +472,7 @@ def evaluate_round(
   s = config.sweep
   mode = bucket_mode(config)
   order = list(requests)
+  reuse = {w: reusable(config, requests[w], (known or {}).get(int(w))) for w in order}
   if mode == "round":
     groups = _round_groups(order, int(s.get("round_merge_max", 256)))
   else:
@@ -393,7 +488,7 @@ def evaluate_round(
     members, member_widths, spans = [], [], {}
     for w in ws:
       first = len(members)
-      members += _members(config, requests[w])
+      members += _members(config, requests[w], reuse[w])
       member_widths += [w] * (len(members) - first)
       spans[w] = (first, len(members))
     # A round asks each scheme for one width, so a bucket never holds more
@@ -433,6 +528,7 @@ def evaluate_round(
           count,
           seconds * (last - first) / used,
           task.score.name,
+          reuse[w],
       )
       rec["bucket"] = int(bucket)
       rec["bucket_seconds"] = seconds  # the whole ensemble's time (shared with its widths)
@@ -472,9 +568,12 @@ def run_point(
   trained: list[dict[str, Any]] = []
   grid = tuple(float(v) for v in config.lrs)
   grids = [grid]
+  known: dict[int, dict] = {}  # width -> the cells trained there on earlier grids
   while True:
-    results, at_grid = _search(config, arm, n, grid, cache, on_eval, progress)
+    results, at_grid = _search(config, arm, n, grid, cache, on_eval, progress, known)
     trained += at_grid
+    for rec in at_grid:
+      known.setdefault(int(rec["width"]), {}).update(record_cells(rec, grid))
     if len(grids) > int(s.get("lr_extensions", 0)):
       break
     new = scaling.extend_lr_grid(
@@ -483,7 +582,8 @@ def run_point(
     if new is None:
       break
     # A best rate at an end of the grid that did not diverge: the optimum may
-    # lie beyond it, so the whole point is searched again on the wider grid.
+    # lie beyond it, so the whole point is searched again on the wider grid
+    # (a width trained before trains the new rates only).
     grid = new
     grids.append(grid)
   per_scheme = {}
@@ -530,8 +630,12 @@ def _search(
     cache: Mapping[tuple, dict[str, Any]],
     on_eval: Callable[[dict[str, Any]], None],
     progress: bool,
+    known: Mapping[int, Cells] | None = None,
 ) -> tuple[dict[str, scaling.SearchResult], list[dict[str, Any]]]:
-  """One joint min-width search of a point on the learning-rate grid ``grid``."""
+  """One joint min-width search of a point on the learning-rate grid ``grid``.
+
+  ``known`` holds per width the cells the point trained on earlier grids.
+  """
   s = config.sweep
   cfg = config if grid == tuple(float(v) for v in config.lrs) else with_lrs(config, grid)
   trained: list[dict[str, Any]] = []
@@ -543,9 +647,12 @@ def _search(
         todo[int(width)] = list(schemes)
     if todo:
       if use_buckets(config):
-        fresh = evaluate_round(cfg, arm, n, todo, progress)
+        fresh = evaluate_round(cfg, arm, n, todo, progress, known)
       else:
-        fresh = {w: evaluate_width(cfg, arm, n, w, sc, progress) for w, sc in todo.items()}
+        fresh = {
+            w: evaluate_width(cfg, arm, n, w, sc, progress, (known or {}).get(w))
+            for w, sc in todo.items()
+        }
     out = {}
     for width, schemes in requests.items():
       rec = cache.get((arm, n, int(width), tuple(schemes), grid))

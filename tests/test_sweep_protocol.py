@@ -80,6 +80,67 @@ def test_lr_grid_extends_once_when_the_best_rate_is_an_end(tmp_path):
   assert p["schemes"]["init1"]["best_lr"] in (0.0333, 0.1, 0.3)
 
 
+def _extending(**overrides):
+  # One rate, so the grid is extended (both ways, once); round buckets pad no members.
+  extra = {"theory.enabled": False, "sweep.ns": (6,), "sweep.lr_extensions": 1, "lrs": (0.1,)}
+  return _tiny(**{**extra, "sweep.buckets": "round", **overrides})
+
+
+def _member_columns(cell, j):
+  return [[row[j] for row in cell[k]] for k in ("reached", "steps_to_target", "best_psnr")]
+
+
+def test_wider_grid_trains_only_the_new_rates(tmp_path, monkeypatch):
+  trained = []
+  real = sweep.train_batched
+
+  def counting(config, task, members, *args, **kw):
+    trained.extend((m.scheme, m.lr) for m in members)
+    return real(config, task, members, *args, **kw)
+
+  monkeypatch.setattr(sweep, "train_batched", counting)
+  sweep.run_sweep(_extending(**{"seeds": (0, 1)}), str(tmp_path))
+  evals = io.read_jsonl(tmp_path / "evals.jsonl")
+  first = {e["width"]: e for e in evals if e["lrs"] == [0.1]}
+  wider = [e for e in evals if e["lrs"] == [0.0333, 0.1, 0.3]]
+  assert first and wider
+  reused = [e for e in wider if e["width"] in first]
+  assert reused, "the wider grid's search visited no width of the first"
+  for e in wider:
+    if e["width"] in first:
+      # The rate 0.1 cell is the first grid's, seed by seed, not a retrained copy.
+      assert e["reused"] == {"init1": [0.1]}
+      old = first[e["width"]]["schemes"]["init1"]
+      assert _member_columns(e["schemes"]["init1"], 1) == _member_columns(old, 0)
+    else:
+      assert "reused" not in e
+  # Trained: every (scheme, rate, seed) of each record, less the reused cells.
+  want = sum(2 * (len(e["lrs"]) - len(e.get("reused", {}).get("init1", []))) for e in evals)
+  assert len(trained) == want < sum(2 * len(e["lrs"]) for e in evals)
+  assert ("init1", 0.1) in trained  # widths new to the wider grid train the old rate too
+
+
+def test_reuse_across_grids_resumes_to_the_same_records(tmp_path):
+  ref = tmp_path / "ref"
+  sweep.run_sweep(_extending(), str(ref))
+  evals = io.read_jsonl(ref / "evals.jsonl")
+  first_grid = sum(e["lrs"] == [0.1] for e in evals)
+  assert first_grid < len(evals) - 1
+  # A crash one width into the wider grid's search: the resumed run rebuilds
+  # the reused cells from the first grid's records and trains the rest.
+  killed = tmp_path / "killed"
+  killed.mkdir()
+  (killed / "config.json").write_text((ref / "config.json").read_text())
+  for e in evals[: first_grid + 1]:
+    io.append_jsonl(killed / "evals.jsonl", e)
+  sweep.run_sweep(_extending(), str(killed))
+  drop = ("seconds", "bucket_seconds", "member_batches", "trained_seconds")
+  strip = lambda recs: [{k: v for k, v in r.items() if k not in drop} for r in recs]  # noqa
+  assert strip(io.read_jsonl(killed / "evals.jsonl")) == strip(evals)
+  got, want = (io.read_jsonl(d / "points.jsonl") for d in (killed, ref))
+  assert strip(got) == strip(want)
+
+
 def test_report_width_fit_and_censored(tmp_path):
   # Synthetic points: width = 2 N^1.5 (params = 3 width + 1), one censored N.
   c = _tiny(**{"theory.enabled": False, "sweep.ns": (4, 8, 16, 32, 64, 128)})
@@ -239,3 +300,51 @@ def test_width_record_counts_useful_flops():
   rec = sweep._width_record(c, "sinc", 10, 8, ("init1",), rows, 25, 1.0, "psnr")
   assert rec["model_flops"] == 6 * 10 * 25 * 50  # points x params x steps, 6 FLOPs each
   assert rec["device"] == jax.devices()[0].device_kind
+
+
+def test_width_record_merges_reused_cells_in_grid_order():
+  c = _tiny(**{"lrs": (0.01, 0.03, 0.1), "seeds": (0, 1), "schemes": ("init1", "lecun_normal")})
+  row = lambda reached, steps, psnr: {  # noqa: E731
+      "reached_target": reached,
+      "steps_to_target": steps if reached else None,
+      "best_psnr": psnr,
+      "diverged": False,
+      "steps_trained": steps,
+  }
+  # init1 at 0.03 was trained on an earlier grid: only its 0.01 and 0.1 train now.
+  known = {
+      ("init1", 0.03): {
+          "reached": [True, True],
+          "steps_to_target": [20, 30],
+          "best_psnr": [31.0, 32.0],
+          "diverged": [False, False],
+      }
+  }
+  assert sweep.reusable(c, ("init1", "lecun_normal"), known) == known
+  trained = sweep._members(c, ("init1", "lecun_normal"), known)
+  assert [(m.scheme, m.seed, m.lr) for m in trained[:4]] == [
+      ("init1", 0, 0.01),
+      ("init1", 0, 0.1),
+      ("init1", 1, 0.01),
+      ("init1", 1, 0.1),
+  ]
+  assert len(trained) == 4 + 6
+  rows = [row(False, 100, 10.0)] * 4 + [row(m.lr == 0.1, 80, 35.0) for m in trained[4:]]
+  rec = sweep._width_record(
+      c, "sinc", 10, 8, ("init1", "lecun_normal"), rows, 25, 1.0, "psnr", known
+  )
+  init1, lecun = rec["schemes"]["init1"], rec["schemes"]["lecun_normal"]
+  # [seed, lr] over the whole grid, the reused column in its place.
+  assert init1["reached"] == [[False, True, False], [False, True, False]]
+  assert init1["steps_to_target"] == [[-1, 20, -1], [-1, 30, -1]]
+  assert init1["best_psnr"] == [[10.0, 31.0, 10.0], [10.0, 32.0, 10.0]]
+  assert init1["success"] and init1["best_lr"] == 0.03
+  assert lecun["reached"] == [[False, False, True]] * 2 and lecun["best_lr"] == 0.1
+  assert rec["reused"] == {"init1": [0.03]}
+  assert rec["model_flops"] == 6 * 10 * 25 * (4 * 100 + 6 * 80)  # trained members only
+  with pytest.raises(ValueError, match="rows for 10 trained members"):
+    sweep._width_record(
+        c, "sinc", 10, 8, ("init1", "lecun_normal"), rows[:3], 25, 1.0, "psnr", known
+    )
+  # A request whose every cell is known trains afresh instead of recording nothing trained.
+  assert sweep.reusable(_tiny(**{"lrs": (0.03,)}), ("init1",), known) == {}
