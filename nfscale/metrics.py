@@ -9,24 +9,50 @@ Array = jax.Array
 
 
 def mse_to_psnr(mse: Array, data_range: float = 1.0) -> Array:
-  """PSNR in dB of a mean squared error: ``10 log10(data_range^2 / mse)``."""
+  """PSNR in dB of a mean squared error: ``10 log10(data_range^2 / mse)``.
+
+  Computed in float32 at least: in float16 ``data_range^2 / mse`` overflows above
+  about 48 dB.
+  """
+  mse = jnp.asarray(mse)
+  mse = mse.astype(jnp.promote_types(mse.dtype, jnp.float32))
   return 10.0 * jnp.log10(data_range**2 / mse)
+
+
+def _as_float(pred: Array, target: Array) -> tuple[Array, Array]:
+  """Both images in one float dtype of at least float32 precision.
+
+  Integer images (``uint8``) would wrap around in ``pred - target``, and half
+  precision would round the squared error coarsely.
+  """
+  pred, target = jnp.asarray(pred), jnp.asarray(target)
+  dtype = jnp.promote_types(jnp.result_type(pred, target), jnp.float32)
+  if not jnp.issubdtype(dtype, jnp.floating):
+    raise ValueError(f"expected real images, got dtypes {pred.dtype} and {target.dtype}.")
+  return pred.astype(dtype), target.astype(dtype)
 
 
 def psnr(pred: Array, target: Array, data_range: float = 1.0) -> Array:
   """Peak signal-to-noise ratio over all entries.
 
   Args:
-    pred: prediction.
+    pred: prediction (any real dtype; computed in float32 at least).
     target: reference, same shape.
     data_range: ``max - min`` of the signal's possible values (1 for images
-      in [0, 1]).
+      in [0, 1], 255 for ``uint8`` ones).
 
   Returns:
     PSNR in dB (``inf`` for a perfect prediction).
+
+  Example:
+    >>> import numpy as np
+    >>> a, b = np.array([0, 100], np.uint8), np.array([20, 80], np.uint8)
+    >>> round(float(psnr(a, b, 255.0)), 2)  # no uint8 wrap-around in a - b
+    22.11
   """
   if pred.shape != target.shape:
     raise ValueError(f"pred and target shapes differ: {pred.shape} vs {target.shape}.")
+  pred, target = _as_float(pred, target)
   return mse_to_psnr(jnp.mean(jnp.square(pred - target)), data_range)
 
 
@@ -38,7 +64,8 @@ def ssim(pred: Array, target: Array, data_range: float = 1.0) -> Array:
   ``gaussian_weights=True, sigma=1.5, use_sample_covariance=False``.
 
   Args:
-    pred: ``(H, W)`` or ``(H, W, C)`` image.
+    pred: ``(H, W)`` or ``(H, W, C)`` image (any real dtype; computed in
+      float32 at least).
     target: same shape.
     data_range: ``max - min`` of the possible pixel values.
 
@@ -47,6 +74,7 @@ def ssim(pred: Array, target: Array, data_range: float = 1.0) -> Array:
   """
   if pred.shape != target.shape:
     raise ValueError(f"pred and target shapes differ: {pred.shape} vs {target.shape}.")
+  pred, target = _as_float(pred, target)
   if pred.ndim == 2:
     pred, target = pred[..., None], target[..., None]
   if pred.ndim != 3:

@@ -49,3 +49,33 @@ def test_shape_mismatch():
     metrics.psnr(jnp.zeros(3), jnp.zeros(4))
   with pytest.raises(ValueError, match="shape"):
     metrics.iou(jnp.zeros((2, 2)), jnp.zeros((2, 3)))
+
+
+def test_integer_images_do_not_wrap_around():
+  # uint8 differences wrap modulo 256 and their squares overflow; the metrics cast
+  # to float32 first, so they agree with scikit-image on uint8 images.
+  rng = np.random.default_rng(1)
+  a = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+  b = np.clip(a.astype(int) + rng.integers(-40, 41, a.shape), 0, 255).astype(np.uint8)
+  ref = skm.peak_signal_noise_ratio(a, b, data_range=255)
+  assert float(metrics.psnr(b, a, 255.0)) == pytest.approx(ref, abs=1e-3)
+  s = skm.structural_similarity(
+      a,
+      b,
+      data_range=255,
+      gaussian_weights=True,
+      sigma=1.5,
+      use_sample_covariance=False,
+      channel_axis=-1,
+  )
+  assert float(metrics.ssim(b, a, 255.0)) == pytest.approx(s, abs=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+def test_psnr_of_half_precision_images_in_float32(dtype):
+  # 0.002 of error is 54 dB: float16's data_range**2 / mse overflows (inf) past ~48 dB.
+  t = jnp.linspace(0, 1, 100, dtype=dtype)
+  p = t + jnp.asarray(0.002, dtype)
+  ref = 10 * np.log10(1 / np.mean((np.asarray(p, np.float64) - np.asarray(t, np.float64)) ** 2))
+  got = metrics.psnr(p, t)
+  assert got.dtype == jnp.float32 and float(got) == pytest.approx(ref, abs=1e-3)
