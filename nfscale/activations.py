@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import math
+import numbers
 from typing import ClassVar
 
 import jax
@@ -27,8 +29,10 @@ Array = jax.Array
 
 
 def _positive(name: str, value: float) -> None:
-  if not value > 0:
-    raise ValueError(f"{name} must be positive, got {name}={value}.")
+  # Numbers only: a string such as "30" would pass float() and fail later in a trace.
+  ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+  if not (ok and 0 < value < math.inf):
+    raise ValueError(f"{name} must be positive and finite, got {name}={value!r}.")
 
 
 @dataclasses.dataclass(frozen=True)

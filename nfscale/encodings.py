@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 Array = jax.Array
+
+
+def _is_int(v: Any) -> bool:
+  """An integer (Python or NumPy), not a bool or a float such as 2.5."""
+  return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,8 +52,10 @@ class RandomFourierFeatures:
   seed: int = 0
 
   def __post_init__(self):
-    if self.dim <= 0 or self.dim % 2:
-      raise ValueError(f"dim must be a positive even number, got dim={self.dim}.")
+    if not _is_int(self.dim) or self.dim <= 0 or self.dim % 2:
+      raise ValueError(f"dim must be a positive even integer, got dim={self.dim!r}.")
+    if not _is_int(self.seed):
+      raise ValueError(f"seed must be an integer, got seed={self.seed!r}.")
     if not self.sigma > 0:
       raise ValueError(f"sigma must be positive, got sigma={self.sigma}.")
 
@@ -57,7 +65,10 @@ class RandomFourierFeatures:
 
   def matrix(self, in_dim: int) -> Array:
     """The fixed frequency matrix ``B`` of shape ``(in_dim, dim // 2)``."""
-    return self.sigma * jax.random.normal(jax.random.key(self.seed), (in_dim, self.dim // 2))
+    # Drawn in float32 whatever jax_enable_x64 says: a float64 draw gives other
+    # numbers, and a field trained without x64 would change when reloaded with it.
+    b = jax.random.normal(jax.random.key(self.seed), (in_dim, self.dim // 2), jnp.float32)
+    return self.sigma * b
 
   def __call__(self, x: Array) -> Array:
     proj = 2 * np.pi * (x @ self.matrix(x.shape[-1]).astype(x.dtype))
@@ -77,8 +88,8 @@ class NerfPositional:
   include_input: bool = True
 
   def __post_init__(self):
-    if self.num_frequencies <= 0:
-      raise ValueError(f"num_frequencies must be positive, got {self.num_frequencies}.")
+    if not _is_int(self.num_frequencies) or self.num_frequencies <= 0:
+      raise ValueError(f"num_frequencies must be a positive integer, got {self.num_frequencies!r}.")
 
   def out_dim(self, in_dim: int) -> int:
     """Output width for inputs of width ``in_dim``."""

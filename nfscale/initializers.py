@@ -37,6 +37,7 @@ import dataclasses
 import functools
 import inspect
 import math
+import numbers
 import re
 from typing import Any, Callable, Literal, Mapping, Protocol
 
@@ -233,16 +234,19 @@ class VarianceScaling:
       raise ValueError(
           f"distribution must be 'normal' or 'uniform', got distribution={self.distribution!r}."
       )
-    if not self.scale > 0:
-      raise ValueError(f"scale must be positive, got scale={self.scale}.")
+    if not _positive_finite(self.scale):
+      raise ValueError(f"scale must be positive and finite, got scale={self.scale!r}.")
+    for name in ("fan_power", "omega_power"):
+      if not math.isfinite(getattr(self, name)):
+        raise ValueError(f"{name} must be finite, got {name}={getattr(self, name)}.")
     if self.omega is not None:
       if not self.omega_power:
         raise ValueError(
             f"omega={self.omega} given to an initializer with omega_power=0, "
             "which does not depend on omega."
         )
-      if not self.omega > 0:
-        raise ValueError(f"omega must be positive, got omega={self.omega}.")
+      if not _positive_finite(self.omega):
+        raise ValueError(f"omega must be positive and finite, got omega={self.omega!r}.")
 
   @property
   def omega_dependent(self) -> bool:
@@ -283,6 +287,12 @@ class VarianceScaling:
     dt = _check_dtype(dtype)
     shape = _check_shape(shape)
     return _sample(key, shape, dt, self.variance(shape), self.distribution)
+
+
+def _positive_finite(value: Any) -> bool:
+  """A number above zero and below infinity (NaN is neither)."""
+  real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+  return real and 0 < value < math.inf
 
 
 _MISSING_OMEGA = (
@@ -544,8 +554,8 @@ class Scheme:
     """
     if not self.omega_dependent:
       return self
-    if not omega > 0:
-      raise ValueError(f"omega must be positive, got omega={omega}.")
+    if not _positive_finite(omega):
+      raise ValueError(f"omega must be positive and finite, got omega={omega!r}.")
     held = self.omega
     if held is not None and held != float(omega):
       raise ValueError(

@@ -109,12 +109,14 @@ class NeuralField(nn.Module):
   def __post_init__(self):
     if isinstance(self.hidden, int):
       raise ValueError(f"hidden must be a sequence of widths, got hidden={self.hidden}.")
+    sizes = (*self.hidden, self.out_dim)
+    if not all(_is_positive_int(w) for w in sizes):
+      raise ValueError(
+          "hidden widths and out_dim must be positive integers, got "
+          f"hidden={self.hidden}, out_dim={self.out_dim}."
+      )
     object.__setattr__(self, "hidden", tuple(int(w) for w in self.hidden))
-    bad = [w for w in self.hidden if w <= 0]
-    if bad:
-      raise ValueError(f"hidden widths must be positive, got hidden={self.hidden}.")
-    if int(self.out_dim) <= 0:
-      raise ValueError(f"out_dim must be positive, got out_dim={self.out_dim}.")
+    object.__setattr__(self, "out_dim", int(self.out_dim))
     activation = self.activation
     if isinstance(activation, str):
       # Only names are looked up: any activation callable (a user's own) stays accepted.
@@ -164,7 +166,7 @@ class NeuralField(nn.Module):
       position = self.scheme.position(k, num_layers)
       # WIRE: the first layer sees real coordinates; after a complex activation
       # every later layer is complex.
-      dtype = complex_dtype if (self.activation.is_complex and k > 0) else real_dtype
+      dtype = complex_dtype if (_is_complex(self.activation) and k > 0) else real_dtype
       h = nn.Dense(
           width,
           kernel_init=self.scheme.kernel_init(position),
@@ -194,7 +196,7 @@ class NeuralField(nn.Module):
           width,
           kernel_init=self.scheme.kernel_init(position),
           bias_init=self.scheme.bias_init(fan_in, position),
-          param_dtype=complex_dtype if (self.activation.is_complex and k > 0) else None,
+          param_dtype=complex_dtype if (_is_complex(self.activation) and k > 0) else None,
           name=f"dense_{k}",
       )(fan_in)
       fan_in = width
@@ -241,6 +243,16 @@ class _DenseParams(nn.Module):
     kernel = self.param("kernel", self.kernel_init, (fan_in, self.features), dtype)
     bias = self.param("bias", self.bias_init, (self.features,), dtype)
     return kernel, bias
+
+
+def _is_positive_int(v: Any) -> bool:
+  """An integer (Python or NumPy, not bool) above zero."""
+  return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0
+
+
+def _is_complex(activation: Any) -> bool:
+  """Whether an activation outputs complex values (a user's callable: assumed not)."""
+  return bool(getattr(activation, "is_complex", False))
 
 
 def scheme_for_activation(
@@ -329,7 +341,7 @@ def make_field(
     8.0
   """
   return NeuralField(
-      hidden=tuple(hidden),
+      hidden=hidden if isinstance(hidden, int) else tuple(hidden),
       out_dim=out_dim,
       activation=activations_lib.get_activation(activation, **dict(activation_params or {})),
       scheme=initializers.get_scheme(scheme, **dict(scheme_params or {})),

@@ -90,6 +90,9 @@ def test_bad_input():
     A.get_activation("gaussian", sigma=-1.0)
   with pytest.raises(ValueError, match="omega"):
     A.get_activation("gaussian", omega=3.0)
+  for omega in (float("inf"), float("nan"), "30", True):
+    with pytest.raises(ValueError, match="omega must be positive and finite"):
+      A.get_activation("sine", omega=omega)
 
 
 FAST = [

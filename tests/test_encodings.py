@@ -59,3 +59,27 @@ def test_bad_input():
     E.get_encoding("rff", dim=7)
   with pytest.raises(ValueError, match="bandwidth"):
     E.get_encoding("rff", bandwidth=3)
+  # A float count used to give more features than out_dim promised (2.5 -> 14 vs 12).
+  with pytest.raises(ValueError, match="num_frequencies must be a positive integer"):
+    E.get_encoding("nerf", num_frequencies=2.5)
+  with pytest.raises(ValueError, match="dim must be a positive even integer"):
+    E.get_encoding("rff", dim=8.0)
+
+
+def test_rff_matrix_does_not_depend_on_x64():
+  # B is regenerated from its seed; a reload with jax_enable_x64 must give the same B.
+  import subprocess
+  import sys
+
+  code = (
+      "import sys, jax; jax.config.update('jax_enable_x64', sys.argv[1] == '1');"
+      "from nfscale import encodings as E;"
+      "print(E.RandomFourierFeatures(dim=4, sigma=1.0, seed=3).matrix(2).tolist())"
+  )
+  out = [
+      subprocess.run([sys.executable, "-c", code, x64], check=True, capture_output=True, text=True)
+      for x64 in ("0", "1")
+  ]
+  assert out[0].stdout == out[1].stdout
+  here = E.RandomFourierFeatures(dim=4, sigma=1.0, seed=3).matrix(2).tolist()
+  assert out[0].stdout.strip() == str(here)

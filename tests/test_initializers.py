@@ -283,6 +283,21 @@ def test_bad_hparams():
     I.BiasRule("torch").init(0)
 
 
+@pytest.mark.parametrize(
+    "name,params,key",
+    [
+        ("powerlaw_normal", {"p": float("nan")}, "fan_power"),
+        ("powerlaw_normal", {"c": float("inf")}, "scale"),
+        ("siren", {"omega": float("inf")}, "omega"),
+        ("siren", {"omega": "30"}, "omega"),
+    ],
+)
+def test_non_finite_or_non_numeric_hparams_are_refused(name, params, key):
+  # They used to build all-NaN, infinite or all-zero weights without a word.
+  with pytest.raises(ValueError, match=f"{key} must be"):
+    I.get_scheme(name, **params)
+
+
 # ---------------------------------------------------------------------------
 # Composition, registration, omega, misuse (issue: initializers in other Flax code).
 

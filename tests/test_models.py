@@ -114,6 +114,20 @@ def test_linear_model_and_bad_widths():
     models.make_field((16,), 0)
   with pytest.raises(ValueError, match="valid schemes"):
     models.make_field((16,), 1, scheme="nope")
+  # Not silently truncated (8.7 -> 8) nor failing later inside Flax with a TypeError.
+  for hidden, out_dim in [(8, 1), ((8.7,), 1), ((8,), 2.5), ((True,), 1)]:
+    with pytest.raises(ValueError, match="hidden"):
+      models.make_field(hidden, out_dim)
+  assert models.make_field((np.int64(8),), np.int32(2)).out_dim == 2
+
+
+def test_a_plain_function_as_activation():
+  # Any callable works as the activation (not only registered Activation objects).
+  field = models.NeuralField((8,), 2, activation=jnp.tanh)
+  params = field.init(jax.random.key(0), jnp.zeros((1, 3)))
+  h = jnp.tanh(jnp.ones((4, 3)) @ params["params"]["dense_0"]["kernel"])
+  out = h @ params["params"]["dense_1"]["kernel"]  # biases are zeros by default
+  np.testing.assert_allclose(field.apply(params, jnp.ones((4, 3))), out, rtol=1e-6)
 
 
 # ---------------------------------------------------------------------------
