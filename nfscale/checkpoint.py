@@ -83,10 +83,11 @@ def restore(workdir: str, template: Any, step: int | None = None) -> tuple[Any, 
     step: which checkpoint; ``None`` for the newest.
 
   Returns:
-    ``(state, meta)`` with host numpy leaves.
+    ``(state, meta)`` with host numpy leaves, in the template's dtypes.
 
   Raises:
-    ValueError: no checkpoint, or one that does not fit ``template``.
+    ValueError: no checkpoint (or not ``step``), or one whose structure or
+      shapes differ from ``template``'s.
   """
   step = latest_step(workdir) if step is None else step
   if step is None:
@@ -94,14 +95,32 @@ def restore(workdir: str, template: Any, step: int | None = None) -> tuple[Any, 
   ocp, mgr = _manager(workdir, create=False)
   host = jax.tree.map(np.asarray, jax.device_get(template))
   try:
-    out = mgr.restore(
-        step,
-        args=ocp.args.Composite(state=ocp.args.StandardRestore(host), meta=ocp.args.JsonRestore()),
-    )
-  except (ValueError, KeyError, TypeError) as e:
-    raise ValueError(
-        f"checkpoint {step} in {workdir!r} does not match this run's state: {e}"
-    ) from e
+    steps = sorted(mgr.all_steps())
+    if step not in steps:
+      raise ValueError(f"no checkpoint {step} in {workdir!r}; it holds steps {steps}.")
+    try:
+      out = mgr.restore(
+          step,
+          args=ocp.args.Composite(
+              state=ocp.args.StandardRestore(host), meta=ocp.args.JsonRestore()
+          ),
+      )
+    except (ValueError, KeyError, TypeError) as e:
+      raise ValueError(
+          f"checkpoint {step} in {workdir!r} does not match this run's state (another "
+          f"structure of arrays; orbax says: {e})"
+      ) from e
   finally:
     mgr.close()
+  # Orbax restores a saved array whatever the template's shape, and casts to the
+  # template's dtype: a checkpoint of another run would load without a word.
+  for (path, want), got in zip(
+      jax.tree_util.tree_flatten_with_path(host)[0], jax.tree.leaves(out.state)
+  ):
+    got = np.asarray(got)
+    if got.shape != want.shape:
+      raise ValueError(
+          f"checkpoint {step} in {workdir!r} does not match this run's state: "
+          f"{jax.tree_util.keystr(path)} has shape {got.shape}, the run's {want.shape}."
+      )
   return out.state, dict(out.meta)

@@ -194,3 +194,16 @@ def test_sigkill_then_rerun_equals_uninterrupted(tmp_path):
   la, lb = nfscale.load(str(killed)), nfscale.load(str(ref))
   for x, y in zip(jax.tree.leaves(la.state), jax.tree.leaves(lb.state)):
     np.testing.assert_array_equal(x, y)
+
+
+def test_restore_refuses_a_missing_step_and_a_mismatched_state(tmp_path):
+  checkpoint.save(str(tmp_path), 3, {"w": np.ones(3, np.float32)}, {"history": []})
+  state, meta = checkpoint.restore(str(tmp_path), {"w": np.zeros(3, np.float32)}, 3)
+  assert state["w"].tolist() == [1.0, 1.0, 1.0] and meta["step"] == 3
+  with pytest.raises(ValueError, match=r"no checkpoint 7 .*holds steps \[3\]"):
+    checkpoint.restore(str(tmp_path), {"w": np.zeros(3, np.float32)}, 7)
+  # Orbax alone would hand back the saved (3,) array for a (4,) template.
+  with pytest.raises(ValueError, match=r"\['w'\] has shape \(3,\), the run's \(4,\)"):
+    checkpoint.restore(str(tmp_path), {"w": np.zeros(4, np.float32)})
+  with pytest.raises(ValueError, match="does not match this run's state"):
+    checkpoint.restore(str(tmp_path), {"v": np.zeros(3, np.float32)})
