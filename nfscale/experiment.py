@@ -401,7 +401,8 @@ def _run_locked(
     resume = (step, state, history)
     if config.mode == "train":
       # Records logged after the checkpoint are replayed by the resumed run.
-      kept = [r for r in io.read_jsonl(metrics_path, missing_ok=True) if r["step"] <= step]
+      # The record of the checkpoint's own step comes from the chunk after it.
+      kept = [r for r in io.read_jsonl(metrics_path, missing_ok=True) if r["step"] < step]
       io.atomic_write_text(metrics_path, "".join(io.json_dumps(r) + "\n" for r in kept))
 
   labels = [member_label(m, members) for m in members]

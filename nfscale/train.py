@@ -26,8 +26,9 @@ resumed from a checkpoint replays exactly the steps it would have run.
 Learning rates are per member: the optimizer is built with unit learning
 rate (times the optional schedule) and its update is scaled by the member's
 rate. This is exact for every optax optimizer whose update is linear in its
-learning rate (all of optax's aliases scale by it as their last step), so one
-run can sweep learning rates as just more members.
+learning rate (those that scale by it as their last step), so one run can
+sweep learning rates as just more members; the few aliases that use the rate
+otherwise are left out (:data:`NONLINEAR_IN_LR`).
 
 Example:
   >>> from nfscale import models
@@ -123,15 +124,27 @@ def neg_loss(loss: Array, aux: Mapping[str, Array]) -> Array:
   return -loss
 
 
+#: optax aliases whose update is not ``learning_rate`` times a rate-free update,
+#: so scaling a unit-rate update by each member's rate would train them wrongly:
+#: ``fromage`` multiplies by ``1 / sqrt(1 + lr^2)`` and decays the weights by
+#: that factor minus one; ``rprop`` clamps its step sizes to absolute bounds.
+NONLINEAR_IN_LR = frozenset({"fromage", "rprop"})
+
+
 @functools.lru_cache(maxsize=None)
 def list_optimizers() -> tuple[str, ...]:
-  """The optax optimizers :func:`make_optimizer` accepts: every alias taking a ``learning_rate``."""
+  """The optax optimizers :func:`make_optimizer` accepts.
+
+  Every alias taking a ``learning_rate`` first, except those not linear in it
+  (:data:`NONLINEAR_IN_LR`) and L-BFGS.
+  """
   names = []
   for name in dir(optax):
     obj = getattr(optax, name)
     # scale_by_* are building blocks, and L-BFGS's update needs the loss
     # function itself (a line search), which the engine does not pass.
-    if name.startswith(("_", "scale_by")) or name == "lbfgs" or not inspect.isfunction(obj):
+    skip = name == "lbfgs" or name in NONLINEAR_IN_LR
+    if name.startswith(("_", "scale_by")) or skip or not inspect.isfunction(obj):
       continue
     try:
       params = list(inspect.signature(obj).parameters)
@@ -163,21 +176,33 @@ def make_schedule(
     ValueError: unknown schedule or parameters.
   """
   params = dict(params or {})
+  makers = {"cosine": optax.cosine_decay_schedule, "exponential": optax.exponential_decay}
+  if name == "constant":
+    if params:
+      raise ValueError(f"Schedule 'constant' takes no parameters, got {sorted(params)}.")
+    return 1.0
+  if name not in makers:
+    raise ValueError(f"Unknown schedule {name!r}; valid schedules: {', '.join(SCHEDULES)}.")
+  signature = inspect.signature(makers[name]).parameters
+  accepted = [p for p in signature if p != "init_value"]
+  unknown = sorted(set(params) - set(accepted))
+  if unknown:
+    raise ValueError(
+        f"Invalid parameters {unknown} for schedule {name!r}; it takes {', '.join(accepted)}."
+    )
+  if name == "cosine":
+    decay = params.setdefault("decay_steps", steps)
+    if not decay or decay <= 0:
+      raise ValueError(f"cosine schedule needs decay_steps > 0, got {decay}.")
+  missing = [
+      p for p in accepted if signature[p].default is inspect.Parameter.empty and p not in params
+  ]
+  if missing:
+    raise ValueError(f"Schedule {name!r} needs {', '.join(missing)} (schedule_params).")
   try:
-    if name == "constant":
-      if params:
-        raise TypeError
-      return 1.0
-    if name == "cosine":
-      params.setdefault("decay_steps", steps)
-      if not params["decay_steps"] or params["decay_steps"] <= 0:
-        raise ValueError(f"cosine schedule needs decay_steps > 0, got {params['decay_steps']}.")
-      return optax.cosine_decay_schedule(1.0, **params)
-    if name == "exponential":
-      return optax.exponential_decay(1.0, **params)
-  except TypeError as e:
-    raise ValueError(f"Invalid parameters {sorted(params)} for schedule {name!r}.") from e
-  raise ValueError(f"Unknown schedule {name!r}; valid schedules: {', '.join(SCHEDULES)}.")
+    return makers[name](1.0, **params)
+  except (TypeError, ValueError) as e:
+    raise ValueError(f"Invalid parameters {params} for schedule {name!r}: {e}") from e
 
 
 def make_optimizer(
@@ -209,6 +234,11 @@ def make_optimizer(
     >>> tx = make_optimizer("sgd", {"momentum": 0.9}, schedule="cosine", steps=100)
     >>> state = tx.init({"w": jnp.ones(2)})
   """
+  if name in NONLINEAR_IN_LR:
+    raise ValueError(
+        f"Optimizer {name!r} is not supported: its update is not linear in the learning "
+        "rate, which the engine scales per member (nfscale.train.NONLINEAR_IN_LR)."
+    )
   if name not in list_optimizers():
     raise ValueError(
         f"Unknown optimizer {name!r}; valid optimizers: any optax optimizer "
@@ -686,7 +716,10 @@ def fit(
       loss is flagged diverged and frozen (``None``: only NaN/Inf).
     chunk_steps: steps per jitted dispatch (``lax.scan`` length).
     log_every: history/``on_log`` interval in steps (rounded up to chunks);
-      step 0 (the initial loss) and the last step are always logged.
+      step 0 (the initial loss) and the last step are always logged. The
+      record of step ``s`` holds the loss and score computed at that step, on
+      the params after ``s`` updates, so the last record is step
+      ``steps_run - 1``: the returned params have had one update more.
     batch_size: minibatch size, ``None`` for full batch.
     seed: seed of the per-step rng (minibatches, the loss's rng).
     shard: shard the member axis over all devices.
@@ -716,6 +749,8 @@ def fit(
     raise ValueError(f"batch_size must be positive, got batch_size={batch_size}.")
   if log_every <= 0:
     raise ValueError(f"log_every must be positive, got log_every={log_every}.")
+  if chunk_steps <= 0:
+    raise ValueError(f"chunk_steps must be positive, got chunk_steps={chunk_steps}.")
   num = len(members)
   if jax.tree.leaves(params)[0].shape[0] != num:
     raise ValueError("params must have one leading entry per member.")
@@ -776,12 +811,17 @@ def fit(
     loss = np.asarray(log.loss)[:, :num]
     score = np.asarray(log.score)[:, :num]
     aux = {k: np.asarray(v)[:, :num] for k, v in log.aux.items()}
-    rows = []
-    if start == 0:  # the loss before any update: a run of one chunk still has a curve
-      rows.append((0, 0))
+    # Row j of a chunk is the loss at step start + j: on the params after that many
+    # updates, before that step's own. A log step's loss is therefore the first row
+    # of the chunk after it, and the last loss computed is that of step done_steps - 1
+    # (the returned params have had one more update).
     last = done_steps - start - 1
-    if _crossed(start, done_steps, log_every) or done_steps >= steps or frozen(state):
-      rows.append((done_steps, last))
+    rows = []
+    if start == 0 or _crossed(start - chunk_steps, start, log_every):
+      rows.append((start, 0))  # step 0 included: a run of one chunk still has a curve
+    finished = done_steps >= steps or frozen(state)
+    if finished and rows[-1:] != [(done_steps - 1, last)]:
+      rows.append((done_steps - 1, last))
     for step, j in rows:
       record = {
           "step": step,
@@ -792,7 +832,6 @@ def fit(
       history.append(record)
       if on_log is not None:
         on_log(record)
-    finished = done_steps >= steps or frozen(state)
     if on_checkpoint is not None and (_crossed(start, done_steps, checkpoint_every) or finished):
       on_checkpoint(done_steps, host_state(state), list(history))
     if bar is not None:

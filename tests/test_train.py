@@ -46,8 +46,9 @@ def test_ensemble_of_schemes_trains():
   initial = np.asarray(_mse(params))
   r = _fit(members, steps=300, log_every=50)
   last = np.array(r.history[-1]["loss"])
-  # Step 0 is logged too (the loss before any update).
-  assert r.steps_run == 300 and [h["step"] for h in r.history] == [0, 50, 100, 150, 200, 250, 300]
+  # Step 0 is logged too (the loss before any update); the last loss computed is step
+  # 299's (before the 300th update).
+  assert r.steps_run == 300 and [h["step"] for h in r.history] == [0, 50, 100, 150, 200, 250, 299]
   np.testing.assert_allclose(r.history[0]["loss"], initial, rtol=1e-5)
   assert np.all(last < 0.2 * initial), (initial, last)
   assert np.all(np.asarray(r.state.steps) == 300)
@@ -130,8 +131,11 @@ def test_bad_optimizer_and_members():
     train.make_optimizer("adam", {"lr": 3})
   with pytest.raises(ValueError, match="valid schedules: constant, cosine, exponential"):
     train.make_optimizer("adam", schedule="linear")
-  with pytest.raises(ValueError, match="schedule 'exponential'"):
+  with pytest.raises(ValueError, match=r"\['rate'\] for schedule 'exponential'; it takes"):
     train.make_optimizer("adam", schedule="exponential", schedule_params={"rate": 0.5})
+  # A missing parameter is named as missing (it used to read "Invalid parameters").
+  with pytest.raises(ValueError, match="'exponential' needs transition_steps"):
+    train.make_optimizer("adam", schedule="exponential", schedule_params={"decay_rate": 0.5})
   with pytest.raises(ValueError, match="members"):
     train.init_members(FIELD, [], X[:1])
   with pytest.raises(ValueError, match="valid schemes"):
@@ -378,17 +382,85 @@ def test_per_member_lr_equals_plain_optax_alone(name, params, schedule, sparams)
       np.testing.assert_allclose(x, y, rtol=2e-4, atol=2e-5)
 
 
+@pytest.mark.parametrize("name", train.list_optimizers())
+def test_every_listed_optimizer_is_linear_in_its_learning_rate(name):
+  # The engine builds each optimizer at rate 1 and scales its update by the member's
+  # rate; that is the optimizer at that rate only if the update is linear in it.
+  # 20 steps on a curved loss (the gradient depends on the params), two rates.
+  # Tolerance: 1e-4 relative, float32 rounding amplified over 20 steps (adafactor's
+  # factored second moments reach ~1e-5; fromage, a nonlinear one, is off by 0.4).
+  def loss(p):
+    w = p["w"]
+    return jnp.sum(jnp.array([1.0, 3.0, 0.5, 2.0]) * (w - jnp.arange(4.0)) ** 2 + jnp.sin(w))
+
+  p0 = {"w": jnp.array([0.5, -1.0, 2.0, 0.1])}
+  unit = train.make_optimizer(name)
+
+  @jax.jit  # one program per rate: eager optax steps dispatch op by op (slow)
+  def both(lr):
+    tx = getattr(optax, name)(learning_rate=lr)
+
+    def body(_, c):
+      p, s, q, su = c
+      u, s = tx.update(jax.grad(loss)(p), s, p)
+      uq, su = unit.update(jax.grad(loss)(q), su, q)
+      return optax.apply_updates(p, u), s, jax.tree.map(lambda a, b: a + lr * b, q, uq), su
+
+    p, _, q, _ = jax.lax.fori_loop(0, 20, body, (p0, tx.init(p0), p0, unit.init(p0)))
+    return p, q
+
+  for lr in (0.03, 0.3):
+    p, q = both(jnp.float32(lr))
+    np.testing.assert_allclose(q["w"], p["w"], rtol=1e-4, atol=1e-4, err_msg=f"lr={lr}")
+
+
+def test_optimizers_nonlinear_in_the_rate_are_refused():
+  assert not train.NONLINEAR_IN_LR & set(train.list_optimizers())
+  with pytest.raises(ValueError, match="not linear in the learning rate"):
+    train.make_optimizer("fromage")
+
+
 def test_cosine_schedule_reaches_alpha():
   sched = train.make_schedule("cosine", {"alpha": 0.1}, steps=100)
   assert float(sched(0)) == 1.0 and float(sched(100)) == pytest.approx(0.1)
   assert "rmsprop" in train.list_optimizers() and "lbfgs" not in train.list_optimizers()
 
 
+@pytest.mark.parametrize("chunk_steps,log_every", [(10, 20), (1, 3), (7, 10)])
+def test_each_record_is_the_loss_of_the_params_after_that_many_updates(chunk_steps, log_every):
+  # A record labelled step s must hold the loss of the params after s updates: the
+  # engine computes each step's loss before its update, so the labels follow that.
+  # Reference: a textbook optax SGD loop per member, its loss after each update;
+  # tolerance: float32 rounding of batched vs single-member matmuls over 24 steps.
+  members = [train.Member("init1", 0, 1e-2), train.Member("lecun_normal", 1, 1e-2)]
+  r = _fit(members, steps=25, optimizer="sgd", chunk_steps=chunk_steps, log_every=log_every)
+  steps = [h["step"] for h in r.history]
+  assert steps[0] == 0 and steps[-1] == 24 and steps == sorted(set(steps))
+  assert len(steps) > 2
+  loss = jax.jit(lambda p: models.mse_loss(FIELD)(p, DATA, None)[0])
+  for i, m in enumerate(members):
+    tx = optax.sgd(m.lr)
+    p = train.unstack(train.init_members(FIELD, [m], X[:1], {"first_bias": "torch"}), 0)
+    st, ref = tx.init(p), []
+    for _ in range(25):
+      ref.append(float(loss(p)))
+      u, st = tx.update(jax.grad(loss)(p), st, p)
+      p = optax.apply_updates(p, u)
+    got = [h["loss"][i] for h in r.history]
+    np.testing.assert_allclose(got, [ref[s] for s in steps], rtol=1e-4)
+    assert got[-1] != pytest.approx(float(loss(p)), rel=1e-3)  # the 25th update is not in it
+
+
+def test_chunk_steps_must_be_positive():
+  with pytest.raises(ValueError, match="chunk_steps must be positive"):
+    _fit([train.Member("init1", 0, 1e-2)], steps=5, chunk_steps=0)
+
+
 def test_one_chunk_run_logs_two_points_and_stops_at_steps():
   members = [train.Member("lecun_normal", 0, 1e-2)]
   r = _fit(members, steps=30, chunk_steps=50, log_every=1000)
-  # Step 0 and the end are always logged; 30 steps run although a chunk is 50.
-  assert [h["step"] for h in r.history] == [0, 30]
+  # Step 0 and the last step are always logged; 30 steps run although a chunk is 50.
+  assert [h["step"] for h in r.history] == [0, 29]
   assert r.steps_run == 30 and int(r.state.steps[0]) == 30
 
 
