@@ -32,6 +32,9 @@ of the float32 input value, i.e. the exact answer for that input):
       2**22. Without FMA (emulated in numpy float32) the error is 1.0e-7 up
       to 8192, 2.9e-7 up to 16384, <= 2e-6 up to 2**17 (131072) and then
       jumps to 1e-2..1e-1, so the 1e4 design range is safe either way.
+      Called eagerly (op by op, outside ``jit``) nothing is contracted: that
+      is the case without FMA (measured 9.6e-7 on ``[1e4, 65536]``, 9e-8 on
+      ``[-100, 100]``), so eager and jitted results can differ by that much.
     * For tiny ``|x|`` the reduction is the identity (``k == 0``), so
       ``fast_sin`` keeps full relative accuracy (measured 2e-9 for
       ``1e-45 < |x| < 1e-4``, subnormals included); ``fast_sin(+-0.0) ==

@@ -611,7 +611,8 @@ def make_train_chunk(
   It runs the steps ``start .. start + chunk_steps - 1`` (those ``>= total``
   are no-ops) as vmapped steps under ``lax.scan`` and donates the state's
   buffers. Step ``t`` uses ``fold_in(key, t)``: it picks the minibatch (with
-  ``batch_size``: a random subset of the samples, the same for all members;
+  ``batch_size``: ``batch_size`` samples drawn uniformly with replacement,
+  the same for all members;
   every leaf of ``data`` shares the leading sample axis) and is passed on to
   ``loss_fn``.
 
@@ -720,7 +721,8 @@ def fit(
       record of step ``s`` holds the loss and score computed at that step, on
       the params after ``s`` updates, so the last record is step
       ``steps_run - 1``: the returned params have had one update more.
-    batch_size: minibatch size, ``None`` for full batch.
+    batch_size: minibatch size (samples drawn with replacement, so it may
+      exceed the data), ``None`` for full batch.
     seed: seed of the per-step rng (minibatches, the loss's rng).
     shard: shard the member axis over all devices.
     progress: show a tqdm bar.
