@@ -552,10 +552,10 @@ class Scheme:
       >>> get_scheme("siren").with_omega(8.0).hidden.variance((64, 64)) == 2 / (64 * 8.0 ** 2)
       True
     """
+    if not _positive_finite(omega):  # checked even where unused: a typo is a typo
+      raise ValueError(f"omega must be positive and finite, got omega={omega!r}.")
     if not self.omega_dependent:
       return self
-    if not _positive_finite(omega):
-      raise ValueError(f"omega must be positive and finite, got omega={omega!r}.")
     held = self.omega
     if held is not None and held != float(omega):
       raise ValueError(
@@ -623,7 +623,16 @@ class Scheme:
       changes["first_bias"] = _as_bias_rule(first_bias, "first_bias")
     if name is None:
       name = f"{self.name}[{', '.join(labels)}]" if labels else self.name
-    return dataclasses.replace(self, name=name, **changes)
+    out = dataclasses.replace(self, name=name, **changes)
+    held = self.omega
+    if held is not None and any(
+        getattr(i, "omega_dependent", False) and getattr(i, "omega", None) is None
+        for i in out._kernels()
+    ):
+      # A scheme built for an omega fills it into the omega-dependent laws it takes
+      # in, so that its omega is every layer's (a law without one cannot draw).
+      out = out.with_omega(held)
+    return out
 
   def position(
       self, layer: int, num_layers: int | None = None, *, num_hidden: int | None = None
@@ -649,6 +658,9 @@ class Scheme:
           "give exactly one of num_layers (weight layers, output layer included) "
           "and num_hidden (hidden layers only)."
       )
+    for arg, v in (("layer", layer), ("num_layers", num_layers), ("num_hidden", num_hidden)):
+      if v is not None and not (isinstance(v, (int, np.integer)) and not isinstance(v, bool)):
+        raise ValueError(f"{arg} must be an integer, got {arg}={v!r}.")
     if num_hidden is not None:
       if num_hidden < 0:
         raise ValueError(f"num_hidden must be >= 0, got num_hidden={num_hidden}.")
@@ -983,7 +995,10 @@ def _instance_factory(scheme: Scheme) -> Callable[..., Scheme]:
   """A factory for a registered ``Scheme`` instance, taking the built-ins' bias parameters.
 
   ``None`` keeps the instance's own rule, so a config's default ``bias``
-  does not override a bias the instance was built with.
+  does not override a bias the instance was built with. ``bias`` also sets the
+  first layer's rule when the instance's first layer followed its others (as
+  :func:`get_scheme`'s does); a first-layer rule of its own stays unless
+  ``first_bias`` is given. ``bias_value`` sets the value of both rules.
   """
 
   def make(
@@ -993,12 +1008,17 @@ def _instance_factory(scheme: Scheme) -> Callable[..., Scheme]:
       **omega,
   ) -> Scheme:
     out = scheme
-    if bias is not None:
-      rule = BiasRule(bias, out.bias.value if bias_value is None else bias_value)
-      out = out.replace(bias=rule, first_bias=first_bias and BiasRule(first_bias, rule.value))
-    elif first_bias is not None:
-      value = out.first_bias.value if bias_value is None else bias_value
-      out = out.replace(first_bias=BiasRule(first_bias, value))
+    follows = out.first_bias == out.bias
+    rule, first = out.bias, out.first_bias
+    if bias is not None or bias_value is not None:
+      rule = BiasRule(bias or rule.kind, rule.value if bias_value is None else bias_value)
+    if first_bias is not None:
+      first = BiasRule(first_bias, first.value if bias_value is None else bias_value)
+    elif follows:
+      first = rule
+    elif bias_value is not None:
+      first = BiasRule(first.kind, bias_value)
+    out = out.replace(bias=rule, first_bias=first)
     if omega.get("omega") is not None:
       out = out.with_omega(omega["omega"])
     return out

@@ -281,6 +281,10 @@ def test_bad_hparams():
     I.get_scheme("init1", bias="random")
   with pytest.raises(ValueError, match="fan_in"):
     I.BiasRule("torch").init(0)
+  with pytest.raises(ValueError, match="layer must be an integer"):
+    I.get_scheme("init1").position(1.5, 4)  # it answered "hidden"
+  with pytest.raises(ValueError, match="omega must be positive"):
+    I.get_scheme("init1").with_omega(-1.0)  # unused by init1, but still a mistake
 
 
 @pytest.mark.parametrize(
@@ -355,6 +359,13 @@ def test_replace_bias_rules_and_omega():
   assert I.get_scheme("init1").replace(hidden="siren").omega_dependent
   with pytest.raises(ValueError, match="different omegas"):
     I.get_scheme("siren", omega=30.0).replace(last=I.siren_hidden(8.0))
+  # A scheme built for an omega lends it to the omega-free SIREN law it takes in (its
+  # .omega said 30 while that layer could not draw).
+  s = I.get_scheme("siren", omega=30.0).replace(hidden="siren")
+  assert s.omega == s.hidden.omega == 30.0
+  np.testing.assert_array_equal(
+      s.hidden(jax.random.key(0), (64, 64)), I.siren_hidden(30.0)(jax.random.key(0), (64, 64))
+  )
   with pytest.raises(ValueError, match="bias must be one of"):
     I.get_scheme("init1").replace(bias="random")
   with pytest.raises(ValueError, match="valid schemes"):
@@ -402,6 +413,17 @@ def test_register_instance_and_decorator(registry):
   registry.register_scheme("init1_torch", registry.get_scheme("init1", bias="torch"))
   assert registry.scheme_parameters("init1_torch") == ["bias", "bias_value", "first_bias"]
   assert registry.get_scheme("init1_torch").bias.kind == "torch"  # its own rule is kept
+  # Left out, a parameter keeps the instance's own: a first layer with a rule of its own
+  # keeps it when only bias is given, and bias_value alone sets the value of both rules
+  # (it used to be ignored, and the torch first-layer rule dropped).
+  own = registry.get_scheme("init1", bias="constant", bias_value=0.01, first_bias="torch")
+  registry.register_scheme("own_first", own)
+  s = registry.get_scheme("own_first", bias_value=0.5)
+  assert s.bias == I.BiasRule("constant", 0.5) and s.first_bias.kind == "torch"
+  assert registry.get_scheme("own_first", bias="zeros").first_bias.kind == "torch"
+  # An instance whose first layer follows the others goes on following, as get_scheme's.
+  s = registry.get_scheme("init1_torch", bias="constant", bias_value=0.2)
+  assert s.first_bias == s.bias == I.BiasRule("constant", 0.2)
 
   @registry.register_scheme("half_lecun")
   def half_lecun(bias: str = "zeros") -> I.Scheme:
