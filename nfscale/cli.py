@@ -67,13 +67,15 @@ def config_package() -> ModuleType:
 def resolve_config(spec: str) -> str:
   """Maps ``--config``'s value to a file spec: ``image:quick`` -> ``/.../image.py:quick``.
 
-  A value whose file part exists (or ends in ``.py``) is left as it is.
+  A value whose file part ends in ``.py`` or is an existing file is left as it
+  is; a directory of a bundled config's name (a workdir called ``image``) does
+  not hide that config.
 
   Raises:
     UsageError: neither a file nor a bundled config name.
   """
   file_part, sep, arg = spec.partition(":")
-  if file_part.endswith(".py") or os.path.exists(file_part):
+  if file_part.endswith(".py") or os.path.isfile(file_part):
     return spec
   package = config_package()
   if file_part not in package.names():
@@ -93,6 +95,8 @@ def load_config(spec: str) -> Any:
   path, _, arg = resolve_config(spec).partition(":")
   if not os.path.isfile(path):
     raise UsageError(f"--config={spec}: config file {path!r} does not exist.")
+  if not path.endswith(".py"):
+    raise UsageError(f"--config={spec}: {path!r} is not a Python config file (*.py).")
   module_spec = importlib.util.spec_from_file_location("_nfscale_cli_config", path)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)

@@ -399,9 +399,11 @@ def _run_locked(
     step, state, history, meta = resumed
     seconds_before = float(meta.get("seconds", 0.0))
     resume = (step, state, history)
-    if config.mode == "train":
+    stopped = np.asarray(state.done) | np.asarray(state.diverged)
+    if config.mode == "train" and step < config.steps and not stopped.all():
       # Records logged after the checkpoint are replayed by the resumed run.
       # The record of the checkpoint's own step comes from the chunk after it.
+      # (A finished run replays nothing and keeps its records as they are.)
       kept = [r for r in io.read_jsonl(metrics_path, missing_ok=True) if r["step"] < step]
       io.atomic_write_text(metrics_path, "".join(io.json_dumps(r) + "\n" for r in kept))
 

@@ -99,9 +99,18 @@ def test_train_by_name_from_another_directory_logs_progress(tmp_path):
   assert "4/4 [" in out.stderr  # tqdm's "n/total [elapsed<remaining" at the end
 
 
-def test_resolve_and_check_in_process():
+def test_resolve_and_check_in_process(tmp_path, monkeypatch):
   assert cli.resolve_config("image:quick").endswith("image.py:quick")
   assert cli.resolve_config("configs/image.py:quick") == "configs/image.py:quick"
+  # A workdir named like a config (`--workdir=image`, run from its parent) used to hide
+  # the bundled config, so the same command failed when run again.
+  monkeypatch.chdir(tmp_path)
+  (tmp_path / "image").mkdir()
+  assert cli.resolve_config("image:quick").endswith("configs/image.py:quick")
+  (tmp_path / "notes.md").write_text("# not a config")
+  with pytest.raises(cli.UsageError, match=r"not a Python config file"):
+    cli.load_config("notes.md:quick")
+  monkeypatch.undo()
   config = cli.load_config("image:quick,steps=7")
   assert config.steps == 7
   cli.check_overrides(config, ["--config.model.hidden=(8,)", "--config.steps", "9"])

@@ -83,6 +83,13 @@ def test_finished_run_rerun_and_eval_mode_give_the_same_results(tmp_path):
   again = experiment.run(_tiny(), str(tmp_path))  # resumes at the end: nothing to train
   assert again["members"] == first["members"]
   assert (tmp_path / "metrics.jsonl").read_bytes() == metrics
+  # A finished run replays nothing, so it keeps every record; runs written before the
+  # last record was labelled steps - 1 have it at step 40, the checkpoint's step.
+  old_style = metrics.replace(b'"step": 39', b'"step": 40')
+  assert old_style != metrics
+  (tmp_path / "metrics.jsonl").write_bytes(old_style)
+  experiment.run(_tiny(), str(tmp_path))
+  assert (tmp_path / "metrics.jsonl").read_bytes() == old_style
   (tmp_path / "reconstructions.png").unlink()
   ev = experiment.run(_tiny(mode="eval"), str(tmp_path))
   assert ev["members"] == first["members"] and (tmp_path / "reconstructions.png").exists()
