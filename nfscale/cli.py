@@ -16,6 +16,7 @@ The config modules live in ``nfscale.configs`` when installed and in the top-lev
 
 from __future__ import annotations
 
+import ast
 import difflib
 import importlib
 import importlib.util
@@ -129,6 +130,95 @@ def _overrides(argv: Sequence[str]) -> list[tuple[str, str | None]]:
   return out
 
 
+#: Config groups named ``*_params`` (``optimizer_params``, ``model.activation_params``...)
+#: hold the keyword arguments of an optimizer, schedule, scheme, activation or encoding:
+#: their keys depend on that choice, so the command line may add keys to them or
+#: replace a whole group with a dict literal.
+OPEN_GROUP_SUFFIX = "_params"
+
+
+def _node(config: Any, key: str) -> tuple[Any, str]:
+  """``(parent group, last part)`` of a dotted key, or ``(None, last)`` off the config."""
+  *parents, last = key.split(".")
+  node = config
+  for part in parents:
+    if not hasattr(node, "items") or part not in node:
+      return None, last
+    node = node[part]
+  return (node if hasattr(node, "items") else None), last
+
+
+def _nullable(config: Any, key: str) -> bool:
+  """Whether ``key`` may be ``None``: a placeholder field (``target``, ``diverge_factor``)."""
+  import ml_collections  # pylint: disable=import-outside-toplevel
+
+  parent, last = _node(config, key)
+  fields = getattr(parent, "_fields", {})
+  return last in fields and isinstance(fields[last], ml_collections.FieldReference)
+
+
+def _literal(text: str) -> Any:
+  """A Python literal (``0.9``, ``True``, ``(1, 2)``, ``{'omega': 30.0}``), else the text."""
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text
+
+
+def split_deferred(config: Any, argv: Sequence[str]) -> tuple[list[str], list[tuple[str, Any]]]:
+  """Takes out of ``argv`` the overrides that ml_collections' flags cannot apply.
+
+  They are: ``--config.KEY=None`` for a placeholder key (clears a target or a
+  divergence factor), a new key in a ``*_params`` group
+  (``--config.optimizer_params.momentum=0.9``), and a whole ``*_params`` group
+  given as a dict literal (``--config.model.activation_params="{'omega': 30.0}"``).
+  :func:`apply_deferred` applies them to the parsed config.
+
+  Returns:
+    ``(argv without them, [(key, value), ...])`` in command-line order.
+
+  Raises:
+    UsageError: a group given something other than a dict.
+  """
+  argv = list(argv)
+  deferred, drop = [], set()
+  for i, token in enumerate(argv):
+    if not token.startswith("--config."):
+      continue
+    key, eq, value = token[len("--config.") :].partition("=")
+    spaced = not eq and i + 1 < len(argv)
+    if spaced:
+      value = argv[i + 1]
+    elif not eq:
+      continue
+    parent, last = _node(config, key)
+    current = parent.get(last) if parent is not None else None
+    group_name = key.rpartition(".")[0].rpartition(".")[2]
+    if value == "None" and _nullable(config, key):
+      deferred.append((key, None))
+    elif hasattr(current, "items") and last.endswith(OPEN_GROUP_SUFFIX):
+      parsed = _literal(value)
+      if not isinstance(parsed, dict):
+        raise UsageError(f"--config.{key}={value}: a group takes a dict, e.g. \"{{'k': 1.0}}\".")
+      deferred.append((key, parsed))
+    elif parent is not None and last not in parent and group_name.endswith(OPEN_GROUP_SUFFIX):
+      deferred.append((key, _literal(value)))
+    else:
+      continue
+    drop.update((i, i + 1) if spaced else (i,))
+  return [a for i, a in enumerate(argv) if i not in drop], deferred
+
+
+def apply_deferred(config: Any, deferred: Sequence[tuple[str, Any]]) -> None:
+  """Applies :func:`split_deferred`'s overrides to the parsed ``config`` (in place)."""
+  import ml_collections  # pylint: disable=import-outside-toplevel
+
+  for key, value in deferred:
+    parent, last = _node(config, key)
+    with config.unlocked():
+      parent[last] = ml_collections.ConfigDict(value) if isinstance(value, dict) else value
+
+
 def check_overrides(config: Any, argv: Sequence[str]) -> None:
   """Checks every ``--config.key=value`` against ``config``'s keys and scalar types.
 
@@ -220,6 +310,7 @@ def make_flags_parser(
   ``configs``: the launcher takes ``--config`` (``--help`` then lists the configs)."""
 
   def parse(argv: list[str]) -> list[str]:
+    deferred: list[tuple[str, Any]] = []
     if any(a in ("-h", "--help", "--helpshort", "-?") for a in argv[1:]):
       _print_help(doc, module_name, configs)
     argv = list(argv)
@@ -233,15 +324,23 @@ def make_flags_parser(
         continue
       try:
         argv[i] = "--config=" + resolve_config(spec)
-        check_overrides(load_config(spec), argv)
+        config = load_config(spec)
+        argv, deferred = split_deferred(config, argv)
+        check_overrides(config, argv)
       except UsageError as e:
         fail(str(e))
       break
     argv = [a for a in argv if a != ""]
+    if deferred:
+      # ml_collections' config flag reads its overrides from sys.argv itself.
+      sys.argv[:] = argv
     try:
-      return flags.FLAGS(argv)
+      rest = flags.FLAGS(argv)
     except flags.Error as e:
       fail(str(e))
+    if deferred:
+      apply_deferred(flags.FLAGS["config"].value, deferred)
+    return rest
 
   return parse
 

@@ -145,6 +145,33 @@ def arm(activation: str, encoding: str = "identity", **params: Any) -> ml_collec
   })
 
 
+#: Keys added to the configs after workdirs were first written whose addition changed
+#: what a run does. A stored config that lacks one ran as given here, not at today's
+#: default: divergence was flagged on NaN/Inf only, and a sweep never extended its
+#: learning-rate grid.
+LEGACY_VALUES: dict[str, Any] = {"diverge_factor": None, "sweep.lr_extensions": 0}
+
+
+def stored_defaults(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """What a workdir written before a key existed ran at: the key's default, or its
+  :data:`LEGACY_VALUES` entry (``io.check_or_write_config``'s ``defaults``).
+
+  Example:
+    >>> d = stored_defaults(sweep_config())
+    >>> d["sweep"]["lr_extensions"], d["diverge_factor"], d["sweep"]["growth"]
+    (0, None, 2.0)
+  """
+  out = config.to_dict()
+  for key, value in LEGACY_VALUES.items():
+    *parents, last = key.split(".")
+    node = out
+    for part in parents:
+      node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict) and last in node:
+      node[last] = value
+  return out
+
+
 def sweep_config() -> ml_collections.ConfigDict:
   """:func:`base_config` plus the keys of a scaling sweep (unlocked)."""
   c = base_config()

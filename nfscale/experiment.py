@@ -50,6 +50,14 @@ METRICS_FILE = "metrics.jsonl"
 RESULTS_FILE = "results.json"
 
 
+def _is_int(v: Any) -> bool:
+  return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _is_real(v: Any) -> bool:
+  return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+
+
 def members_from_config(config: Any) -> list[train.Member]:
   """Schemes x seeds x learning rates, in that nesting order.
 
@@ -58,10 +66,19 @@ def members_from_config(config: Any) -> list[train.Member]:
   """
   if not config.schemes or not config.seeds or not config.lrs:
     raise ValueError("config.schemes, config.seeds and config.lrs must be non-empty.")
+  for key in ("schemes", "seeds", "lrs"):
+    values = tuple(config[key])
+    twice = [v for i, v in enumerate(values) if v in values[:i]]
+    if twice:  # the same member twice would be counted twice in every median
+      raise ValueError(f"config.{key} holds {twice[0]!r} more than once: {values}.")
   for s in config.schemes:
     initializers.get_scheme(s, **initializers.filter_hparams(s, base.scheme_params(config)))
-  if any(not lr > 0 for lr in config.lrs):
-    raise ValueError(f"learning rates must be positive, got lrs={tuple(config.lrs)}.")
+  if not all(_is_int(v) for v in config.seeds):
+    raise ValueError(f"config.seeds must hold integers, got {tuple(config.seeds)}.")
+  if not all(_is_real(v) and math.isfinite(v) and v > 0 for v in config.lrs):
+    raise ValueError(
+        f"config.lrs must hold positive finite learning rates, got {tuple(config.lrs)}."
+    )
   return [
       train.Member(s, int(seed), float(lr))
       for s in config.schemes
@@ -322,17 +339,39 @@ def _clear_run(workdir: str) -> None:
   shutil.rmtree(os.path.join(workdir, checkpoint.CHECKPOINT_DIR), ignore_errors=True)
 
 
+def _check_eval_workdir(workdir: str) -> None:
+  """``mode='eval'`` needs a trained run in ``workdir``."""
+  path = os.path.join(workdir, io.CONFIG_FILENAME)
+  if not os.path.exists(path) or checkpoint.latest_step(workdir) is None:
+    raise ValueError(
+        f"config.mode='eval' needs a trained run in {workdir!r} "
+        "(config.json and checkpoints/); train it first."
+    )
+
+
+def _holds_sweep(workdir: str) -> bool:
+  """Whether ``workdir``'s config.json is a scaling sweep's (it has a ``sweep`` group)."""
+  try:
+    stored = io.read_stored_config(workdir)
+  except (OSError, ValueError):
+    return False
+  return isinstance(stored, dict) and "sweep" in stored
+
+
 def _pin_workdir(config: Any, workdir: str) -> bool:
   """Writes or checks ``config.json``; returns whether this run is new."""
   if config.overwrite and config.mode == "train":
+    if _holds_sweep(workdir):
+      # Overwrite deletes a training run's files; a sweep's records would stay
+      # behind, beside a training run, with their config.json gone.
+      raise ValueError(
+          f"{workdir!r} holds a scaling sweep; config.overwrite only replaces a training "
+          "run: pick a new workdir."
+      )
     _clear_run(workdir)
   path = os.path.join(workdir, io.CONFIG_FILENAME)
   if config.mode == "eval":
-    if not os.path.exists(path) or checkpoint.latest_step(workdir) is None:
-      raise ValueError(
-          f"config.mode='eval' needs a trained run in {workdir!r} "
-          "(config.json and checkpoints/); train it first."
-      )
+    _check_eval_workdir(workdir)
   elif not os.path.exists(path) and checkpoint.latest_step(workdir) is not None:
     raise ValueError(
         f"{workdir!r} holds checkpoints but no config.json: refusing to mix runs "
@@ -344,7 +383,7 @@ def _pin_workdir(config: Any, workdir: str) -> bool:
         workdir,
         config.to_dict(),
         keys_ignored=IGNORED_KEYS,
-        defaults=config_lib.base_config().to_dict(),
+        defaults=config_lib.stored_defaults(config_lib.base_config()),
     )
   except ValueError as e:
     raise ValueError(
@@ -376,6 +415,8 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
     The content of ``results.json``.
   """
   task, members = validate(config)
+  if config.mode == "eval":
+    _check_eval_workdir(workdir)  # before the workdir (and its lock file) is created
   params = init_params(config, task, members)
   os.makedirs(workdir, exist_ok=True)
   # One process per workdir: a second run (or a sweep) started on it refuses

@@ -614,7 +614,8 @@ def _raise_if_differs(
 ) -> None:
   diffs = _config_diff(old, new, tuple(keys_ignored), defaults, renamed)
   if diffs:
-    path = workdir / CONFIG_FILENAME
+    # No "delete config.json and rerun" advice: the results beside it would then be
+    # taken for the new configuration's.
     shown = [f"  {k}: {_fmt_value(a)} -> {_fmt_value(b)}" for k, a, b in diffs[:max_diffs_shown]]
     if len(diffs) > max_diffs_shown:
       shown.append(f"  ... and {len(diffs) - max_diffs_shown} more")
@@ -623,7 +624,7 @@ def _raise_if_differs(
         f"({len(diffs)} differing key(s), stored -> requested):\n"
         + "\n".join(shown)
         + "\nResults from different configurations must not be mixed in one workdir: "
-        f"pick a new workdir (or delete {str(path)!r} if you really want to start over)."
+        "pick a new workdir."
     )
 
 

@@ -58,7 +58,8 @@ import numpy as np
 from absl import logging
 
 from nfscale import experiment, initializers, io, membatch, models, scaling, sharding, tasks, train
-from nfscale.sweep_report import config_rules, read_points, sweep_points, write_report
+from nfscale.sweep_report import EVALS_GLOB, POINTS_GLOB, config_rules, read_points
+from nfscale.sweep_report import sweep_points, write_report
 from nfscale.tasks import base
 
 EVALS_FILE = "evals.jsonl"
@@ -855,6 +856,97 @@ def _locks(workdir: str, index: int, count: int) -> contextlib.ExitStack:
   return stack
 
 
+def _int_at_least(config: Any, key: str, minimum: int) -> int:
+  """``config[key]`` (a dotted key) as an int >= ``minimum``, or a ValueError naming it."""
+  v = config
+  for part in key.split("."):
+    v = v[part]
+  if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
+    raise ValueError(f"config.{key} must be an integer >= {minimum}, got {v!r}.")
+  return int(v)
+
+
+def _number(config: Any, key: str, low: float, *, strict: bool = True) -> float:
+  """``config[key]`` as a finite number above ``low`` (or at least it), else a ValueError."""
+  v = config
+  for part in key.split("."):
+    v = v[part]
+  ok = isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and math.isfinite(v)
+  if not ok or (v <= low if strict else v < low):
+    relation = ">" if strict else ">="
+    raise ValueError(f"config.{key} must be a finite number {relation} {low}, got {v!r}.")
+  return float(v)
+
+
+def _refuse_orphan_records(workdir: str) -> None:
+  """Refuses sweep records without the config.json that says what produced them."""
+  if os.path.exists(os.path.join(workdir, io.CONFIG_FILENAME)):
+    return
+  found = [
+      os.path.basename(p)
+      for pattern in (POINTS_GLOB, EVALS_GLOB)
+      for p in glob.glob(os.path.join(workdir, pattern))
+  ]
+  if found:
+    # Taken for this config's, they would be reported under its settings unchecked.
+    raise ValueError(
+        f"{workdir!r} holds sweep records ({', '.join(sorted(found))}) but no config.json, "
+        "so nothing says which configuration produced them: pick a new workdir."
+    )
+
+
+def validate_sweep(config: Any) -> list[tuple[str, int]]:
+  """Checks every setting of a sweep config, touching no file; returns its points.
+
+  The search settings, the learning-rate grid and its extensions, the bucket
+  mode and success rule, the theory settings, and each arm's training config
+  at the sweep's largest N (:func:`nfscale.experiment.validate`: steps,
+  optimizer, schemes, seeds, activation, the task's data limits), so that a
+  mistake ends before ``config.json`` is written rather than after a point
+  has trained.
+
+  Raises:
+    ValueError: the first invalid setting, named by its key.
+  """
+  points = sweep_points(config)
+  s = config.sweep
+  for key in ("arms", "ns"):
+    seen = [v for i, v in enumerate(s[key]) if v in tuple(s[key])[:i]]
+    if seen:
+      raise ValueError(f"config.sweep.{key} holds {seen[0]!r} more than once.")
+  bad = [n for n in s.ns if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1]
+  if bad:
+    raise ValueError(f"config.sweep.ns must hold positive integers, got {tuple(s.ns)}.")
+  if config.target is None:
+    raise ValueError("a sweep needs config.target (the score every point must reach).")
+  min_width = _int_at_least(config, "sweep.min_width", 1)
+  start = _int_at_least(config, "sweep.start", min_width)
+  max_width = _int_at_least(config, "sweep.max_width", start)
+  _number(config, "sweep.growth", 1.0)
+  _number(config, "sweep.rel_precision", 0.0, strict=False)
+  extensions = _int_at_least(config, "sweep.lr_extensions", 0)
+  if extensions:
+    _number(config, "sweep.lr_factor", 1.0)
+  _int_at_least(config, "sweep.member_batch", 0)
+  _int_at_least(config, "sweep.round_merge_max", 1)
+  try:
+    success(np.ones(1, bool), str(s.rule))
+  except ValueError as e:
+    raise ValueError(f"config.sweep.rule: {e}") from None
+  bucket_mode(config)
+  if config.theory.enabled:
+    t_start = _int_at_least(config, "theory.start", 1)
+    _int_at_least(config, "theory.max_width", t_start)
+    _int_at_least(config, "theory.max_n", 1)
+    _number(config, "theory.rel_precision", 0.0, strict=False)
+  for arm in s.arms:
+    try:
+      experiment.validate(point_config(config, arm, max(s.ns), max_width))
+    except ValueError as e:
+      raise ValueError(f"arm {arm!r} at N={max(s.ns)}: {e}") from None
+  return points
+
+
 def run_sweep(
     config: Any,
     workdir: str,
@@ -892,11 +984,8 @@ def run_sweep(
     nfscale.io.WorkdirLockedError: another sweep is running in ``workdir``
       (a ``ValueError`` too).
   """
-  points = sweep_points(config)
-  for sc in config.schemes:  # fail before touching the workdir
-    initializers.get_scheme(sc, **initializers.filter_hparams(sc, base.scheme_params(config)))
-  if config.target is None:
-    raise ValueError("a sweep needs config.target.")
+  points = validate_sweep(config)  # every setting, before the workdir is touched
+  _refuse_orphan_records(workdir)
   index, count = _check_host(*host, f"{host[0]!r}/{host[1]!r}") if host else _host()
   io.check_or_write_config(workdir, config.to_dict(), **config_rules())
   with _locks(workdir, index, count):

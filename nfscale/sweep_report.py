@@ -51,11 +51,13 @@ def config_rules() -> dict[str, Any]:
   """How a workdir's stored config is compared with a requested one (``io``'s keywords).
 
   Settings that change no result are ignored; a workdir written before a key
-  existed ran at the key's default; renamed keys are read under their new names.
+  existed ran at the key's default, or at its ``config_lib.LEGACY_VALUES`` entry
+  where adding the key changed the behaviour; renamed keys are read under their
+  new names.
   """
   return {
       "keys_ignored": IGNORED_KEYS,
-      "defaults": config_lib.sweep_config().to_dict(),
+      "defaults": config_lib.stored_defaults(config_lib.sweep_config()),
       "renamed": RENAMED_KEYS,
   }
 

@@ -1,5 +1,6 @@
 """The launchers' command line: configs by name, --help catalog, one-line usage errors."""
 
+import json
 import pathlib
 import subprocess
 import sys
@@ -97,6 +98,38 @@ def test_train_by_name_from_another_directory_logs_progress(tmp_path):
   # Status lines go through absl logging and progress through a tqdm bar (stderr).
   assert "] Training image into" in out.stderr
   assert "4/4 [" in out.stderr  # tqdm's "n/total [elapsed<remaining" at the end
+
+
+def test_params_groups_and_none_from_the_command_line(tmp_path):
+  # ml_collections' flags can neither add a key to an empty group nor set None, so the
+  # exponential schedule, an optimizer's options, another activation's parameters and
+  # clearing the target were out of reach of the command line.
+  out = _launch(
+      "train",
+      "--config=curve1d:quick,steps=6",
+      "--config.optimizer=sgd",
+      "--config.optimizer_params.momentum=0.9",
+      "--config.schedule=exponential",
+      "--config.schedule_params.decay_rate=0.5",
+      "--config.schedule_params.transition_steps",  # the spaced form too
+      "3",
+      "--config.model.activation=sine",
+      "--config.model.activation_params={'omega': 20.0}",
+      "--config.target=None",
+      f"--workdir={tmp_path / 'w'}",
+  )
+  assert out.returncode == 0, out.stderr[-3000:]
+  stored = json.loads((tmp_path / "w" / "config.json").read_text())
+  assert stored["optimizer_params"] == {"momentum": 0.9}
+  assert stored["schedule_params"] == {"decay_rate": 0.5, "transition_steps": 3}
+  assert stored["model"]["activation_params"] == {"omega": 20.0}
+  assert stored["target"] is None
+  config = cli.load_config("curve1d:quick")
+  with pytest.raises(cli.UsageError, match="a group takes a dict"):
+    cli.split_deferred(config, ["--config.model.activation_params=3"])
+  # Only placeholders take None, and only *_params groups take new keys.
+  argv = ["--config.steps=None", "--config.model.depth=3"]
+  assert cli.split_deferred(config, argv) == (argv, [])
 
 
 def test_resolve_and_check_in_process(tmp_path, monkeypatch):

@@ -68,6 +68,11 @@ def test_sweep_workdir_is_refused(tmp_path):
   with pytest.raises(ValueError, match="different configuration"):
     experiment.run(_tiny(), str(tmp_path))
   assert _snapshot(tmp_path) == before
+  # Overwrite replaces a training run only: it used to delete the sweep's config.json
+  # and leave its records beside the new run.
+  with pytest.raises(ValueError, match="holds a scaling sweep"):
+    experiment.run(_tiny(overwrite=True), str(tmp_path))
+  assert _snapshot(tmp_path) == before
 
 
 def test_workdir_in_use_is_refused(tmp_path):
@@ -96,6 +101,7 @@ def test_finished_run_rerun_and_eval_mode_give_the_same_results(tmp_path):
   assert checkpoint.latest_step(str(tmp_path)) == 40
   with pytest.raises(ValueError, match="mode='eval' needs a trained run"):
     experiment.run(_tiny(mode="eval"), str(tmp_path / "empty"))
+  assert not (tmp_path / "empty").exists()  # refused before the workdir was made
 
 
 def test_load_round_trips_params_bit_exactly(tmp_path):

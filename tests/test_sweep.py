@@ -1,8 +1,10 @@
 """Scaling sweeps: resumable after SIGKILL, config pinning, host split, forced devices,
 one run per workdir, a report however little finished."""
 
+import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -197,6 +199,58 @@ def test_bad_sweep_configs(tmp_path):
   assert os.listdir(tmp_path) == []
   with pytest.raises(ValueError, match="median, all, any"):
     sweep.success(np.array([True]), "most")
+
+
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        ("sweep.buckets", "nonsense", "sweep.buckets must be"),
+        ("sweep.rule", "most", "sweep.rule: Unknown success rule"),
+        ("sweep.ns", (6, 6, 10), "sweep.ns holds 6 more than once"),
+        ("sweep.ns", (0, 6), "sweep.ns must hold positive integers"),
+        ("sweep.start", 0, "sweep.start must be an integer >= 1"),
+        ("sweep.max_width", 1, "sweep.max_width must be an integer >= 2"),
+        ("sweep.growth", 1.0, "sweep.growth must be a finite number > 1"),
+        ("sweep.rel_precision", -1.0, "sweep.rel_precision must be a finite number >= 0"),
+        ("sweep.member_batch", -3, "sweep.member_batch must be an integer >= 0"),
+        ("sweep.lr_extensions", -1, "sweep.lr_extensions must be an integer >= 0"),
+        ("theory.max_width", -1, "theory.max_width must be an integer"),
+        ("steps", 0, "arm 'sinc' at N=14: config.steps must be"),
+        ("optimizer", "sgdd", "Unknown optimizer 'sgdd'"),
+        ("seeds", (), "must be non-empty"),
+        ("seeds", (0.5,), "config.seeds must hold integers"),
+        ("lrs", (float("nan"),), "config.lrs must hold positive finite"),
+        ("target", float("inf"), "config.target must be a finite number"),
+        ("data.dense_points", 0, "data.dense_points must be at least 2"),
+        ("arms.sinc.activation", "foo", "Unknown activation 'foo'"),
+    ],
+)
+def test_every_bad_setting_is_refused_before_the_workdir_is_touched(tmp_path, key, value, message):
+  # Each of these used to write config.json first (and some trained a whole point), so
+  # the corrected command was then refused as a different configuration.
+  c = _tiny(enabled=True)
+  *parents, last = key.split(".")
+  node = c
+  for part in parents:
+    node = node[part]
+  with c.unlocked():
+    node[last] = value
+  with pytest.raises(ValueError, match=message):
+    sweep.run_sweep(c, str(tmp_path / "w"))
+  assert not (tmp_path / "w").exists()
+
+
+def test_records_without_config_json_are_refused(reference, tmp_path):
+  # "Delete config.json to start over" would have reported the old records under the
+  # new config without training anything.
+  workdir, _ = reference
+  copy = tmp_path / "w"
+  shutil.copytree(workdir, copy)
+  (copy / "config.json").unlink()
+  before = sorted(os.listdir(copy))
+  with pytest.raises(ValueError, match=r"holds sweep records \(evals.jsonl, points.jsonl\)"):
+    sweep.run_sweep(_tiny(), str(copy))
+  assert sorted(os.listdir(copy)) == before
 
 
 # --------------------------------------------------------------------------- #
@@ -413,3 +467,21 @@ def test_truncated_config_names_the_file(tmp_path):
       call()
     assert str(path) in str(e.value)
   assert sorted(os.listdir(tmp_path)) == ["config.json"]  # nothing else written
+
+
+def test_a_key_added_later_is_read_as_the_behaviour_before_it(reference, tmp_path):
+  # A workdir written before diverge_factor and lr_extensions existed flagged NaN/Inf
+  # only and never extended its grid: today's defaults (1000, 2) would relabel it.
+  workdir, _ = reference
+  stored = io.read_json(workdir / "config.json")
+  del stored["diverge_factor"], stored["sweep"]["lr_extensions"]
+  io.atomic_write_text(tmp_path / "config.json", json.dumps(stored))
+  c = _tiny()
+  with c.unlocked():
+    c.sweep.lr_extensions = 2
+  with pytest.raises(ValueError, match=r"(?s)diverge_factor: <missing> -> 1000.*lr_extensions"):
+    io.check_config(tmp_path, c.to_dict(), **sweep_report.config_rules())
+  with c.unlocked():
+    c.sweep.lr_extensions = 0
+    c.diverge_factor = None
+  io.check_config(tmp_path, c.to_dict(), **sweep_report.config_rules())
