@@ -18,12 +18,13 @@ from nfscale import config_lib
 
 def get_config(arg=None):
   """The curve config; ``arg`` picks presets and overrides (e.g. ``quick,points=50``)."""
-  a = config_lib.parse_arg(arg, quick=False, relu_pe=False, points=200, width=256, steps=0)
+  # points and width: 0 takes the preset's value (200 and 256; quick: 100 and 128).
+  a = config_lib.parse_arg(arg, quick=False, relu_pe=False, points=0, width=0, steps=0)
   c = config_lib.base_config()
   c.task = "curve1d"
-  c.data.num_points = a.points
+  c.data.num_points = 200
   c.data.dense_points = 2000
-  c.model.hidden = (a.width,)
+  c.model.hidden = (256,)
   c.model.activation = "sinc"
   c.model.activation_params.omega = 30.0
   if a.relu_pe:
@@ -34,10 +35,14 @@ def get_config(arg=None):
   config_lib.curve_protocol(c)
   c.chunk_steps = c.log_every = 250
   if a.quick:
-    c.data.num_points = 100 if a.points == 200 else a.points
+    c.data.num_points = 100
     c.model.hidden = (128,)
     c.seeds = (0,)
     c.steps = 3000
+  if a.points:
+    c.data.num_points = a.points
+  if a.width:
+    c.model.hidden = (a.width,)
   if a.steps:
     c.steps = a.steps
   c.lock()

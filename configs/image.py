@@ -24,7 +24,14 @@ NORMAL_SCHEMES = ("init1", "lecun_normal", "xavier_normal", "kaiming_normal")
 def get_config(arg=None):
   """The image config; ``arg`` picks a preset and overrides (see the module docstring)."""
   a = config_lib.parse_arg(
-      arg, quick=False, demo=False, paper=False, size=0, steps=0, image="astronaut"
+      arg,
+      exclusive=("quick", "demo", "paper"),
+      quick=False,
+      demo=False,
+      paper=False,
+      size=0,
+      steps=0,
+      image="astronaut",
   )
   c = config_lib.base_config()
   c.task = "image"

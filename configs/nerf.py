@@ -29,7 +29,15 @@ from nfscale import config_lib
 def get_config(arg=None):
   """The NeRF config; ``arg`` picks a preset and overrides (see the module docstring)."""
   a = config_lib.parse_arg(
-      arg, quick=False, paper=False, tiny=False, steps=0, size=0, path="", downscale=0
+      arg,
+      exclusive=("quick", "paper", "tiny"),
+      quick=False,
+      paper=False,
+      tiny=False,
+      steps=0,
+      size=0,
+      path="",
+      downscale=0,
   )
   c = config_lib.base_config()
   c.task = "nerf"

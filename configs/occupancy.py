@@ -27,7 +27,15 @@ from nfscale import config_lib
 
 def get_config(arg=None):
   """The occupancy config; ``arg`` picks a preset and overrides (see above)."""
-  a = config_lib.parse_arg(arg, quick=False, paper=False, tiny=False, steps=0, shape="trophy")
+  a = config_lib.parse_arg(
+      arg,
+      exclusive=("quick", "paper", "tiny"),
+      quick=False,
+      paper=False,
+      tiny=False,
+      steps=0,
+      shape="trophy",
+  )
   c = config_lib.base_config()
   c.task = "occupancy"
   c.data.name = a.shape  # an embedded procedural shape

@@ -28,7 +28,15 @@ from nfscale import config_lib
 def get_config(arg=None):
   """The super-resolution config; ``arg`` picks a preset and overrides (see above)."""
   a = config_lib.parse_arg(
-      arg, quick=False, paper=False, tiny=False, size=0, steps=0, factor=4, image="astronaut"
+      arg,
+      exclusive=("quick", "paper", "tiny"),
+      quick=False,
+      paper=False,
+      tiny=False,
+      size=0,
+      steps=0,
+      factor=4,
+      image="astronaut",
   )
   c = config_lib.base_config()
   c.task = "superres"

@@ -13,34 +13,49 @@ import ml_collections
 
 from nfscale import initializers
 
+_TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no")
 
-def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
+
+def parse_arg(
+    arg: str | None, exclusive: tuple[str, ...] = (), **defaults: Any
+) -> ml_collections.ConfigDict:
   """Parses a config argument like ``"quick"`` or ``"quick,steps=200"`` (big_vision style).
 
-  Bare words become ``True`` flags; ``key=value`` pairs are converted to the
-  type of the default.
+  Bare words set boolean presets to ``True``; ``key=value`` pairs are converted
+  to the type of the default.
 
   Args:
     arg: the text after ``:`` in ``--config=file.py:arg``.
+    exclusive: presets of which at most one may be given (the config applies one
+      of them: ``quick,paper`` would silently drop one).
     **defaults: the accepted keys and their defaults.
 
   Returns:
     A ConfigDict of the parsed values.
 
   Raises:
-    ConfigArgError: (a ``ValueError``) for a key not in ``defaults`` or a value of the
-      wrong type; the message lists the presets and overrides.
+    ConfigArgError: (a ``ValueError``) for a key not in ``defaults``, a value of
+      the wrong type, a bare word that is not a preset, or two exclusive
+      presets; the message lists the presets and overrides.
+
+  Example:
+    >>> parse_arg("quick,steps=200", quick=False, steps=0).steps
+    200
   """
   out = ml_collections.ConfigDict(defaults)
   for token in filter(None, (arg or "").split(",")):
-    key, _, value = token.partition("=")
+    key, eq, value = token.partition("=")
     if key not in defaults:
       raise ConfigArgError(f"unknown preset or argument {key!r}", defaults)
     default = defaults[key]
-    if not _:
+    if not eq:
+      if not isinstance(default, bool):
+        raise ConfigArgError(f"{key!r} needs a value ({key}=<{type(default).__name__}>)", defaults)
       out[key] = True
     elif isinstance(default, bool):
-      out[key] = value.lower() in ("1", "true", "yes")
+      if value.lower() not in _TRUE + _FALSE:
+        raise ConfigArgError(f"argument {key}={value!r} is not true or false", defaults)
+      out[key] = value.lower() in _TRUE
     else:
       try:
         out[key] = type(default)(value)
@@ -48,6 +63,9 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
         raise ConfigArgError(
             f"argument {key}={value!r} is not of type {type(default).__name__}", defaults
         ) from None
+  chosen = [k for k in exclusive if out[k]]
+  if len(chosen) > 1:
+    raise ConfigArgError(f"presets {' and '.join(chosen)} cannot be combined", defaults)
   return out
 
 
@@ -60,6 +78,7 @@ class ConfigArgError(ValueError):
   """
 
   def __init__(self, problem: str, defaults: dict[str, Any]):
+    self.problem, self.defaults = problem, dict(defaults)
     self.presets = [k for k, v in defaults.items() if isinstance(v, bool)]
     self.overrides = {k: v for k, v in defaults.items() if not isinstance(v, bool)}
     over = ", ".join(f"{k}=<{type(v).__name__}>" for k, v in self.overrides.items())
@@ -68,6 +87,11 @@ class ConfigArgError(ValueError):
         + (f"; overrides: {over}" if over else "")
         + "."
     )
+
+  def __reduce__(self):
+    # Exceptions are rebuilt from self.args (the message alone) when copied or
+    # pickled; absl's flag parser copies them.
+    return type(self), (self.problem, self.defaults)
 
 
 def base_config() -> ml_collections.ConfigDict:

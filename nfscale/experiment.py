@@ -414,6 +414,10 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
   Returns:
     The content of ``results.json``.
   """
+  if "sweep" in config:
+    raise ValueError(
+        "this is a scaling-sweep config: run it with python -m launch.sweep (nfscale-sweep)."
+    )
   task, members = validate(config)
   if config.mode == "eval":
     _check_eval_workdir(workdir)  # before the workdir (and its lock file) is created
@@ -544,6 +548,15 @@ def _finish(
       "artifacts": [os.path.basename(a) for a in artifacts],
       "notes": _notes(rows, target, score.name, config.diverge_factor),
   }
+  stopped = all(r["reached_target"] or r["diverged"] for r in rows)
+  results["complete"] = fit.steps_run >= int(config.steps) or stopped
+  if not results["complete"]:
+    # An interrupted run re-evaluated (launch.render, mode=eval) must not read as done.
+    results["notes"].insert(
+        0,
+        f"INCOMPLETE: training stopped at step {fit.steps_run} of {int(config.steps)} "
+        "(rerun the training command to finish it)",
+    )
   # NaN/Inf become None, in the file and in what we return.
   results = io.to_jsonable(results)
   io.atomic_write_json(os.path.join(workdir, RESULTS_FILE), results)
@@ -619,6 +632,19 @@ class Loaded(NamedTuple):
   step: int
 
 
+def _stored_run_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config of the training run in ``workdir`` (not a sweep's)."""
+  path = os.path.join(workdir, io.CONFIG_FILENAME)
+  if not os.path.exists(path):
+    raise ValueError(f"{workdir!r} holds no run (no {io.CONFIG_FILENAME}).")
+  if _holds_sweep(workdir):
+    raise ValueError(
+        f"{workdir!r} holds a scaling sweep, not a training run; its report is rebuilt by "
+        "python -m launch.sweep --report_only."
+    )
+  return ml_collections.ConfigDict(io.read_json(path))
+
+
 def load(workdir: str, step: int | None = None) -> Loaded:
   """Reads a trained run (config, model, every member's params) from ``workdir``.
 
@@ -632,10 +658,7 @@ def load(workdir: str, step: int | None = None) -> Loaded:
   Raises:
     ValueError: no ``config.json`` or no checkpoint in ``workdir``.
   """
-  path = os.path.join(workdir, io.CONFIG_FILENAME)
-  if not os.path.exists(path):
-    raise ValueError(f"{workdir!r} holds no run (no {io.CONFIG_FILENAME}).")
-  config = ml_collections.ConfigDict(io.read_json(path))
+  config = _stored_run_config(workdir)
   task = tasks.build_task(config)
   members = members_from_config(config)
   params = init_params(config, task, members)
@@ -660,9 +683,6 @@ def rerender(workdir: str) -> dict[str, Any]:
   Raises:
     ValueError: no run or no checkpoint in ``workdir``.
   """
-  path = os.path.join(workdir, io.CONFIG_FILENAME)
-  if not os.path.exists(path):
-    raise ValueError(f"{workdir!r} holds no run (no {io.CONFIG_FILENAME}).")
-  config = ml_collections.ConfigDict(io.read_json(path))
+  config = _stored_run_config(workdir)
   config.mode = "eval"
   return run(config, workdir)

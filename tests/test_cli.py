@@ -1,5 +1,6 @@
 """The launchers' command line: configs by name, --help catalog, one-line usage errors."""
 
+import copy
 import json
 import pathlib
 import subprocess
@@ -162,6 +163,25 @@ def test_parse_arg_error_lists_presets_and_overrides():
   assert "'fast'" in str(e.value) and "presets: quick; overrides: size=<int>" in str(e.value)
   with pytest.raises(ValueError, match="size='x' is not of type int"):
     config_lib.parse_arg("size=x", quick=False, size=0)
+  # A bare override word used to become True (size=True), quick=maybe quietly False.
+  with pytest.raises(ValueError, match="'size' needs a value"):
+    config_lib.parse_arg("size", quick=False, size=0)
+  with pytest.raises(ValueError, match="quick='maybe' is not true or false"):
+    config_lib.parse_arg("quick=maybe", quick=False, size=0)
+  # The configs apply one of these presets: the other was dropped without a word.
+  with pytest.raises(ValueError, match="presets quick and paper cannot be combined"):
+    cli.load_config("image:quick,paper")
+  # AbslFlags copies the exception; a copy used to fail and hide the message.
+  copied = copy.copy(e.value)
+  assert str(copied) == str(e.value) and copied.presets == ["quick"]
+
+
+def test_curve_overrides_win_over_the_preset():
+  # quick ignored width= and an explicit points=200 (it took 200 for "not given").
+  c = cli.load_config("curve1d:quick,width=64,points=200")
+  assert c.model.hidden == (64,) and c.data.num_points == 200
+  c = cli.load_config("curve1d:quick")
+  assert c.model.hidden == (128,) and c.data.num_points == 100
 
 
 def test_orbax_info_lines_are_dropped_but_warnings_pass():

@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -220,3 +221,25 @@ def test_restore_refuses_a_missing_step_and_a_mismatched_state(tmp_path):
     checkpoint.restore(str(tmp_path), {"w": np.zeros(4, np.float32)})
   with pytest.raises(ValueError, match="does not match this run's state"):
     checkpoint.restore(str(tmp_path), {"v": np.zeros(3, np.float32)})
+
+
+def test_rerender_of_an_interrupted_run_says_it_is_incomplete(tmp_path):
+  experiment.run(_tiny(), str(tmp_path))
+  assert experiment.rerender(str(tmp_path))["complete"]
+  # As if killed between the checkpoints at steps 20 and 40.
+  shutil.rmtree(tmp_path / "checkpoints" / "40")
+  res = experiment.rerender(str(tmp_path))
+  assert not res["complete"] and res["steps_run"] == 20
+  assert res["notes"][0].startswith("INCOMPLETE: training stopped at step 20 of 40")
+  assert "INCOMPLETE" in experiment.format_table(res)
+
+
+def test_sweep_configs_and_workdirs_are_not_training_runs(tmp_path):
+  with pytest.raises(ValueError, match="scaling-sweep config: run it with python -m launch.sweep"):
+    experiment.run(scaling_shallow.get_config("tiny"), str(tmp_path / "a"))
+  assert not (tmp_path / "a").exists()
+  c = scaling_shallow.get_config("tiny")
+  io.check_or_write_config(tmp_path, c.to_dict(), keys_ignored=sweep_report.IGNORED_KEYS)
+  for fn in (experiment.rerender, nfscale.load):
+    with pytest.raises(ValueError, match="holds a scaling sweep, not a training run"):
+      fn(str(tmp_path))
