@@ -363,5 +363,9 @@ def run(main: Callable[[list[str]], Any], doc: str, module_name: str, configs: b
       return main(argv)
     except (ValueError, app.UsageError) as e:
       fail(str(e), code=1)
+    except KeyboardInterrupt:
+      # Checkpoints are whole or absent, so Ctrl-C needs no traceback, only the way on.
+      sys.stderr.write("Interrupted. Run the same command again to resume.\n")
+      sys.exit(130)
 
   app.run(wrapped, flags_parser=make_flags_parser(doc, module_name, configs))

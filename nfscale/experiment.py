@@ -418,6 +418,7 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
     raise ValueError(
         "this is a scaling-sweep config: run it with python -m launch.sweep (nfscale-sweep)."
     )
+  io.check_workdir_path(workdir)
   task, members = validate(config)
   if config.mode == "eval":
     _check_eval_workdir(workdir)  # before the workdir (and its lock file) is created

@@ -573,6 +573,18 @@ def check_or_write_config(
   return False
 
 
+def check_workdir_path(workdir: PathLike) -> None:
+  """A workdir must be named and must not be a file (checked before anything is written).
+
+  Raises:
+    ValueError: an empty name, or a path that exists and is not a directory.
+  """
+  if not str(workdir).strip():
+    raise ValueError("the workdir is empty: give --workdir=DIR.")
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise ValueError(f"workdir {str(workdir)!r} exists and is not a directory.")
+
+
 def read_stored_config(workdir: PathLike) -> Any:
   """Reads ``workdir/config.json``.
 

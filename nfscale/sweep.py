@@ -984,6 +984,7 @@ def run_sweep(
     nfscale.io.WorkdirLockedError: another sweep is running in ``workdir``
       (a ``ValueError`` too).
   """
+  io.check_workdir_path(workdir)
   points = validate_sweep(config)  # every setting, before the workdir is touched
   _refuse_orphan_records(workdir)
   index, count = _check_host(*host, f"{host[0]!r}/{host[1]!r}") if host else _host()

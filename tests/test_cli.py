@@ -3,8 +3,10 @@
 import copy
 import json
 import pathlib
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -195,3 +197,26 @@ def test_orbax_info_lines_are_dropped_but_warnings_pass():
   assert not cli.quiet_dependencies(record(orbax_file, logging.INFO))
   assert cli.quiet_dependencies(record(orbax_file, logging.WARNING))
   assert cli.quiet_dependencies(record(os.path.join("nfscale", "experiment.py"), logging.INFO))
+
+
+def test_workdir_that_is_a_file_or_empty_is_one_line(tmp_path):
+  (tmp_path / "f").write_text("")
+  for launcher, config in LAUNCHERS.items():
+    out = _launch(launcher, f"--config={config}", f"--workdir={tmp_path / 'f'}")
+    _assert_one_line_error(out, "exists and is not a directory")
+  _assert_one_line_error(_launch("train", "--config=image:quick", "--workdir="), "workdir is empty")
+
+
+def test_ctrl_c_says_how_to_go_on_without_a_traceback(tmp_path):
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "launch.train", "--config=image:quick,steps=100000",
+       "--config.progress=False", f"--workdir={tmp_path / 'w'}"],
+      cwd=ROOT, stderr=subprocess.PIPE, text=True,
+  )  # fmt: skip
+  deadline = time.time() + 120
+  while not (tmp_path / "w" / "metrics.jsonl").exists() and time.time() < deadline:
+    time.sleep(0.2)  # training has started
+  proc.send_signal(signal.SIGINT)
+  _, err = proc.communicate(timeout=120)
+  assert proc.returncode == 130, err[-2000:]
+  assert "Traceback" not in err and "Interrupted. Run the same command again" in err

@@ -110,3 +110,17 @@ def test_an_800x800_view_renders_in_chunks():
       psnr[0, 0], -10 * np.log10(np.mean(out[0, 0, :64, :64] ** 2)), rtol=1e-4
   )
   assert ssim.shape == (1, 1)
+
+
+@pytest.mark.parametrize(
+    "key,value", [("num_samples", 0), ("num_importance", -1), ("gif_fps", 0.0), ("views_shown", 0)]
+)
+def test_bad_render_settings_fail_before_the_workdir(tmp_path, key, value):
+  # They were used only after training (the gif, the view grid), so a whole run ended
+  # in a traceback and its workdir then refused the corrected command.
+  c = nerf_cfg.get_config("tiny")
+  with c.unlocked():
+    c.render[key] = value
+  with pytest.raises(ValueError, match=f"render.{key} must be"):
+    experiment.run(c, str(tmp_path / "w"))
+  assert not (tmp_path / "w").exists()

@@ -237,10 +237,29 @@ def _fine_psnr(loss, aux):
   return metrics.mse_to_psnr(aux["mse"])
 
 
+def _check_render(r: Any) -> None:
+  """The render settings, checked with the rest of the config (before any training).
+
+  Checked here rather than where they are used (rendering after training, the
+  figures) so that a mistake ends before the workdir is written.
+  """
+  least = {"num_samples": 1, "num_importance": 0, "chunk": 1, "views_shown": 1}
+  least["train_eval_views"] = 0
+  for key, low in least.items():
+    v = r[key]
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+      raise ValueError(f"render.{key} must be an integer >= {low}, got {v!r}.")
+  for key in ("gif_fps", "scene_scale"):
+    v = r[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < float("inf"):
+      raise ValueError(f"render.{key} must be a positive number, got {v!r}.")
+
+
 @register_task("nerf", num_samples_key="data.num_train")
 def build(config: Any) -> base.Task:
   """Builds the NeRF task from ``config.data`` and ``config.render``."""
   d, r = config.data, config.render
+  _check_render(r)
   scene = load_scene(d)
   near = float(r.near) if r.near else scene.near
   far = float(r.far) if r.far else scene.far
