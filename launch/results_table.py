@@ -4,42 +4,43 @@ r"""Prints a markdown table of one or more runs' results, per scheme over seeds.
   python -m launch.results_table --workdirs=runs/occ --metrics=train_psnr,iou --paper=table1
 
 Each metric shows its mean over the seeds found and, with several seeds, its [min, max].
-``--paper=table1`` adds the paper's Table 1 (occupancy: train PSNR, IoU) beside ours.
+``--metrics`` are numeric keys of the ``results.json`` member rows (e.g. ``hr_psnr``,
+``iou``, ``final_psnr``). ``--paper=table1`` adds the paper's Table 1 (occupancy: train PSNR,
+IoU) beside ours; it is refused for runs of another task.
+
+Several workdirs are pooled only when they hold the same experiment apart from their seeds:
+the same task and the same ``config.json`` except ``seeds``, ``seed`` and the keys that do not
+change results (``progress``, ``mode``, ``overwrite``, ``checkpoint_every``), and no
+(scheme, learning rate, seed) member in two of them. Otherwise, as for any bad input, the
+command ends with a one-line ``Error: ...`` naming the workdirs and the differing keys.
+The logic lives in ``nfscale.pooled``; this file only parses flags.
 """
 
-import os
+from __future__ import annotations
 
-from absl import app, flags
+import sys
 
-from nfscale import figures, io
-from nfscale.tasks import occupancy
+from absl import flags
+
+from nfscale import cli, pooled
 
 _WORKDIRS = flags.DEFINE_list("workdirs", None, "Run directories (with results.json).")
-_METRICS = flags.DEFINE_list("metrics", None, "Metric keys of the member rows.")
-_PAPER = flags.DEFINE_enum("paper", "", ["", "table1"], "The paper's numbers to add.")
+_METRICS = flags.DEFINE_list("metrics", None, "Numeric keys of the member rows, e.g. hr_psnr.")
+_PAPER = flags.DEFINE_enum(
+    "paper", "", ["", "table1"], "The paper's numbers to add: table1 (occupancy runs only)."
+)
 flags.mark_flags_as_required(["workdirs", "metrics"])
 
 
 def main(argv):
   del argv
-  rows = []
-  for w in _WORKDIRS.value:
-    path = os.path.join(w, "results.json")
-    if not os.path.isfile(path):
-      raise app.UsageError(f"{path!r} does not exist: is {w!r} a finished run?")
-    rows += io.read_json(path)["members"]
-  missing = [m for m in _METRICS.value if m not in rows[0]]
-  if missing:
-    raise app.UsageError(f"unknown metrics {missing}; the rows have: {', '.join(rows[0])}.")
-  if _PAPER.value == "table1":
-    print(
-        figures.seed_table(
-            rows, _METRICS.value, occupancy.PAPER_TABLE1, ["paper PSNR (dB)", "paper IoU"]
-        )
-    )
-  else:
-    print(figures.seed_table(rows, _METRICS.value))
+  print(pooled.table(_WORKDIRS.value, _METRICS.value, _PAPER.value))
+
+
+def run():
+  """Entry point: :func:`nfscale.cli.run`'s one-line errors and ``--help``."""
+  cli.run(main, __doc__, sys.argv[0] if __name__ == "__main__" else __name__, configs=False)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  run()

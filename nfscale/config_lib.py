@@ -77,10 +77,16 @@ class ConfigArgError(ValueError):
     overrides: the other arguments and their defaults, set by ``key=value``.
   """
 
-  def __init__(self, problem: str, defaults: dict[str, Any]):
-    self.problem, self.defaults = problem, dict(defaults)
+  def __init__(self, problem: str, defaults: dict[str, Any] | None = None):
+    # defaults=None: ml_collections' config loader re-raises the error as
+    # type(e)(its own message), with one argument.
+    self.problem, self.defaults = problem, defaults
+    defaults = defaults or {}
     self.presets = [k for k, v in defaults.items() if isinstance(v, bool)]
     self.overrides = {k: v for k, v in defaults.items() if not isinstance(v, bool)}
+    if self.defaults is None:
+      super().__init__(problem)
+      return
     over = ", ".join(f"{k}=<{type(v).__name__}>" for k, v in self.overrides.items())
     super().__init__(
         f"{problem}; valid presets: {', '.join(self.presets) or '(none)'}"

@@ -23,8 +23,9 @@ PSNR within the step budget (paper Fig. 3 and 4):
   taken from their records (``reused`` in ``evals.jsonl``);
 * every trained width is appended to ``evals.jsonl`` and every finished point
   (arm, N) to ``points.jsonl``, atomically: a sweep killed at any moment and
-  rerun with the same command loses at most the ensemble in flight and skips
-  what is done; a different config in the same workdir is refused;
+  rerun with the same command loses at most the ensemble in flight
+  (``sweep.buckets=off``) or the search round in flight (the other modes,
+  whose widths train in shared programs) and skips what is done; a different config in the same workdir is refused;
 * with several hosts (``jax.distributed``, :mod:`nfscale.sharding`), host
   ``i`` of ``H`` takes the points ``i, i+H, ...``, trains them on its own
   devices and writes ``points.<i>.jsonl``; process 0 writes the merged
@@ -646,21 +647,28 @@ def _search(
     for width, schemes in requests.items():
       if (arm, n, int(width), tuple(schemes), grid) not in cache:
         todo[int(width)] = list(schemes)
-    if todo:
-      if use_buckets(config):
-        fresh = evaluate_round(cfg, arm, n, todo, progress, known)
-      else:
-        fresh = {
-            w: evaluate_width(cfg, arm, n, w, sc, progress, (known or {}).get(w))
-            for w, sc in todo.items()
-        }
+    fresh = {}
+
+    def record(width, rec):
+      rec["lrs"] = list(grid)
+      on_eval(rec)
+      fresh[width] = rec
+
+    if todo and use_buckets(config):
+      for width, rec in evaluate_round(cfg, arm, n, todo, progress, known).items():
+        fresh[width] = rec
+      for width in todo:  # in request order, as one program trained them together
+        record(width, fresh[width])
+    else:
+      for width, schemes in todo.items():  # each recorded once trained: a kill loses one
+        record(
+            width, evaluate_width(cfg, arm, n, width, schemes, progress, (known or {}).get(width))
+        )
     out = {}
     for width, schemes in requests.items():
       rec = cache.get((arm, n, int(width), tuple(schemes), grid))
       if rec is None:
         rec = fresh[int(width)]
-        rec["lrs"] = list(grid)
-        on_eval(rec)
       trained.append(rec)
       out[width] = {sc: rec["schemes"][sc]["success"] for sc in schemes}
     return out

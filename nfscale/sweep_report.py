@@ -294,9 +294,11 @@ def write_report(config: Any, workdir: str) -> dict[str, Any]:
   if not batching["evaluations"]:
     batch_line = "member batches: not recorded (evaluations from before batching existed)"
   elif batching["split"]:
+    fixed = int(config.sweep.get("member_batch", 0))
+    why = f"sweep.member_batch={fixed}" if fixed > 0 else "to fit the device's memory"
     batch_line = (
         f"member batches: {batching['split']} of {batching['evaluations']} evaluations were "
-        f"split to fit the device's memory (smallest batch {batching['smallest_batch']} members)"
+        f"split ({why}; smallest batch {batching['smallest_batch']} members)"
     )
   else:
     batch_line = f"member batches: each of {batching['evaluations']} evaluations trained at once"
