@@ -230,6 +230,12 @@ def check_overrides(config: Any, argv: Sequence[str]) -> None:
   for key, value in _overrides(argv):
     if key not in leaves:
       parent, _, _ = key.rpartition(".")
+      if parent and parent not in leaves:
+        groups = sorted(k for k, v in leaves.items() if hasattr(v, "items") and "." not in k)
+        raise UsageError(
+            f"--config.{key}: unknown config key; this config has no group {parent!r} "
+            f"(its groups: {', '.join(groups)})."
+        )
       level = sorted(k for k in leaves if k.rpartition(".")[0] == parent)
       close = difflib.get_close_matches(key, list(leaves), n=3)
       hint = f" Did you mean {' or '.join(close)}?" if close else ""

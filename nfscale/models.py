@@ -126,7 +126,10 @@ class NeuralField(nn.Module):
     # schemes per member), so a mismatched omega fails before any training.
     object.__setattr__(self, "scheme", scheme_for_activation(self.scheme, activation))
     if self.fused != "off":
-      fused_lib.resolve_impl(self.fused)  # a clear error for an unknown name
+      if self.fused not in fused_lib.IMPLS:  # the model's choices include "off"
+        raise ValueError(
+            f"fused must be one of {('off', *fused_lib.IMPLS)}, got fused={self.fused!r}."
+        )
       if type(activation) is not activations_lib.Sine:
         raise ValueError(
             f"fused={self.fused!r} fuses sine layers (activation Sine); "

@@ -100,6 +100,27 @@ def point_config(config: Any, arm: str, n: int, width: int | None = None) -> Any
   return c
 
 
+def training_config(config: Any, arm: str, n: int, width: int) -> Any:
+  """One point of a sweep as a plain training config, for ``experiment.run``.
+
+  The sweep-only groups (``sweep``, ``arms``, ``theory``) are dropped, so that
+  the result trains like any experiment config (``launch.train`` refuses a sweep
+  config, whose own model is not what the sweep trains).
+
+  Example:
+    >>> import sys; sys.path.insert(0, ".")
+    >>> from configs import scaling_shallow
+    >>> c = training_config(scaling_shallow.get_config("tiny"), "sinc", 10, 16)
+    >>> c.model.hidden, c.data.num_points, "sweep" in c
+    ((16,), 10, False)
+  """
+  c = point_config(config, arm, n, width)
+  for group in ("sweep", "arms", "theory"):
+    if group in c:
+      del c[group]
+  return c
+
+
 def success(reached: np.ndarray, rule: str = "median") -> bool:
   """Whether one (scheme, lr) cell succeeds; ``reached`` holds one flag per seed."""
   k = reached.size

@@ -220,3 +220,9 @@ def test_ctrl_c_says_how_to_go_on_without_a_traceback(tmp_path):
   _, err = proc.communicate(timeout=120)
   assert proc.returncode == 130, err[-2000:]
   assert "Traceback" not in err and "Interrupted. Run the same command again" in err
+
+
+def test_a_group_the_config_lacks_is_named():
+  # It read "Valid keys under render: ." for an image config, which has no render group.
+  with pytest.raises(cli.UsageError, match="this config has no group 'render'"):
+    cli.check_overrides(cli.load_config("image:quick"), ["--config.render.num_samples=4"])

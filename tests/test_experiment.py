@@ -191,10 +191,10 @@ def test_random_labels_task(tmp_path):
   np.testing.assert_array_equal(y, y2[:50])
   from configs import scaling_shallow
 
-  c = scaling_shallow.get_config("sphere,tiny")
+  from nfscale import sweep
+
+  c = sweep.training_config(scaling_shallow.get_config("sphere,tiny"), "sinc", 20, 64)
   with c.unlocked():
-    c.data.num_points = 20
-    c.model.hidden = (64,)
     c.target = None
   res = experiment.run(c, str(tmp_path))
   assert res["task_info"] == {"num_points": 20, "dim": 3}
