@@ -291,7 +291,9 @@ def catalog() -> str:
       leaves = _leaves(module.get_config(None))
     except ValueError:
       continue
-    keys = [f"{k}={leaves[k]!r}" for k in MAIN_KEYS if k in leaves]
+    # A sweep's arms set each point's model: its own model.activation is unused.
+    shown = [k for k in MAIN_KEYS if not ("sweep" in leaves and k == "model.activation")]
+    keys = [f"{k}={leaves[k]!r}" for k in shown if k in leaves]
     lines.append("    main keys (--config.KEY=VALUE): " + ", ".join(keys))
   return "\n".join(lines)
 

@@ -240,7 +240,7 @@ def load_image(
   from skimage import data as skdata
 
   if size is not None and size <= 0:
-    raise ValueError(f"size must be positive, got size={size}.")
+    raise ValueError(f"data.size must be positive, got size={size}.")
   if alpha not in ALPHA_MODES:
     raise ValueError(f"Unknown alpha mode {alpha!r}; valid: {', '.join(ALPHA_MODES)}.")
   if path:

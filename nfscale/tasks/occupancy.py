@@ -108,6 +108,8 @@ def build(config: Any) -> base.Task:
     raise ValueError(f"data.grid_res and data.eval_res must be >= 2, got {grid_res}, {eval_res}.")
   if int(d.num_surface) < 0:
     raise ValueError(f"data.num_surface must be >= 0, got {d.num_surface}.")
+  if not float(d.jitter) >= 0:
+    raise ValueError(f"data.jitter must be >= 0 (voxels), got {d.jitter}.")
   solid = load_solid(d)
   train_grid = shapes.occupancy_grid(solid, grid_res)
   if not train_grid.any():
