@@ -26,9 +26,6 @@ def get_config(arg=None):
   a = config_lib.parse_arg(
       arg,
       exclusive=("quick", "demo", "paper"),
-      quick=False,
-      demo=False,
-      paper=False,
       size=0,
       steps=0,
       image="astronaut",

@@ -30,9 +30,6 @@ def get_config(arg=None):
   a = config_lib.parse_arg(
       arg,
       exclusive=("quick", "paper", "tiny"),
-      quick=False,
-      paper=False,
-      tiny=False,
       size=0,
       steps=0,
       factor=4,

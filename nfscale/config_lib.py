@@ -26,8 +26,8 @@ def parse_arg(
 
   Args:
     arg: the text after ``:`` in ``--config=file.py:arg``.
-    exclusive: presets of which at most one may be given (the config applies one
-      of them: ``quick,paper`` would silently drop one).
+    exclusive: presets (``False`` by default) of which at most one may be given
+      (the config applies one of them: ``quick,paper`` would silently drop one).
     **defaults: the accepted keys and their defaults.
 
   Returns:
@@ -42,6 +42,7 @@ def parse_arg(
     >>> parse_arg("quick,steps=200", quick=False, steps=0).steps
     200
   """
+  defaults = {**{k: False for k in exclusive}, **defaults}
   out = ml_collections.ConfigDict(defaults)
   for token in filter(None, (arg or "").split(",")):
     key, eq, value = token.partition("=")

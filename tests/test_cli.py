@@ -12,30 +12,13 @@ import pytest
 
 from nfscale import cli, config_lib
 
+import launching  # tests/launching.py
+
 ROOT = pathlib.Path(__file__).parents[1]
 LAUNCHERS = {"train": "image:quick", "sweep": "scaling_shallow:tiny"}
 
 
-def _launch(launcher, *args, cwd=ROOT):
-  return subprocess.run(
-      [sys.executable, "-m", f"launch.{launcher}", *args],
-      cwd=cwd,
-      capture_output=True,
-      text=True,
-      timeout=300,
-      check=False,
-  )
-
-
-def _assert_one_line_error(out, *needles):
-  """Exit != 0; stderr is `Error: ...` plus the --help hint, nothing else."""
-  assert out.returncode != 0
-  lines = [l for l in out.stderr.splitlines() if l.strip() and not l.startswith(("I", "W"))]
-  assert len(lines) == 2, out.stderr
-  assert lines[0].startswith("Error: ") and lines[1] == cli.HELP_HINT
-  assert "Traceback" not in out.stderr and "--workdir: Output directory" not in out.stderr
-  for needle in needles:
-    assert needle in lines[0], (needle, lines[0])
+_launch, _assert_one_line_error = launching.launch, launching.assert_one_line_error
 
 
 @pytest.mark.parametrize("launcher", sorted(LAUNCHERS))

@@ -1,38 +1,13 @@
 """launch.results_table and launch.occupancy_grid: bundled configs, one-line usage errors,
 and results_table's refusal to pool runs of different experiments."""
 
-import pathlib
-import subprocess
-import sys
-
 import pytest
 
 from nfscale import cli, io
 
-ROOT = pathlib.Path(__file__).parents[1]
+import launching  # tests/launching.py
 
-
-def _launch(launcher, *args):
-  return subprocess.run(
-      [sys.executable, "-m", f"launch.{launcher}", *args],
-      cwd=ROOT,
-      capture_output=True,
-      text=True,
-      timeout=300,
-      check=False,
-  )
-
-
-def _assert_one_line_error(out, *needles):
-  """Exit != 0; stderr is `Error: ...` plus the --help hint: no traceback, no flag help."""
-  assert out.returncode != 0
-  lines = [l for l in out.stderr.splitlines() if l.strip() and not l.startswith(("I", "W"))]
-  assert len(lines) == 2, out.stderr
-  assert lines[0].startswith("Error: ") and lines[1] == cli.HELP_HINT, out.stderr
-  assert "Traceback" not in out.stderr and "FATAL" not in out.stderr
-  assert "(a comma separated list)" not in out.stderr + out.stdout  # no flag help page
-  for needle in needles:
-    assert needle in lines[0], (needle, lines[0])
+_launch, _assert_one_line_error = launching.launch, launching.assert_one_line_error
 
 
 # --------------------------------------------------------------------------- #
