@@ -774,10 +774,11 @@ def _check_kernel_init(init: Any, position: str) -> None:
 
 def _bias_rules(bias: str, bias_value: float, first_bias: str | None) -> dict[str, BiasRule]:
   rule = BiasRule(bias, bias_value)
-  return {
-      "bias": rule,
-      "first_bias": rule if first_bias is None else BiasRule(first_bias, bias_value),
-  }
+  if first_bias is None:
+    return {"bias": rule, "first_bias": rule}
+  if first_bias not in BIAS_KINDS:  # BiasRule's own message would name "bias"
+    raise ValueError(f"first_bias must be one of {BIAS_KINDS}, got first_bias={first_bias!r}.")
+  return {"bias": rule, "first_bias": BiasRule(first_bias, bias_value)}
 
 
 def _uniform_scheme(name: str, kernel: VarianceScaling) -> Callable[..., Scheme]:

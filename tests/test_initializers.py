@@ -279,6 +279,8 @@ def test_bad_hparams():
     I.get_scheme("siren", omega=0.0)
   with pytest.raises(ValueError, match="bias"):
     I.get_scheme("init1", bias="random")
+  with pytest.raises(ValueError, match="first_bias must be one of"):
+    I.get_scheme("init1", first_bias="random")
   with pytest.raises(ValueError, match="fan_in"):
     I.BiasRule("torch").init(0)
   with pytest.raises(ValueError, match="layer must be an integer"):
