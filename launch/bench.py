@@ -38,6 +38,7 @@ import platform
 import subprocess
 import sys
 
+import jax
 from absl import flags
 
 from nfscale import bench, cli, fused, gpu_suite, train
@@ -64,19 +65,23 @@ _STEPS = flags.DEFINE_integer(
     None,
     "Steps per timed repeat (default: image "
     f"{bench.IMAGE_STEPS}, ensemble {bench.ENSEMBLE_STEPS}).",
+    lower_bound=1,
 )
-_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed repeats (the median is reported).")
+_REPEATS = flags.DEFINE_integer(
+    "repeats", 5, "Timed repeats (the median is reported).", lower_bound=1
+)
 _CHUNK = flags.DEFINE_integer(
     "chunk_steps",
     None,
     "Steps per jitted dispatch (lax.scan length; default: steps, one dispatch per timed repeat).",
+    lower_bound=1,
 )
-_SIZE = flags.DEFINE_integer("size", 256, "Image side (image workload).")
-_MODELS = flags.DEFINE_integer("models", 64, "Ensemble members (ensemble workload).")
+_SIZE = flags.DEFINE_integer("size", 256, "Image side (image workload).", lower_bound=2)
+_MODELS = flags.DEFINE_integer("models", 64, "Ensemble members (ensemble workload).", lower_bound=1)
 _SUITE = flags.DEFINE_bool(
     "suite", False, "Run nfscale and the PyTorch workloads in rounds and print the ratios."
 )
-_ROUNDS = flags.DEFINE_integer("rounds", 2, "Suite rounds.")
+_ROUNDS = flags.DEFINE_integer("rounds", 2, "Suite rounds.", lower_bound=1)
 _TORCH_REF = flags.DEFINE_string(
     "torch_reference", os.path.normpath(_DEFAULT_TORCH), "The PyTorch workloads script (suite)."
 )
@@ -120,9 +125,11 @@ _TILES = flags.DEFINE_list(
     [str(fused.DEFAULT_TILES)],
     "Layer workload: the Pallas kernels' tiles, ROWSxCOLSxK/WARPS/STAGES, one run each.",
 )
-_LAYER_ROWS = flags.DEFINE_integer("layer_rows", bench.LAYER_ROWS, "Layer workload: points.")
+_LAYER_ROWS = flags.DEFINE_integer(
+    "layer_rows", bench.LAYER_ROWS, "Layer workload: points.", lower_bound=1
+)
 _LAYER_WIDTH = flags.DEFINE_integer(
-    "layer_width", bench.LAYER_WIDTH, "Layer workload: units (fan-in = fan-out)."
+    "layer_width", bench.LAYER_WIDTH, "Layer workload: units (fan-in = fan-out).", lower_bound=1
 )
 _PROFILE_DIR = flags.DEFINE_string(
     "profile_dir", "", "Image workload: trace the timed repeats into this folder with jax.profiler."
@@ -143,11 +150,18 @@ _ENSEMBLE_STEPS = flags.DEFINE_integer(
     "ensemble_steps",
     None,
     f"GPU suite: ensemble steps per timed repeat (default {gpu_suite.GPU_ENSEMBLE_STEPS}).",
+    lower_bound=1,
 )
 _TORCH_DEVICE = flags.DEFINE_string(
     "torch_device",
     "",
     "GPU suite: --device of the PyTorch runs (default: cuda if torch sees a GPU, else cpu).",
+)
+_ALLOW_CPU = flags.DEFINE_bool(
+    "allow_cpu",
+    False,
+    "GPU suite: run on a machine where JAX sees no GPU (a test of the suite itself; its "
+    "'tf32' and 'highest' cells are then both plain float32).",
 )
 _NO_CHECKS = flags.DEFINE_bool(
     "ablate_engine_checks",
@@ -176,13 +190,20 @@ def _torch_device(python: str) -> str | None:
 def run_gpu_suite(me: list[str]) -> None:
   """The ``--gpu_suite`` mode (see the module docstring)."""
   out_dir = _OUT_DIR.value
-  os.makedirs(out_dir, exist_ok=True)
   try:
     sizes = [int(v) for v in _GPU_SIZES.value]
   except ValueError:
+    sizes = []
+  if not sizes or min(sizes) < 2:
     raise ValueError(
-        f"--gpu_sizes={','.join(_GPU_SIZES.value)}: image sides must be integers."
-    ) from None
+        f"--gpu_sizes={','.join(_GPU_SIZES.value)}: image sides must be integers >= 2."
+    )
+  if jax.default_backend() != "gpu" and not _ALLOW_CPU.value:
+    raise ValueError(
+        f"--gpu_suite measures a GPU, and JAX sees {jax.default_backend()}; pass --allow_cpu "
+        "to run it anyway (a test of the suite, not a measurement)."
+    )
+  os.makedirs(out_dir, exist_ok=True)
   device = _torch_device(_TORCH_PY.value)
   torch_cmd = None
   if device is None:
@@ -238,6 +259,13 @@ def main(argv):
       raise ValueError(
           f"--torch_reference={_TORCH_REF.value}: no such file (the PyTorch "
           "workloads are benchmarks/torch_workloads.py in the repository)."
+      )
+    if _TORCH_MODES.value and _torch_device(_TORCH_PY.value) is None:
+      # Found before the nfscale runs, not after them (their records were lost).
+      raise ValueError(
+          f"--suite compares with PyTorch, and {_TORCH_PY.value} cannot import torch: install "
+          "it (make bench does), name another interpreter with --torch_python, or pass "
+          "--torch_modes= for nfscale alone."
       )
     commands = bench.suite_commands(
         me, _TORCH_PY.value, _TORCH_REF.value, _TORCH_MODES.value, _STEPS.value, _REPEATS.value

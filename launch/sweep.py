@@ -26,6 +26,7 @@ from absl import flags, logging
 from ml_collections import config_flags
 
 from nfscale import cli, sharding, sweep, sweep_report
+from nfscale import io as nfio
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config",
@@ -54,6 +55,14 @@ def main(argv):
   del argv
   sharding.initialize_distributed(_COORD.value, _NPROC.value, _PID.value)
   host = sweep.parse_host(_HOST.value) if _HOST.value else None
+  if "sweep" not in _CONFIG.value:
+    raise ValueError(
+        "this is not a sweep config (it has no sweep group): train it with python -m "
+        "launch.train (nfscale-train)."
+    )
+  if _REPORT_ONLY.value and host is not None:
+    raise ValueError("--host splits the training; --report_only merges every host's points.")
+  nfio.check_workdir_path(_WORKDIR.value)
   logging.info("Sweep %s into %s", ", ".join(_CONFIG.value.sweep.arms), _WORKDIR.value)
   if _REPORT_ONLY.value:
     # write_report refuses a config other than the workdir's, like a run.

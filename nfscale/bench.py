@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nfscale import fused, models, train
+from nfscale import io as nfio
 from nfscale.profiles import summarize_trace
 from nfscale.roofline import roofline_fields
 
@@ -644,15 +645,21 @@ def run_suite(
   """Runs ``commands`` (from :func:`suite_commands`) ``rounds`` times; returns the summary.
 
   Every run is its own process; each record gets its round and the load average before
-  and after it. With ``out``, all records are also written there as JSON lines.
+  and after it. With ``out``, every record is also appended there as a JSON line as soon
+  as its run ends, so a suite that fails part-way keeps what it measured.
   """
   records: list[dict[str, Any]] = []
+  if out:
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    nfio.atomic_write_text(out, "")
   for r in range(rounds):
     for _, _, _, cmd in commands:
       before = loadavg()
       recs = _run_json(cmd)
       for rec in recs:
         rec.update(round=r, loadavg_before=before, loadavg_after=loadavg())
+        if out:
+          nfio.append_jsonl(out, rec)
       records.extend(recs)
   loads = [
       float(rec[k].split()[0])
@@ -660,10 +667,6 @@ def run_suite(
       for k in ("loadavg_before", "loadavg_after")
       if rec.get(k, "?") != "?"
   ]
-  if out:
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out, "w", encoding="utf-8") as f:
-      f.writelines(json.dumps(rec) + "\n" for rec in records)
   summary = summarize(records)
   summary["loadavg_1min_range"] = [min(loads), max(loads)] if loads else None
   return summary
@@ -714,7 +717,9 @@ def format_summary(summary: dict[str, Any]) -> str:
       if isinstance(s, dict)
       for r in s.get("ratios", {})
   })
-  lines = ["| workload | implementation | median rate | vs " + " | vs ".join(refs) + " |"]
+  # A column per implementation compared with (none: no ratio columns at all).
+  head = ["workload", "implementation", "median rate"] + [f"vs {r}" for r in refs]
+  lines = ["| " + " | ".join(head) + " |"]
   lines.append("|" + "---|" * (3 + len(refs)))
   for wl, s in summary.items():
     if not isinstance(s, dict) or "median" not in s:
@@ -725,5 +730,5 @@ def format_summary(summary: dict[str, Any]) -> str:
           for ref in refs
       ]
       shown = f"{rate:,.0f}" if rate >= 100 else f"{rate:.2f}"
-      lines.append(f"| {wl} | {impl} | {shown} {s['unit']} | " + " | ".join(cells) + " |")
+      lines.append("| " + " | ".join([wl, impl, f"{shown} {s['unit']}", *cells]) + " |")
   return "\n".join(lines)

@@ -45,8 +45,9 @@ MAIN_KEYS = (
     "sweep.arms",
     "sweep.ns",
 )
-#: The last line of every usage error.
+#: The last line of every usage error (FLAGS_HINT: of a launcher that takes no config).
 HELP_HINT = "Run with --help for the configs, their presets and keys, and the flags."
+FLAGS_HINT = "Run with --help for the flags."
 
 
 class UsageError(ValueError):
@@ -298,9 +299,9 @@ def catalog() -> str:
   return "\n".join(lines)
 
 
-def fail(message: str, code: int = 2) -> NoReturn:
+def fail(message: str, code: int = 2, hint: str = HELP_HINT) -> NoReturn:
   """Prints ``Error: message`` (one line) and the ``--help`` hint to stderr; exits."""
-  sys.stderr.write(f"Error: {' '.join(str(message).split())}\n{HELP_HINT}\n")
+  sys.stderr.write(f"Error: {' '.join(str(message).split())}\n{hint}\n")
   sys.exit(code)
 
 
@@ -316,6 +317,8 @@ def make_flags_parser(
   """An ``app.run(flags_parser=...)`` that resolves, checks and reports as described above.
 
   ``configs``: the launcher takes ``--config`` (``--help`` then lists the configs)."""
+
+  hint = HELP_HINT if configs else FLAGS_HINT
 
   def parse(argv: list[str]) -> list[str]:
     deferred: list[tuple[str, Any]] = []
@@ -336,7 +339,7 @@ def make_flags_parser(
         argv, deferred = split_deferred(config, argv)
         check_overrides(config, argv)
       except UsageError as e:
-        fail(str(e))
+        fail(str(e), hint=hint)
       break
     argv = [a for a in argv if a != ""]
     if deferred:
@@ -345,7 +348,7 @@ def make_flags_parser(
     try:
       rest = flags.FLAGS(argv)
     except flags.Error as e:
-      fail(str(e))
+      fail(str(e), hint=hint)
     if deferred:
       apply_deferred(flags.FLAGS["config"].value, deferred)
     return rest
@@ -370,7 +373,7 @@ def run(main: Callable[[list[str]], Any], doc: str, module_name: str, configs: b
     try:
       return main(argv)
     except (ValueError, app.UsageError) as e:
-      fail(str(e), code=1)
+      fail(str(e), code=1, hint=HELP_HINT if configs else FLAGS_HINT)
     except KeyboardInterrupt:
       # Checkpoints are whole or absent, so Ctrl-C needs no traceback, only the way on.
       sys.stderr.write("Interrupted. Run the same command again to resume.\n")

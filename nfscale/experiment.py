@@ -568,7 +568,7 @@ def _title(config: Any, task: base.Task) -> str:
   m = config.model
   return (
       f"{task.name}: {m.activation} {tuple(m.hidden)}, {config.optimizer} "
-      f"lr {tuple(config.lrs)}, {config.steps} steps"
+      f"lr {', '.join(f'{lr:g}' for lr in config.lrs)}, {config.steps} steps"
   )
 
 

@@ -26,7 +26,7 @@ def assert_one_line_error(out, *needles):
   assert out.returncode != 0
   lines = [l for l in out.stderr.splitlines() if l.strip() and not l.startswith(("I", "W"))]
   assert len(lines) == 2, out.stderr
-  assert lines[0].startswith("Error: ") and lines[1] == cli.HELP_HINT, out.stderr
+  assert lines[0].startswith("Error: ") and lines[1] in (cli.HELP_HINT, cli.FLAGS_HINT), out.stderr
   assert "Traceback" not in out.stderr and "FATAL" not in out.stderr
   help_page = ("--workdir: Output directory", "(a comma separated list)")
   assert not any(h in out.stderr + out.stdout for h in help_page)

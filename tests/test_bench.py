@@ -12,7 +12,9 @@ import sys
 import numpy as np
 import pytest
 
-from nfscale import bench, gpu_suite, io, models, profiles, roofline, train
+from nfscale import bench, cli, gpu_suite, io, models, profiles, roofline, train
+
+import launching  # tests/launching.py
 
 ROOT = pathlib.Path(__file__).parents[1]
 TORCH_SCRIPT = ROOT / "benchmarks" / "torch_workloads.py"
@@ -595,7 +597,8 @@ def test_torch_script_modes_and_bf16_tiny_run():
 def _gpu_suite_cli(out_dir, *flags):
   """``launch.bench --gpu_suite`` at one tiny size and precision, into ``out_dir``."""
   argv = [sys.executable, "-m", "launch.bench", "--gpu_suite", f"--out_dir={out_dir}"]
-  argv += ["--gpu_sizes=8", "--gpu_precisions=tf32", f"--torch_python={sys.executable}", *flags]
+  argv += ["--gpu_sizes=8", "--gpu_precisions=tf32", f"--torch_python={sys.executable}"]
+  argv += ["--allow_cpu", *flags]
   out = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
   assert out.returncode == 0, out.stderr[-3000:]
 
@@ -648,3 +651,38 @@ def test_gpu_suite_cli_end_to_end_without_torch(tmp_path):
     assert f"| pallas | {tiles} |" in summary
   if importlib.util.find_spec("torch") is None:
     assert "cannot import torch" in summary
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--workload=ensemble", "--steps=-5"], "--steps=-5"),  # it timed -5 steps
+        (["--workload=layer", "--repeats=0"], "--repeats=0"),  # a NaN median
+        (["--workload=image", "--size=0"], "--size=0"),  # a skimage traceback
+        (["--workload=layer", "--layer_width=0"], "--layer_width=0"),  # ZeroDivisionError
+        (["--gpu_suite", "--out_dir=OUT"], "JAX sees cpu"),  # ran a meaningless table
+        (["--gpu_suite", "--allow_cpu", "--gpu_sizes=0", "--out_dir=OUT"], "--gpu_sizes=0"),
+    ],
+)
+def test_bench_bad_input_is_one_line_before_any_run(args, needle, tmp_path):
+  argv = [a.replace("OUT", str(tmp_path / "gs")) for a in args]
+  out = launching.launch("bench", *argv)
+  launching.assert_one_line_error(out, needle)
+  assert out.stderr.splitlines()[-1] == cli.FLAGS_HINT  # bench takes no config
+  assert not (tmp_path / "gs").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is not None, reason="torch is here")
+def test_suite_without_torch_stops_before_the_nfscale_runs(tmp_path):
+  # It ran the nfscale side, then failed on the first PyTorch run and lost every record.
+  out = launching.launch("bench", "--suite", f"--out={tmp_path / 's.jsonl'}")
+  launching.assert_one_line_error(out, "cannot import torch", "--torch_modes=")
+  assert not (tmp_path / "s.jsonl").exists()
+
+
+def test_summary_table_without_ratios_is_well_formed():
+  s = bench.summarize(
+      [{"workload": "image", "impl": "nfscale", "options": {"fast_sin": True}, "rates": [2.0]}]
+  )
+  head, rule, row = bench.format_summary(s).splitlines()
+  assert head.count("|") == rule.count("|") == row.count("|") == 4  # 3 columns, no "vs"

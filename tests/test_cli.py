@@ -209,3 +209,9 @@ def test_a_group_the_config_lacks_is_named():
   # It read "Valid keys under render: ." for an image config, which has no render group.
   with pytest.raises(cli.UsageError, match="this config has no group 'render'"):
     cli.check_overrides(cli.load_config("image:quick"), ["--config.render.num_samples=4"])
+
+
+def test_sweep_of_a_training_config_is_one_line(tmp_path):
+  out = _launch("sweep", "--config=image:quick", f"--workdir={tmp_path / 'w'}", "--report_only")
+  _assert_one_line_error(out, "not a sweep config", "launch.train")
+  assert not (tmp_path / "w").exists()
