@@ -9,7 +9,7 @@ Presets (combine with overrides, e.g. ``:quick,size=48``):
   quick  32x32 astronaut, 4 hidden layers of 64, 4 normal schemes, Adam, 300 steps
          (about a minute on a 2-core CPU).
   demo   64x64 astronaut, 4 hidden layers of 128, the paper's 8 schemes, Adam, 500 steps
-         (``make demo``; a few minutes on a 2-core CPU).
+         (``make demo``; about a minute on a 2-core CPU).
   paper  the paper's Fig. 1 protocol: Gaussian activation, 4 hidden layers of 256,
          full-batch gradient descent, init1 vs LeCun/Xavier/Kaiming normal; each scheme
          at every rate of a grid (full-batch GD needs a per-scheme rate:

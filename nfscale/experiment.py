@@ -71,8 +71,18 @@ def members_from_config(config: Any) -> list[train.Member]:
     twice = [v for i, v in enumerate(values) if v in values[:i]]
     if twice:  # the same member twice would be counted twice in every median
       raise ValueError(f"config.{key} holds {twice[0]!r} more than once: {values}.")
+  hparams = base.scheme_params(config)
+  # Each scheme takes only its own parameters (omega: the SIREN schemes), so a key no
+  # scheme takes is a typo that filter_hparams would drop without a word.
+  known = set().union(*(initializers.scheme_parameters(n) for n in initializers.list_schemes()))
+  unknown = sorted(set(hparams) - known)
+  if unknown:
+    raise ValueError(
+        f"config.scheme_params: no scheme takes {unknown}; the schemes take "
+        f"{', '.join(sorted(known))}."
+    )
   for s in config.schemes:
-    initializers.get_scheme(s, **initializers.filter_hparams(s, base.scheme_params(config)))
+    initializers.get_scheme(s, **initializers.filter_hparams(s, hparams))
   if not all(_is_int(v) for v in config.seeds):
     raise ValueError(f"config.seeds must hold integers, got {tuple(config.seeds)}.")
   if not all(_is_real(v) and math.isfinite(v) and v > 0 for v in config.lrs):
@@ -386,6 +396,8 @@ def _pin_workdir(config: Any, workdir: str) -> bool:
         defaults=config_lib.stored_defaults(config_lib.base_config()),
     )
   except ValueError as e:
+    if _holds_sweep(workdir):
+      raise  # overwrite would be refused there: a sweep's workdir is never replaced
     raise ValueError(
         f"{e}\nOr pass --config.overwrite=True to delete that run's files and start over."
     ) from e
@@ -446,10 +458,11 @@ def _run_locked(
     seconds_before = float(meta.get("seconds", 0.0))
     resume = (step, state, history)
     stopped = np.asarray(state.done) | np.asarray(state.diverged)
-    if config.mode == "train" and step < config.steps and not stopped.all():
+    if step < config.steps and not stopped.all():
       # Records logged after the checkpoint are replayed by the resumed run.
       # The record of the checkpoint's own step comes from the chunk after it.
-      # (A finished run replays nothing and keeps its records as they are.)
+      # (A finished run replays nothing and keeps its records as they are; an eval of an
+      # interrupted one keeps those its checkpoint's state stands behind.)
       kept = [r for r in io.read_jsonl(metrics_path, missing_ok=True) if r["step"] < step]
       io.atomic_write_text(metrics_path, "".join(io.json_dumps(r) + "\n" for r in kept))
 

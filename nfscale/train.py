@@ -241,8 +241,8 @@ def make_optimizer(
     )
   if name not in list_optimizers():
     raise ValueError(
-        f"Unknown optimizer {name!r}; valid optimizers: any optax optimizer "
-        f"taking a learning_rate, e.g. sgd, adam, adamw ({len(list_optimizers())} "
+        f"Unknown optimizer {name!r}; valid optimizers: the optax optimizers whose update "
+        f"is linear in their learning_rate, e.g. sgd, adam, adamw ({len(list_optimizers())} "
         "in all: nfscale.train.list_optimizers())."
     )
   lr = make_schedule(schedule, schedule_params, steps=steps)

@@ -243,3 +243,21 @@ def test_sweep_configs_and_workdirs_are_not_training_runs(tmp_path):
   for fn in (experiment.rerender, nfscale.load):
     with pytest.raises(ValueError, match="holds a scaling sweep, not a training run"):
       fn(str(tmp_path))
+
+
+def test_a_scheme_parameter_no_scheme_takes_is_refused(tmp_path):
+  # Each scheme is given only its own parameters, so `firstbias` trained with zero biases.
+  c = _tiny()
+  with c.unlocked():
+    c.scheme_params.firstbias = "torch"
+  with pytest.raises(ValueError, match=r"scheme_params: no scheme takes \['firstbias'\]"):
+    experiment.run(c, str(tmp_path / "w"))
+  assert not (tmp_path / "w").exists()
+
+
+def test_a_sweep_workdir_refusal_does_not_advise_overwrite(tmp_path):
+  c = scaling_shallow.get_config("tiny")
+  io.check_or_write_config(tmp_path, c.to_dict(), keys_ignored=sweep_report.IGNORED_KEYS)
+  with pytest.raises(ValueError) as e:
+    experiment.run(_tiny(), str(tmp_path))
+  assert "different configuration" in str(e.value) and "overwrite" not in str(e.value)
