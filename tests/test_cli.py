@@ -184,10 +184,14 @@ def test_orbax_info_lines_are_dropped_but_warnings_pass():
 
 def test_workdir_that_is_a_file_or_empty_is_one_line(tmp_path):
   (tmp_path / "f").write_text("")
-  for launcher, config in LAUNCHERS.items():
-    out = _launch(launcher, f"--config={config}", f"--workdir={tmp_path / 'f'}")
-    _assert_one_line_error(out, "exists and is not a directory")
-  _assert_one_line_error(_launch("train", "--config=image:quick", "--workdir="), "workdir is empty")
+  out = _launch("train", "--config=image:quick", f"--workdir={tmp_path / 'f'}")
+  _assert_one_line_error(out, "exists and is not a directory")  # it was FileExistsError
+  from nfscale import sweep  # the sweep's check is the same function, in-process here
+
+  with pytest.raises(ValueError, match="exists and is not a directory"):
+    sweep.run_sweep(cli.load_config("scaling_shallow:tiny"), str(tmp_path / "f"))
+  with pytest.raises(ValueError, match="workdir is empty"):
+    sweep.run_sweep(cli.load_config("scaling_shallow:tiny"), "")
 
 
 def test_ctrl_c_says_how_to_go_on_without_a_traceback(tmp_path):
