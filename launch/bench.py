@@ -260,6 +260,16 @@ def main(argv):
           f"--torch_reference={_TORCH_REF.value}: no such file (the PyTorch "
           "workloads are benchmarks/torch_workloads.py in the repository)."
       )
+    # The suite runs its fixed workloads (docs/benchmarks.md) and passes on only
+    # --steps and --repeats; the single-run flags would be dropped without a word.
+    single = ("workload", "size", "models", "chunk_steps", "precision", "remat", "fused")
+    single += ("fast_sin", "xla_defaults", "small_fan_in", "ablate_engine_checks")
+    given = [f"--{name}" for name in single if flags.FLAGS[name].present]
+    if given:
+      raise ValueError(
+          "--suite runs its fixed workloads and takes only --steps, --repeats, --rounds and "
+          f"the torch flags; {', '.join(given)} apply to a single run (leave out --suite)."
+      )
     if _TORCH_MODES.value and _torch_device(_TORCH_PY.value) is None:
       # Found before the nfscale runs, not after them (their records were lost).
       raise ValueError(

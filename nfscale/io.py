@@ -693,15 +693,15 @@ class WorkdirLockedError(ValueError):
   """
 
 
-def _holder(lock_path: Path) -> str:
-  """What the holder of ``lock_path`` wrote about itself, for error messages."""
+def _holder(lock_path: Path) -> tuple[str | None, str]:
+  """What the holder of ``lock_path`` wrote about itself: ``(what it is, pid text)``."""
   try:
     info = json.loads(lock_path.read_text(encoding="utf-8"))
-    return f"pid {info['pid']} on host {info['host']}, since {info['since']}"
-  except (OSError, ValueError, KeyError, TypeError):
+    return info.get("what"), f"pid {info['pid']} on host {info['host']}, since {info['since']}"
+  except (OSError, ValueError, KeyError, TypeError, AttributeError):
     # The holder locks before it writes its line; in that instant (or for
     # shared holders, which write nothing) the file says nothing useful.
-    return "pid not recorded"
+    return None, "pid not recorded"
 
 
 @contextlib.contextmanager
@@ -755,7 +755,7 @@ def workdir_lock(
     ...         with workdir_lock(d, what="demo"):
     ...             pass
     ...     except WorkdirLockedError as e:
-    ...         print("refused:", "in use by another demo" in str(e))
+    ...         print("refused:", "in use by a demo (pid" in str(e))
     refused: True
   """
   workdir = Path(workdir)
@@ -766,16 +766,19 @@ def workdir_lock(
     try:
       fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB))
     except BlockingIOError:
+      held, pid = _holder(path)  # the holder's own word (a sweep, a training run)
+      by = f"a {held}" if held else f"another {what}"
       raise WorkdirLockedError(
-          f"Workdir {str(workdir)!r} is in use by another {what} ({_holder(path)}; lock file "
-          f"{str(path)!r}). Two {what}s in one workdir would compute the same work twice: "
-          "wait for it to finish, stop it, or use another workdir."
+          f"Workdir {str(workdir)!r} is in use by {by} ({pid}; lock file {str(path)!r}). "
+          "Two runs in one workdir would write the same files: wait for it to finish, "
+          "stop it, or use another workdir."
       ) from None
     # An exclusive holder says who it is; shared holders (several at once)
     # clear what an earlier exclusive holder left, so no stale pid is shown.
     os.ftruncate(fd, 0)
     if not shared:
       info = {
+          "what": what,
           "pid": os.getpid(),
           "host": socket.gethostname(),
           "since": time.strftime("%Y-%m-%d %H:%M:%S"),

@@ -291,7 +291,10 @@ def write_report(config: Any, workdir: str) -> dict[str, Any]:
   ]
   censored = sum(not r["found"] for r in rows)
   batching = member_batching(workdir)
-  if not batching["evaluations"]:
+  any_evals = any(io.read_jsonl(p) for p in glob.glob(os.path.join(workdir, EVALS_GLOB)))
+  if not any_evals:
+    batch_line = "member batches: no evaluation trained yet"
+  elif not batching["evaluations"]:
     batch_line = "member batches: not recorded (evaluations from before batching existed)"
   elif batching["split"]:
     fixed = int(config.sweep.get("member_batch", 0))
@@ -303,7 +306,9 @@ def write_report(config: Any, workdir: str) -> dict[str, Any]:
   else:
     batch_line = f"member batches: each of {batching['evaluations']} evaluations trained at once"
   speed = achieved_flops(workdir, str(config.get("precision", "default")))
-  if speed is None:
+  if speed is None and not any_evals:
+    speed_line = "model FLOP/s: no evaluation trained yet"
+  elif speed is None:
     speed_line = "model FLOP/s: not recorded (evaluations from before it was)"
   else:
     speed_line = (

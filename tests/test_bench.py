@@ -662,6 +662,7 @@ def test_gpu_suite_cli_end_to_end_without_torch(tmp_path):
         (["--workload=layer", "--layer_width=0"], "--layer_width=0"),  # ZeroDivisionError
         (["--gpu_suite", "--out_dir=OUT"], "JAX sees cpu"),  # ran a meaningless table
         (["--gpu_suite", "--allow_cpu", "--gpu_sizes=0", "--out_dir=OUT"], "--gpu_sizes=0"),
+        (["--suite", "--size=8", "--precision=highest"], "--size, --precision"),  # ignored
     ],
 )
 def test_bench_bad_input_is_one_line_before_any_run(args, needle, tmp_path):

@@ -447,7 +447,7 @@ def test_workdir_lock_refuses_a_second_holder_naming_pid(tmp_path):
       with nio.workdir_lock(tmp_path, what="sweep"):
         pytest.fail("entered a lock another process holds")
     msg = str(e.value)
-    assert str(tmp_path) in msg and f"pid {proc.pid}" in msg and "another sweep" in msg
+    assert str(tmp_path) in msg and f"pid {proc.pid}" in msg and "in use by a sweep" in msg
     assert isinstance(e.value, ValueError)  # reported as a usage error
     # Another lock name is an independent lock.
     with nio.workdir_lock(tmp_path, name=".lock.other"):

@@ -78,7 +78,8 @@ def test_sweep_workdir_is_refused(tmp_path):
 
 def test_workdir_in_use_is_refused(tmp_path):
   with io.workdir_lock(tmp_path, what="sweep"):
-    with pytest.raises(io.WorkdirLockedError, match=f"pid {os.getpid()}"):
+    # The holder is named as what it is (it read "another training run").
+    with pytest.raises(io.WorkdirLockedError, match=f"in use by a sweep \\(pid {os.getpid()}"):
       experiment.run(_tiny(), str(tmp_path))
   assert not (tmp_path / "config.json").exists()
 

@@ -328,7 +328,7 @@ def test_second_sweep_on_a_running_workdir_refuses(tmp_path):
     with pytest.raises(io.WorkdirLockedError) as e:
       sweep.run_sweep(_tiny(), str(workdir))
     msg = str(e.value)
-    assert str(workdir) in msg and f"pid {proc.pid}" in msg and "another sweep" in msg
+    assert str(workdir) in msg and f"pid {proc.pid}" in msg and "in use by a sweep" in msg
   finally:
     proc.kill()
     proc.wait()
@@ -453,6 +453,9 @@ def test_report_of_an_empty_workdir(tmp_path):
   assert report["points"] == 0 and report["rows"] == []
   assert {f["note"] for f in report["fits"]} == {"no fit: no finished point"}
   assert (tmp_path / "scaling.png").stat().st_size > 0
+  # Not "from before batching existed": there is nothing at all yet.
+  table = (tmp_path / "table.md").read_text()
+  assert "member batches: no evaluation trained yet" in table and "from before" not in table
 
 
 def test_truncated_config_names_the_file(tmp_path):
