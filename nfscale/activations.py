@@ -15,23 +15,20 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-import math
-import numbers
 from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nfscale import fastmath
+from nfscale import checks, fastmath
 
 Array = jax.Array
 
 
 def _positive(name: str, value: float) -> None:
   # Numbers only: a string such as "30" would pass float() and fail later in a trace.
-  ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-  if not (ok and 0 < value < math.inf):
+  if not checks.is_positive_finite(value):
     raise ValueError(f"{name} must be positive and finite, got {name}={value!r}.")
 
 

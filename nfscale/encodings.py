@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nfscale import checks
+
 Array = jax.Array
-
-
-def _is_int(v: Any) -> bool:
-  """An integer (Python or NumPy), not a bool or a float such as 2.5."""
-  return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,9 +48,9 @@ class RandomFourierFeatures:
   seed: int = 0
 
   def __post_init__(self):
-    if not _is_int(self.dim) or self.dim <= 0 or self.dim % 2:
+    if not checks.is_int(self.dim) or self.dim <= 0 or self.dim % 2:
       raise ValueError(f"dim must be a positive even integer, got dim={self.dim!r}.")
-    if not _is_int(self.seed):
+    if not checks.is_int(self.seed):
       raise ValueError(f"seed must be an integer, got seed={self.seed!r}.")
     if not self.sigma > 0:
       raise ValueError(f"sigma must be positive, got sigma={self.sigma}.")
@@ -88,7 +84,7 @@ class NerfPositional:
   include_input: bool = True
 
   def __post_init__(self):
-    if not _is_int(self.num_frequencies) or self.num_frequencies <= 0:
+    if not checks.is_int(self.num_frequencies) or self.num_frequencies <= 0:
       raise ValueError(f"num_frequencies must be a positive integer, got {self.num_frequencies!r}.")
 
   def out_dim(self, in_dim: int) -> int:

@@ -40,7 +40,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from nfscale import checkpoint, config_lib, initializers, io, models, plots, tasks, train
+from nfscale import checkpoint, checks, config_lib, initializers, io, models, plots, tasks, train
 from nfscale.tasks import base
 
 #: Config keys that do not change a run's results: a rerun may differ in them.
@@ -48,14 +48,6 @@ IGNORED_KEYS = ("progress", "mode", "overwrite", "checkpoint_every")
 MODES = ("train", "eval")
 METRICS_FILE = "metrics.jsonl"
 RESULTS_FILE = "results.json"
-
-
-def _is_int(v: Any) -> bool:
-  return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
-def _is_real(v: Any) -> bool:
-  return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 
 
 def members_from_config(config: Any) -> list[train.Member]:
@@ -83,9 +75,9 @@ def members_from_config(config: Any) -> list[train.Member]:
     )
   for s in config.schemes:
     initializers.get_scheme(s, **initializers.filter_hparams(s, hparams))
-  if not all(_is_int(v) for v in config.seeds):
+  if not all(checks.is_int(v) for v in config.seeds):
     raise ValueError(f"config.seeds must hold integers, got {tuple(config.seeds)}.")
-  if not all(_is_real(v) and math.isfinite(v) and v > 0 for v in config.lrs):
+  if not all(checks.is_positive_finite(v) for v in config.lrs):
     raise ValueError(
         f"config.lrs must hold positive finite learning rates, got {tuple(config.lrs)}."
     )
@@ -136,13 +128,6 @@ def summarize(rows: list[dict[str, Any]], key: str = "final_psnr") -> list[dict[
   return out
 
 
-def _positive_int(config: Any, key: str, minimum: int = 1) -> int:
-  value = config[key]
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-    raise ValueError(f"config.{key} must be an integer >= {minimum}, got {value!r}.")
-  return int(value)
-
-
 def validate(config: Any) -> tuple[base.Task, list[train.Member]]:
   """Checks the whole config and builds its task, touching no file.
 
@@ -155,11 +140,11 @@ def validate(config: Any) -> tuple[base.Task, list[train.Member]]:
   Raises:
     ValueError: the first invalid setting, named with its valid values.
   """
-  steps = _positive_int(config, "steps")
+  steps = checks.config_int(config, "steps")
   for key in ("chunk_steps", "log_every"):
-    _positive_int(config, key)
+    checks.config_int(config, key)
   for key in ("checkpoint_every", "batch_size"):
-    _positive_int(config, key, minimum=0)
+    checks.config_int(config, key, minimum=0)
   if config.mode not in MODES:
     raise ValueError(f"Unknown config.mode {config.mode!r}; valid modes: {', '.join(MODES)}.")
   if config.target is not None and not math.isfinite(float(config.target)):

@@ -37,7 +37,6 @@ import dataclasses
 import functools
 import inspect
 import math
-import numbers
 import re
 from typing import Any, Callable, Literal, Mapping, Protocol
 
@@ -45,6 +44,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.typing import DTypeLike
+
+from nfscale import checks
 
 Array = jax.Array
 Shape = tuple[int, ...]
@@ -234,7 +235,7 @@ class VarianceScaling:
       raise ValueError(
           f"distribution must be 'normal' or 'uniform', got distribution={self.distribution!r}."
       )
-    if not _positive_finite(self.scale):
+    if not checks.is_positive_finite(self.scale):
       raise ValueError(f"scale must be positive and finite, got scale={self.scale!r}.")
     for name in ("fan_power", "omega_power"):
       if not math.isfinite(getattr(self, name)):
@@ -245,7 +246,7 @@ class VarianceScaling:
             f"omega={self.omega} given to an initializer with omega_power=0, "
             "which does not depend on omega."
         )
-      if not _positive_finite(self.omega):
+      if not checks.is_positive_finite(self.omega):
         raise ValueError(f"omega must be positive and finite, got omega={self.omega!r}.")
 
   @property
@@ -287,12 +288,6 @@ class VarianceScaling:
     dt = _check_dtype(dtype)
     shape = _check_shape(shape)
     return _sample(key, shape, dt, self.variance(shape), self.distribution)
-
-
-def _positive_finite(value: Any) -> bool:
-  """A number above zero and below infinity (NaN is neither)."""
-  real = isinstance(value, numbers.Real) and not isinstance(value, bool)
-  return real and 0 < value < math.inf
 
 
 _MISSING_OMEGA = (
@@ -552,7 +547,7 @@ class Scheme:
       >>> get_scheme("siren").with_omega(8.0).hidden.variance((64, 64)) == 2 / (64 * 8.0 ** 2)
       True
     """
-    if not _positive_finite(omega):  # checked even where unused: a typo is a typo
+    if not checks.is_positive_finite(omega):  # checked even where unused: a typo is a typo
       raise ValueError(f"omega must be positive and finite, got omega={omega!r}.")
     if not self.omega_dependent:
       return self
@@ -659,7 +654,7 @@ class Scheme:
           "and num_hidden (hidden layers only)."
       )
     for arg, v in (("layer", layer), ("num_layers", num_layers), ("num_hidden", num_hidden)):
-      if v is not None and not (isinstance(v, (int, np.integer)) and not isinstance(v, bool)):
+      if v is not None and not checks.is_int(v):
         raise ValueError(f"{arg} must be an integer, got {arg}={v!r}.")
     if num_hidden is not None:
       if num_hidden < 0:

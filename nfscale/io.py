@@ -438,14 +438,18 @@ def _canonical_json(obj: Any) -> str:
   )
 
 
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-  """Flattens nested dicts into ``{"a.b.c": leaf}``; lists are leaves."""
+def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+  """Flattens nested dicts into ``{"a.b.c": leaf}``; lists and empty groups are leaves.
+
+  >>> flatten({"a": {"b": 1, "c": {}}, "d": [1, 2]})
+  {'a.b': 1, 'a.c': {}, 'd': [1, 2]}
+  """
   if not isinstance(d, dict) or (not d and prefix):
     return {prefix: d}
   out: dict[str, Any] = {}
   for k, v in d.items():
     key = f"{prefix}.{k}" if prefix else str(k)
-    out.update(_flatten(v, key))
+    out.update(flatten(v, key))
   return out
 
 
@@ -467,11 +471,11 @@ def _config_diff(
     defaults: Mapping[str, Any] | None = None,
     renamed: Mapping[str, str] | None = None,
 ) -> list[tuple[str, Any, Any]]:
-  old_flat, new_flat = _flatten(old), _flatten(new)
+  old_flat, new_flat = flatten(old), flatten(new)
   if renamed:
     # A stored config written before a key was renamed holds it under its old name.
     old_flat = {_renamed_key(k, renamed): v for k, v in old_flat.items()}
-  default_flat = _flatten(json.loads(_canonical_json(defaults))) if defaults else {}
+  default_flat = flatten(json.loads(_canonical_json(defaults))) if defaults else {}
   diffs = []
   for key in sorted(old_flat.keys() | new_flat.keys()):
     if _is_ignored(key, keys_ignored):

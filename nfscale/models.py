@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nfscale import activations as activations_lib
+from nfscale import checks
 from nfscale import encodings as encodings_lib
 from nfscale import fused as fused_lib
 from nfscale import initializers
@@ -110,7 +111,7 @@ class NeuralField(nn.Module):
     if isinstance(self.hidden, int):
       raise ValueError(f"hidden must be a sequence of widths, got hidden={self.hidden}.")
     sizes = (*self.hidden, self.out_dim)
-    if not all(_is_positive_int(w) for w in sizes):
+    if not all(checks.is_int(w) and w > 0 for w in sizes):
       raise ValueError(
           "hidden widths and out_dim must be positive integers, got "
           f"hidden={self.hidden}, out_dim={self.out_dim}."
@@ -246,11 +247,6 @@ class _DenseParams(nn.Module):
     kernel = self.param("kernel", self.kernel_init, (fan_in, self.features), dtype)
     bias = self.param("bias", self.bias_init, (self.features,), dtype)
     return kernel, bias
-
-
-def _is_positive_int(v: Any) -> bool:
-  """An integer (Python or NumPy, not bool) above zero."""
-  return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0
 
 
 def _is_complex(activation: Any) -> bool:

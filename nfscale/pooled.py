@@ -59,15 +59,6 @@ def read_run(workdir: str) -> Run:
   return Run(workdir, str(task), rows, config)
 
 
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-  if not isinstance(d, dict) or (not d and prefix):
-    return {prefix: d}
-  out = {}
-  for k, v in d.items():
-    out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-  return out
-
-
 def _json(value: Any) -> str:
   # Serialized, so that 1, 1.0 and True differ (as in nfscale.io's workdir check).
   return "<missing>" if value is _MISSING else json.dumps(value, sort_keys=True)
@@ -79,9 +70,9 @@ def config_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
   A key one config lacks (written before the key existed) counts as the value such a run
   had: its default or its ``config_lib.LEGACY_VALUES`` entry (as when a run resumes).
   """
-  flat_a, flat_b = _flatten(a), _flatten(b)
+  flat_a, flat_b = io.flatten(a), io.flatten(b)
   stored = config_lib.stored_defaults(config_lib.base_config())
-  defaults = _flatten(json.loads(io.json_dumps(stored)))
+  defaults = io.flatten(json.loads(io.json_dumps(stored)))
   diffs = []
   for key in sorted(flat_a.keys() | flat_b.keys()):
     if any(key == k or key.startswith(k + ".") for k in MAY_DIFFER):

@@ -58,7 +58,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from nfscale import experiment, initializers, io, membatch, models, scaling, sharding, tasks, train
+from nfscale import checks, experiment, initializers, io, membatch, models, scaling, sharding, tasks, train
 from nfscale.sweep_report import EVALS_GLOB, POINTS_GLOB, config_rules, read_points
 from nfscale.sweep_report import sweep_points, write_report
 from nfscale.tasks import base
@@ -676,10 +676,9 @@ def _search(
       fresh[width] = rec
 
     if todo and use_buckets(config):
-      for width, rec in evaluate_round(cfg, arm, n, todo, progress, known).items():
-        fresh[width] = rec
+      together = evaluate_round(cfg, arm, n, todo, progress, known)
       for width in todo:  # in request order, as one program trained them together
-        record(width, fresh[width])
+        record(width, together[width])
     else:
       for width, schemes in todo.items():  # each recorded once trained: a kill loses one
         record(
@@ -885,28 +884,6 @@ def _locks(workdir: str, index: int, count: int) -> contextlib.ExitStack:
   return stack
 
 
-def _int_at_least(config: Any, key: str, minimum: int) -> int:
-  """``config[key]`` (a dotted key) as an int >= ``minimum``, or a ValueError naming it."""
-  v = config
-  for part in key.split("."):
-    v = v[part]
-  if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
-    raise ValueError(f"config.{key} must be an integer >= {minimum}, got {v!r}.")
-  return int(v)
-
-
-def _number(config: Any, key: str, low: float, *, strict: bool = True) -> float:
-  """``config[key]`` as a finite number above ``low`` (or at least it), else a ValueError."""
-  v = config
-  for part in key.split("."):
-    v = v[part]
-  ok = isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and math.isfinite(v)
-  if not ok or (v <= low if strict else v < low):
-    relation = ">" if strict else ">="
-    raise ValueError(f"config.{key} must be a finite number {relation} {low}, got {v!r}.")
-  return float(v)
-
-
 def _refuse_orphan_records(workdir: str) -> None:
   """Refuses sweep records without the config.json that says what produced them."""
   if os.path.exists(os.path.join(workdir, io.CONFIG_FILENAME)):
@@ -943,31 +920,31 @@ def validate_sweep(config: Any) -> list[tuple[str, int]]:
     seen = [v for i, v in enumerate(s[key]) if v in tuple(s[key])[:i]]
     if seen:
       raise ValueError(f"config.sweep.{key} holds {seen[0]!r} more than once.")
-  bad = [n for n in s.ns if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1]
+  bad = [n for n in s.ns if not checks.is_int(n) or n < 1]
   if bad:
     raise ValueError(f"config.sweep.ns must hold positive integers, got {tuple(s.ns)}.")
   if config.target is None:
     raise ValueError("a sweep needs config.target (the score every point must reach).")
-  min_width = _int_at_least(config, "sweep.min_width", 1)
-  start = _int_at_least(config, "sweep.start", min_width)
-  max_width = _int_at_least(config, "sweep.max_width", start)
-  _number(config, "sweep.growth", 1.0)
-  _number(config, "sweep.rel_precision", 0.0, strict=False)
-  extensions = _int_at_least(config, "sweep.lr_extensions", 0)
+  min_width = checks.config_int(config, "sweep.min_width", 1)
+  start = checks.config_int(config, "sweep.start", min_width)
+  max_width = checks.config_int(config, "sweep.max_width", start)
+  checks.config_number(config, "sweep.growth", 1.0)
+  checks.config_number(config, "sweep.rel_precision", 0.0, strict=False)
+  extensions = checks.config_int(config, "sweep.lr_extensions", 0)
   if extensions:
-    _number(config, "sweep.lr_factor", 1.0)
-  _int_at_least(config, "sweep.member_batch", 0)
-  _int_at_least(config, "sweep.round_merge_max", 1)
+    checks.config_number(config, "sweep.lr_factor", 1.0)
+  checks.config_int(config, "sweep.member_batch", 0)
+  checks.config_int(config, "sweep.round_merge_max", 1)
   try:
     success(np.ones(1, bool), str(s.rule))
   except ValueError as e:
     raise ValueError(f"config.sweep.rule: {e}") from None
   bucket_mode(config)
   if config.theory.enabled:
-    t_start = _int_at_least(config, "theory.start", 1)
-    _int_at_least(config, "theory.max_width", t_start)
-    _int_at_least(config, "theory.max_n", 1)
-    _number(config, "theory.rel_precision", 0.0, strict=False)
+    t_start = checks.config_int(config, "theory.start", 1)
+    checks.config_int(config, "theory.max_width", t_start)
+    checks.config_int(config, "theory.max_n", 1)
+    checks.config_number(config, "theory.rel_precision", 0.0, strict=False)
   for arm in s.arms:
     try:
       experiment.validate(point_config(config, arm, max(s.ns), max_width))

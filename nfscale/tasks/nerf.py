@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nfscale import io as nfio
-from nfscale import metrics, plots, rendering
+from nfscale import checks, metrics, plots, rendering
 from nfscale.data import scenes
 from nfscale.tasks import base, register_task
 
@@ -237,7 +237,7 @@ def _fine_psnr(loss, aux):
   return metrics.mse_to_psnr(aux["mse"])
 
 
-def _check_render(r: Any) -> None:
+def _check_render(config: Any) -> None:
   """The render settings, checked with the rest of the config (before any training).
 
   Checked here rather than where they are used (rendering after training, the
@@ -246,20 +246,16 @@ def _check_render(r: Any) -> None:
   least = {"num_samples": 1, "num_importance": 0, "chunk": 1, "views_shown": 1}
   least["train_eval_views"] = 0
   for key, low in least.items():
-    v = r[key]
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
-      raise ValueError(f"render.{key} must be an integer >= {low}, got {v!r}.")
+    checks.config_int(config, f"render.{key}", low)
   for key in ("gif_fps", "scene_scale"):
-    v = r[key]
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < float("inf"):
-      raise ValueError(f"render.{key} must be a positive number, got {v!r}.")
+    checks.config_number(config, f"render.{key}", 0.0)
 
 
 @register_task("nerf", num_samples_key="data.num_train")
 def build(config: Any) -> base.Task:
   """Builds the NeRF task from ``config.data`` and ``config.render``."""
   d, r = config.data, config.render
-  _check_render(r)
+  _check_render(config)
   scene = load_scene(d)
   near = float(r.near) if r.near else scene.near
   far = float(r.far) if r.far else scene.far

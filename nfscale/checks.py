@@ -1,0 +1,60 @@
+"""Checks of user-given values, shared by the modules that read configs and hyperparameters.
+
+A bool is not a number here (``True`` as a width or a seed is a mistake), and NumPy
+scalars count like Python ones.
+
+Example:
+  >>> is_int(3), is_int(3.0), is_int(True), is_positive_finite(float("inf"))
+  (True, False, False, False)
+  >>> config_int({"sweep": {"start": 0}}, "sweep.start")
+  Traceback (most recent call last):
+  ...
+  ValueError: config.sweep.start must be an integer >= 1, got 0.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+
+
+def is_int(v: Any) -> bool:
+  """An integer (Python or NumPy), not a bool or a float such as 2.0."""
+  return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def is_real(v: Any) -> bool:
+  """A real number (Python or NumPy), not a bool or a string."""
+  return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def is_positive_finite(v: Any) -> bool:
+  """A real number above zero and below infinity (NaN is neither)."""
+  return is_real(v) and 0 < v < math.inf
+
+
+def config_value(config: Any, key: str) -> Any:
+  """``config[a][b][c]`` for the dotted ``key = "a.b.c"``."""
+  for part in key.split("."):
+    config = config[part]
+  return config
+
+
+def config_int(config: Any, key: str, minimum: int = 1) -> int:
+  """The dotted ``key`` of ``config`` as an int >= ``minimum``, or a ValueError naming it."""
+  v = config_value(config, key)
+  if not is_int(v) or v < minimum:
+    raise ValueError(f"config.{key} must be an integer >= {minimum}, got {v!r}.")
+  return int(v)
+
+
+def config_number(config: Any, key: str, low: float, *, strict: bool = True) -> float:
+  """The dotted ``key`` as a finite number above ``low`` (``strict=False``: at least it)."""
+  v = config_value(config, key)
+  if not (is_real(v) and math.isfinite(v)) or (v <= low if strict else v < low):
+    relation = ">" if strict else ">="
+    raise ValueError(f"config.{key} must be a finite number {relation} {low}, got {v!r}.")
+  return float(v)
