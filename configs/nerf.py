@@ -17,7 +17,7 @@ Presets (combine with overrides, e.g. ``:quick,steps=200``):
   tiny   seconds-long end-to-end test size (3 train views at 8x8, 2 layers of 16, 20 steps).
 
 Every scheme of ``schemes`` (default: the paper's Kaiming uniform vs init2) is an
-ensemble member; add ``--config.schemes='("init1","init2",...)'`` for more.
+ensemble member; add ``--config.schemes=init1,init2,...`` for more.
 The field sees positions scaled by ``render.scene_scale`` (no positional
 encoding by default: a Gaussian activation fits high frequencies without one;
 ``model.encoding="nerf"`` adds NeRF's).

@@ -19,7 +19,6 @@ from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from nfscale import checks, fastmath
 

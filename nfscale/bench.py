@@ -46,6 +46,7 @@ import numpy as np
 
 from nfscale import fused, models, train
 from nfscale import io as nfio
+from nfscale.fused import resolve_impl
 from nfscale.profiles import summarize_trace
 from nfscale.roofline import roofline_fields
 
@@ -259,6 +260,7 @@ def bench_image(
     :data:`nfscale.roofline.GPU_PEAKS`, ``roofline`` (:func:`nfscale.roofline.roofline`).
   """
   chunk_steps = chunk_steps or steps
+  fused_impl = "off" if fused == "off" else resolve_impl(fused)
   coords, rgb = image_data(size)
   scheme_params = {"omega": 30.0, "bias": "torch"}
   with engine_settings(compiler_options, small_fan_in, engine_checks) as engine:
@@ -303,12 +305,14 @@ def bench_image(
           "matmul_precision": train.matmul_precision(precision),
           "remat": remat,
           "fused": fused,
+          # What "auto" ran here: the byte model below follows it, not the setting.
+          "fused_impl": fused_impl,
       },
       "precision": precision,
       "size": size,
       "steps_per_s": med,
       "rates": r["rates"],
-      **roofline_fields("image", med, precision, size=size, fused=fused),
+      **roofline_fields("image", med, precision, size=size, fused=fused_impl),
       "xla_cost": r["xla_cost"],
       # Compilation plus one step (the first chunk's time over its steps); the
       # PyTorch side's first_step_s is its first step, torch.compile's included.
@@ -346,7 +350,8 @@ def bench_ensemble(
     compiler_options, small_fan_in, engine_checks: ablations (see the module docstring).
 
   Returns:
-    The JSON-able record.
+    The JSON-able record; its rates, ``flops_per_step``, ``bytes_per_step`` and
+    ``xla_cost`` count model steps (one member's step).
   """
   chunk_steps = chunk_steps or steps
   x, y = curve_data(n)
@@ -387,7 +392,8 @@ def bench_ensemble(
       "model_steps_per_s": med,
       "rates": rates,
       **roofline_fields("ensemble", med, precision, points=n, width=width),
-      "xla_cost": r["xla_cost"],
+      # Per model step, like flops_per_step: the compiled step trains every member.
+      "xla_cost": {k: v / num_models for k, v in r["xla_cost"].items()} if r["xla_cost"] else None,
       "first_call_s": r["compile_s"] + r["first_chunk_s"],
       "compile_s": r["compile_s"],
       "cpu_s_per_step": r["cpu_s_per_step"],

@@ -166,11 +166,24 @@ def _literal(text: str) -> Any:
     return text
 
 
+def _is_word_list(current: Any, value: str) -> bool:
+  """Whether ``value`` is ``a,b`` (not a literal) for a tuple-of-strings ``current``."""
+  return (
+      isinstance(current, tuple)
+      and bool(current)
+      and all(isinstance(v, str) for v in current)
+      and "," in value
+      and isinstance(_literal(value), str)
+  )
+
+
 def split_deferred(config: Any, argv: Sequence[str]) -> tuple[list[str], list[tuple[str, Any]]]:
   """Takes out of ``argv`` the overrides that ml_collections' flags cannot apply.
 
   They are: ``--config.KEY=None`` for a placeholder key (clears a target or a
-  divergence factor), a new key in a ``*_params`` group
+  divergence factor), a comma-separated list of words for a tuple of strings
+  (``--config.schemes=init1,init2``, which ml_collections would read as the single
+  name ``'init1,init2'``), a new key in a ``*_params`` group
   (``--config.optimizer_params.momentum=0.9``), and a whole ``*_params`` group
   given as a dict literal (``--config.model.activation_params="{'omega': 30.0}"``).
   :func:`apply_deferred` applies them to the parsed config.
@@ -197,6 +210,8 @@ def split_deferred(config: Any, argv: Sequence[str]) -> tuple[list[str], list[tu
     group_name = key.rpartition(".")[0].rpartition(".")[2]
     if value == "None" and _nullable(config, key):
       deferred.append((key, None))
+    elif _is_word_list(current, value):
+      deferred.append((key, tuple(word.strip() for word in value.split(","))))
     elif hasattr(current, "items") and last.endswith(OPEN_GROUP_SUFFIX):
       parsed = _literal(value)
       if not isinstance(parsed, dict):

@@ -74,6 +74,8 @@ def members_from_config(config: Any) -> list[train.Member]:
         f"{', '.join(sorted(known))}."
     )
   for s in config.schemes:
+    if not isinstance(s, initializers.Scheme) and s not in initializers.list_schemes():
+      raise ValueError(f"config.schemes: {initializers.unknown_scheme_error(s)}")
     initializers.get_scheme(s, **initializers.filter_hparams(s, hparams))
   if not all(checks.is_int(v) for v in config.seeds):
     raise ValueError(f"config.seeds must hold integers, got {tuple(config.seeds)}.")

@@ -5,7 +5,6 @@ Written as PNG through :mod:`nfscale.plots` (no pyplot, no display, no GPU).
 
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
 import numpy as np

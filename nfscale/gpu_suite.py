@@ -392,7 +392,8 @@ def gpu_summary(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
       parts += [f"fused={opts['fused']}"] if opts.get("fused", "off") != "off" else []
       variant = ", ".join(parts) or "default"
       g["nfscale"].setdefault(variant, []).extend(rec["rates"])
-      g["fused"][variant] = opts.get("fused", "off")
+      # The byte model of what ran ("auto" is "jax" where Pallas is unavailable).
+      g["fused"][variant] = opts.get("fused_impl", opts.get("fused", "off"))
     else:
       g["torch"].setdefault(rec["impl"], []).extend(rec["rates"])
     g["records"].append(rec)

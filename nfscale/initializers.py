@@ -904,7 +904,8 @@ def list_schemes() -> list[str]:
   return list(_REGISTRY)
 
 
-def _unknown(name: Any) -> ValueError:
+def unknown_scheme_error(name: Any) -> ValueError:
+  """The error for a scheme name that is not registered, listing the valid ones."""
   return ValueError(f"Unknown scheme {name!r}; valid schemes: {', '.join(_REGISTRY)}.")
 
 
@@ -913,7 +914,7 @@ def scheme_parameters(name: str | Scheme) -> list[str]:
   if isinstance(name, Scheme):
     return []
   if not isinstance(name, str) or name not in _REGISTRY:
-    raise _unknown(name)
+    raise unknown_scheme_error(name)
   return list(inspect.signature(_REGISTRY[name]).parameters)
 
 
@@ -974,7 +975,7 @@ def get_scheme(name: str | Scheme, **hparams) -> Scheme:
       )
     return name
   if not isinstance(name, str) or name not in _REGISTRY:
-    raise _unknown(name)
+    raise unknown_scheme_error(name)
   accepted = scheme_parameters(name)
   unknown = sorted(set(hparams) - set(accepted))
   if unknown:

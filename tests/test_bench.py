@@ -198,6 +198,13 @@ def test_records_carry_precision_remat_and_the_roofline_model():
   assert math.isfinite(rec["final_psnr"])
   ens = bench.bench_ensemble(steps=2, repeats=1, num_models=2, n=8, width=4, precision="highest")
   assert ens["precision"] == "highest" and ens["flops_per_step"] == 6 * 8 * (4 + 4)
+  # xla_cost counts one model's step too: twice the members, about the same per model.
+  ens4 = bench.bench_ensemble(steps=2, repeats=1, num_models=4, n=8, width=4, precision="highest")
+  assert ens4["xla_cost"]["flops"] == pytest.approx(ens["xla_cost"]["flops"], rel=0.05)
+  # On the CPU "auto" runs the jax layers, so the record holds that byte model.
+  auto = bench.bench_image(steps=2, repeats=1, size=8, fused="auto")
+  assert auto["options"]["fused_impl"] == "jax"
+  assert auto["bytes_per_step"] == roofline.step_bytes(roofline.IMAGE_LAYERS, 64)
 
 
 def test_flops_model_is_the_pytorch_scripts_formula():

@@ -118,6 +118,24 @@ def test_params_groups_and_none_from_the_command_line(tmp_path):
   assert cli.split_deferred(config, argv) == (argv, [])
 
 
+def test_comma_list_of_names_splits():
+  # ml_collections reads `--config.schemes=init1,init2` as the one name 'init1,init2'
+  # (then an unknown scheme), while `--config.lrs=0.01,0.02` parses as a tuple: the
+  # same list syntax now works for names too.
+  config = cli.load_config("curve1d:quick")
+  argv = [
+      "--config.schemes=init1, init2",
+      "--config.lrs=0.01,0.02",
+      "--config.schemes=('siren',)",
+      "--config.task=image,x",
+  ]
+  rest, deferred = cli.split_deferred(config, argv)
+  assert deferred == [("schemes", ("init1", "init2"))]
+  assert rest == argv[1:]  # literals, numbers and plain strings stay with ml_collections
+  cli.apply_deferred(config, deferred)
+  assert config.schemes == ("init1", "init2")
+
+
 def test_resolve_and_check_in_process(tmp_path, monkeypatch):
   assert cli.resolve_config("image:quick").endswith("image.py:quick")
   assert cli.resolve_config("configs/image.py:quick") == "configs/image.py:quick"

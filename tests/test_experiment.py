@@ -8,7 +8,6 @@ import sys
 
 import numpy as np
 import pytest
-from ml_collections import config_flags  # noqa: F401  (the launcher's config loader)
 
 from nfscale import experiment, io
 from nfscale.data import images

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import nfscale
-from nfscale import checkpoint, experiment, io, sweep, sweep_report
+from nfscale import checkpoint, experiment, io, sweep_report
 
 ROOT = pathlib.Path(__file__).parents[1]
 sys.path.insert(0, str(ROOT))

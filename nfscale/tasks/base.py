@@ -19,7 +19,6 @@ import dataclasses
 from typing import Any, Callable, Mapping
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from nfscale import initializers, metrics, models
