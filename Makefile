@@ -22,6 +22,7 @@ $(STAMP): pyproject.toml setup.py
 # tens of seconds (the tiny sweep, the tiny PINN and NeRF runs) is built once, not per worker.
 test: $(STAMP)
 	$(PY) -m pyink --check --quiet $(SOURCES)
+	$(PY) -m pyflakes $(SOURCES)
 	$(PY) -m pytest -n 2 --dist loadscope
 	$(MAKE) test-packaging
 

@@ -17,6 +17,32 @@ from nfscale.models import NeuralField, make_field, param_count
 
 __version__ = "0.1.0"
 
+__all__ = [
+    "Dense",
+    "Linear",
+    "NeuralField",
+    "PAPER_SCHEMES",
+    "Scheme",
+    "SchemeUsageError",
+    "activations",
+    "encodings",
+    "filter_hparams",
+    "get_activation",
+    "get_encoding",
+    "get_scheme",
+    "initializers",
+    "layers",
+    "list_activations",
+    "list_encodings",
+    "list_schemes",
+    "load",
+    "make_field",
+    "metrics",
+    "models",
+    "param_count",
+    "register_scheme",
+]
+
 
 def __getattr__(name):
   # nfscale.load pulls in the experiment stack (tasks, plots, orbax): imported
