@@ -137,6 +137,10 @@ def base_config() -> ml_collections.ConfigDict:
   # optimizer_params), times a schedule: constant, cosine or exponential.
   c.optimizer = "adam"
   c.optimizer_params = ml_collections.ConfigDict()
+  # Complex parameters (Gabor/WIRE fields): True: the optimizer sees each entry as two
+  # real numbers (PyTorch's convention, which WIRE trained with: Adam keeps a second
+  # moment for each part); False: optax's own complex handling (one |g|^2 per entry).
+  c.complex_as_real = True
   c.schedule = "constant"
   c.schedule_params = ml_collections.ConfigDict()
   c.steps = 1000
@@ -178,9 +182,13 @@ def arm(activation: str, encoding: str = "identity", **params: Any) -> ml_collec
 
 #: Keys added to the configs after workdirs were first written whose addition changed
 #: what a run does. A stored config that lacks one ran as given here, not at today's
-#: default: divergence was flagged on NaN/Inf only, and a sweep never extended its
-#: learning-rate grid.
-LEGACY_VALUES: dict[str, Any] = {"diverge_factor": None, "sweep.lr_extensions": 0}
+#: default: divergence was flagged on NaN/Inf only, a sweep never extended its
+#: learning-rate grid, and complex parameters met optax's own complex updates.
+LEGACY_VALUES: dict[str, Any] = {
+    "diverge_factor": None,
+    "sweep.lr_extensions": 0,
+    "complex_as_real": False,
+}
 
 
 def stored_defaults(config: ml_collections.ConfigDict) -> dict[str, Any]:

@@ -190,6 +190,7 @@ def optimizer_args(config: Any) -> dict[str, Any]:
       "optimizer_params": dict(config.optimizer_params),
       "schedule": config.schedule,
       "schedule_params": dict(config.schedule_params),
+      "complex_as_real": bool(config.get("complex_as_real", True)),
   }
 
 
@@ -214,6 +215,7 @@ def make_tx(config: Any) -> Any:
       schedule=config.schedule,
       schedule_params=dict(config.schedule_params),
       steps=int(config.steps),
+      complex_as_real=bool(config.get("complex_as_real", True)),
   )
 
 
