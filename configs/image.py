@@ -5,6 +5,11 @@ Run:
   python -m launch.train --config=configs/image.py:demo --workdir=runs/demo
   python -m launch.train --config=configs/image.py:paper --workdir=runs/image_paper
 
+Without a preset: the 256x256 astronaut, Gaussian activation, 4 hidden layers of 256,
+the 4 normal schemes, Adam at lr 1e-3, 2000 steps (Fig. 1's image and network, trained
+with Adam instead of the paper's full-batch gradient descent: one rate for every
+scheme; ``paper`` is the paper's protocol).
+
 Presets (combine with overrides, e.g. ``:quick,size=48``):
   quick  32x32 astronaut, 4 hidden layers of 64, 4 normal schemes, Adam, 300 steps
          (about a minute on a 2-core CPU).

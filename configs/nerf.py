@@ -62,6 +62,9 @@ def get_config(arg=None):
   c.model.activation = "gaussian"
   c.model.activation_params.sigma = 0.2
   c.model.hidden = (256,) * 8
+  # Random first-layer biases: with zero biases the Gaussian field is even in position
+  # at initialization and the scene is not (docs/protocol.md, section 1).
+  c.scheme_params.first_bias = "torch"
   c.schemes = ("kaiming_uniform", "init2")
   c.optimizer = "adam"
   c.lrs = (5e-4,)

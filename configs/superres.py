@@ -13,7 +13,8 @@ Presets (combine with overrides, e.g. ``:quick,image=camera,factor=2``):
   paper  the paper's protocol on a 512x512 image (observed at 128x128): Gaussian sigma 0.1,
          2 hidden layers of 256, the 8 schemes, Adam, 3000 steps, 3 seeds. DIV2K is not
          bundled; give a DIV2K PNG with ``data.path`` (``--config.data.path=...``) for the
-         paper's data.
+         paper's data. A non-square image is cropped to its centred square before it is
+         resized (``:paper,size=0`` keeps the whole image at its own size).
 
 Biases: zero, except the first layer's, which start as PyTorch's U(+-1/sqrt(fan_in)) (as in
 WIRE's code, whose super-resolution setup the paper follows): with zero first-layer biases

@@ -111,3 +111,17 @@ def test_huge_image_is_downscaled_fast_with_logging(tmp_path, monkeypatch, caplo
   np.testing.assert_allclose(out[0, 1:-1, 1], centres[1:-1], atol=3e-3)
   assert np.all(np.diff(out[:, 0, 0]) > 0)
   assert "downscaling" in caplog.text and "6000x6000 to 8x8" in caplog.text
+
+
+def test_non_square_image_is_cropped_not_stretched(tmp_path):
+  # A 30x90 image: red outer thirds, a blue centre square. Resized to 30x30 it used to
+  # be squashed 3x horizontally (red edges); the centred square is all blue.
+  rgb = np.zeros((30, 90, 3), np.uint8)
+  rgb[:, :30, 0] = rgb[:, 60:, 0] = 255
+  rgb[:, 30:60, 2] = 255
+  img = images.load_image(path=_write(tmp_path, "wide.png", rgb, "RGB"), size=15)
+  assert img.shape == (15, 15, 3)
+  np.testing.assert_allclose(img, np.broadcast_to([0.0, 0.0, 1.0], img.shape), atol=1e-6)
+  tall = images.load_image(path=_write(tmp_path, "tall.png", rgb.transpose(1, 0, 2), "RGB"))
+  assert tall.shape == (256, 256, 3)  # the default size, from the centre square too
+  np.testing.assert_allclose(tall, np.broadcast_to([0.0, 0.0, 1.0], tall.shape), atol=1e-6)

@@ -226,7 +226,8 @@ def load_image(
       when ``path`` is empty.
     path: an image file (any format scikit-image reads); wins over ``name``.
     size: resize (with anti-aliasing, :func:`resize`) to ``size x size``;
-      ``None`` keeps it.
+      a non-square image is first cropped to its centred square, so that it is
+      not stretched; ``None`` keeps it as it is.
     alpha: what to do with an alpha channel (grey+alpha or RGBA): ``"drop"``
       keeps the colour as stored, ``"white"`` composites on white.
 
@@ -263,8 +264,21 @@ def load_image(
   if img.shape[-1] in (2, 4):
     img = composite_on_white(img) if alpha == "white" else img[..., :-1]
   if size is not None and img.shape[:2] != (size, size):
-    img = resize(img, size, name=label)
+    img = resize(center_square(img), size, name=label)
   return np.clip(_to_float(img), 0.0, 1.0).astype(np.float32)
+
+
+def center_square(img: np.ndarray) -> np.ndarray:
+  """The largest centred square of ``img`` (``(H, W, ...)``).
+
+  Example:
+    >>> center_square(np.zeros((300, 451, 3))).shape
+    (300, 300, 3)
+  """
+  h, w = img.shape[:2]
+  side = min(h, w)
+  top, left = (h - side) // 2, (w - side) // 2
+  return img[top : top + side, left : left + side]
 
 
 def pixel_coords(height: int, width: int) -> np.ndarray:
