@@ -124,3 +124,18 @@ def test_bad_render_settings_fail_before_the_workdir(tmp_path, key, value):
   with pytest.raises(ValueError, match=f"render.{key} must be"):
     experiment.run(c, str(tmp_path / "w"))
   assert not (tmp_path / "w").exists()
+
+
+def test_exact_field_reference_uses_the_members_sampling(tiny_run):
+  # The procedural scene's analytic field rendered with the members' samples per ray:
+  # with as many samples as the ground truth it is the ground truth (same renderer);
+  # with fewer, thin parts fall between samples and the score drops.
+  _, results = tiny_run
+  assert results["task_info"]["exact_field_test_psnr"] < 30  # 8 samples against 32
+  scores = {}
+  for n in (8, 32):
+    c = nerf_cfg.get_config("tiny")
+    c.render.num_samples = n  # tiny's ground truth: 32 samples per ray
+    scores[n] = tasks.build_task(c).info["exact_field_test_psnr"]
+  assert scores[8] == pytest.approx(results["task_info"]["exact_field_test_psnr"], abs=1e-4)
+  assert scores[32] > 100, scores  # float32 rounding only
