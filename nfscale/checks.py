@@ -43,11 +43,20 @@ def config_value(config: Any, key: str) -> Any:
   return config
 
 
-def config_int(config: Any, key: str, minimum: int = 1) -> int:
-  """The dotted ``key`` of ``config`` as an int >= ``minimum``, or a ValueError naming it."""
+#: The most steps (and steps per chunk) a run takes: the engine counts steps in int32.
+MAX_STEPS = 2**30
+
+#: Seeds are int64 (``jax.random.key``'s range).
+SEED_RANGE = (-(2**63), 2**63 - 1)
+
+
+def config_int(config: Any, key: str, minimum: int = 1, maximum: int | None = None) -> int:
+  """The dotted ``key`` of ``config`` as an int in ``[minimum, maximum]``, or a ValueError
+  naming it."""
   v = config_value(config, key)
-  if not is_int(v) or v < minimum:
-    raise ValueError(f"config.{key} must be an integer >= {minimum}, got {v!r}.")
+  if not is_int(v) or v < minimum or (maximum is not None and v > maximum):
+    bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+    raise ValueError(f"config.{key} must be an integer {bound}, got {v!r}.")
   return int(v)
 
 

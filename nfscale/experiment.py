@@ -77,8 +77,11 @@ def members_from_config(config: Any) -> list[train.Member]:
     if not isinstance(s, initializers.Scheme) and s not in initializers.list_schemes():
       raise ValueError(f"config.schemes: {initializers.unknown_scheme_error(s)}")
     initializers.get_scheme(s, **initializers.filter_hparams(s, hparams))
-  if not all(checks.is_int(v) for v in config.seeds):
-    raise ValueError(f"config.seeds must hold integers, got {tuple(config.seeds)}.")
+  low, high = checks.SEED_RANGE
+  if not all(checks.is_int(v) and low <= v <= high for v in config.seeds):
+    raise ValueError(
+        f"config.seeds must hold integers in [{low}, {high}], got {tuple(config.seeds)}."
+    )
   if not all(checks.is_positive_finite(v) for v in config.lrs):
     raise ValueError(
         f"config.lrs must hold positive finite learning rates, got {tuple(config.lrs)}."
@@ -142,11 +145,12 @@ def validate(config: Any) -> tuple[base.Task, list[train.Member]]:
   Raises:
     ValueError: the first invalid setting, named with its valid values.
   """
-  steps = checks.config_int(config, "steps")
+  steps = checks.config_int(config, "steps", maximum=checks.MAX_STEPS)
   for key in ("chunk_steps", "log_every"):
-    checks.config_int(config, key)
-  for key in ("checkpoint_every", "batch_size"):
-    checks.config_int(config, key, minimum=0)
+    checks.config_int(config, key, maximum=checks.MAX_STEPS)
+  checks.config_int(config, "checkpoint_every", minimum=0, maximum=checks.MAX_STEPS)
+  checks.config_int(config, "batch_size", minimum=0)
+  checks.config_int(config, "seed", *checks.SEED_RANGE)
   if config.mode not in MODES:
     raise ValueError(f"Unknown config.mode {config.mode!r}; valid modes: {', '.join(MODES)}.")
   if config.target is not None and not math.isfinite(float(config.target)):
@@ -357,39 +361,78 @@ def _holds_sweep(workdir: str) -> bool:
   return isinstance(stored, dict) and "sweep" in stored
 
 
+#: Top-level keys every training run's config.json holds: ``config.overwrite`` deletes
+#: only a workdir whose config.json has them (not another program's files).
+TRAINING_KEYS = ("task", "model", "schemes", "seeds", "lrs", "optimizer", "steps")
+
+
+def _holds_training_run(workdir: str) -> bool:
+  """Whether ``workdir``'s config.json is an nfscale training run's."""
+  try:
+    stored = io.read_stored_config(workdir)
+  except (OSError, ValueError):
+    return False
+  return isinstance(stored, dict) and "sweep" not in stored and set(TRAINING_KEYS) <= set(stored)
+
+
+def _run_files(workdir: str) -> list[str]:
+  """The run files (checkpoints, metrics, results) found in ``workdir``."""
+  found = [n for n in (METRICS_FILE, RESULTS_FILE) if os.path.exists(os.path.join(workdir, n))]
+  if checkpoint.latest_step(workdir) is not None:
+    found.append(checkpoint.CHECKPOINT_DIR + "/")
+  return found
+
+
+def _pin_config(config: Any, workdir: str) -> bool:
+  # A workdir written before a key existed ran at that key's default.
+  return io.check_or_write_config(
+      workdir,
+      config.to_dict(),
+      keys_ignored=IGNORED_KEYS,
+      defaults=config_lib.stored_defaults(config_lib.base_config()),
+  )
+
+
 def _pin_workdir(config: Any, workdir: str) -> bool:
-  """Writes or checks ``config.json``; returns whether this run is new."""
-  if config.overwrite and config.mode == "train":
-    if _holds_sweep(workdir):
-      # Overwrite deletes a training run's files; a sweep's records would stay
-      # behind, beside a training run, with their config.json gone.
-      raise ValueError(
-          f"{workdir!r} holds a scaling sweep; config.overwrite only replaces a training "
-          "run: pick a new workdir."
-      )
-    _clear_run(workdir)
+  """Writes or checks ``config.json``; returns whether this run is new.
+
+  ``config.overwrite`` replaces a *different* training run: the same config
+  resumes (rerunning the command that crashed must not start over), and a
+  config.json that is not an nfscale training run's is never deleted.
+  """
   path = os.path.join(workdir, io.CONFIG_FILENAME)
   if config.mode == "eval":
     _check_eval_workdir(workdir)
-  elif not os.path.exists(path) and checkpoint.latest_step(workdir) is not None:
-    raise ValueError(
-        f"{workdir!r} holds checkpoints but no config.json: refusing to mix runs "
-        "(pass --config.overwrite=True to delete them and start over)."
-    )
+  elif not os.path.exists(path) and _run_files(workdir):
+    if not (config.overwrite and config.mode == "train"):
+      raise ValueError(
+          f"{workdir!r} holds {', '.join(_run_files(workdir))} but no config.json: refusing "
+          "to mix runs (pass --config.overwrite=True to delete them and start over)."
+      )
+    _clear_run(workdir)
   try:
-    # A workdir written before a key existed ran at that key's default.
-    return io.check_or_write_config(
-        workdir,
-        config.to_dict(),
-        keys_ignored=IGNORED_KEYS,
-        defaults=config_lib.stored_defaults(config_lib.base_config()),
-    )
+    return _pin_config(config, workdir)
   except ValueError as e:
     if _holds_sweep(workdir):
-      raise  # overwrite would be refused there: a sweep's workdir is never replaced
-    raise ValueError(
-        f"{e}\nOr pass --config.overwrite=True to delete that run's files and start over."
-    ) from e
+      if config.overwrite:
+        # Overwrite deletes a training run's files; a sweep's records would stay
+        # behind, beside a training run, with their config.json gone.
+        raise ValueError(
+            f"{workdir!r} holds a scaling sweep; config.overwrite only replaces a training "
+            "run: pick a new workdir."
+        ) from e
+      raise  # a sweep's workdir is never replaced, so overwrite is not advised
+    if not _holds_training_run(workdir):
+      raise ValueError(
+          f"{e}\nIts config.json is not an nfscale training run's: move it away or pick "
+          "a new workdir."
+      ) from e
+    if not (config.overwrite and config.mode == "train"):
+      raise ValueError(
+          f"{e}\nOr pass --config.overwrite=True to delete that run's files and start over."
+      ) from e
+  _clear_run(workdir)
+  return _pin_config(config, workdir)
 
 
 def _restore(config: Any, workdir: str, params: Any):
@@ -457,21 +500,21 @@ def _run_locked(
 
   labels = [member_label(m, members) for m in members]
   t0 = time.perf_counter()
+  # results.json's seconds is the last checkpoint's: a finished run's rerun (no
+  # checkpoint saved) then writes the same results.json, byte for byte.
+  saved = {"seconds": seconds_before}
 
   def on_log(record):
     for row in _metrics_rows(record, members, task.score.name):
       io.append_jsonl(metrics_path, row)
 
   def on_checkpoint(step, state, history):
+    saved["seconds"] = seconds_before + time.perf_counter() - t0
     checkpoint.save(
         workdir,
         step,
         state,
-        {
-            "history": io.to_jsonable(history),
-            "labels": labels,
-            "seconds": seconds_before + time.perf_counter() - t0,
-        },
+        {"history": io.to_jsonable(history), "labels": labels, "seconds": saved["seconds"]},
     )
 
   if config.mode == "eval":
@@ -496,7 +539,7 @@ def _run_locked(
         checkpoint_every=int(config.checkpoint_every),
         on_checkpoint=on_checkpoint,
     )
-  return _finish(config, task, trained, workdir, seconds_before + trained.fit.seconds)
+  return _finish(config, task, trained, workdir, saved["seconds"])
 
 
 def _finish(

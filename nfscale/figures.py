@@ -27,7 +27,7 @@ def panel_grid(
   Returns:
     ``path``.
 
-  >>> import tempfile
+  >>> import os, tempfile
   >>> out = os.path.join(tempfile.mkdtemp(), "p.png")
   >>> panel_grid([(np.zeros((4, 4)), "a"), (np.ones((4, 4, 3)), "b")], out) == out
   True

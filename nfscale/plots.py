@@ -361,7 +361,11 @@ def _save_formats(fig: Any, path_stem: str, formats: Sequence[str]) -> list[str]
   paths = []
   for fmt in formats:
     buf = _stdio.BytesIO()
-    fig.savefig(buf, format=fmt, dpi=150, bbox_inches="tight")
+    # No creation date and fixed SVG ids: a report rebuilt from the same records is
+    # the same file.
+    metadata = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}.get(fmt)
+    with matplotlib.rc_context({"svg.hashsalt": "nfscale"}):
+      fig.savefig(buf, format=fmt, dpi=150, bbox_inches="tight", metadata=metadata)
     path = f"{path_stem}.{fmt}"
     io.atomic_write_bytes(path, buf.getvalue())
     paths.append(path)

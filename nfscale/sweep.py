@@ -906,7 +906,7 @@ def validate_sweep(config: Any) -> list[tuple[str, int]]:
 
   The search settings, the learning-rate grid and its extensions, the bucket
   mode and success rule, the theory settings, and each arm's training config
-  at the sweep's largest N (:func:`nfscale.experiment.validate`: steps,
+  at every N of the sweep (:func:`nfscale.experiment.validate`: steps,
   optimizer, schemes, seeds, activation, the task's data limits), so that a
   mistake ends before ``config.json`` is written rather than after a point
   has trained.
@@ -945,11 +945,14 @@ def validate_sweep(config: Any) -> list[tuple[str, int]]:
     checks.config_int(config, "theory.max_width", t_start)
     checks.config_int(config, "theory.max_n", 1)
     checks.config_number(config, "theory.rel_precision", 0.0, strict=False)
+  # Every N: a task's data limits bound N from below (enough points) and above (the
+  # data it has), so checking the largest N alone let a bad small N through.
   for arm in s.arms:
-    try:
-      experiment.validate(point_config(config, arm, max(s.ns), max_width))
-    except ValueError as e:
-      raise ValueError(f"arm {arm!r} at N={max(s.ns)}: {e}") from None
+    for n in sorted(set(s.ns), reverse=True):
+      try:
+        experiment.validate(point_config(config, arm, n, max_width))
+      except ValueError as e:
+        raise ValueError(f"arm {arm!r} at N={n}: {e}") from None
   return points
 
 

@@ -98,6 +98,10 @@ def test_unreached_target_is_reported(tmp_path):
         ("batch_size", -1, "config.batch_size"),
         ("schedule", "linear", "valid schedules"),
         ("mode", "render", "valid modes"),
+        # Past int32/int64 these crashed in train.fit, after config.json was written.
+        ("steps", 3_000_000_000, r"config.steps must be an integer in \[1, 1073741824\]"),
+        ("seed", 2**70, "config.seed must be an integer in"),
+        ("seeds", (2**64,), "config.seeds must hold integers in"),
     ],
 )
 def test_bad_config_fails_before_writing(tmp_path, field, value, match):

@@ -1,9 +1,11 @@
 """plots.save_figure writes figures with io's atomic, durable write; report plots never fail on empty data."""
 
 import os
+import pathlib
 import subprocess
 import sys
 
+from matplotlib import figure as mpl_figure
 import matplotlib.pyplot as plt
 import pytest
 
@@ -78,6 +80,21 @@ def test_scaling_plots_draw_empty_and_censored_panels(tmp_path):
       f(str(path))  # "Data cannot be log-scaled" before the fix
       assert path.read_bytes().startswith(PNG_MAGIC)
       path.unlink()
+
+
+def test_report_figures_are_the_same_file_when_redrawn(tmp_path, monkeypatch):
+  # A finished sweep's rerun rewrote figure_*.pdf with new bytes (a creation date; SVG
+  # ids are random too): the same records now give the same files.
+  def draw():
+    fig = mpl_figure.Figure()
+    fig.add_subplot().plot([1, 2], [3, 4])
+    paths = plots._save_formats(fig, str(tmp_path / "f"), ["pdf", "svg", "png"])
+    return [pathlib.Path(p).read_bytes() for p in paths]
+
+  monkeypatch.setenv("SOURCE_DATE_EPOCH", "0")  # matplotlib's clock for its dates
+  first = draw()
+  monkeypatch.setenv("SOURCE_DATE_EPOCH", "2000000000")
+  assert draw() == first
 
 
 def test_figures_bypass_pyplot_and_keep_the_users_backend(tmp_path):

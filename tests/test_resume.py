@@ -62,6 +62,47 @@ def test_different_run_is_refused_nothing_lost_and_overwrite_starts_over(tmp_pat
   assert {r["lr"] for r in rows} == {1e-2} and len(rows) == 2 * 5  # steps 0, 10, ..., 40
 
 
+def test_overwrite_resumes_the_same_run_and_never_deletes_foreign_files(tmp_path):
+  # Rerunning the command that crashed, --config.overwrite=True included, must resume:
+  # overwrite used to delete every checkpoint and start over (a finished run retrained).
+  done = experiment.run(_tiny(overwrite=True), str(tmp_path / "a"))
+  before = _snapshot(tmp_path / "a")
+  again = experiment.run(_tiny(overwrite=True), str(tmp_path / "a"))
+  assert again["members"] == done["members"]
+  after = _snapshot(tmp_path / "a")
+  assert {k for k in after if k.startswith("checkpoints")} == {
+      k for k in before if k.startswith("checkpoints")
+  }
+  assert after["metrics.jsonl"] == before["metrics.jsonl"]
+  # Another program's config.json (and its checkpoints/) is not an nfscale run: no
+  # advice to overwrite, and overwrite deletes nothing.
+  other = tmp_path / "other"
+  (other / "checkpoints" / "model").mkdir(parents=True)
+  (other / "config.json").write_text('{"framework": "other"}')
+  (other / "checkpoints" / "model" / "weights.bin").write_text("x")
+  theirs = _snapshot(other)
+  for overwrite in (False, True):
+    with pytest.raises(ValueError, match="not an nfscale training run's") as e:
+      experiment.run(_tiny(overwrite=overwrite), str(other))
+    assert "overwrite=True" not in str(e.value)
+    assert _snapshot(other) == theirs
+
+
+def test_run_files_without_config_are_refused(tmp_path):
+  # results.json and metrics.jsonl without config.json used to be replaced silently.
+  experiment.run(_tiny(), str(tmp_path / "a"))
+  orphan = tmp_path / "orphan"
+  orphan.mkdir()
+  for name in ("results.json", "metrics.jsonl"):
+    shutil.copy(tmp_path / "a" / name, orphan / name)
+  before = _snapshot(orphan)
+  with pytest.raises(ValueError, match=r"holds metrics.jsonl, results.json but no config.json"):
+    experiment.run(_tiny(lrs=(1e-2,)), str(orphan))
+  assert _snapshot(orphan) == before
+  res = experiment.run(_tiny(lrs=(1e-2,), overwrite=True), str(orphan))
+  assert [m["lr"] for m in res["members"]] == [1e-2, 1e-2]
+
+
 def test_sweep_workdir_is_refused(tmp_path):
   c = scaling_shallow.get_config("tiny")
   io.check_or_write_config(tmp_path, c.to_dict(), keys_ignored=sweep_report.IGNORED_KEYS)
@@ -87,9 +128,13 @@ def test_workdir_in_use_is_refused(tmp_path):
 def test_finished_run_rerun_and_eval_mode_give_the_same_results(tmp_path):
   first = experiment.run(_tiny(), str(tmp_path))
   metrics = (tmp_path / "metrics.jsonl").read_bytes()
+  results = (tmp_path / "results.json").read_bytes()
   again = experiment.run(_tiny(), str(tmp_path))  # resumes at the end: nothing to train
   assert again["members"] == first["members"]
   assert (tmp_path / "metrics.jsonl").read_bytes() == metrics
+  # results.json too: its seconds is the final checkpoint's (it used to add the
+  # rerun's own microseconds, and differ from the checkpoint's clock).
+  assert (tmp_path / "results.json").read_bytes() == results
   # A finished run replays nothing, so it keeps every record; runs written before the
   # last record was labelled steps - 1 have it at step 40, the checkpoint's step.
   old_style = metrics.replace(b'"step": 39', b'"step": 40')
@@ -148,7 +193,7 @@ def test_load_round_trips_params_bit_exactly(tmp_path):
 def test_checkpoint_without_config_is_refused(tmp_path):
   experiment.run(_tiny(), str(tmp_path))
   (tmp_path / "config.json").unlink()
-  with pytest.raises(ValueError, match="checkpoints but no config.json"):
+  with pytest.raises(ValueError, match="checkpoints/ but no config.json"):
     experiment.run(_tiny(), str(tmp_path))
 
 

@@ -6,6 +6,7 @@ evaluation. The engine (:mod:`nfscale.train`) sees only ``loss_fn`` and
 ``results.json`` and the tables, ``save_artifacts`` for the figures).
 
 Example:
+  >>> import jax.numpy as jnp
   >>> score = psnr_score(data_range=2.0)
   >>> float(score.fn(jnp.float32(0.04), {}))  # 10 log10(4 / 0.04)
   20.0
