@@ -40,6 +40,7 @@ import fcntl
 import json
 import math
 import os
+import re
 import socket
 import tempfile
 import time
@@ -222,7 +223,8 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
   fsynced and then renamed over ``path`` with :func:`os.replace`; finally the
   directory is fsynced so the rename itself is durable. A crash at any point
   leaves either the old file or the new one, plus at most a stray
-  ``.<name>.*.tmp`` file; a failure that raises (full disk, failed rename)
+  ``.<name>.*.tmp`` file (the next run's :func:`workdir_lock` removes it:
+  :func:`remove_stale_temps`); a failure that raises (full disk, failed rename)
   removes the temporary file. Parent directories are created if missing.
 
   Args:
@@ -697,15 +699,44 @@ class WorkdirLockedError(ValueError):
   """
 
 
+_TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+
+
+def remove_stale_temps(workdir: PathLike) -> list[str]:
+  """Deletes the temp files of this module's atomic writes left in ``workdir``.
+
+  A write killed between creating its temp file and renaming it leaves
+  ``.NAME.XXXXXXXX.tmp`` behind (``tempfile.mkstemp``'s random part). Only the
+  holder of the workdir's exclusive lock calls this: no other writer is live.
+
+  Returns:
+    The names removed.
+  """
+  removed = []
+  for entry in os.scandir(workdir):
+    if entry.is_file(follow_symlinks=False) and _TEMP_NAME.match(entry.name):
+      _unlink_quietly(entry.path)
+      removed.append(entry.name)
+  return removed
+
+
 def _holder(lock_path: Path) -> tuple[str | None, str]:
   """What the holder of ``lock_path`` wrote about itself: ``(what it is, pid text)``."""
   try:
     info = json.loads(lock_path.read_text(encoding="utf-8"))
-    return info.get("what"), f"pid {info['pid']} on host {info['host']}, since {info['since']}"
-  except (OSError, ValueError, KeyError, TypeError, AttributeError):
-    # The holder locks before it writes its line; in that instant (or for
-    # shared holders, which write nothing) the file says nothing useful.
+  except (OSError, ValueError):
+    # The holder locks before it writes its line; in that instant the file
+    # says nothing useful.
     return None, "pid not recorded"
+  if not isinstance(info, dict):
+    return None, "pid not recorded"
+  what = info.get("what") if isinstance(info.get("what"), str) else None
+  if info.get("shared"):
+    return what, "shared by several processes"
+  try:
+    return what, f"pid {info['pid']} on host {info['host']}, since {info['since']}"
+  except KeyError:
+    return what, "pid not recorded"
 
 
 @contextlib.contextmanager
@@ -777,17 +808,23 @@ def workdir_lock(
           "Two runs in one workdir would write the same files: wait for it to finish, "
           "stop it, or use another workdir."
       ) from None
-    # An exclusive holder says who it is; shared holders (several at once)
-    # clear what an earlier exclusive holder left, so no stale pid is shown.
+    # An exclusive holder says who it is; shared holders (several at once) say
+    # only what they are, all the same line, so no stale pid is shown.
     os.ftruncate(fd, 0)
-    if not shared:
+    if shared:
+      info = {"what": what, "shared": True}
+    else:
       info = {
           "what": what,
           "pid": os.getpid(),
           "host": socket.gethostname(),
           "since": time.strftime("%Y-%m-%d %H:%M:%S"),
       }
-      os.pwrite(fd, (json_dumps(info) + "\n").encode("utf-8"), 0)
+      if name == LOCK_FILENAME:
+        # The workdir's only writer now (a split sweep's hosts hold this lock shared
+        # and their own share locks exclusively): killed writers' temps are garbage.
+        remove_stale_temps(workdir)
+    os.pwrite(fd, (json_dumps(info) + "\n").encode("utf-8"), 0)
     yield
   finally:
     os.close(fd)  # Releases the lock.

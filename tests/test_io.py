@@ -464,13 +464,16 @@ def test_workdir_lock_shared_holders_coexist_and_exclude_exclusive(tmp_path):
     pass
   proc = _hold(tmp_path, shared=True)
   try:
-    with nio.workdir_lock(tmp_path, shared=True):
+    with nio.workdir_lock(tmp_path, shared=True, what="sweep"):
       pass
     with pytest.raises(nio.WorkdirLockedError) as e:
-      with nio.workdir_lock(tmp_path):
+      with nio.workdir_lock(tmp_path, what="training run"):
         pass
-    # The earlier exclusive holder's pid is stale and must not be named.
-    assert "pid not recorded" in str(e.value) and str(os.getpid()) not in str(e.value)
+    # The earlier exclusive holder's pid is stale and must not be named; the shared
+    # holders say what they are (it read "another training run" before).
+    msg = str(e.value)
+    assert "in use by a sweep (shared by several processes" in msg, msg
+    assert str(os.getpid()) not in msg
   finally:
     proc.kill()
     proc.wait()
@@ -478,3 +481,23 @@ def test_workdir_lock_shared_holders_coexist_and_exclude_exclusive(tmp_path):
     with pytest.raises(nio.WorkdirLockedError):
       with nio.workdir_lock(tmp_path, shared=True):
         pass
+
+
+def test_exclusive_holder_removes_temps_that_killed_writers_left(tmp_path):
+  # A write killed between mkstemp and the rename leaves .NAME.XXXXXXXX.tmp behind;
+  # no rerun removed them. The workdir lock's exclusive holder is the only writer.
+  stale = [".config.json.ab12_xYz.tmp", ".theory.png.0a1b2c3d.tmp"]
+  keep = ["notes.tmp", ".hidden", ".x.tmp", "results.json"]
+  for name in stale + keep:
+    (tmp_path / name).write_text("x")
+  proc = _hold(tmp_path, shared=True)
+  try:
+    with nio.workdir_lock(tmp_path, name=".lock.share0"):  # a share lock: others write
+      pass
+    assert all((tmp_path / n).exists() for n in stale)
+  finally:
+    proc.kill()
+    proc.wait()
+  with nio.workdir_lock(tmp_path):
+    pass
+  assert sorted(os.listdir(tmp_path)) == sorted(keep + [".lock", ".lock.share0"])
