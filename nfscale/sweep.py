@@ -577,8 +577,9 @@ def run_point(
     n: dataset size.
     cache: earlier width evaluations ``{evals_cache_key(record): record}``
       (resume); reused only for the same scheme set and learning-rate grid,
-      so a resumed point trains exactly the ensembles the uninterrupted run
-      trained.
+      so a resumed point trains the ensembles the uninterrupted run trained,
+      except for a round cut by a kill between its appends: its unrecorded
+      widths train alone, as a smaller program (equal up to float rounding).
     on_eval: called with every new width record (appends ``evals.jsonl``).
     progress: progress bars per ensemble.
     theory_fn: optional ``(config, arm, n) -> {scheme: {...}}`` diagnostics.
