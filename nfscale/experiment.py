@@ -482,14 +482,18 @@ def _run_locked(
   metrics_path = os.path.join(workdir, METRICS_FILE)
   resumed = _restore(config, workdir, params)
   seconds_before = 0.0
+  device_counts: list[int] = []  # the device count of each training segment (resumes)
+  will_train = config.mode == "train"
   if resumed is None:
     io.atomic_write_text(metrics_path, "")
     resume = None
   else:
     step, state, history, meta = resumed
     seconds_before = float(meta.get("seconds", 0.0))
+    device_counts = [int(v) for v in meta.get("device_counts", [])]
     resume = (step, state, history)
     stopped = np.asarray(state.done) | np.asarray(state.diverged)
+    will_train = will_train and step < config.steps and not stopped.all()
     if step < config.steps and not stopped.all():
       # Records logged after the checkpoint are replayed by the resumed run.
       # The record of the checkpoint's own step comes from the chunk after it.
@@ -503,6 +507,8 @@ def _run_locked(
   # results.json's seconds is the last checkpoint's: a finished run's rerun (no
   # checkpoint saved) then writes the same results.json, byte for byte.
   saved = {"seconds": seconds_before}
+  if will_train and device_counts[-1:] != [jax.device_count()]:
+    device_counts.append(jax.device_count())
 
   def on_log(record):
     for row in _metrics_rows(record, members, task.score.name):
@@ -514,7 +520,12 @@ def _run_locked(
         workdir,
         step,
         state,
-        {"history": io.to_jsonable(history), "labels": labels, "seconds": saved["seconds"]},
+        {
+            "history": io.to_jsonable(history),
+            "labels": labels,
+            "seconds": saved["seconds"],
+            "device_counts": device_counts,
+        },
     )
 
   if config.mode == "eval":
@@ -539,11 +550,16 @@ def _run_locked(
         checkpoint_every=int(config.checkpoint_every),
         on_checkpoint=on_checkpoint,
     )
-  return _finish(config, task, trained, workdir, saved["seconds"])
+  return _finish(config, task, trained, workdir, saved["seconds"], device_counts)
 
 
 def _finish(
-    config: Any, task: base.Task, trained: Trained, workdir: str, seconds: float
+    config: Any,
+    task: base.Task,
+    trained: Trained,
+    workdir: str,
+    seconds: float,
+    device_counts: Sequence[int] = (),
 ) -> dict[str, Any]:
   """Evaluation, figures and ``results.json`` of trained members."""
   fit = trained.fit
@@ -589,11 +605,19 @@ def _finish(
       "steps_run": fit.steps_run,
       "seconds": seconds,
       "devices": [str(d) for d in jax.devices()],
+      # Per training segment (a resume may run on other devices); [] before it was kept.
+      "device_counts": list(device_counts),
       "members": rows,
       "summary": summarize(rows, f"final_{score.name}"),
       "artifacts": [os.path.basename(a) for a in artifacts],
       "notes": _notes(rows, target, score.name, config.diverge_factor),
   }
+  if len(set(device_counts)) > 1:
+    results["notes"].append(
+        f"trained on {' then '.join(map(str, device_counts))} devices (resumed elsewhere): "
+        "the member axis was sharded differently, so the results equal an uninterrupted "
+        "run only up to float rounding"
+    )
   stopped = all(r["reached_target"] or r["diverged"] for r in rows)
   results["complete"] = fit.steps_run >= int(config.steps) or stopped
   if not results["complete"]:

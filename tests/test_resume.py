@@ -307,3 +307,19 @@ def test_a_sweep_workdir_refusal_does_not_advise_overwrite(tmp_path):
   with pytest.raises(ValueError) as e:
     experiment.run(_tiny(), str(tmp_path))
   assert "different configuration" in str(e.value) and "overwrite" not in str(e.value)
+
+
+def test_a_resume_on_another_device_count_is_recorded(tmp_path, monkeypatch):
+  # Resuming under another device count worked but left no trace: the member axis is
+  # sharded differently, so the results match an uninterrupted run only up to rounding.
+  first = experiment.run(_tiny(), str(tmp_path))
+  assert first["device_counts"] == [jax.device_count()]
+  assert not any("devices (resumed" in n for n in first["notes"])
+  shutil.rmtree(tmp_path / "checkpoints" / "40")  # as if killed after step 20's save
+  monkeypatch.setattr(jax, "device_count", lambda *a: 2 * len(jax.devices()))
+  res = experiment.run(_tiny(), str(tmp_path))
+  n = len(jax.devices())
+  assert res["device_counts"] == [n, 2 * n]
+  assert any(f"trained on {n} then {2 * n} devices" in note for note in res["notes"])
+  again = experiment.run(_tiny(), str(tmp_path))  # finished: nothing trains, same record
+  assert again["device_counts"] == [n, 2 * n]
