@@ -346,7 +346,7 @@ def test_host_shares_lock_independently(tmp_path):
     with pytest.raises(io.WorkdirLockedError, match="host share 0/2"):
       with sweep._locks(str(tmp_path), 0, 2):
         pass
-    with pytest.raises(io.WorkdirLockedError, match="another sweep"):
+    with pytest.raises(io.WorkdirLockedError, match="in use by a sweep \(shared"):
       with sweep._locks(str(tmp_path), 0, 1):  # a whole-sweep run
         pass
     with pytest.raises(io.WorkdirLockedError, match="split into 2 host shares"):
