@@ -44,7 +44,7 @@ import re
 import socket
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -332,7 +332,12 @@ def _truncate_torn_tail(fd: int, size: int) -> int:
 
 
 def append_jsonl(path: PathLike, record: Any) -> None:
-  """Appends ``record`` as one JSON line, durably and crash-safely.
+  """Appends ``record`` as one JSON line: :func:`append_jsonl_lines` of ``[record]``."""
+  append_jsonl_lines(path, [record])
+
+
+def append_jsonl_lines(path: PathLike, records: Sequence[Any]) -> None:
+  """Appends ``records`` as JSON lines in one write, durably and crash-safely.
 
   Guarantees, for a writer killed (even by ``SIGKILL``) at any instant:
 
@@ -341,10 +346,11 @@ def append_jsonl(path: PathLike, record: Any) -> None:
     leave only a partial *last* line, which readers ignore;
   * this function first truncates such a torn tail, so the file never
     accumulates garbage and later records are never glued to a torn one;
-  * the line is written with one ``os.write`` on an ``O_APPEND`` descriptor
-    (no buffered-IO splitting) and fsynced before returning, so a record
-    whose append returned survives a crash and is never written twice by
-    this function.
+  * the lines are written with one ``os.write`` on an ``O_APPEND``
+    descriptor (no buffered-IO splitting) and fsynced before returning, so
+    records whose append returned survive a crash and are never written
+    twice by this function; records appended together (a sweep round's
+    widths) appear together.
 
   Concurrent appenders (threads or processes on one host) are serialized with
   an exclusive ``flock`` so one writer's tail repair can never cut another
@@ -352,7 +358,7 @@ def append_jsonl(path: PathLike, record: Any) -> None:
 
   Args:
     path: The ``.jsonl`` file; created (with parent directories) if missing.
-    record: Anything accepted by :func:`to_jsonable`, normally a dict.
+    records: Anything accepted by :func:`to_jsonable`, normally dicts.
 
   Example::
 
@@ -360,7 +366,9 @@ def append_jsonl(path: PathLike, record: Any) -> None:
     done = {r["width"] for r in read_jsonl(workdir / "results.jsonl")}
   """
   # Serialize first: an unserializable record must not touch the file.
-  line = (json_dumps(record) + "\n").encode("utf-8")
+  line = "".join(json_dumps(r) + "\n" for r in records).encode("utf-8")
+  if not line:
+    return
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   created = not path.exists()

@@ -565,7 +565,7 @@ def run_point(
     arm: str,
     n: int,
     cache: Mapping[tuple, dict[str, Any]],
-    on_eval: Callable[[dict[str, Any]], None],
+    on_eval: Callable[[list[dict[str, Any]]], None],
     progress: bool = False,
     theory_fn: Callable[..., dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
@@ -577,10 +577,11 @@ def run_point(
     n: dataset size.
     cache: earlier width evaluations ``{evals_cache_key(record): record}``
       (resume); reused only for the same scheme set and learning-rate grid,
-      so a resumed point trains the ensembles the uninterrupted run trained,
-      except for a round cut by a kill between its appends: its unrecorded
-      widths train alone, as a smaller program (equal up to float rounding).
-    on_eval: called with every new width record (appends ``evals.jsonl``).
+      so a resumed point trains exactly the ensembles the uninterrupted run
+      trained.
+    on_eval: called with the new width records of each trained program (one
+      width, or a bucketed round's widths), which it appends to
+      ``evals.jsonl`` in one write, so a round is recorded whole or not at all.
     progress: progress bars per ensemble.
     theory_fn: optional ``(config, arm, n) -> {scheme: {...}}`` diagnostics.
 
@@ -652,7 +653,7 @@ def _search(
     n: int,
     grid: tuple[float, ...],
     cache: Mapping[tuple, dict[str, Any]],
-    on_eval: Callable[[dict[str, Any]], None],
+    on_eval: Callable[[list[dict[str, Any]]], None],
     progress: bool,
     known: Mapping[int, Cells] | None = None,
 ) -> tuple[dict[str, scaling.SearchResult], list[dict[str, Any]]]:
@@ -671,19 +672,20 @@ def _search(
         todo[int(width)] = list(schemes)
     fresh = {}
 
-    def record(width, rec):
-      rec["lrs"] = list(grid)
-      on_eval(rec)
-      fresh[width] = rec
+    def record(recs):
+      for width, rec in recs.items():
+        rec["lrs"] = list(grid)
+        fresh[width] = rec
+      on_eval(list(recs.values()))
 
     if todo and use_buckets(config):
       together = evaluate_round(cfg, arm, n, todo, progress, known)
-      for width in todo:  # in request order, as one program trained them together
-        record(width, together[width])
+      # In request order, recorded whole: a resume never splits a round's program.
+      record({width: together[width] for width in todo})
     else:
       for width, schemes in todo.items():  # each recorded once trained: a kill loses one
         record(
-            width, evaluate_width(cfg, arm, n, width, schemes, progress, (known or {}).get(width))
+            {width: evaluate_width(cfg, arm, n, width, schemes, progress, (known or {}).get(width))}
         )
     out = {}
     for width, schemes in requests.items():
@@ -1037,7 +1039,7 @@ def _run_locked(
         arm,
         n,
         cache,
-        lambda r: io.append_jsonl(evals_path, r),
+        lambda recs: io.append_jsonl_lines(evals_path, recs),
         progress=progress,
         theory_fn=tfn,
     )

@@ -490,3 +490,44 @@ def test_a_key_added_later_is_read_as_the_behaviour_before_it(reference, tmp_pat
     c.sweep.lr_extensions = 0
     c.diverge_factor = None
   io.check_config(tmp_path, c.to_dict(), **sweep_report.config_rules())
+
+
+@pytest.mark.parametrize("buckets", ["round", "off"])
+def test_a_round_is_recorded_in_one_append(buckets, monkeypatch):
+  # A bucketed round's widths train as one program; their records were appended one by
+  # one, so a kill between appends left part of a round recorded and the rerun trained
+  # the rest as a smaller program (other member_batches, other rounding).
+  c = _tiny()
+  with c.unlocked():
+    c.sweep.buckets = buckets
+  schemes = list(c.schemes)
+
+  def fake_record(width):
+    return {"width": width, "schemes": {sc: {"success": width > 8} for sc in schemes}}
+
+  monkeypatch.setattr(
+      sweep, "evaluate_round", lambda cfg, arm, n, todo, *a: {w: fake_record(w) for w in todo}
+  )
+  monkeypatch.setattr(sweep, "evaluate_width", lambda cfg, arm, n, w, *a: fake_record(w))
+
+  def one_round(_, schemes, oracle_round, **kw):
+    oracle_round({8: schemes, 16: schemes, 32: schemes})
+    return {}
+
+  monkeypatch.setattr(sweep.scaling, "min_width_search_joint", one_round)
+  calls = []
+  grid = tuple(c.lrs)
+  sweep._search(c, c.sweep.arms[0], min(c.sweep.ns), grid, {}, calls.append, False)
+  widths = [[r["width"] for r in recs] for recs in calls]
+  assert widths == ([[8], [16], [32]] if buckets == "off" else [[8, 16, 32]])
+
+
+def test_append_jsonl_lines_is_one_write(tmp_path, monkeypatch):
+  writes = []
+  real = os.write
+  monkeypatch.setattr(io.os, "write", lambda fd, b: writes.append(bytes(b)) or real(fd, b))
+  io.append_jsonl_lines(tmp_path / "e.jsonl", [{"w": 1}, {"w": 2}, {"w": 3}])
+  assert len(writes) == 1 and writes[0].count(b"\n") == 3
+  io.append_jsonl_lines(tmp_path / "e.jsonl", [])  # nothing to write: no write at all
+  assert len(writes) == 1
+  assert [r["w"] for r in io.read_jsonl(tmp_path / "e.jsonl")] == [1, 2, 3]
