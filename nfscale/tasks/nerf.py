@@ -143,20 +143,9 @@ def exact_field_psnr(views: scenes.Views, r: Any, near: float, far: float) -> fl
   between samples cap what any field can score. This is that cap's order of size (a
   learned field may beat it by blurring its density).
   """
-  fn = jax.jit(
-      lambda o, d: rendering.render_rays(
-          scenes.procedural_field,
-          o,
-          d,
-          near=near,
-          far=far,
-          num_samples=int(r.num_samples),
-          num_importance=int(r.num_importance),
-      )
-  )
-  origins, directions = all_rays(views)
-  out = rendering.render_in_chunks(fn, origins, directions, chunk=int(r.chunk))
-  psnr, _ = image_metrics(np.clip(out["rgb"], 0.0, 1.0)[None], views.images)
+  # One "member" whose field ignores its params: the members' own rendering path.
+  renders = render_members(lambda _: scenes.procedural_field, jnp.zeros(1), views, r, near, far)
+  psnr, _ = image_metrics(renders, views.images)
   return float(psnr.mean())  # the mean over views, as the members' test_psnr
 
 
