@@ -51,6 +51,7 @@ import math
 import os
 import re
 import time
+import zlib
 from typing import Any, Callable, Mapping, Sequence
 
 import jax
@@ -464,6 +465,77 @@ def enable_compilation_cache(directory: str) -> bool:
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
   return True
+
+
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def _decompresses(data: bytes) -> bool | None:
+  """Whether a cache entry decompresses as JAX reads it (``None``: cannot tell)."""
+  if data.startswith(_ZSTD_MAGIC):
+    try:
+      from compression import zstd  # Python 3.14+, JAX's first choice
+
+      decompress = zstd.decompress
+    except ImportError:
+      try:
+        import zstandard
+      except ImportError:
+        return None  # this Python cannot read it; neither can its JAX
+      decompress = zstandard.ZstdDecompressor().decompress
+  else:
+    decompress = zlib.decompress
+  try:
+    decompress(data)
+  except Exception:  # each codec raises its own error type
+    return False
+  return True
+
+
+def remove_broken_cache_entries(directory: str) -> list[str]:
+  """Deletes the entries of JAX's compilation cache in ``directory`` that do not decompress.
+
+  JAX writes a cache entry in place, not through a temporary file and a
+  rename, so a sweep killed during that write leaves the entry truncated.
+  Every later run then warns and compiles that program again, and the entry
+  is never rewritten (JAX keeps an entry that exists). Call this only while no
+  process can be writing to ``directory``; :func:`run_sweep` does so when it
+  is the workdir's only writer.
+
+  Args:
+    directory: a persistent compilation cache directory (may not exist).
+
+  Returns:
+    The names of the deleted entries.
+
+  Example:
+    >>> import os, tempfile, zlib
+    >>> d = tempfile.mkdtemp()
+    >>> good = zlib.compress(b"executable" * 100)
+    >>> for name, data in {"a-cache": good, "b-cache": good[:20]}.items():
+    ...   with open(os.path.join(d, name), "wb") as f:
+    ...     _ = f.write(data)
+    >>> remove_broken_cache_entries(d)
+    ['b-cache']
+  """
+  removed = []
+  for path in sorted(glob.glob(os.path.join(glob.escape(directory), "*-cache"))):
+    try:
+      with open(path, "rb") as f:
+        data = f.read()
+    except OSError:
+      continue
+    if _decompresses(data) is False:
+      with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+      removed.append(os.path.basename(path))
+  if removed:
+    logging.warning(
+        "Removed %d truncated compilation-cache entries (left by a killed run) from %s.",
+        len(removed),
+        directory,
+    )
+  return removed
 
 
 def evaluate_round(
@@ -1002,7 +1074,10 @@ def run_sweep(
   index, count = _check_host(*host, f"{host[0]!r}/{host[1]!r}") if host else _host()
   io.check_or_write_config(workdir, config.to_dict(), **config_rules())
   with _locks(workdir, index, count):
-    enable_compilation_cache(os.path.join(workdir, COMPILE_CACHE_DIR))
+    cache = os.path.join(workdir, COMPILE_CACHE_DIR)
+    if count == 1:  # the workdir's only writer: no cache entry is being written now
+      remove_broken_cache_entries(cache)
+    enable_compilation_cache(cache)
     return _run_locked(config, workdir, points, index, count, progress, report)
 
 

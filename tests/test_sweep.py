@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 
 import numpy as np
 import pytest
@@ -255,6 +256,22 @@ def test_records_without_config_json_are_refused(reference, tmp_path):
   assert sorted(os.listdir(copy)) == before
 
 
+def test_rerun_removes_truncated_compilation_cache_entries(reference, tmp_path):
+  # JAX writes cache entries in place: a run killed mid-write left a truncated entry
+  # that every later run warned about and compiled again (JAX never rewrites it).
+  workdir, _ = reference
+  copy = tmp_path / "w"
+  shutil.copytree(workdir, copy)
+  cache = copy / sweep.COMPILE_CACHE_DIR
+  cache.mkdir(exist_ok=True)
+  entry = zlib.compress(os.urandom(4096))
+  (cache / "jit_good-0-cache").write_bytes(entry)
+  (cache / "jit_cut-1-cache").write_bytes(entry[: len(entry) // 2])
+  sweep.run_sweep(_tiny(), str(copy), report=False)
+  assert (cache / "jit_good-0-cache").read_bytes() == entry
+  assert not (cache / "jit_cut-1-cache").exists()
+
+
 # --------------------------------------------------------------------------- #
 # --report_only is checked like a run
 # --------------------------------------------------------------------------- #
@@ -346,7 +363,7 @@ def test_host_shares_lock_independently(tmp_path):
     with pytest.raises(io.WorkdirLockedError, match="host share 0/2"):
       with sweep._locks(str(tmp_path), 0, 2):
         pass
-    with pytest.raises(io.WorkdirLockedError, match="in use by a sweep \(shared"):
+    with pytest.raises(io.WorkdirLockedError, match=r"in use by a sweep \(shared"):
       with sweep._locks(str(tmp_path), 0, 1):  # a whole-sweep run
         pass
     with pytest.raises(io.WorkdirLockedError, match="split into 2 host shares"):
