@@ -323,3 +323,39 @@ def test_a_resume_on_another_device_count_is_recorded(tmp_path, monkeypatch):
   assert any(f"trained on {n} then {2 * n} devices" in note for note in res["notes"])
   again = experiment.run(_tiny(), str(tmp_path))  # finished: nothing trains, same record
   assert again["device_counts"] == [n, 2 * n]
+
+
+def test_ctrl_c_during_a_checkpoint_save_stops_after_it(tmp_path, monkeypatch):
+  # A KeyboardInterrupt inside orbax's save left the step unwritten and sometimes a
+  # background thread's traceback; the interrupt is now held until the save is done.
+  real = checkpoint._manager
+
+  def interrupted_manager(workdir, create):
+    ocp, mgr = real(workdir, create)
+    save = mgr.save
+
+    def save_after_ctrl_c(*args, **kwargs):
+      signal.raise_signal(signal.SIGINT)  # as if Ctrl-C came as the save starts
+      return save(*args, **kwargs)
+
+    mgr.save = save_after_ctrl_c
+    return ocp, mgr
+
+  monkeypatch.setattr(checkpoint, "_manager", interrupted_manager)
+  state = {"w": np.arange(4, dtype=np.float32)}
+  with pytest.raises(KeyboardInterrupt):
+    checkpoint.save(str(tmp_path), 7, state, {"history": []})
+  monkeypatch.setattr(checkpoint, "_manager", real)
+  assert checkpoint.latest_step(str(tmp_path)) == 7
+  restored, meta = checkpoint.restore(str(tmp_path), {"w": np.zeros(4, np.float32)})
+  assert restored["w"].tolist() == [0, 1, 2, 3] and meta["step"] == 7
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+def test_a_second_ctrl_c_interrupts_a_held_save():
+  with pytest.raises(KeyboardInterrupt):
+    with checkpoint._sigint_deferred():
+      signal.raise_signal(signal.SIGINT)  # held
+      signal.raise_signal(signal.SIGINT)  # a second one stops at once
+      pytest.fail("the second Ctrl-C was held too")
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
