@@ -183,10 +183,12 @@ def arm(activation: str, encoding: str = "identity", **params: Any) -> ml_collec
 #: Keys added to the configs after workdirs were first written whose addition changed
 #: what a run does. A stored config that lacks one ran as given here, not at today's
 #: default: divergence was flagged on NaN/Inf only, a sweep never extended its
-#: learning-rate grid, and complex parameters met optax's own complex updates.
+#: learning-rate grid (nor for censored schemes, once it did), and complex
+#: parameters met optax's own complex updates.
 LEGACY_VALUES: dict[str, Any] = {
     "diverge_factor": None,
     "sweep.lr_extensions": 0,
+    "sweep.lr_censored": False,
     "complex_as_real": False,
 }
 
@@ -230,6 +232,10 @@ def sweep_config() -> ml_collections.ConfigDict:
       # end, at most lr_extensions times (0: never).
       "lr_extensions": 2,
       "lr_factor": 3.0,
+      # Censored schemes (no width reached the target) extend the grid too:
+      # by their best score's rate at the widest width, or downward where
+      # every rate diverged there (sweep._lr_outcomes).
+      "lr_censored": True,
       # Train the widths of a round in padded, masked programs (nfscale.widths):
       # "on" (ladder rungs), "round" (a round's widths up to round_merge_max in
       # one program), "off" (one program per width), or "auto" ("on" on

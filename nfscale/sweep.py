@@ -673,9 +673,8 @@ def run_point(
       known.setdefault(int(rec["width"]), {}).update(record_cells(rec, grid))
     if len(grids) > int(s.get("lr_extensions", 0)):
       break
-    new = scaling.extend_lr_grid(
-        grid, _lr_outcomes(results, at_grid, grid), factor=float(s.get("lr_factor", 3.0))
-    )
+    outcomes = _lr_outcomes(results, at_grid, grid, censored=bool(s.get("lr_censored", False)))
+    new = scaling.extend_lr_grid(grid, outcomes, factor=float(s.get("lr_factor", 3.0)))
     if new is None:
       break
     # A best rate at an end of the grid that did not diverge: the optimum may
@@ -785,16 +784,42 @@ def _lr_outcomes(
     results: Mapping[str, scaling.SearchResult],
     trained: list[dict[str, Any]],
     grid: tuple[float, ...],
+    censored: bool = False,
 ) -> list[tuple[float, bool]]:
-  """Per scheme that reached the target: its best rate at its width, and whether it diverged."""
+  """Per scheme, the rate that decides whether the grid brackets it, and whether it diverged.
+
+  A scheme that reached the target gives its best rate at its width. With
+  ``censored``, a scheme that reached it at no width gives the rate of its
+  best median score at the widest width it trained, among the rates where no
+  seed diverged there; if every rate diverged there, the rates are too large
+  for that width (gradient descent's stable rate falls as the width grows),
+  so it gives the smallest rate as not diverged, asking for a lower one.
+  Without that, a failure caused by the grid reads as "wider than
+  ``max_width``" and the point is censored and left out of the fits.
+  """
   out = []
   for sc, r in results.items():
-    recs = [rec for rec in trained if rec["width"] == r.width and sc in rec["schemes"]]
-    if not r.found or not recs:
+    if r.found:
+      recs = [rec for rec in trained if rec["width"] == r.width and sc in rec["schemes"]]
+      if not recs:
+        continue
+      cell = recs[-1]["schemes"][sc]
+      j = grid.index(float(cell["best_lr"]))
+      out.append((float(cell["best_lr"]), bool(np.any(np.asarray(cell["diverged"])[:, j]))))
+      continue
+    widest = max(r.evaluations, default=None)
+    recs = [rec for rec in trained if rec["width"] == widest and sc in rec["schemes"]]
+    if not censored or not recs:
       continue
     cell = recs[-1]["schemes"][sc]
-    j = grid.index(float(cell["best_lr"]))
-    out.append((float(cell["best_lr"]), bool(np.any(np.asarray(cell["diverged"])[:, j]))))
+    diverged = np.asarray(cell["diverged"]).any(axis=0)
+    if diverged.all():
+      out.append((grid[0], False))
+      continue
+    (key,) = [k for k in cell if k.startswith("best_") and k != "best_lr"]
+    score = np.median(np.asarray(cell[key], dtype=float), axis=0)
+    score = np.where(diverged | np.isnan(score), -np.inf, score)
+    out.append((grid[int(np.argmax(score))], False))
   return out
 
 

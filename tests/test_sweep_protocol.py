@@ -360,3 +360,62 @@ def test_width_record_merges_reused_cells_in_grid_order():
     )
   # A request whose every cell is known trains afresh instead of recording nothing trained.
   assert sweep.reusable(_tiny(**{"lrs": (0.03,)}), ("init1",), known) == {}
+
+
+def _censored_point(psnr, diverged, grid=(0.03, 0.1)):
+  """A scheme that failed at widths 8 and 16 (max_width), and its width records."""
+  result = scaling.SearchResult(
+      width=None, found=False, lower_bound=16, evaluations={8: False, 16: False}, rounds=2
+  )
+  recs = [
+      {
+          "width": w,
+          "schemes": {
+              "s": {
+                  "success": False,
+                  "best_lr": grid[0],
+                  "reached": [[False] * len(grid)],
+                  "best_psnr": [list(psnr)],
+                  "diverged": [list(diverged)],
+              }
+          },
+      }
+      for w in (8, 16)
+  ]
+  return {"s": result}, recs
+
+
+@pytest.mark.parametrize(
+    "psnr, diverged, want",
+    [
+        # Every rate diverged at the widest width: ask for a lower rate.
+        ((3.0, 2.0), (True, True), (0.01, 0.03, 0.1)),
+        # The best score at the top rate, not diverged: ask for a higher one.
+        ((5.0, 27.5), (False, False), (0.03, 0.1, 0.3)),
+        # The top rate diverged, the best is the lower end: ask below it.
+        ((20.0, 4.0), (False, True), (0.01, 0.03, 0.1)),
+    ],
+)
+def test_a_censored_scheme_extends_the_grid(psnr, diverged, want):
+  # Measured in docs/results/shallow_quick_cpu: Xavier sinc at N = 20 failed at
+  # every width up to 1024 with its best score at the top rate 0.1 and, being
+  # censored, never extended the grid; with the extension it reaches 35 dB at
+  # width 1024, rate 0.3.
+  grid = (0.03, 0.1)
+  results, recs = _censored_point(psnr, diverged, grid)
+  assert sweep._lr_outcomes(results, recs, grid) == []  # the former rule, kept for old workdirs
+  outcomes = sweep._lr_outcomes(results, recs, grid, censored=True)
+  assert scaling.extend_lr_grid(grid, outcomes) == want
+
+
+def test_a_censored_scheme_with_an_interior_best_keeps_the_grid():
+  grid = (0.03, 0.1, 0.3)
+  results, recs = _censored_point((10.0, 20.0, 5.0), (False, False, True), grid)
+  outcomes = sweep._lr_outcomes(results, recs, grid, censored=True)
+  assert scaling.extend_lr_grid(grid, outcomes) is None
+
+
+def test_censored_extension_is_legacy_off():
+  # A workdir written before lr_censored existed ran without it.
+  assert sweep_report.config_rules()["defaults"]["sweep"]["lr_censored"] is False
+  assert scaling_shallow.get_config().sweep.lr_censored is True
