@@ -160,6 +160,40 @@ def member_batching(workdir: str) -> dict[str, Any]:
   return {"evaluations": recorded, "split": split, "smallest_batch": smallest}
 
 
+def lr_edges(workdir: str, points: list[dict[str, Any]], lrs: Any) -> dict[tuple, bool | None]:
+  """``{(arm, n, scheme): edge}`` for the found rows: whether the final grid fails to bracket.
+
+  ``edge`` is true when the row's best rate is an end of its point's final
+  grid (``lrs`` for records from before grids were recorded) and no seed
+  diverged at that rate at the found width: the optimum may lie beyond the
+  grid, so the width may be an overestimate. It happens when
+  ``sweep.lr_extensions`` ran out (or is 0, or the grid has one rate). None
+  when the width's record is missing.
+  """
+  evals = {}
+  for path in sorted(glob.glob(os.path.join(workdir, EVALS_GLOB))):
+    for rec in io.read_jsonl(path):
+      grid = tuple(float(v) for v in rec.get("lrs", lrs))
+      for sc in rec["schemes"]:
+        evals[(rec["arm"], rec["n"], rec["width"], sc, grid)] = rec
+  out = {}
+  for p in points:
+    grid = tuple(float(v) for v in p.get("lrs", lrs))
+    for sc, r in p["schemes"].items():
+      if not r["found"] or r.get("best_lr") is None:
+        continue
+      best = float(r["best_lr"])
+      rec = evals.get((p["arm"], p["n"], r["min_width"], sc, grid))
+      if best not in (grid[0], grid[-1]):
+        out[(p["arm"], p["n"], sc)] = False
+      elif rec is None or best not in grid:
+        out[(p["arm"], p["n"], sc)] = None
+      else:
+        j = grid.index(best)
+        out[(p["arm"], p["n"], sc)] = not any(row[j] for row in rec["schemes"][sc]["diverged"])
+  return out
+
+
 def _fit(points: list[dict[str, Any]], arm: str, scheme: str) -> dict[str, Any]:
   """One fits.json entry: the fit, or ``note`` saying why there is none."""
   mine = [p for p in points if p["arm"] == arm and scheme in p["schemes"]]
@@ -242,6 +276,7 @@ def write_report(config: Any, workdir: str) -> dict[str, Any]:
       ),
   )
   trained = _trained_param_counts(workdir)
+  edges = lr_edges(workdir, points, config.lrs)
   rows = []
   for p in points:
     for sc, r in p["schemes"].items():
@@ -257,6 +292,7 @@ def write_report(config: Any, workdir: str) -> dict[str, Any]:
           "found": r["found"],
           "lower_bound": r["lower_bound"],
           "best_lr": r["best_lr"],
+          "lr_edge": edges.get((p["arm"], p["n"], sc)),
           "condition_width": (r.get("theory") or {}).get("condition_width"),
           "lower_bound_params": r.get("lower_bound_params"),
       })
@@ -269,6 +305,7 @@ def write_report(config: Any, workdir: str) -> dict[str, Any]:
       "found",
       "lower_bound",
       "best_lr",
+      "lr_edge",
       "condition_width",
       "lower_bound_params",
   ]
@@ -346,6 +383,16 @@ def write_report(config: Any, workdir: str) -> dict[str, Any]:
             f"{censored} row(s) censored (`found` False): no width up to "
             f"{int(config.sweep.max_width)} reached the target, so the minimum width is above "
             "`lower_bound` (`lower_bound_params` parameters); they are left out of the fits."
+        ),
+        "",
+    ]
+  at_edge = sum(bool(r["lr_edge"]) for r in rows)
+  if at_edge:
+    md += [
+        (
+            f"{at_edge} row(s) with `lr_edge` True: the best rate is an end of the point's final "
+            "grid and did not diverge there, so the grid does not bracket it and the width may "
+            "be an overestimate (more `sweep.lr_extensions` would search past it)."
         ),
         "",
     ]

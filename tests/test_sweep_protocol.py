@@ -419,3 +419,16 @@ def test_censored_extension_is_legacy_off():
   # A workdir written before lr_censored existed ran without it.
   assert sweep_report.config_rules()["defaults"]["sweep"]["lr_censored"] is False
   assert scaling_shallow.get_config().sweep.lr_censored is True
+
+
+def test_report_flags_a_best_rate_the_final_grid_does_not_bracket(tmp_path):
+  # One rate and no extension: the best rate is both ends of the final grid.
+  c = _tiny(**{"theory.enabled": False, "sweep.ns": (6,), "sweep.lr_extensions": 0})
+  report = sweep.run_sweep(c, str(tmp_path))
+  (row,) = report["rows"]
+  assert row["found"] and row["lr_edge"] is True
+  assert "1 row(s) with `lr_edge` True" in (tmp_path / "table.md").read_text()
+  # An interior best rate is bracketed.
+  (p,) = io.read_jsonl(tmp_path / "points.jsonl")
+  p["lrs"] = [0.03, 0.1, 0.3]
+  assert sweep_report.lr_edges(str(tmp_path), [p], c.lrs) == {("sinc", 6, "init1"): False}
