@@ -242,6 +242,24 @@ def _fit(points: list[dict[str, Any]], arm: str, scheme: str) -> dict[str, Any]:
   return entry
 
 
+def target_label(config: Any) -> str:
+  """The target as the report states it, with the data range its PSNR is taken over.
+
+  ``10 log10(range^2 / MSE)`` depends on the range: the shallow curve's 35 dB at
+  range 1 is 48.0 dB over the curve's own peak-to-peak range (its ``range_psnr``
+  preset), so a label without the range is ambiguous between the two.
+
+  Example:
+    >>> import ml_collections
+    >>> target_label(ml_collections.ConfigDict({"target": 35.0, "data_range": 4.4617}))
+    'target 35 dB (PSNR over data range 4.462)'
+  """
+  label = f"target {config.target:g} dB"
+  if config.get("data_range") is not None:
+    label += f" (PSNR over data range {float(config.data_range):.4g})"
+  return label
+
+
 def write_report(config: Any, workdir: str) -> dict[str, Any]:
   """Table (CSV + markdown), power-law fits and plots from the finished points.
 
@@ -362,7 +380,7 @@ def write_report(config: Any, workdir: str) -> dict[str, Any]:
       "# Scaling sweep",
       "",
       (
-          f"target {config.target:g} dB, {config.steps} steps, "
+          f"{target_label(config)}, {config.steps} steps, "
           f"{config.optimizer} lrs {tuple(config.lrs)}, seeds {tuple(config.seeds)}, "
           f"rule {config.sweep.rule}"
       ),
@@ -418,7 +436,7 @@ def write_report(config: Any, workdir: str) -> dict[str, Any]:
           list(config.schemes),
           fits,
           os.path.join(workdir, "scaling.png"),
-          title=f"target {config.target:g} dB",
+          title=target_label(config),
       )
   ]
   # The paper's layout (Fig. 3/4): both arms on one axis, normal and uniform
@@ -431,7 +449,7 @@ def write_report(config: Any, workdir: str) -> dict[str, Any]:
         fits,
         os.path.join(workdir, stem),
         quantity=quantity,
-        title=f"target {config.target:g}",
+        title=target_label(config),
     )
   if any("theory" in r for p in points for r in p["schemes"].values()):
     artifacts.append(
