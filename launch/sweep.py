@@ -65,8 +65,16 @@ def main(argv):
   nfio.check_workdir_path(_WORKDIR.value)
   logging.info("Sweep %s into %s", ", ".join(_CONFIG.value.sweep.arms), _WORKDIR.value)
   if _REPORT_ONLY.value:
-    # write_report refuses a config other than the workdir's, like a run.
-    report = sweep_report.write_report(_CONFIG.value, _WORKDIR.value)
+    # Keys the run predates are read as it ran; write_report refuses any other
+    # difference from the workdir's config, like a run.
+    config, adopted = sweep_report.as_run(_CONFIG.value, _WORKDIR.value)
+    if adopted:
+      print(
+          "The run predates "
+          + ", ".join(f"{k} (it ran as {v!r})" for k, v in adopted.items())
+          + "; the report is built with those values."
+      )
+    report = sweep_report.write_report(config, _WORKDIR.value)
   else:
     report = sweep.run_sweep(_CONFIG.value, _WORKDIR.value, host=host)
   if "fits" not in report:  # another process of a multi-process run writes the report

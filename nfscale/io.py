@@ -46,7 +46,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -502,13 +502,23 @@ def _config_diff(
     # Compare serialized leaves so bool-vs-int and int-vs-float count as
     # differences (1 vs 1.0 vs True).
     if a is _MISSING or b is _MISSING or _canonical_json(a) != _canonical_json(b):
+      if a is _MISSING and key in default_flat:
+        a = _RanAs(default_flat[key])  # the message can say how to go on as it ran
       diffs.append((key, a, b))
   return diffs
+
+
+class _RanAs(NamedTuple):
+  """A key a stored config predates, with the behaviour its run had."""
+
+  value: Any
 
 
 def _fmt_value(v: Any) -> str:
   if v is _MISSING:
     return "<missing>"
+  if isinstance(v, _RanAs):
+    return f"<absent: ran as {_fmt_value(v.value)}>"
   s = json.dumps(v, sort_keys=True)
   return s if len(s) <= 80 else s[:77] + "..."
 
@@ -645,12 +655,23 @@ def _raise_if_differs(
     shown = [f"  {k}: {_fmt_value(a)} -> {_fmt_value(b)}" for k, a, b in diffs[:max_diffs_shown]]
     if len(diffs) > max_diffs_shown:
       shown.append(f"  ... and {len(diffs) - max_diffs_shown} more")
+    older = [(k, a.value) for k, a, _ in diffs if isinstance(a, _RanAs)]
+    if older and len(older) == len(diffs):
+      advice = (
+          "\nThe run predates these keys: to go on as it ran, set "
+          + ", ".join(f"{k}={v!r}" for k, v in older)
+          + "; otherwise pick a new workdir."
+      )
+    else:
+      advice = (
+          "\nResults from different configurations must not be mixed in one workdir: "
+          "pick a new workdir."
+      )
     raise ValueError(
         f"Workdir {str(workdir)!r} was created with a different configuration "
         f"({len(diffs)} differing key(s), stored -> requested):\n"
         + "\n".join(shown)
-        + "\nResults from different configurations must not be mixed in one workdir: "
-        "pick a new workdir."
+        + advice
     )
 
 

@@ -62,6 +62,47 @@ def config_rules() -> dict[str, Any]:
   }
 
 
+def as_run(config: Any, workdir: str) -> tuple[Any, dict[str, Any]]:
+  """``config`` with the old behaviour of the keys that ``workdir``'s run predates.
+
+  A key of ``config_lib.LEGACY_VALUES`` that the stored ``config.json`` lacks
+  was added after the run and changed what runs do; the run went as the
+  legacy value says. A report only reads the records, so rebuilding it with
+  that value describes what ran, where today's default would be refused as
+  another configuration (a training run still has to ask for the old value:
+  it would train with it).
+
+  Args:
+    config: the sweep config of the command (not modified).
+    workdir: a workdir holding ``config.json``.
+
+  Returns:
+    ``(config, adopted)``: a copy with the legacy values set, and the
+    ``{dotted key: legacy value}`` it set (empty: ``config`` itself).
+  """
+  try:
+    stored = io.flatten(io.read_stored_config(workdir))
+  except FileNotFoundError:
+    return config, {}  # write_report says there is nothing to read
+  requested = io.flatten(config.to_dict())
+  adopted = {
+      key: value
+      for key, value in config_lib.LEGACY_VALUES.items()
+      if key in requested and key not in stored and requested[key] != value
+  }
+  if not adopted:
+    return config, {}
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    for key, value in adopted.items():
+      *parents, last = key.split(".")
+      node = config
+      for part in parents:
+        node = node[part]
+      node[last] = value
+  return config, adopted
+
+
 def sweep_points(config: Any) -> list[tuple[str, int]]:
   """All (arm, N) points of the sweep, in run order (N ascending within an arm)."""
   arms = list(config.sweep.arms)

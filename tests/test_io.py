@@ -325,8 +325,13 @@ def test_keys_added_to_the_code_later_pass_at_their_default(tmp_path):
   check_config(wd, newer, defaults=defaults)
   # At another value the new key would change results: refused, as before.
   other = {**newer, "sweep": {"ns": [1, 2], "member_batch": 3}}
-  with pytest.raises(ValueError, match="sweep.member_batch: <missing> -> 3"):
+  with pytest.raises(ValueError, match="sweep.member_batch: <absent: ran as 0> -> 3") as e:
     check_or_write_config(wd, other, defaults=defaults)
+  # The only differences are keys the run predates: say how to go on as it ran.
+  assert "set sweep.member_batch=0; otherwise pick a new workdir" in str(e.value)
+  with pytest.raises(ValueError, match="(?s)lr: 1 -> 2.*must not be mixed") as e:
+    check_or_write_config(wd, {**other, "lr": 2}, defaults=defaults)
+  assert "to go on as it ran" not in str(e.value)  # another difference: no such advice
   with pytest.raises(ValueError, match="precision: <missing>"):
     check_config(wd, newer)  # without defaults every missing key differs
   # A key the stored config has is compared as always, default or not.

@@ -256,6 +256,29 @@ def test_records_without_config_json_are_refused(reference, tmp_path):
   assert sorted(os.listdir(copy)) == before
 
 
+def test_report_of_a_run_that_predates_a_key_is_built_as_it_ran(reference, tmp_path):
+  # The documented --report_only rebuilds of docs/results failed once complex_as_real
+  # existed: the runs predate it, and today's default read as another configuration.
+  workdir, _ = reference
+  copy = tmp_path / "w"
+  shutil.copytree(workdir, copy)
+  stored = io.read_json(copy / "config.json")
+  del stored["complex_as_real"], stored["sweep"]["lr_censored"]
+  io.atomic_write_text(copy / "config.json", json.dumps(stored))
+  with pytest.raises(ValueError, match="complex_as_real: <absent: ran as false> -> true"):
+    sweep_report.write_report(_tiny(), str(copy))
+  config, adopted = sweep_report.as_run(_tiny(), str(copy))
+  assert adopted == {"sweep.lr_censored": False, "complex_as_real": False}
+  assert config.complex_as_real is False and _tiny().complex_as_real is True
+  assert sweep_report.write_report(config, str(copy))["points"]
+  # Any other difference is still refused.
+  other = _tiny()
+  other.steps += 1
+  with pytest.raises(ValueError, match="steps: "):
+    sweep_report.write_report(sweep_report.as_run(other, str(copy))[0], str(copy))
+  assert sweep_report.as_run(_tiny(), str(workdir))[1] == {}  # nothing to adopt
+
+
 def test_rerun_removes_truncated_compilation_cache_entries(reference, tmp_path):
   # JAX writes cache entries in place: a run killed mid-write left a truncated entry
   # that every later run warned about and compiled again (JAX never rewrites it).
@@ -501,7 +524,9 @@ def test_a_key_added_later_is_read_as_the_behaviour_before_it(reference, tmp_pat
   c = _tiny()
   with c.unlocked():
     c.sweep.lr_extensions = 2
-  with pytest.raises(ValueError, match=r"(?s)diverge_factor: <missing> -> 1000.*lr_extensions"):
+  with pytest.raises(
+      ValueError, match=r"(?s)diverge_factor: <absent: ran as null> -> 1000.*lr_extensions"
+  ):
     io.check_config(tmp_path, c.to_dict(), **sweep_report.config_rules())
   with c.unlocked():
     c.sweep.lr_extensions = 0
