@@ -18,6 +18,7 @@ from nfscale import io, sweep, sweep_report
 
 ROOT = pathlib.Path(__file__).parents[1]
 sys.path.insert(0, str(ROOT))
+import configs  # noqa: E402
 from configs import scaling_shallow  # noqa: E402
 
 # The paper-style figures every report writes besides scaling.png.
@@ -277,6 +278,36 @@ def test_report_of_a_run_that_predates_a_key_is_built_as_it_ran(reference, tmp_p
   with pytest.raises(ValueError, match="steps: "):
     sweep_report.write_report(sweep_report.as_run(other, str(copy))[0], str(copy))
   assert sweep_report.as_run(_tiny(), str(workdir))[1] == {}  # nothing to adopt
+
+
+# The commands of docs/results.md that wrote the stored sweeps (their configs; the
+# progress bar setting is ignored by the comparison).
+STORED_SWEEPS = {
+    "shallow_paper_h200": ("scaling_shallow", None, {"scheme_params.omega": 30.0}),
+    "shallow_quick_cpu": ("scaling_shallow", "quick", {}),
+    "sphere_quick_cpu": ("scaling_shallow", "quick,sphere", {}),
+    "deep_quick_cpu": ("scaling_deep", "quick", {}),
+    "deep_quick_wide_cpu": ("scaling_deep", "quick,wide", {}),
+}
+
+
+@pytest.mark.parametrize("run", sorted(STORED_SWEEPS))
+def test_stored_sweeps_rebuild_with_their_commands(run):
+  # results.md says its --report_only commands rebuild these reports; a key added
+  # later must not break them (it did once: complex_as_real).
+  name, preset, overrides = STORED_SWEEPS[run]
+  config = configs.get(name, preset)
+  with config.unlocked():
+    for key, value in overrides.items():
+      group, last = key.rsplit(".", 1)
+      config[group][last] = value
+  workdir = ROOT / "docs" / "results" / run
+  io.check_config(
+      workdir, sweep_report.as_run(config, str(workdir))[0].to_dict(), **sweep_report.config_rules()
+  )
+  assert sorted(STORED_SWEEPS) == sorted(
+      p.parent.name for p in (ROOT / "docs" / "results").glob("*/points.jsonl")
+  )
 
 
 def test_rerun_removes_truncated_compilation_cache_entries(reference, tmp_path):
