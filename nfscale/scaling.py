@@ -458,12 +458,12 @@ def fit_power_law(
   ``np.random.default_rng(seed)``, each refitted; resamples whose ``n``
   values are all equal (slope undefined) are skipped. With few points the
   percentile interval is narrower than nominal — treat it as a rough
-  uncertainty, not an exact ``ci`` coverage. Measured on 300 synthetic sets
-  each (``y = 3 N^1.5`` times log-normal noise of sd 0.1 or 0.3): the "95%"
-  interval held the true exponent 87–88% of the time from the 5 points
-  N = 10, 20, 50, 100, 200 (89–94% from N = 256 … 1024) and 91–92% from the
-  paper's 9, where the Student-t interval of the same least-squares slope
-  held it 94–97% of the time. It
+  uncertainty, not an exact ``ci`` coverage. Measured on 1000 synthetic
+  sets each (``y = 3 N^1.5`` times log-normal noise of sd 0.1 or 0.3;
+  ``benchmarks/search_statistics.py``): the "95%" interval held the true
+  exponent 89–90% of the time from 5 points (N = 10 … 200 or 256 … 1024)
+  and 92% from the paper's 9, where the Student-t interval of the same
+  least-squares slope held it 94–96% of the time. It
   also leaves out the search's own precision (``rel_precision``) and the
   run-to-run spread of near-threshold widths.
 
