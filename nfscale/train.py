@@ -112,6 +112,8 @@ class ChunkLog(NamedTuple):
 class FitResult(NamedTuple):
   """What :func:`fit` returns."""
 
+  # On the devices, sharded as trained; host (NumPy) arrays where the member
+  # count was padded to a multiple of the devices (padding dropped on the host).
   state: EnsembleState
   history: list[dict[str, Any]]  # per log step: step, loss[], score[], aux{name: []}
   seconds: float
@@ -779,7 +781,8 @@ def fit(
       (:func:`make_optimizer`).
 
   Returns:
-    A :class:`FitResult`; the state has exactly ``len(members)`` members.
+    A :class:`FitResult`; the state has exactly ``len(members)`` members (host
+    arrays where padding members were dropped, see :class:`FitResult`).
 
   Raises:
     ValueError: bad steps, batch size, optimizer, member count, precision or remat.
@@ -841,7 +844,10 @@ def fit(
   key = jax.random.key(seed)
 
   def host_state(st):
-    return jax.device_get(jax.tree.map(lambda a: a[:num], st))
+    # Fetched shard by shard, then cut on the host: a device-side a[:num] of
+    # padded, sharded arrays (length not a multiple of the devices) comes out
+    # replicated, i.e. every device gathers the whole ensemble's state.
+    return jax.tree.map(lambda a: a[:num], jax.device_get(st))
 
   def stopped(st):  # on the host: an eager `|` compiles per member count
     return np.asarray(st.done)[:num] | np.asarray(st.diverged)[:num]
@@ -894,7 +900,8 @@ def fit(
   seconds = time.perf_counter() - t0
   if bar is not None:
     bar.close()
-  state = jax.tree.map(lambda a: a[:num], state)
+  if pad:
+    state = host_state(state)  # not state[:num] on the devices: see host_state
   return FitResult(state=state, history=history, seconds=seconds, steps_run=done_steps)
 
 

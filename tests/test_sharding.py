@@ -23,8 +23,6 @@ SCRIPT = textwrap.dedent("""
               score_fn=lambda loss, aux: metrics.mse_to_psnr(loss))
     multi = train.fit(models.mse_loss(field), params, members, data, shard=True, **kw)
     single = train.fit(models.mse_loss(field), params, members, data, shard=False, **kw)
-    leaf = jax.tree.leaves(multi.state.params)[0]
-    assert len(leaf.sharding.device_set) == 8, leaf.sharding
     for a, b in zip(jax.tree.leaves(multi.state), jax.tree.leaves(single.state)):
       a, b = np.asarray(a), np.asarray(b)
       assert a.shape == b.shape, (a.shape, b.shape)
@@ -45,3 +43,56 @@ def test_sharded_equals_single_device():
   )
   assert out.returncode == 0, out.stderr[-3000:]
   assert "OK 60" in out.stdout
+
+
+# A device-side slice of a padded, sharded state comes out replicated: every
+# device would hold the whole ensemble's state (checkpoints and the result).
+NO_GATHER_SCRIPT = textwrap.dedent("""
+    import jax
+    jax.config.update("jax_num_cpu_devices", 8)
+    import numpy as np
+    from nfscale import models, train
+
+    gathered = []
+    device_get = jax.device_get
+
+    def spy(tree):
+      for a in jax.tree.leaves(tree):
+        if isinstance(a, jax.Array) and len(a.sharding.device_set) > 1:
+          if a.ndim and a.sharding.is_fully_replicated:
+            gathered.append(a.shape)
+      return device_get(tree)
+
+    jax.device_get = spy
+    x = np.linspace(-1, 1, 16, dtype=np.float32)[:, None]
+    data = {"x": x, "y": np.sin(3 * x).astype(np.float32)}
+    field = models.make_field((8,), 1, activation="sine")
+    for num in (8, 5):
+      members = [train.Member("init1", i, 1e-3) for i in range(num)]
+      params = train.init_members(field, members, x[:1])
+      saved = []
+      r = train.fit(models.mse_loss(field), params, members, data, steps=4, chunk_steps=2,
+                    progress=False, checkpoint_every=2,
+                    on_checkpoint=lambda s, st, h: saved.append(st.params))
+      assert len(saved) == 2 and all(
+          a.shape[0] == num for p in saved for a in jax.tree.leaves(p)), saved
+      for a in jax.tree.leaves(r.state):
+        assert a.shape[0] == num, a.shape
+        if isinstance(a, jax.Array):
+          assert max(s.data.shape[0] for s in a.addressable_shards) == 1, (num, a.sharding)
+    assert not gathered, gathered
+    print("OK")
+""")
+
+
+def test_no_device_holds_every_members_state():
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  out = subprocess.run(
+      [sys.executable, "-c", NO_GATHER_SCRIPT],
+      capture_output=True,
+      text=True,
+      env=env,
+      timeout=300,
+  )
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "OK" in out.stdout
