@@ -1120,7 +1120,15 @@ def _run_locked(
   points_path = os.path.join(workdir, "points.jsonl" if count == 1 else f"points.{index}.jsonl")
   evals_path = os.path.join(workdir, EVALS_FILE if count == 1 else f"evals.{index}.jsonl")
   done = {(r["arm"], r["n"]) for r in read_points(workdir)}
-  cache = {evals_cache_key(r, config): r for r in io.read_jsonl(evals_path, missing_ok=True)}
+  # Every share's records, this one's last (it wins): a resume split into
+  # another host count gives a point to another share than the one that began
+  # its search, and reading only this share's file would train its widths again.
+  others = [p for p in sorted(glob.glob(os.path.join(workdir, EVALS_GLOB))) if p != evals_path]
+  cache = {
+      evals_cache_key(r, config): r
+      for path in [*others, evals_path]
+      for r in io.read_jsonl(path, missing_ok=True)
+  }
   mine = [p for i, p in enumerate(points) if i % count == index]
   todo = [p for p in mine if p not in done]
   theory_path = os.path.join(workdir, "theory.jsonl" if count == 1 else f"theory.{index}.jsonl")

@@ -155,6 +155,26 @@ def test_host_split_merges_to_the_same_result(reference, tmp_path):
   )
 
 
+def test_resume_on_another_host_count_reuses_every_shares_evaluations(tmp_path, monkeypatch):
+  seen = {}
+
+  def killed_mid_search(config, arm, n, cache, on_eval, **kwargs):
+    on_eval([{"arm": arm, "n": n, "width": 8, "schemes": {}, "lrs": [0.1]}])
+    raise KeyboardInterrupt  # the share dies before the point is recorded
+
+  def resumed(config, arm, n, cache, on_eval, **kwargs):
+    seen[n] = sorted(k[2] for k in cache if k[:2] == (arm, n))
+    return {"arm": arm, "n": n, "schemes": {}}
+
+  monkeypatch.setattr(sweep, "run_point", killed_mid_search)
+  with pytest.raises(KeyboardInterrupt):
+    sweep.run_sweep(_tiny(), str(tmp_path), host=(1, 2), report=False)  # the 2nd point
+  monkeypatch.setattr(sweep, "run_point", resumed)
+  sweep.run_sweep(_tiny(), str(tmp_path), report=False)  # one process now: evals.jsonl
+  n = sweep_report.sweep_points(_tiny())[1][1]
+  assert seen[n] == [8]
+
+
 @pytest.mark.slow  # a whole sweep in a subprocess; test_sharding covers the engine itself
 def test_forced_devices_give_the_same_widths(reference, tmp_path):
   ref_dir, _ = reference
