@@ -31,7 +31,16 @@ flags.mark_flags_as_required(["config"])
 
 def main(argv):
   del argv
-  sharding.maybe_initialize_distributed()
+  # One process: the ensemble shards over this machine's devices only. As
+  # several processes (it used to start jax.distributed from the environment)
+  # all but one were refused by the workdir lock, and the one left then hung in
+  # its first checkpoint, which waits for every process, and failed.
+  if sharding.distributed_settings() is not None:
+    raise ValueError(
+        "launch.train runs as a single process on this machine's devices; unset "
+        f"{sharding.ENV_NUM_PROCESSES} and {sharding.ENV_OPT_IN} (several processes split "
+        "a sweep: launch.sweep)."
+    )
   logging.info("Training %s into %s", _CONFIG.value.task, _WORKDIR.value)
   results = experiment.run(_CONFIG.value, _WORKDIR.value)
   print(experiment.format_table(results))

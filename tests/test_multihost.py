@@ -90,3 +90,19 @@ def test_mesh_is_local():
   import jax
 
   assert list(sharding.ensemble_mesh().devices) == jax.local_devices()
+
+
+def test_train_refuses_to_run_as_several_processes(tmp_path):
+  env = dict(
+      os.environ,
+      JAX_PLATFORMS="cpu",
+      JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{_free_port()}",
+      JAX_NUM_PROCESSES="2",
+      JAX_PROCESS_ID="1",
+  )
+  cmd = [sys.executable, "-m", "launch.train", "--config=curve1d:quick", f"--workdir={tmp_path}"]
+  # It used to start jax.distributed and wait for a coordinator nobody runs.
+  out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+  assert out.returncode != 0
+  assert "Error: launch.train runs as a single process" in out.stderr, out.stderr[-2000:]
+  assert not os.listdir(tmp_path)
