@@ -23,7 +23,8 @@ flags) or from the environment (``JAX_COORDINATOR_ADDRESS``,
 ``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID``), so the same command runs as N
 local processes or on a cluster; with only ``NFSCALE_DISTRIBUTED=1`` JAX's
 own cluster detection (SLURM, Cloud TPU, ...) fills them in. On CPU it selects
-the gloo collectives, which the final barrier needs.
+the gloo collectives (for collectives across processes; the final barrier is
+the coordination service's own, which waits however long the hosts take).
 """
 
 from __future__ import annotations
@@ -137,9 +138,9 @@ def initialize_distributed(
   settings = distributed_settings(coordinator_address, num_processes, process_id)
   if settings is None:
     return False
-  # CPU processes need a cross-process collectives backend for the final
-  # barrier. It only configures the CPU client (harmless next to a GPU) and
-  # must be set before the first backend use, i.e. here.
+  # CPU processes need a cross-process collectives backend for any collective
+  # across processes. It only configures the CPU client (harmless next to a
+  # GPU) and must be set before the first backend use, i.e. here.
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(**settings)
   return True
@@ -150,12 +151,31 @@ def maybe_initialize_distributed() -> bool:
   return initialize_distributed()
 
 
-def barrier(name: str) -> None:
-  """Waits until every process reaches ``name`` (no-op for a single process)."""
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
+#: How long :func:`barrier` waits for the other processes, in milliseconds
+#: (about 24 days). Hosts finish their shares of a sweep hours apart; a
+#: process that died fails the barrier sooner, at the coordination service's
+#: heartbeat timeout.
+BARRIER_TIMEOUT_MS = 2**31 - 1
 
-    multihost_utils.sync_global_devices(name)
+
+def barrier(name: str) -> None:
+  """Waits until every process reaches ``name`` (no-op for a single process).
+
+  A barrier of the coordination service, not a collective: JAX's
+  ``sync_global_devices`` is an all-gather whose CPU (gloo) rendezvous gives
+  up after 30 seconds: a host that finished its points a minute before the
+  others failed, and both processes hung.
+  """
+  if jax.process_count() > 1:
+    from jax._src import distributed  # the client JAX's own checkpointing waits on
+
+    client = distributed.global_state.client
+    if client is None:  # not started by jax.distributed (e.g. a TPU runtime's own)
+      from jax.experimental import multihost_utils
+
+      multihost_utils.sync_global_devices(name)
+      return
+    client.wait_at_barrier(name, timeout_in_ms=BARRIER_TIMEOUT_MS)
 
 
 def ensemble_mesh(devices: list[Any] | None = None) -> Mesh:

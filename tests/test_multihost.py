@@ -106,3 +106,39 @@ def test_train_refuses_to_run_as_several_processes(tmp_path):
   assert out.returncode != 0
   assert "Error: launch.train runs as a single process" in out.stderr, out.stderr[-2000:]
   assert not os.listdir(tmp_path)
+
+
+BARRIER_SCRIPT = """
+import sys, time
+from nfscale import sharding
+pid, port = int(sys.argv[1]), sys.argv[2]
+sharding.initialize_distributed(f"127.0.0.1:{port}", 2, pid)
+import jax.numpy as jnp
+float(jnp.ones(3).sum())  # the training before (without it the old barrier passed)
+if pid == 1:
+  time.sleep(75)  # its points took longer
+sharding.barrier("points_done")
+print("PASSED", pid)
+"""
+
+
+@pytest.mark.slow  # a 75 s wait
+def test_barrier_waits_for_a_host_that_finishes_much_later():
+  # sync_global_devices, an all-gather over gloo on CPU, failed (a 30 s rendezvous
+  # timeout; 40 s apart still passed, 70 s did not) and both processes hung.
+  port = str(_free_port())
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  procs = [
+      subprocess.Popen(
+          [sys.executable, "-c", BARRIER_SCRIPT, str(i), port],
+          cwd=ROOT,
+          env=env,
+          stdout=subprocess.PIPE,
+          stderr=subprocess.STDOUT,
+          text=True,
+      )
+      for i in (0, 1)
+  ]
+  outs = [p.communicate(timeout=300)[0] for p in procs]
+  for i, (p, out) in enumerate(zip(procs, outs)):
+    assert p.returncode == 0 and f"PASSED {i}" in out, out[-3000:]
