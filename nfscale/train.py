@@ -699,9 +699,13 @@ def make_train_chunk(
 
 
 def _pad_members(tree: PyTree, pad: int) -> PyTree:
-  if not pad:
-    return tree
-  return jax.tree.map(lambda a: jnp.concatenate([a, jnp.repeat(a[:1], pad, 0)]), tree)
+  """``tree`` on the host, with ``pad`` copies of member 0 appended.
+
+  NumPy, not eager ``jnp``: that compiles a slice, a repeat and a concatenate
+  per leaf for every new shape, i.e. at every width of a sweep on several
+  devices. The caller places the result on the mesh (a transfer).
+  """
+  return jax.tree.map(lambda a: np.concatenate([a, np.repeat(a[:1], pad, 0)]), jax.device_get(tree))
 
 
 def _crossed(before: int, after: int, every: int) -> bool:
@@ -822,7 +826,7 @@ def fit(
     state = _pad_members(state, pad)
     lrs = _pad_members(lrs, pad)
     # Padding members are copies of member 0 marked done: frozen, discarded.
-    state = state._replace(done=state.done.at[num:].set(True))
+    state.done[num:] = True
     state = sharding.shard_members(state, mesh)
     lrs = sharding.shard_members(lrs, mesh)
     data = sharding.replicate(data, mesh)

@@ -96,3 +96,49 @@ def test_no_device_holds_every_members_state():
   )
   assert out.returncode == 0, out.stderr[-3000:]
   assert "OK" in out.stdout
+
+
+# Eager jnp padding compiled a few programs per leaf at every new width.
+NO_COMPILE_SCRIPT = textwrap.dedent("""
+    import logging
+    import jax
+    jax.config.update("jax_num_cpu_devices", 8)
+    import numpy as np
+    from nfscale import models, train
+
+    compiled = []
+
+    class Names(logging.Handler):
+      def emit(self, record):
+        if "Compiling " in record.getMessage():
+          compiled.append(record.getMessage().split("Compiling ")[1].split(" ")[0])
+
+    logging.getLogger("jax").addHandler(Names())
+    x = np.linspace(-1, 1, 16, dtype=np.float32)[:, None]
+    data = {"x": x, "y": np.sin(3 * x).astype(np.float32)}
+    for width in (8, 12):  # a sweep's second width: what compiles anew
+      field = models.make_field((width,), 1, activation="sine")
+      members = [train.Member("init1", i, 1e-3) for i in range(5)]
+      params = train.init_members(field, members, x[:1])
+      compiled.clear()
+      with jax.log_compiles(True):
+        r = train.fit(models.mse_loss(field), params, members, data, steps=4, chunk_steps=2,
+                      progress=False)
+    assert np.asarray(r.state.done).tolist() == [False] * 5
+    eager = [name for name in compiled if "chunk" not in name]
+    assert len(eager) <= 5, eager
+    print("OK", compiled)
+""")
+
+
+def test_padding_compiles_nothing_per_width():
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  out = subprocess.run(
+      [sys.executable, "-c", NO_COMPILE_SCRIPT],
+      capture_output=True,
+      text=True,
+      env=env,
+      timeout=300,
+  )
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "OK" in out.stdout
