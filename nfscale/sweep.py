@@ -1157,12 +1157,17 @@ def _run_locked(
       bar.set_postfix(arm=arm, n=n)
   if bar is not None:
     bar.close()
-  if jax.process_count() > 1:
-    # Several JAX processes (sharding.initialize_distributed): every host's
-    # points must be on disk before the merged report; process 0 writes it.
-    sharding.barrier("nfscale_sweep_points_done")
+  if jax.process_count() == 1:
+    return write_report(config, workdir) if report else {"points": read_points(workdir)}
+  # Several JAX processes (sharding.initialize_distributed): every host's
+  # points must be on disk before the merged report; process 0 writes it.
+  sharding.barrier("nfscale_sweep_points_done")
+  try:
     if jax.process_index() != 0:
       return {"points": read_points(workdir), "report_written_by": 0}
-  if not report:
-    return {"points": read_points(workdir)}
-  return write_report(config, workdir)
+    return write_report(config, workdir) if report else {"points": read_points(workdir)}
+  finally:
+    # The others wait for the report: a process that exits enters JAX's
+    # shutdown barrier, which gives up after 5 minutes and then ends every
+    # process, process 0 in the middle of a long report included.
+    sharding.barrier("nfscale_sweep_report_written")

@@ -175,6 +175,21 @@ def test_resume_on_another_host_count_reuses_every_shares_evaluations(tmp_path, 
   assert seen[n] == [8]
 
 
+@pytest.mark.parametrize("process", [0, 1])
+def test_every_process_waits_for_the_merged_report(tmp_path, monkeypatch, process):
+  events = []
+  monkeypatch.setattr(sweep.jax, "process_count", lambda: 2)
+  monkeypatch.setattr(sweep.jax, "process_index", lambda: process)
+  monkeypatch.setattr(sweep.sharding, "barrier", events.append)
+  monkeypatch.setattr(sweep, "run_point", lambda c, arm, n, *a, **k: {"arm": arm, "n": n})
+  monkeypatch.setattr(sweep, "write_report", lambda *a: events.append("report") or {})
+  sweep.run_sweep(_tiny(), str(tmp_path), host=(process, 2))
+  # A process that left early entered JAX's shutdown barrier, which after 5 minutes
+  # ended every process, process 0 in the middle of its report included.
+  report = ["report"] if process == 0 else []
+  assert events == ["nfscale_sweep_points_done", *report, "nfscale_sweep_report_written"]
+
+
 @pytest.mark.slow  # a whole sweep in a subprocess; test_sharding covers the engine itself
 def test_forced_devices_give_the_same_widths(reference, tmp_path):
   ref_dir, _ = reference
