@@ -167,10 +167,13 @@ def barrier(name: str) -> None:
   others failed, and both processes hung.
   """
   if jax.process_count() > 1:
-    from jax._src import distributed  # the client JAX's own checkpointing waits on
+    try:  # a private module (JAX's own checkpointing waits on this client)
+      from jax._src import distributed
 
-    client = distributed.global_state.client
-    if client is None:  # not started by jax.distributed (e.g. a TPU runtime's own)
+      client = distributed.global_state.client
+    except (ImportError, AttributeError):  # moved in another JAX version
+      client = None
+    if client is None:  # or not started by jax.distributed (e.g. a TPU runtime's own)
       from jax.experimental import multihost_utils
 
       multihost_utils.sync_global_devices(name)
