@@ -151,6 +151,9 @@ def validate(config: Any) -> tuple[base.Task, list[train.Member]]:
   checks.config_int(config, "checkpoint_every", minimum=0, maximum=checks.MAX_STEPS)
   checks.config_int(config, "batch_size", minimum=0)
   checks.config_int(config, "seed", *checks.SEED_RANGE)
+  if "data_range" in config:
+    # An infinite range passed the task's "> 0" check and made every PSNR NaN (inf - inf).
+    checks.config_number(config, "data_range", 0.0)
   if config.mode not in MODES:
     raise ValueError(f"Unknown config.mode {config.mode!r}; valid modes: {', '.join(MODES)}.")
   if config.target is not None and not math.isfinite(float(config.target)):

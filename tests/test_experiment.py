@@ -102,6 +102,8 @@ def test_unreached_target_is_reported(tmp_path):
         ("steps", 3_000_000_000, r"config.steps must be an integer in \[1, 1073741824\]"),
         ("seed", 2**70, "config.seed must be an integer in"),
         ("seeds", (2**64,), "config.seeds must hold integers in"),
+        # An infinite range trained to NaN PSNRs and wrote a run of them.
+        ("data_range", float("inf"), r"config.data_range must be a finite number > 0"),
     ],
 )
 def test_bad_config_fails_before_writing(tmp_path, field, value, match):

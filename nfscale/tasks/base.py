@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable, Mapping
 
 import jax
@@ -76,8 +77,8 @@ def psnr_score(data_range: float = 1.0) -> Score:
     The score named ``"psnr"``.
   """
   data_range = float(data_range)
-  if not data_range > 0:
-    raise ValueError(f"data_range must be positive, got data_range={data_range}.")
+  if not 0 < data_range < math.inf:
+    raise ValueError(f"data_range must be positive and finite, got data_range={data_range}.")
 
   def fn(loss, aux):
     del aux
