@@ -401,6 +401,10 @@ class BiasRule:
   def __post_init__(self):
     if self.kind not in BIAS_KINDS:
       raise ValueError(f"bias must be one of {BIAS_KINDS}, got bias={self.kind!r}.")
+    # A NaN or infinite constant made every member diverge at its first step (a run of
+    # NaN results); unused by "zeros" and "torch", but still a mistake there.
+    if not (checks.is_real(self.value) and math.isfinite(self.value)):
+      raise ValueError(f"bias_value must be a finite number, got bias_value={self.value!r}.")
 
   def init(self, fan_in: int) -> Initializer:
     """An initializer for a bias of a layer with ``fan_in`` inputs."""

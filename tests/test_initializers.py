@@ -316,6 +316,9 @@ def test_bad_hparams():
         ("powerlaw_normal", {"c": float("inf")}, "scale"),
         ("siren", {"omega": float("inf")}, "omega"),
         ("siren", {"omega": "30"}, "omega"),
+        ("init1", {"bias": "constant", "bias_value": float("nan")}, "bias_value"),
+        ("init1", {"first_bias": "constant", "bias_value": float("inf")}, "bias_value"),
+        ("kaiming_normal", {"bias_value": "0.1"}, "bias_value"),
     ],
 )
 def test_non_finite_or_non_numeric_hparams_are_refused(name, params, key):
