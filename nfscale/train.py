@@ -202,9 +202,18 @@ def make_schedule(
   if missing:
     raise ValueError(f"Schedule {name!r} needs {', '.join(missing)} (schedule_params).")
   try:
-    return makers[name](1.0, **params)
-  except (TypeError, ValueError) as e:
+    fn = makers[name](1.0, **params)
+    # optax computes with the parameters only when the schedule is read: a string where a
+    # number belongs failed inside the first training chunk (after the workdir was
+    # written), and a NaN trained every member to NaN.
+    values = [fn(t) for t in sorted({0, 1, int(steps or 1)})]
+  except (TypeError, ValueError, ArithmeticError) as e:
     raise ValueError(f"Invalid parameters {params} for schedule {name!r}: {e}") from e
+  if not all(np.isfinite(np.asarray(v, np.float64)).all() for v in values):
+    raise ValueError(
+        f"Invalid parameters {params} for schedule {name!r}: its multiplier is not finite."
+    )
+  return fn
 
 
 def make_optimizer(
@@ -255,9 +264,18 @@ def make_optimizer(
   params = dict(params or {})
   try:
     tx = getattr(optax, name)(learning_rate=lr, **params)
-    tx.init({"w": jnp.zeros(2)})  # catches parameter values the constructor accepts lazily
-  except (TypeError, ValueError) as e:
+    dummy = {"w": jnp.zeros(2)}
+    # init and one update catch the parameter values the constructor accepts lazily: a
+    # string where a number belongs (--config.optimizer_params.b1=nan is the string
+    # 'nan') failed inside the first training chunk, after the workdir was written.
+    update, _ = tx.update({"w": jnp.ones(2)}, tx.init(dummy), dummy)
+  except (TypeError, ValueError, ArithmeticError) as e:
     raise ValueError(f"Invalid parameters {params} for optimizer {name!r}: {e}") from e
+  if not all(np.isfinite(np.asarray(u)).all() for u in jax.tree.leaves(update)):
+    # A NaN hyperparameter trained every member to NaN.
+    raise ValueError(
+        f"Invalid parameters {params} for optimizer {name!r}: its first update is not finite."
+    )
   return complex_as_real_tx(tx) if complex_as_real else tx
 
 

@@ -136,6 +136,17 @@ def test_bad_optimizer_and_members():
   # A missing parameter is named as missing (it used to read "Invalid parameters").
   with pytest.raises(ValueError, match="'exponential' needs transition_steps"):
     train.make_optimizer("adam", schedule="exponential", schedule_params={"decay_rate": 0.5})
+  # optax reads these only when it computes: they failed (or went NaN) inside training.
+  with pytest.raises(ValueError, match="optimizer 'adam'"):
+    train.make_optimizer("adam", {"b1": "nan"})  # what --config.optimizer_params.b1=nan gives
+  with pytest.raises(ValueError, match="optimizer 'adam': its first update is not finite"):
+    train.make_optimizer("adam", {"b1": float("nan")})
+  with pytest.raises(ValueError, match="schedule 'cosine'"):
+    train.make_optimizer("adam", schedule="cosine", schedule_params={"alpha": "nan"}, steps=9)
+  with pytest.raises(ValueError, match="schedule 'exponential': its multiplier is not finite"):
+    train.make_schedule(
+        "exponential", {"decay_rate": float("nan"), "transition_steps": 5}, steps=10
+    )
   with pytest.raises(ValueError, match="members"):
     train.init_members(FIELD, [], X[:1])
   with pytest.raises(ValueError, match="valid schemes"):
