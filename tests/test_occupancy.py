@@ -250,3 +250,23 @@ def test_occupancy_bad_shape_file_fails_before_writing(tmp_path):
   with pytest.raises(ValueError, match="statue.ply' does not exist"):
     experiment.run(c, str(tmp_path / "run"))
   assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("jitter", float("inf")),  # numpy's OverflowError, with a traceback
+        ("jitter", float("nan")),
+        ("grid_res", 1),
+        ("eval_res", True),  # int() made it 1
+        ("num_surface", -1),
+    ],
+)
+def test_occupancy_bad_data_setting_fails_before_writing(tmp_path, key, value):
+  from nfscale import experiment
+
+  c = _occ_config()
+  c.data[key] = value
+  with pytest.raises(ValueError, match=f"config.data.{key} must be"):
+    experiment.run(c, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nfscale import figures, models, surfaces, tables
+from nfscale import checks, figures, models, surfaces, tables
 from nfscale.data import meshes, shapes
 from nfscale.tasks import base, register_task
 
@@ -103,13 +103,12 @@ def grid_predictions(model: Any, params: Any, res: int, chunk: int = 0) -> np.nd
 def build(config: Any) -> base.Task:
   """Builds the occupancy task from ``config.data`` (see the module docstring)."""
   d = config.data
-  grid_res, eval_res = int(d.grid_res), int(d.eval_res)
-  if grid_res < 2 or eval_res < 2:
-    raise ValueError(f"data.grid_res and data.eval_res must be >= 2, got {grid_res}, {eval_res}.")
-  if int(d.num_surface) < 0:
-    raise ValueError(f"data.num_surface must be >= 0, got {d.num_surface}.")
-  if not float(d.jitter) >= 0:
-    raise ValueError(f"data.jitter must be >= 0 (voxels), got {d.jitter}.")
+  # Through checks: an infinite jitter crashed with numpy's OverflowError, and int()
+  # turned 2.5 into 2 and None into a TypeError.
+  grid_res = checks.config_int(config, "data.grid_res", 2)
+  eval_res = checks.config_int(config, "data.eval_res", 2)
+  checks.config_int(config, "data.num_surface", 0)
+  checks.config_number(config, "data.jitter", 0.0, strict=False)  # in voxels
   solid = load_solid(d)
   train_grid = shapes.occupancy_grid(solid, grid_res)
   if not train_grid.any():
