@@ -73,6 +73,13 @@ def members_from_config(config: Any) -> list[train.Member]:
         f"config.scheme_params: no scheme takes {unknown}; the schemes take "
         f"{', '.join(sorted(known))}."
     )
+  omega = hparams.get("omega")
+  if omega is not None and not checks.is_positive_finite(omega):
+    # Only a SIREN scheme reads it (the others drop it): without one, a NaN went unnoticed.
+    raise ValueError(
+        "config.scheme_params.omega must be a positive finite number or None (the "
+        f"activation's), got {omega!r}."
+    )
   for s in config.schemes:
     if not isinstance(s, initializers.Scheme) and s not in initializers.list_schemes():
       raise ValueError(f"config.schemes: {initializers.unknown_scheme_error(s)}")

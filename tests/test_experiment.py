@@ -114,6 +114,15 @@ def test_bad_config_fails_before_writing(tmp_path, field, value, match):
   assert sorted(os.listdir(tmp_path)) == ["keep.txt"]
 
 
+def test_non_finite_omega_without_a_siren_scheme_fails_before_writing(tmp_path):
+  # No scheme of this config reads scheme_params.omega, so a NaN went unnoticed.
+  c = _tiny_image()
+  c.scheme_params.omega = float("nan")
+  with pytest.raises(ValueError, match="config.scheme_params.omega must be a positive"):
+    experiment.run(c, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()
+
+
 def test_bad_images(tmp_path):
   with pytest.raises(ValueError, match="valid names: astronaut"):
     images.load_image("lena")
