@@ -274,9 +274,9 @@ def get_activation(name: str | Activation, **params) -> Activation:
     Array([1., 1., 1.], dtype=float32)
   """
   if not isinstance(name, str):
+    activation_name(name)  # first: None is no instance, whatever the params
     if params:
       raise ValueError(f"params {sorted(params)} given with an activation instance.")
-    activation_name(name)
     return name
   if name not in _REGISTRY:
     raise ValueError(f"Unknown activation {name!r}; valid activations: {', '.join(_REGISTRY)}.")

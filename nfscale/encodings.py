@@ -130,6 +130,12 @@ def get_encoding(name: str | Encoding, **params) -> Encoding:
     (5, 8)
   """
   if not isinstance(name, str):
+    if type(name) not in _REGISTRY.values():
+      # None or a number (a config's model.encoding) used to come back unchanged and
+      # crash the first forward pass, after validation.
+      raise ValueError(
+          f"Unknown encoding {name!r}; valid encodings: {', '.join(_REGISTRY)} (or an instance)."
+      )
     if params:
       raise ValueError(f"params {sorted(params)} given with an encoding instance.")
     return name

@@ -93,6 +93,9 @@ def test_bad_input():
   for omega in (float("inf"), float("nan"), "30", True):
     with pytest.raises(ValueError, match="omega must be positive and finite"):
       A.get_activation("sine", omega=omega)
+  # A config's model.activation=None with its params read "params given with an instance".
+  with pytest.raises(ValueError, match="None is not a registered activation"):
+    A.get_activation(None, sigma=0.1)
 
 
 FAST = [

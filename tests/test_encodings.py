@@ -55,6 +55,10 @@ def test_identity_and_jit():
 def test_bad_input():
   with pytest.raises(ValueError, match="identity, rff, nerf"):
     E.get_encoding("fourier")
+  # Not an instance either: they came back unchanged and crashed the first forward pass.
+  for bad in (None, 3, ("identity",)):
+    with pytest.raises(ValueError, match="Unknown encoding"):
+      E.get_encoding(bad)
   with pytest.raises(ValueError, match="dim"):
     E.get_encoding("rff", dim=7)
   with pytest.raises(ValueError, match="bandwidth"):
