@@ -113,7 +113,16 @@ def test_an_800x800_view_renders_in_chunks():
 
 
 @pytest.mark.parametrize(
-    "key,value", [("num_samples", 0), ("num_importance", -1), ("gif_fps", 0.0), ("views_shown", 0)]
+    "key,value",
+    [
+        ("num_samples", 0),
+        ("num_importance", -1),
+        ("gif_fps", 0.0),
+        ("views_shown", 0),
+        # These passed and trained every member to NaN.
+        ("far", float("inf")),
+        ("density_shift", float("nan")),
+    ],
 )
 def test_bad_render_settings_fail_before_the_workdir(tmp_path, key, value):
   # They were used only after training (the gif, the view grid), so a whole run ended

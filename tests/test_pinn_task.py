@@ -114,3 +114,15 @@ def test_mat_file_by_path_and_bad_keys(tmp_path):
   with pytest.raises(ValueError, match=r"bad.mat: missing key"):
     experiment.run(pinn_cfg.get_config(f"tiny,path={bad}"), str(tmp_path / "work"))
   assert not os.path.exists(tmp_path / "work")
+
+
+@pytest.mark.parametrize(
+    "key,value", [("nu", float("nan")), ("nu", -0.01), ("k", float("nan")), ("t_max", float("inf"))]
+)
+def test_bad_flow_constant_fails_before_the_workdir(tmp_path, key, value):
+  # They passed and trained every member to NaN.
+  c = pinn_cfg.get_config("tiny")
+  c.data[key] = value
+  with pytest.raises(ValueError, match=f"config.data.{key} must be a finite number"):
+    experiment.run(c, str(tmp_path / "w"))
+  assert not (tmp_path / "w").exists()

@@ -22,6 +22,7 @@ the sampling alone leaves of the ground truth (:func:`exact_field_psnr`).
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -266,6 +267,10 @@ def _check_render(config: Any) -> None:
     checks.config_int(config, f"render.{key}", low)
   for key in ("gif_fps", "scene_scale"):
     checks.config_number(config, f"render.{key}", 0.0)
+  # An infinite far bound or a NaN shift passed and trained every member to NaN.
+  for key in ("near", "far"):  # 0: the scene's own
+    checks.config_number(config, f"render.{key}", 0.0, strict=False)
+  checks.config_number(config, "render.density_shift", -math.inf)
 
 
 @register_task("nerf", num_samples_key="data.num_train")

@@ -24,6 +24,7 @@ PDE losses on the training points.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -32,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nfscale import io as nfio
-from nfscale import metrics, plots
+from nfscale import checks, metrics, plots
 from nfscale import navier_stokes as ns
 from nfscale.data import flows
 from nfscale.tasks import base, register_task
@@ -143,7 +144,11 @@ def build(config: Any) -> base.Task:
         f"Unknown model.parameterization {parameterization!r}; valid: "
         f"{', '.join(ns.PARAMETERIZATIONS)}."
     )
-  nu = float(d.nu)
+  # A NaN or infinite constant of the flow or the PDE trained every member to NaN.
+  nu = checks.config_number(config, "data.nu", 0.0, strict=False)
+  if not d.path:  # Taylor-Green's own constants
+    checks.config_number(config, "data.k", -math.inf)
+    checks.config_number(config, "data.t_max", 0.0)
   flow = load_flow(d)
   idx = flows.sample_points(flow, int(d.num_points), int(d.seed))
   train_data = {"xyt": flow.xyt[idx].astype(np.float32), "uv": flow.uvp[idx, :2].astype(np.float32)}
