@@ -158,6 +158,10 @@ def validate(config: Any) -> tuple[base.Task, list[train.Member]]:
   checks.config_int(config, "checkpoint_every", minimum=0, maximum=checks.MAX_STEPS)
   checks.config_int(config, "batch_size", minimum=0)
   checks.config_int(config, "seed", *checks.SEED_RANGE)
+  if "seed" in config.get("data", {}):
+    # The tasks seed NumPy with it, which refused a negative seed in its own words
+    # ("expected non-negative integer"), naming no key.
+    checks.config_int(config, "data.seed", 0)
   if "data_range" in config:
     # An infinite range passed the task's "> 0" check and made every PSNR NaN (inf - inf).
     checks.config_number(config, "data_range", 0.0)

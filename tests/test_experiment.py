@@ -123,6 +123,15 @@ def test_non_finite_omega_without_a_siren_scheme_fails_before_writing(tmp_path):
   assert not (tmp_path / "run").exists()
 
 
+def test_negative_data_seed_is_named(tmp_path):
+  # NumPy refused it in its own words ("expected non-negative integer"), naming no key.
+  c = _tiny_image()
+  c.data.num_samples, c.data.seed = 50, -1
+  with pytest.raises(ValueError, match=r"config.data.seed must be an integer >= 0, got -1"):
+    experiment.run(c, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()
+
+
 def test_bad_images(tmp_path):
   with pytest.raises(ValueError, match="valid names: astronaut"):
     images.load_image("lena")
