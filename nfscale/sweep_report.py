@@ -109,6 +109,11 @@ def sweep_points(config: Any) -> list[tuple[str, int]]:
   unknown = [a for a in arms if a not in config.arms]
   if unknown:
     raise ValueError(f"Unknown arms {unknown}; defined arms: {', '.join(config.arms.keys())}.")
+  if not arms:  # no point at all: config.json was written, then the empty report failed
+    raise ValueError(
+        "config.sweep.arms must name at least one arm; defined arms: "
+        f"{', '.join(config.arms.keys())}."
+    )
   if not config.sweep.ns:
     raise ValueError("sweep.ns must not be empty.")
   return [(a, int(n)) for a in arms for n in sorted(config.sweep.ns)]

@@ -242,6 +242,7 @@ def test_bad_sweep_configs(tmp_path):
     "key,value,message",
     [
         ("sweep.buckets", "nonsense", "sweep.buckets must be"),
+        ("sweep.arms", (), "sweep.arms must name at least one arm"),
         ("sweep.rule", "most", "sweep.rule: Unknown success rule"),
         ("sweep.ns", (6, 6, 10), "sweep.ns holds 6 more than once"),
         ("sweep.ns", (0, 6), "sweep.ns must hold positive integers"),
