@@ -158,6 +158,11 @@ def validate(config: Any) -> tuple[base.Task, list[train.Member]]:
   checks.config_int(config, "checkpoint_every", minimum=0, maximum=checks.MAX_STEPS)
   checks.config_int(config, "batch_size", minimum=0)
   checks.config_int(config, "seed", *checks.SEED_RANGE)
+  for key in ("overwrite", "progress", "complex_as_real"):
+    # Read by truth value: overwrite="false" (a string, from a config built by hand or
+    # from JSON) deleted the different run in the workdir.
+    if key in config and not isinstance(config[key], (bool, np.bool_)):
+      raise ValueError(f"config.{key} must be True or False, got {config[key]!r}.")
   if "seed" in config.get("data", {}):
     # The tasks seed NumPy with it, which refused a negative seed in its own words
     # ("expected non-negative integer"), naming no key.

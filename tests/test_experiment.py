@@ -6,6 +6,7 @@ import pathlib
 import subprocess
 import sys
 
+import ml_collections
 import numpy as np
 import pytest
 
@@ -129,6 +130,16 @@ def test_negative_data_seed_is_named(tmp_path):
   c.data.num_samples, c.data.seed = 50, -1
   with pytest.raises(ValueError, match=r"config.data.seed must be an integer >= 0, got -1"):
     experiment.run(c, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("key", ["overwrite", "progress", "complex_as_real"])
+def test_non_bool_switch_is_refused(tmp_path, key):
+  # Read by truth value: overwrite="false" deleted the different run in the workdir.
+  c = _tiny_image().to_dict()
+  c[key] = "false"
+  with pytest.raises(ValueError, match=f"config.{key} must be True or False, got 'false'"):
+    experiment.run(ml_collections.ConfigDict(c), str(tmp_path / "run"))
   assert not (tmp_path / "run").exists()
 
 
