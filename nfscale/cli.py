@@ -389,6 +389,15 @@ def run(main: Callable[[list[str]], Any], doc: str, module_name: str, configs: b
       return main(argv)
     except (ValueError, app.UsageError) as e:
       fail(str(e), code=1, hint=HELP_HINT if configs else FLAGS_HINT)
+    except MemoryError as e:
+      # A size too large for this machine (data.num_points=10**12 asks NumPy for 7 TiB
+      # while the task is built, before the workdir): no check can know the memory, so
+      # it reads like any bad value instead of a traceback.
+      fail(
+          f"out of memory: {e} (is a size in the config too large?)",
+          code=1,
+          hint=HELP_HINT if configs else FLAGS_HINT,
+      )
     except KeyboardInterrupt:
       # Checkpoints are whole or absent, so Ctrl-C needs no traceback, only the way on.
       sys.stderr.write("Interrupted. Run the same command again to resume.\n")

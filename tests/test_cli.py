@@ -227,6 +227,18 @@ def test_ctrl_c_says_how_to_go_on_without_a_traceback(tmp_path):
   assert "Traceback" not in err and "Interrupted. Run the same command again" in err
 
 
+def test_a_size_beyond_memory_is_one_line(tmp_path):
+  # NumPy's MemoryError (7 TiB for the curve's points) came out as a traceback.
+  out = _launch(
+      "train",
+      "--config=curve1d:quick",
+      "--config.data.num_points=1000000000000",
+      f"--workdir={tmp_path / 'w'}",
+  )
+  _assert_one_line_error(out, "out of memory", "too large")
+  assert not (tmp_path / "w").exists()
+
+
 def test_a_group_the_config_lacks_is_named():
   # It read "Valid keys under render: ." for an image config, which has no render group.
   with pytest.raises(cli.UsageError, match="this config has no group 'render'"):
