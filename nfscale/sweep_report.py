@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from nfscale import config_lib, io, plots, roofline, scaling, tables
+from nfscale import checks, config_lib, io, plots, roofline, scaling, tables
 
 EVALS_GLOB = "evals*.jsonl"
 POINTS_GLOB = "points*.jsonl"
@@ -116,6 +116,10 @@ def sweep_points(config: Any) -> list[tuple[str, int]]:
     )
   if not config.sweep.ns:
     raise ValueError("sweep.ns must not be empty.")
+  if not all(checks.is_int(n) and n >= 1 for n in config.sweep.ns):
+    # Checked here, before sorted() and int(): ('abc',), (nan,) and (inf,) ended in a
+    # TypeError, ValueError or OverflowError of their own, with a traceback.
+    raise ValueError(f"config.sweep.ns must hold positive integers, got {tuple(config.sweep.ns)}.")
   return [(a, int(n)) for a in arms for n in sorted(config.sweep.ns)]
 
 

@@ -246,6 +246,9 @@ def test_bad_sweep_configs(tmp_path):
         ("sweep.rule", "most", "sweep.rule: Unknown success rule"),
         ("sweep.ns", (6, 6, 10), "sweep.ns holds 6 more than once"),
         ("sweep.ns", (0, 6), "sweep.ns must hold positive integers"),
+        # These ended in sorted()'s or int()'s own error, with a traceback.
+        ("sweep.ns", (6, "abc"), "sweep.ns must hold positive integers"),
+        ("sweep.ns", (float("inf"),), "sweep.ns must hold positive integers"),
         ("sweep.start", 0, "sweep.start must be an integer >= 1"),
         ("sweep.max_width", 1, "sweep.max_width must be an integer >= 2"),
         ("sweep.growth", 1.0, "sweep.growth must be a finite number > 1"),
