@@ -99,6 +99,31 @@ def grid_predictions(model: Any, params: Any, res: int, chunk: int = 0) -> np.nd
   return out.reshape(-1, res, res, res)
 
 
+def _physical_memory() -> int | None:
+  """This machine's memory in bytes, where the OS says (``None`` elsewhere)."""
+  try:
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+  except (AttributeError, ValueError, OSError):
+    return None
+
+
+def _check_eval_memory(config: Any, eval_res: int) -> None:
+  """Refuses an ``eval_res`` whose grids cannot fit in this machine's memory.
+
+  The evaluation grid is built only after training (it is slow for a mesh), so a grid
+  too large for the machine used to fail there, after the whole run: its truth (1 byte
+  a point) and every member's float16 prediction (2 bytes a point) are held at once.
+  """
+  members = len(config.schemes) * len(config.seeds) * len(config.lrs)
+  need = eval_res**3 * (1 + 2 * members)
+  have = _physical_memory()
+  if have is not None and need > have:
+    raise ValueError(
+        f"config.data.eval_res={eval_res} needs {need / 2**30:.3g} GiB for the evaluation "
+        f"grids of {members} members; this machine has {have / 2**30:.3g} GiB."
+    )
+
+
 @register_task("occupancy")
 def build(config: Any) -> base.Task:
   """Builds the occupancy task from ``config.data`` (see the module docstring)."""
@@ -109,6 +134,7 @@ def build(config: Any) -> base.Task:
   eval_res = checks.config_int(config, "data.eval_res", 2)
   checks.config_int(config, "data.num_surface", 0)
   checks.config_number(config, "data.jitter", 0.0, strict=False)  # in voxels
+  _check_eval_memory(config, eval_res)
   solid = load_solid(d)
   train_grid = shapes.occupancy_grid(solid, grid_res)
   if not train_grid.any():
