@@ -130,11 +130,13 @@ def get_encoding(name: str | Encoding, **params) -> Encoding:
     (5, 8)
   """
   if not isinstance(name, str):
-    if type(name) not in _REGISTRY.values():
+    if not (callable(name) and callable(getattr(name, "out_dim", None))):
       # None or a number (a config's model.encoding) used to come back unchanged and
-      # crash the first forward pass, after validation.
+      # crash the first forward pass, after validation. An unregistered instance of
+      # one's own (a callable with out_dim) is still welcome.
       raise ValueError(
-          f"Unknown encoding {name!r}; valid encodings: {', '.join(_REGISTRY)} (or an instance)."
+          f"Unknown encoding {name!r}; valid encodings: {', '.join(_REGISTRY)} (or an "
+          "instance: a callable with an out_dim(in_dim) method)."
       )
     if params:
       raise ValueError(f"params {sorted(params)} given with an encoding instance.")

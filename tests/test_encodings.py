@@ -59,6 +59,17 @@ def test_bad_input():
   for bad in (None, 3, ("identity",)):
     with pytest.raises(ValueError, match="Unknown encoding"):
       E.get_encoding(bad)
+
+  class Scaled:  # one's own encoding, not registered: a callable with out_dim
+
+    def __call__(self, x):
+      return 2 * x
+
+    def out_dim(self, in_dim):
+      return in_dim
+
+  own = Scaled()
+  assert E.get_encoding(own) is own
   with pytest.raises(ValueError, match="dim"):
     E.get_encoding("rff", dim=7)
   with pytest.raises(ValueError, match="bandwidth"):
