@@ -398,6 +398,18 @@ def run(main: Callable[[list[str]], Any], doc: str, module_name: str, configs: b
           code=1,
           hint=HELP_HINT if configs else FLAGS_HINT,
       )
+    except RuntimeError as e:
+      # XLA's out-of-memory (a JaxRuntimeError): a width or batch too large for the
+      # device. Any other runtime error keeps its traceback.
+      if "RESOURCE_EXHAUSTED" not in str(e):
+        raise
+      first = str(e).strip().splitlines()[0][:300]
+      fail(
+          f"out of device memory: {first} (is a size in the config too large for this "
+          "device? A training run resumes from its last checkpoint.)",
+          code=1,
+          hint=HELP_HINT if configs else FLAGS_HINT,
+      )
     except KeyboardInterrupt:
       # Checkpoints are whole or absent, so Ctrl-C needs no traceback, only the way on.
       sys.stderr.write("Interrupted. Run the same command again to resume.\n")

@@ -239,6 +239,37 @@ def test_a_size_beyond_memory_is_one_line(tmp_path):
   assert not (tmp_path / "w").exists()
 
 
+def test_device_out_of_memory_is_one_line():
+  # XLA's RESOURCE_EXHAUSTED (a width too large for the device) came out as a traceback.
+  code = (
+      "from nfscale import cli\n"
+      "def main(argv):\n"
+      "  raise RuntimeError('RESOURCE_EXHAUSTED: Out of memory while trying to allocate "
+      "8.00TiB.\\nmore lines')\n"
+      "cli.run(main, 'doc', 'm', configs=False)\n"
+  )
+  out = subprocess.run(
+      [sys.executable, "-c", code], cwd=launching.ROOT, capture_output=True, text=True
+  )
+  _assert_one_line_error(out, "out of device memory: RESOURCE_EXHAUSTED", "8.00TiB")
+  code = code.replace("RESOURCE_EXHAUSTED", "INTERNAL")
+  out = subprocess.run(
+      [sys.executable, "-c", code], cwd=launching.ROOT, capture_output=True, text=True
+  )
+  assert "Traceback" in out.stderr  # other runtime errors keep theirs
+
+
+def test_a_batch_beyond_int32_is_refused_before_the_workdir(tmp_path):
+  out = _launch(
+      "train",
+      "--config=curve1d:quick",
+      "--config.batch_size=1000000000000",
+      f"--workdir={tmp_path / 'w'}",
+  )
+  _assert_one_line_error(out, "config.batch_size")
+  assert not (tmp_path / "w").exists()
+
+
 def test_a_group_the_config_lacks_is_named():
   # It read "Valid keys under render: ." for an image config, which has no render group.
   with pytest.raises(cli.UsageError, match="this config has no group 'render'"):
