@@ -77,6 +77,13 @@ def main(argv):
     report = sweep_report.write_report(config, _WORKDIR.value)
   else:
     report = sweep.run_sweep(_CONFIG.value, _WORKDIR.value, host=host)
+  if report.get("report_written_by") == "report_only":  # one share of a split by hand
+    print(
+        f"points finished: {len(report['points'])} (all shares); this share is done. When "
+        "every share is, run the same command with --report_only instead of --host to "
+        "write the merged report."
+    )
+    return
   if "fits" not in report:  # another process of a multi-process run writes the report
     print(f"points finished: {len(report['points'])}; the report is written by process 0.")
     return

@@ -835,7 +835,11 @@ def evals_cache_key(rec: Mapping[str, Any], config: Any) -> tuple:
 
 
 def theory_widths(
-    config: Any, arm: str, n: int, cache_path: str | None = None
+    config: Any,
+    arm: str,
+    n: int,
+    cache_path: str | None = None,
+    also_read: Sequence[str] = (),
 ) -> dict[str, dict[str, Any]]:
   """Per scheme: the smallest widths at which the paper's eq. 4.6 holds at init.
 
@@ -843,7 +847,7 @@ def theory_widths(
   ``16 sqrt(N)/sqrt(n) ...`` and ``condition_width_times`` for
   ``16 sqrt(N) sqrt(n) ...``. With ``cache_path`` (the sweep's
   ``theory.jsonl``) each scheme is computed once per (arm, N), also across
-  resumes.
+  resumes; entries of ``also_read`` (the other host shares' caches) count too.
   """
   from nfscale import theory
 
@@ -887,7 +891,9 @@ def theory_widths(
 
   if cache_path is None:
     return {sc: compute(sc) for sc in config.schemes}
-  return theory.cached_per_scheme(cache_path, arm, n, list(config.schemes), compute)
+  return theory.cached_per_scheme(
+      cache_path, arm, n, list(config.schemes), compute, also_read=also_read
+  )
 
 
 def _host() -> tuple[int, int]:
@@ -1132,8 +1138,14 @@ def _run_locked(
   mine = [p for i, p in enumerate(points) if i % count == index]
   todo = [p for p in mine if p not in done]
   theory_path = os.path.join(workdir, "theory.jsonl" if count == 1 else f"theory.{index}.jsonl")
+  # Every share's eq. 4.6 results too, for the same reason as the evaluations'.
+  theory_others = [
+      p for p in sorted(glob.glob(os.path.join(workdir, "theory*.jsonl"))) if p != theory_path
+  ]
   theory_fn = (
-      functools.partial(theory_widths, cache_path=theory_path) if config.theory.enabled else None
+      functools.partial(theory_widths, cache_path=theory_path, also_read=theory_others)
+      if config.theory.enabled
+      else None
   )
   bar = None
   if progress:
@@ -1158,6 +1170,11 @@ def _run_locked(
   if bar is not None:
     bar.close()
   if jax.process_count() == 1:
+    if count > 1 and report:
+      # A share of a split by hand (--host): the other shares may still be training or
+      # writing a report of their own, so no share writes one (files of two partial
+      # reports could mix); --report_only merges them once all are done.
+      return {"points": read_points(workdir), "report_written_by": "report_only"}
     return write_report(config, workdir) if report else {"points": read_points(workdir)}
   # Several JAX processes (sharding.initialize_distributed): every host's
   # points must be on disk before the merged report; process 0 writes it.

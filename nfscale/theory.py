@@ -600,7 +600,12 @@ def condition_widths(
 
 
 def cached_per_scheme(
-    path: str, arm: str, n: int, schemes: Sequence[str], compute: Callable[[str], Mapping[str, Any]]
+    path: str,
+    arm: str,
+    n: int,
+    schemes: Sequence[str],
+    compute: Callable[[str], Mapping[str, Any]],
+    also_read: Sequence[str] = (),
 ) -> dict[str, dict[str, Any]]:
   """Per-scheme diagnostics of one sweep point, computed once and kept in ``path``.
 
@@ -619,6 +624,9 @@ def cached_per_scheme(
     schemes: the schemes wanted.
     compute: ``compute(scheme) -> JSON-able dict``, called only for schemes
       not in the cache.
+    also_read: other cache files to take entries from (a split sweep's other
+      host shares: resumed with another host count, a point can move to
+      another share); new entries go to ``path`` only.
 
   Returns:
     ``{scheme: dict}`` for every scheme in ``schemes``.
@@ -635,7 +643,8 @@ def cached_per_scheme(
   """
   have = {
       (r["arm"], int(r["n"]), r["scheme"]): r["theory"]
-      for r in io.read_jsonl(path, missing_ok=True)
+      for source in [*also_read, path]
+      for r in io.read_jsonl(source, missing_ok=True)
   }
   out = {}
   for sc in schemes:

@@ -175,6 +175,47 @@ def test_resume_on_another_host_count_reuses_every_shares_evaluations(tmp_path, 
   assert seen[n] == [8]
 
 
+def test_a_share_split_by_hand_writes_no_report(tmp_path, monkeypatch):
+  # Each --host share wrote a report of the points done so far into the same files:
+  # two shares finishing together could leave table.md of one and fits.json of the other.
+  monkeypatch.setattr(sweep, "run_point", lambda c, arm, n, *a, **k: {"arm": arm, "n": n})
+  monkeypatch.setattr(sweep, "write_report", lambda *a: pytest.fail("a share wrote a report"))
+  out = sweep.run_sweep(_tiny(), str(tmp_path), host=(0, 2))
+  assert out["report_written_by"] == "report_only" and len(out["points"]) == 2
+
+
+def test_resume_on_another_host_count_reuses_every_shares_theory(tmp_path, monkeypatch):
+  # The eq. 4.6 cache was per share too: a point that moved to another share computed
+  # its condition widths again (SVDs, seconds to minutes per scheme).
+  computed = []
+
+  def fake_point(config, arm, n, cache, on_eval, theory_fn=None, **kwargs):
+    theory_fn(config, arm, n)
+    return {"arm": arm, "n": n, "schemes": {}}
+
+  def compute(scheme):
+    computed.append(scheme)
+    return {"condition_width": 64}
+
+  def fake_theory(config, arm, n, cache_path=None, also_read=()):
+    from nfscale import theory
+
+    return theory.cached_per_scheme(cache_path, arm, n, ["init1"], compute, also_read=also_read)
+
+  c = _tiny(enabled=True)
+  with c.unlocked():
+    c.theory.max_n = 10**6
+  monkeypatch.setattr(sweep, "run_point", fake_point)
+  monkeypatch.setattr(sweep, "theory_widths", fake_theory)
+  sweep.run_sweep(c, str(tmp_path), host=(1, 2), report=False)  # the odd points' theory
+  assert computed and (tmp_path / "theory.1.jsonl").exists()
+  first = len(computed)
+  for name in ("points.1.jsonl", "points.jsonl"):  # as if share 1's points were cut off
+    (tmp_path / name).unlink(missing_ok=True)
+  sweep.run_sweep(c, str(tmp_path), report=False)  # one process now: theory.jsonl
+  assert len(computed) == len(sweep_report.sweep_points(c)) and first < len(computed)
+
+
 @pytest.mark.parametrize("process", [0, 1])
 def test_every_process_waits_for_the_merged_report(tmp_path, monkeypatch, process):
   events = []
