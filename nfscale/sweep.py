@@ -1136,6 +1136,13 @@ def _run_locked(
       for r in io.read_jsonl(path, missing_ok=True)
   }
   mine = [p for i, p in enumerate(points) if i % count == index]
+  if not mine:
+    logging.warning(
+        "Host share %d/%d has no point to train: the sweep has %d points.",
+        index,
+        count,
+        len(points),
+    )
   todo = [p for p in mine if p not in done]
   theory_path = os.path.join(workdir, "theory.jsonl" if count == 1 else f"theory.{index}.jsonl")
   # Every share's eq. 4.6 results too, for the same reason as the evaluations'.
