@@ -85,17 +85,18 @@ NO_GATHER_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_no_device_holds_every_members_state():
+def _run_script(script):
+  """Runs ``script`` in a fresh CPU process (it forces its own device count); checks OK."""
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   out = subprocess.run(
-      [sys.executable, "-c", NO_GATHER_SCRIPT],
-      capture_output=True,
-      text=True,
-      env=env,
-      timeout=300,
+      [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
   )
   assert out.returncode == 0, out.stderr[-3000:]
   assert "OK" in out.stdout
+
+
+def test_no_device_holds_every_members_state():
+  _run_script(NO_GATHER_SCRIPT)
 
 
 # Eager jnp padding compiled a few programs per leaf at every new width.
@@ -132,13 +133,4 @@ NO_COMPILE_SCRIPT = textwrap.dedent("""
 
 
 def test_padding_compiles_nothing_per_width():
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
-  out = subprocess.run(
-      [sys.executable, "-c", NO_COMPILE_SCRIPT],
-      capture_output=True,
-      text=True,
-      env=env,
-      timeout=300,
-  )
-  assert out.returncode == 0, out.stderr[-3000:]
-  assert "OK" in out.stdout
+  _run_script(NO_COMPILE_SCRIPT)
