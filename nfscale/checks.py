@@ -46,6 +46,9 @@ def config_value(config: Any, key: str) -> Any:
 #: The most steps (and steps per chunk) a run takes: the engine counts steps in int32.
 MAX_STEPS = 2**30
 
+#: The most entries of a size the device indexes in int32 (points, samples per ray).
+MAX_INT32 = 2**31 - 1
+
 #: Seeds are int64 (``jax.random.key``'s range).
 SEED_RANGE = (-(2**63), 2**63 - 1)
 

@@ -228,11 +228,12 @@ def test_ctrl_c_says_how_to_go_on_without_a_traceback(tmp_path):
 
 
 def test_a_size_beyond_memory_is_one_line(tmp_path):
-  # NumPy's MemoryError (7 TiB for the curve's points) came out as a traceback.
+  # NumPy's MemoryError (7 TiB for the curve's points) came out as a traceback. (The
+  # curve's num_points=10**12 is now refused by its int32 bound: a 10^6 x 10^6 image.)
   out = _launch(
       "train",
-      "--config=curve1d:quick",
-      "--config.data.num_points=1000000000000",
+      "--config=image:quick",
+      "--config.data.size=1000000",
       f"--workdir={tmp_path / 'w'}",
   )
   _assert_one_line_error(out, "out of memory", "too large")

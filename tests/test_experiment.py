@@ -115,6 +115,35 @@ def test_bad_config_fails_before_writing(tmp_path, field, value, match):
   assert sorted(os.listdir(tmp_path)) == ["keep.txt"]
 
 
+@pytest.mark.parametrize(
+    "config,key,value",
+    [
+        # int() trained on 2 points for 2.5 and on 1 for True; None was a TypeError.
+        ("curve1d", "num_points", 2.5),
+        ("curve1d", "num_points", True),
+        ("curve1d", "num_points", None),
+        ("curve1d", "dense_points", 2.5),
+        ("curve1d", "num_points", 10**12),  # beyond int32: NumPy's MemoryError
+        ("image", "num_samples", 2.5),
+        ("image", "size", 2.5),
+        ("random_labels", "num_points", 2.5),
+        ("random_labels", "dim", True),
+    ],
+)
+def test_task_data_sizes_are_checked_by_key(config, key, value):
+  if config == "image":
+    c = _tiny_image()
+  else:
+    c = curve_cfg.get_config("quick")
+    if config == "random_labels":
+      c.task = "random_labels"
+      c.data = ml_collections.ConfigDict({"num_points": 20, "dim": 3, "seed": 0})
+  with c.unlocked(), c.data.ignore_type():
+    c.data[key] = value
+  with pytest.raises(ValueError, match=f"config.data.{key} must be an integer in"):
+    experiment.validate(c)
+
+
 def test_non_finite_omega_without_a_siren_scheme_fails_before_writing(tmp_path):
   # No scheme of this config reads scheme_params.omega, so a NaN went unnoticed.
   c = _tiny_image()

@@ -117,6 +117,7 @@ def test_an_800x800_view_renders_in_chunks():
     [
         ("num_samples", 0),
         ("num_importance", -1),
+        ("num_samples", 10**12),  # JAX's OverflowError, naming no key
         ("gif_fps", 0.0),
         ("views_shown", 0),
         # These passed and trained every member to NaN.
@@ -133,6 +134,23 @@ def test_bad_render_settings_fail_before_the_workdir(tmp_path, key, value):
   with pytest.raises(ValueError, match=f"render.{key} must be"):
     experiment.run(c, str(tmp_path / "w"))
   assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("num_train", 2.5),  # int() made it 2
+        ("num_test", None),  # int()'s TypeError
+        ("size", 0),  # "procedural scene: height must be positive"
+        ("gt_samples", 10**12),  # JAX's OverflowError
+    ],
+)
+def test_bad_scene_sizes_are_refused_by_key(key, value):
+  c = nerf_cfg.get_config("tiny")
+  with c.data.ignore_type():
+    c.data[key] = value
+  with pytest.raises(ValueError, match=f"config.data.{key} must be an integer"):
+    experiment.validate(c)
 
 
 def test_exact_field_reference_uses_the_members_sampling(tiny_run):

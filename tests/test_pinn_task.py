@@ -126,3 +126,15 @@ def test_bad_flow_constant_fails_before_the_workdir(tmp_path, key, value):
   with pytest.raises(ValueError, match=f"config.data.{key} must be a finite number"):
     experiment.run(c, str(tmp_path / "w"))
   assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize(
+    "key,value", [("grid", 2.5), ("num_times", None), ("num_points", True), ("num_points", 2.5)]
+)
+def test_flow_sizes_are_checked_by_key(key, value):
+  # int() turned 2.5 into 2 and True into 1 (a run on one point); None was a TypeError.
+  c = pinn_cfg.get_config("tiny")
+  with c.data.ignore_type():
+    c.data[key] = value
+  with pytest.raises(ValueError, match=f"config.data.{key} must be an integer"):
+    experiment.validate(c)

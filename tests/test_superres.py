@@ -115,6 +115,26 @@ def test_superres_image_smaller_than_factor_fails_before_writing(tmp_path):
   from nfscale import experiment
 
   c = _sr_config("tiny,size=3")
-  with pytest.raises(ValueError, match="smaller than the super-resolution factor 4"):
+  # It named no key ("image 'astronaut' is 3x3 pixels, smaller than ... factor 4").
+  with pytest.raises(ValueError, match="config.data.size=3 is smaller than config.data.factor=4"):
     experiment.run(c, str(tmp_path / "run"))
   assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("factor", 2.5),  # int() made it 2
+        ("factor", None),  # int()'s TypeError
+        ("size", -1),  # "image 'astronaut' is -1x-1 pixels"
+        ("size", 2.5),
+    ],
+)
+def test_superres_data_sizes_are_checked_by_key(key, value):
+  from nfscale import experiment
+
+  c = _sr_config()
+  with c.data.ignore_type():
+    c.data[key] = value
+  with pytest.raises(ValueError, match=f"config.data.{key} must be an integer"):
+    experiment.validate(c)

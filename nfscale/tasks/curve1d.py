@@ -8,7 +8,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from nfscale import models, plots
+from nfscale import checks, models, plots
 from nfscale.tasks import base, register_task
 
 
@@ -28,11 +28,11 @@ def sample_points(num_points: int) -> tuple[np.ndarray, np.ndarray]:
 @register_task("curve1d", num_samples_key="data.num_points")
 def build(config: Any) -> base.Task:
   """Builds the curve task from ``config.data`` (num_points, dense_points)."""
-  d = config.data
-  x, y = sample_points(int(d.num_points))
-  if d.dense_points < 2:
-    raise ValueError(f"data.dense_points must be at least 2, got {d.dense_points}.")
-  x_dense = np.linspace(-1, 1, int(d.dense_points), dtype=np.float32)[:, None]
+  # Through checks: int() turned 2.5 into 2, True into 1 and None into a TypeError.
+  num_points = checks.config_int(config, "data.num_points", 2, checks.MAX_INT32)
+  dense_points = checks.config_int(config, "data.dense_points", 2, checks.MAX_INT32)
+  x, y = sample_points(num_points)
+  x_dense = np.linspace(-1, 1, dense_points, dtype=np.float32)[:, None]
   y_dense = target_fn(x_dense.astype(np.float64)).astype(np.float32)
   model = base.model_from_config(config, out_dim=1)
   data_range = float(config.data_range)

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nfscale import metrics, models, plots
+from nfscale import checks, metrics, models, plots
 from nfscale.data import images
 from nfscale.tasks import base, register_task
 
@@ -18,14 +18,19 @@ from nfscale.tasks import base, register_task
 def build(config: Any) -> base.Task:
   """Builds the image task from ``config.data`` (name/path, size, num_samples, seed)."""
   d = config.data
-  img = images.load_image(d.name, d.path, d.size)
+  # Through checks: int() and the resize turned 2.5 into 2 (or 3), True into 1 and
+  # None (for num_samples) into a TypeError. A size of None keeps the image's own.
+  size = None if d.size is None else checks.config_int(config, "data.size", 1, checks.MAX_INT32)
+  num = checks.config_int(config, "data.num_samples", 0, checks.MAX_INT32)
+  img = images.load_image(d.name, d.path, size)
   h, w, c = img.shape
   coords = images.pixel_coords(h, w)
   pixels = img.reshape(-1, c)
   n_all = coords.shape[0]
-  num = int(d.num_samples or 0)
-  if num < 0 or num > n_all:
-    raise ValueError(f"data.num_samples must be in [0, {n_all}] (0 = all pixels), got {num}.")
+  if num > n_all:
+    raise ValueError(
+        f"config.data.num_samples must be in [0, {n_all}] (0 = all pixels), got {num}."
+    )
   if num:
     # The first num entries of one fixed permutation: nested across num (the
     # 1000-pixel set lies inside the 5000-pixel one), so a scaling sweep adds

@@ -264,7 +264,9 @@ def _check_render(config: Any) -> None:
   least = {"num_samples": 1, "num_importance": 0, "chunk": 1, "views_shown": 1}
   least["train_eval_views"] = 0
   for key, low in least.items():
-    checks.config_int(config, f"render.{key}", low)
+    # Capped at int32, as the device counts them: num_samples=10**12 ended in JAX's
+    # OverflowError, a traceback naming no key.
+    checks.config_int(config, f"render.{key}", low, checks.MAX_INT32)
   for key in ("gif_fps", "scene_scale"):
     checks.config_number(config, f"render.{key}", 0.0)
   # An infinite far bound or a NaN shift passed and trained every member to NaN.
@@ -273,11 +275,27 @@ def _check_render(config: Any) -> None:
   checks.config_number(config, "render.density_shift", -math.inf)
 
 
+def _check_data(config: Any) -> None:
+  """The scene's sizes, checked by key before the scene is built.
+
+  int() turned 2.5 into 2, True into 1 and None into a TypeError; a size of 0 was
+  refused as "procedural scene: height must be positive" and gt_samples=10**12 ended
+  in JAX's OverflowError, naming no key.
+  """
+  # (An unknown data.name is refused by load_scene, which names the valid scenes.)
+  least = {"num_train": 1, "num_test": 1, "size": 1, "gt_samples": 1}
+  if config.data.path:  # Blender: 0 keeps every view of a split
+    least = {"num_train": 0, "num_test": 0, "downscale": 1}
+  for key, low in least.items():
+    checks.config_int(config, f"data.{key}", low, checks.MAX_INT32)
+
+
 @register_task("nerf", num_samples_key="data.num_train")
 def build(config: Any) -> base.Task:
   """Builds the NeRF task from ``config.data`` and ``config.render``."""
   d, r = config.data, config.render
   _check_render(config)
+  _check_data(config)
   scene = load_scene(d)
   near = float(r.near) if r.near else scene.near
   far = float(r.far) if r.far else scene.far

@@ -149,8 +149,12 @@ def build(config: Any) -> base.Task:
   if not d.path:  # Taylor-Green's own constants
     checks.config_number(config, "data.k", -math.inf)
     checks.config_number(config, "data.t_max", 0.0)
+    # Through checks: int() turned 2.5 into 2, True into 1 and None into a TypeError.
+    checks.config_int(config, "data.grid", 2, checks.MAX_INT32)
+    checks.config_int(config, "data.num_times", 1, checks.MAX_INT32)
+  num_points = checks.config_int(config, "data.num_points", 1, checks.MAX_INT32)
   flow = load_flow(d)
-  idx = flows.sample_points(flow, int(d.num_points), int(d.seed))
+  idx = flows.sample_points(flow, num_points, int(d.seed))
   train_data = {"xyt": flow.xyt[idx].astype(np.float32), "uv": flow.uvp[idx, :2].astype(np.float32)}
   model = base.model_from_config(config, out_dim=3 if parameterization == "uvp" else 2)
   flow_fn = make_flow_fn(model, parameterization, flow.bounds)

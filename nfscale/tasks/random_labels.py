@@ -16,7 +16,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from nfscale import models, plots
+from nfscale import checks, models, plots
 from nfscale.tasks import base, register_task
 
 
@@ -39,8 +39,12 @@ def sample(num_points: int, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray
 @register_task("random_labels", num_samples_key="data.num_points")
 def build(config: Any) -> base.Task:
   """Builds the task from ``config.data`` (num_points, dim, seed)."""
-  d = config.data
-  x, y = sample(int(d.num_points), int(d.dim), int(d.seed))
+  # Through checks: int() turned 2.5 into 2, True into 1 and None into a TypeError.
+  x, y = sample(
+      checks.config_int(config, "data.num_points", 1, checks.MAX_INT32),
+      checks.config_int(config, "data.dim", 1, checks.MAX_INT32),
+      checks.config_int(config, "data.seed", 0),
+  )
   model = base.model_from_config(config, out_dim=1)
   data_range = float(config.data_range)
 

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nfscale import figures, metrics, models, resampling, tables
+from nfscale import checks, figures, metrics, models, resampling, tables
 from nfscale.data import images
 from nfscale.tasks import base, register_task
 
@@ -92,8 +92,16 @@ def subpixel_mse_loss(model: Any):
 def build(config: Any) -> base.Task:
   """Builds the super-resolution task from ``config.data`` (name/path, size, factor)."""
   d = config.data
-  factor = int(d.factor)
-  hi, lo = load_problem(d.name, d.path, int(d.size), factor)
+  # Through checks: int() turned a factor of 2.5 into 2 and None into a TypeError, and
+  # a size of -1 was reported as an image of -1x-1 pixels, naming no key.
+  factor = checks.config_int(config, "data.factor", 1, checks.MAX_INT32)
+  size = checks.config_int(config, "data.size", 0, checks.MAX_INT32)  # 0: the file's size
+  if 0 < size < factor:
+    raise ValueError(
+        f"config.data.size={size} is smaller than config.data.factor={factor} (each "
+        f"low-resolution pixel needs {factor}x{factor} high-resolution pixels)."
+    )
+  hi, lo = load_problem(d.name, d.path, size, factor)
   h, w, c = hi.shape
   coords = images.pixel_coords(h, w)
   model = base.model_from_config(config, out_dim=c)
