@@ -262,6 +262,8 @@ def test_occupancy_bad_shape_file_fails_before_writing(tmp_path):
         ("num_surface", -1),
         # Its grid was built after training: the whole run, then a numpy error.
         ("eval_res", 10**6),
+        # Its training grid: numpy's "Maximum allowed dimension exceeded", naming no key.
+        ("grid_res", 10**12),
     ],
 )
 def test_occupancy_bad_data_setting_fails_before_writing(tmp_path, key, value):
@@ -270,5 +272,18 @@ def test_occupancy_bad_data_setting_fails_before_writing(tmp_path, key, value):
   c = _occ_config()
   c.data[key] = value
   with pytest.raises(ValueError, match=f"config.data.{key}(=| must be)"):
+    experiment.run(c, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()
+
+
+def test_occupancy_training_grid_beyond_memory_fails_before_writing(tmp_path, monkeypatch):
+  from nfscale import experiment
+  from nfscale.tasks import occupancy
+
+  # A machine of 1 MiB: the 64^3 training grid (17 bytes a point) cannot fit.
+  monkeypatch.setattr(occupancy, "_physical_memory", lambda: 2**20)
+  c = _occ_config()
+  c.data.grid_res = 64
+  with pytest.raises(ValueError, match="config.data.grid_res=64 needs .* training points"):
     experiment.run(c, str(tmp_path / "run"))
   assert not (tmp_path / "run").exists()

@@ -124,6 +124,28 @@ def _check_eval_memory(config: Any, eval_res: int) -> None:
     )
 
 
+def _check_train_memory(config: Any, grid_res: int, num_surface: int) -> None:
+  """Refuses a training set the device cannot index or this machine cannot hold.
+
+  The training grid is built before training: grid_res=10**12 ended in numpy's "Maximum
+  allowed dimension exceeded", naming no key. Its points are indexed in int32 on the
+  device; each takes 16 bytes (float32 x, y) and a grid point 1 more (the inside test).
+  """
+  num = grid_res**3 + num_surface
+  if num > checks.MAX_INT32:
+    raise ValueError(
+        f"config.data.grid_res={grid_res} and config.data.num_surface={num_surface} make "
+        f"{num} training points; at most {checks.MAX_INT32} (int32 indices on the device)."
+    )
+  need = 17 * grid_res**3 + 16 * num_surface
+  have = _physical_memory()
+  if have is not None and need > have:
+    raise ValueError(
+        f"config.data.grid_res={grid_res} needs {need / 2**30:.3g} GiB for the training "
+        f"points; this machine has {have / 2**30:.3g} GiB."
+    )
+
+
 @register_task("occupancy")
 def build(config: Any) -> base.Task:
   """Builds the occupancy task from ``config.data`` (see the module docstring)."""
@@ -132,8 +154,9 @@ def build(config: Any) -> base.Task:
   # turned 2.5 into 2 and None into a TypeError.
   grid_res = checks.config_int(config, "data.grid_res", 2)
   eval_res = checks.config_int(config, "data.eval_res", 2)
-  checks.config_int(config, "data.num_surface", 0)
+  num_surface = checks.config_int(config, "data.num_surface", 0)
   checks.config_number(config, "data.jitter", 0.0, strict=False)  # in voxels
+  _check_train_memory(config, grid_res, num_surface)
   _check_eval_memory(config, eval_res)
   solid = load_solid(d)
   train_grid = shapes.occupancy_grid(solid, grid_res)
