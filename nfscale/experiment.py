@@ -83,7 +83,10 @@ def members_from_config(config: Any) -> list[train.Member]:
   for s in config.schemes:
     if not isinstance(s, initializers.Scheme) and s not in initializers.list_schemes():
       raise ValueError(f"config.schemes: {initializers.unknown_scheme_error(s)}")
-    initializers.get_scheme(s, **initializers.filter_hparams(s, hparams))
+    try:  # its message names no config key
+      initializers.get_scheme(s, **initializers.filter_hparams(s, hparams))
+    except ValueError as e:
+      raise ValueError(f"config.scheme_params: {e}") from e
   low, high = checks.SEED_RANGE
   if not all(checks.is_int(v) and low <= v <= high for v in config.seeds):
     raise ValueError(
@@ -182,15 +185,38 @@ def validate(config: Any) -> tuple[base.Task, list[train.Member]]:
     )
   train.check_settings(str(config.get("precision", "default")), str(config.get("remat", "none")))
   members = members_from_config(config)
-  train.make_optimizer(
-      config.optimizer,
-      dict(config.optimizer_params),
-      schedule=config.schedule,
-      schedule_params=dict(config.schedule_params),
-      steps=steps,
-  )
+  _check_optimizer(config, steps)
   task = tasks.build_task(config)
   return task, members
+
+
+def _check_optimizer(config: Any, steps: int) -> None:
+  """The optimizer and its schedule, each error naming the config key at fault.
+
+  train's own messages (``Invalid parameters {'x': 1.0} for optimizer 'sgd'``) name no
+  config key.
+  """
+  for key in ("optimizer_params", "schedule_params"):
+    if not hasattr(config[key], "keys"):  # a dict or a ConfigDict
+      raise ValueError(f"config.{key} must be a dict of parameters, got {config[key]!r}.")
+  known = isinstance(config.schedule, str) and config.schedule in train.SCHEDULES
+  try:
+    train.make_schedule(config.schedule, dict(config.schedule_params), steps=steps)
+  except ValueError as e:
+    raise ValueError(f"config.{'schedule_params' if known else 'schedule'}: {e}") from e
+  name = config.optimizer
+  known = isinstance(name, str) and name in train.list_optimizers()
+  known = known and name not in train.NONLINEAR_IN_LR
+  try:
+    train.make_optimizer(
+        config.optimizer,
+        dict(config.optimizer_params),
+        schedule=config.schedule,
+        schedule_params=dict(config.schedule_params),
+        steps=steps,
+    )
+  except ValueError as e:
+    raise ValueError(f"config.{'optimizer_params' if known else 'optimizer'}: {e}") from e
 
 
 class Trained(NamedTuple):

@@ -1031,6 +1031,18 @@ def validate_sweep(config: Any) -> list[tuple[str, int]]:
     raise ValueError(f"config.sweep.ns must hold positive integers, got {tuple(s.ns)}.")
   if config.target is None:
     raise ValueError("a sweep needs config.target (the score every point must reach).")
+  prefix = s.hidden_prefix
+  if (
+      isinstance(prefix, (str, bytes))
+      or not hasattr(prefix, "__iter__")
+      or not all(checks.is_int(w) and 0 < w <= checks.MAX_INT32 for w in prefix)
+  ):
+    # Checked here: each point's model.hidden starts with it, and the model refused it as
+    # "hidden widths and out_dim must be positive integers", naming no key.
+    raise ValueError(
+        "config.sweep.hidden_prefix must be a sequence of integer widths in "
+        f"[1, {checks.MAX_INT32}], got {prefix!r}."
+    )
   min_width = checks.config_int(config, "sweep.min_width", 1)
   start = checks.config_int(config, "sweep.start", min_width)
   max_width = checks.config_int(config, "sweep.max_width", start)

@@ -144,6 +144,39 @@ def test_task_data_sizes_are_checked_by_key(config, key, value):
     experiment.validate(c)
 
 
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        # The library's messages, which named no config key ("Invalid parameters ['x']
+        # for activation 'sinc'"): the key at fault is now prepended.
+        ("model.activation_params.x", 1.0, r"config.model.activation_params: Invalid param"),
+        ("model.activation_params.omega", -1.0, "config.model.activation_params: omega must"),
+        ("model.activation", "bogus", "config.model.activation: Unknown activation 'bogus'"),
+        ("model.encoding_params.x", 1.0, "config.model.encoding_params: Invalid parameters"),
+        ("optimizer_params.x", 1.0, "config.optimizer_params: Invalid parameters"),
+        ("optimizer", "bogus", "config.optimizer: Unknown optimizer 'bogus'"),
+        ("schedule_params.x", 1.0, "config.schedule_params: Schedule 'constant' takes no"),
+        ("schedule", "bogus", "config.schedule: Unknown schedule 'bogus'"),
+        ("scheme_params.bias", "bogus", "config.scheme_params: bias must be one of"),
+        # These were TypeErrors (dict(None)) or "hidden widths and out_dim must be ...".
+        ("model.activation_params", None, "config.model.activation_params must be a dict"),
+        ("optimizer_params", None, "config.optimizer_params must be a dict"),
+        ("model.activation_params", {1: 2.0}, "config.model.activation_params: keywords must"),
+        ("model.hidden", (0,), "config.model.hidden must be a sequence of integer widths"),
+    ],
+)
+def test_model_and_optimizer_errors_name_the_config_key(key, value, message):
+  c = curve_cfg.get_config("quick")
+  *parents, last = key.split(".")
+  node = c
+  for part in parents:
+    node = node[part]
+  with c.unlocked(), node.ignore_type():
+    node[last] = value
+  with pytest.raises(ValueError, match=message):
+    experiment.validate(c)
+
+
 def test_non_finite_omega_without_a_siren_scheme_fails_before_writing(tmp_path):
   # No scheme of this config reads scheme_params.omega, so a NaN went unnoticed.
   c = _tiny_image()

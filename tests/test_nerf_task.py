@@ -69,7 +69,8 @@ def test_bad_scene_path_touches_nothing(tmp_path):
   c = nerf_cfg.get_config("tiny")
   with c.unlocked():
     c.data.name = "lego"
-  with pytest.raises(ValueError, match="valid: procedural"):
+  # It read "Unknown NeRF scene 'lego'", naming no key.
+  with pytest.raises(ValueError, match="config.data.name='lego'; valid: procedural"):
     tasks.build_task(c)
 
 

@@ -138,3 +138,10 @@ def test_flow_sizes_are_checked_by_key(key, value):
     c.data[key] = value
   with pytest.raises(ValueError, match=f"config.data.{key} must be an integer"):
     experiment.validate(c)
+
+
+def test_unknown_flow_names_its_key():
+  c = pinn_cfg.get_config("tiny")
+  c.data.name = "kolmogorov"  # it read "Unknown flow 'kolmogorov'", naming no key
+  with pytest.raises(ValueError, match="config.data.name='kolmogorov'; valid: taylor_green"):
+    experiment.validate(c)

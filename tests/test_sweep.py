@@ -311,6 +311,8 @@ def test_bad_sweep_configs(tmp_path):
             r"arm 'sinc' at N=1: config.data.num_points must be an integer in \[2, ",
         ),
         ("arms.sinc.activation", "foo", "Unknown activation 'foo'"),
+        # Each point's model.hidden starts with it: "hidden widths ... must be positive".
+        ("sweep.hidden_prefix", (0,), "config.sweep.hidden_prefix must be a sequence"),
     ],
 )
 def test_every_bad_setting_is_refused_before_the_workdir_is_touched(tmp_path, key, value, message):

@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping
 import jax
 import numpy as np
 
-from nfscale import initializers, metrics, models
+from nfscale import activations, checks, encodings, initializers, metrics, models
 
 Array = jax.Array
 PyTree = Any
@@ -131,18 +131,58 @@ class Task:
       raise ValueError(f"task {self.name!r}: duplicate metric names {names}.")
 
 
+def _from_config(config: Any, key: str, get: Callable[..., Any], names: list[str]) -> Any:
+  """``get(config.<key>, **config.<key>_params)``, its ValueError naming the key at fault.
+
+  The library's own messages (``Invalid parameters ['x'] for activation 'sinc'``) name
+  no config key, so a mistake in a config is reported with the key prepended.
+  """
+  name = checks.config_value(config, key)
+  group = checks.config_value(config, key + "_params")
+  if not hasattr(group, "keys"):  # a dict or a ConfigDict
+    raise ValueError(f"config.{key}_params must be a dict of parameters, got {group!r}.")
+  at_fault = key + "_params"
+  if isinstance(name, str) and name not in names:
+    at_fault = key  # an unknown name: the name's mistake, whatever the params
+  elif not isinstance(name, str):
+    try:  # an instance of one's own, or None: refused alone, the name's mistake
+      get(name)
+    except ValueError as e:
+      raise ValueError(f"config.{key}: {e}") from e
+  try:
+    return get(name, **dict(group))
+  except (ValueError, TypeError) as e:  # TypeError: a key that is not a string
+    raise ValueError(f"config.{at_fault}: {e}") from e
+
+
 def model_from_config(config: Any, out_dim: int) -> models.NeuralField:
-  """The :class:`NeuralField` described by ``config.model`` (first scheme as template)."""
+  """The :class:`NeuralField` described by ``config.model`` (first scheme as template).
+
+  Raises:
+    ValueError: an invalid model setting, named by its key.
+  """
   m = config.model
+  hidden = m.hidden
+  if isinstance(hidden, (str, bytes)) or not hasattr(hidden, "__iter__"):
+    hidden = None  # refused below, naming the key
+  if hidden is None or not all(checks.is_int(w) and 0 < w <= checks.MAX_INT32 for w in hidden):
+    raise ValueError(
+        "config.model.hidden must be a sequence of integer widths in "
+        f"[1, {checks.MAX_INT32}], got {m.hidden!r}."
+    )
+  activation = _from_config(
+      config, "model.activation", activations.get_activation, activations.list_activations()
+  )
+  encoding = _from_config(
+      config, "model.encoding", encodings.get_encoding, encodings.list_encodings()
+  )
   return models.make_field(
-      hidden=tuple(m.hidden),
+      hidden=tuple(hidden),
       out_dim=out_dim,
-      activation=m.activation,
-      activation_params=dict(m.activation_params),
+      activation=activation,
       scheme=config.schemes[0],
       scheme_params=initializers.filter_hparams(config.schemes[0], scheme_params(config)),
-      encoding=m.encoding,
-      encoding_params=dict(m.encoding_params),
+      encoding=encoding,
       fused=str(m.get("fused", "off")),
   )
 

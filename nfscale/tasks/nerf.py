@@ -44,8 +44,8 @@ def load_scene(d: Any) -> scenes.Scene:
     )
   if d.name != "procedural":
     raise ValueError(
-        f"Unknown NeRF scene {d.name!r}; valid: procedural (or data.path = a "
-        "Blender scene directory)."
+        f"Unknown NeRF scene config.data.name={d.name!r}; valid: procedural (or data.path "
+        "= a Blender scene directory)."
     )
   return scenes.procedural_scene(
       num_train=int(d.num_train),

@@ -45,7 +45,8 @@ def load_flow(d: Any) -> flows.Flow:
     return flows.load_raissi_mat(d.path)
   if d.name != "taylor_green":
     raise ValueError(
-        f"Unknown flow {d.name!r}; valid: taylor_green (or data.path = Raissi's .mat file)."
+        f"Unknown flow config.data.name={d.name!r}; valid: taylor_green (or data.path = "
+        "Raissi's .mat file)."
     )
   return flows.taylor_green_data(
       grid=int(d.grid),
