@@ -158,12 +158,31 @@ def _nullable(config: Any, key: str) -> bool:
   return last in fields and isinstance(fields[last], ml_collections.FieldReference)
 
 
+class _FloatWords(ast.NodeTransformer):
+  """Reads the bare words ``nan``, ``inf`` and ``infinity`` (any case) as floats."""
+
+  def visit_Name(self, node: ast.Name) -> ast.AST:  # pylint: disable=invalid-name
+    if node.id.lower() in ("nan", "inf", "infinity"):
+      return ast.copy_location(ast.Constant(float(node.id)), node)
+    return node
+
+
 def _literal(text: str) -> Any:
-  """A Python literal (``0.9``, ``True``, ``(1, 2)``, ``{'omega': 30.0}``), else the text."""
+  """A Python literal (``0.9``, ``True``, ``(1, 2)``, ``{'omega': 30.0}``), else the text.
+
+  ``nan``, ``inf`` and ``-inf`` are floats, alone or inside a literal, as ml_collections
+  reads them for a float key: ``--config.optimizer_params.b1=nan`` was the string 'nan',
+  which the numeric checks could not see as a number.
+  """
   try:
     return ast.literal_eval(text)
-  except (ValueError, SyntaxError):
-    return text
+  except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+    pass
+  try:
+    tree = _FloatWords().visit(ast.parse(text.strip(), mode="eval"))
+    return ast.literal_eval(tree)
+  except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+    return text  # a word such as a scheme name: a string
 
 
 def _is_word_list(current: Any, value: str) -> bool:

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from nfscale import cli, config_lib
+from nfscale import cli, config_lib, experiment
 
 import launching  # tests/launching.py
 
@@ -116,6 +116,33 @@ def test_params_groups_and_none_from_the_command_line(tmp_path):
   # Only placeholders take None, and only *_params groups take new keys.
   argv = ["--config.steps=None", "--config.model.depth=3"]
   assert cli.split_deferred(config, argv) == (argv, [])
+
+
+@pytest.mark.parametrize(
+    "arg,message",
+    [
+        ("--config.optimizer_params.b1=nan", "config.optimizer_params: .* not finite"),
+        ("--config.optimizer_params.b1=-inf", "config.optimizer_params: .* not finite"),
+        ("--config.model.activation_params={'omega': inf}", "omega must be positive and finite"),
+    ],
+)
+def test_nan_and_inf_in_params_groups_are_floats(arg, message):
+  # They reached the config as the strings 'nan' and "{'omega': inf}" (then "a group
+  # takes a dict"), not as the numbers the numeric checks refuse.
+  config = cli.load_config("curve1d:quick")
+  with config.unlocked():
+    config.optimizer = "adam"
+  rest, deferred = cli.split_deferred(config, [arg])
+  assert rest == [] and isinstance(next(iter(_leaf_values(deferred[0][1]))), float)
+  cli.apply_deferred(config, deferred)
+  with pytest.raises(ValueError, match=message):
+    experiment.validate(config)
+  # Words stay strings: a scheme's bias mode, a list of names.
+  assert cli._literal("torch") == "torch" and cli._literal("init1,init2") == "init1,init2"
+
+
+def _leaf_values(value):
+  return value.values() if isinstance(value, dict) else [value]
 
 
 def test_comma_list_of_names_splits():
