@@ -302,6 +302,25 @@ def test_power_law_ci_coverage():
   assert hits >= 80
 
 
+def test_power_law_t_interval_matches_scipy_and_covers():
+  # The t interval of the least-squares slope, checked against scipy's own slope and
+  # standard error; its coverage over 200 noise draws should be near the nominal 95%:
+  # binomial sd = sqrt(.95 * .05 / 200) ~= 1.5%, so >= 88% is ~4.6 sd below.
+  from scipy import stats
+
+  y = _noisy(5)
+  line = stats.linregress(np.log(N9), np.log(y))
+  half = stats.t.ppf(0.975, N9.size - 2) * line.stderr
+  lo, hi = fit_power_law(N9, y, n_boot=0).b_ci_t
+  assert lo == pytest.approx(line.slope - half, rel=1e-9)
+  assert hi == pytest.approx(line.slope + half, rel=1e-9)
+  hits = sum(
+      lo <= 1.5 <= hi
+      for lo, hi in (fit_power_law(N9, _noisy(2000 + s), n_boot=0).b_ci_t for s in range(200))
+  )
+  assert hits >= 176
+
+
 def test_power_law_bootstrap_is_deterministic():
   y = _noisy(3)
   assert fit_power_law(N9, y, seed=7) == fit_power_law(N9, y, seed=7)

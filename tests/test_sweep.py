@@ -80,6 +80,11 @@ def test_tiny_sweep_writes_report(reference):
   for e in evals:
     for s, v in e["schemes"].items():
       assert v["success"] == (sum(v["reached"][0]) >= 1)  # one seed, one lr
+  fitted = [f for f in report["fits"] if f.get("b") is not None]
+  for f in fitted:  # both intervals around their exponents
+    assert f["b_t_low"] <= f["b"] <= f["b_t_high"]
+    assert f["b_width_t_low"] <= f["b_width"] <= f["b_width_t_high"]
+  assert fitted and "b_width_t_low" in (workdir / "table.md").read_text()
 
 
 @pytest.mark.slow  # ~90 s on 2 cores; tests/test_resume.py kills and resumes a run by default
