@@ -244,6 +244,24 @@ def lr_edges(workdir: str, points: list[dict[str, Any]], lrs: Any) -> dict[tuple
   return out
 
 
+def _fit_fields(fit: scaling.PowerLawFit, suffix: str) -> dict[str, float]:
+  """A fit's fits.json fields: ``a``, ``b``, both intervals of ``b``, ``r2``, keys + ``suffix``.
+
+  The bootstrap interval falls short of 95% with 5 to 9 points; the t interval of
+  the same slope holds about as often as it claims (``fit_power_law``).
+  """
+  b = f"b{suffix}"
+  return {
+      f"a{suffix}": fit.a,
+      b: fit.b,
+      f"{b}_ci_low": fit.b_ci[0],
+      f"{b}_ci_high": fit.b_ci[1],
+      f"{b}_t_low": fit.b_ci_t[0],
+      f"{b}_t_high": fit.b_ci_t[1],
+      f"r2{suffix}": fit.r2,
+  }
+
+
 def _fit(points: list[dict[str, Any]], arm: str, scheme: str) -> dict[str, Any]:
   """One fits.json entry: the fit, or ``note`` saying why there is none."""
   mine = [p for p in points if p["arm"] == arm and scheme in p["schemes"]]
@@ -268,31 +286,12 @@ def _fit(points: list[dict[str, Any]], arm: str, scheme: str) -> dict[str, Any]:
     except ValueError as e:  # e.g. a non-positive count in a hand-edited file
       entry["note"] = f"no fit: {e}"
     else:
-      entry.update({
-          "a": f.a,
-          "b": f.b,
-          "b_ci_low": f.b_ci[0],
-          "b_ci_high": f.b_ci[1],
-          "b_t_low": f.b_ci_t[0],
-          "b_t_high": f.b_ci_t[1],
-          "r2": f.r2,
-      })
+      entry.update(_fit_fields(f, ""))
       # The theorems bound the grown (last hidden) width; the parameter count
       # adds a fixed prefix (deep nets) that flattens its exponent.
       nw, ws = _fit_rows(points, arm, scheme, "min_width")
-      fw = scaling.fit_power_law(nw, ws, n_boot=2000, seed=0)
-      entry.update({
-          "a_width": fw.a,
-          "b_width": fw.b,
-          "b_width_ci_low": fw.b_ci[0],
-          "b_width_ci_high": fw.b_ci[1],
-          # The bootstrap interval falls short of 95% with 5 to 9 points; the
-          # t interval of the same slope holds about as often as it claims.
-          "b_width_t_low": fw.b_ci_t[0],
-          "b_width_t_high": fw.b_ci_t[1],
-          "r2_width": fw.r2,
-          "ci_meaningful": scaling.ci_meaningful(f.n_points),
-      })
+      entry.update(_fit_fields(scaling.fit_power_law(nw, ws, n_boot=2000, seed=0), "_width"))
+      entry["ci_meaningful"] = scaling.ci_meaningful(f.n_points)
       if not entry["ci_meaningful"]:
         entry["ci_note"] = (
             f"interval from {f.n_points} points: not a meaningful 95% "
