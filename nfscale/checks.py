@@ -63,6 +63,21 @@ def config_int(config: Any, key: str, minimum: int = 1, maximum: int | None = No
   return int(v)
 
 
+def config_widths(config: Any, key: str) -> tuple[int, ...]:
+  """The dotted ``key`` as a sequence of layer widths in ``[1, MAX_INT32]``, or a
+  ValueError naming it (a string or a scalar is no sequence of widths)."""
+  v = config_value(config, key)
+  if (
+      isinstance(v, (str, bytes))
+      or not hasattr(v, "__iter__")
+      or not all(is_int(w) and 0 < w <= MAX_INT32 for w in v)
+  ):
+    raise ValueError(
+        f"config.{key} must be a sequence of integer widths in [1, {MAX_INT32}], got {v!r}."
+    )
+  return tuple(int(w) for w in v)
+
+
 def config_number(config: Any, key: str, low: float, *, strict: bool = True) -> float:
   """The dotted ``key`` as a finite number above ``low`` (``strict=False``: at least it)."""
   v = config_value(config, key)

@@ -161,7 +161,7 @@ def validate(config: Any) -> tuple[base.Task, list[train.Member]]:
   checks.config_int(config, "checkpoint_every", minimum=0, maximum=checks.MAX_STEPS)
   # Minibatch indices are int32 on the device: a larger batch overflowed after the
   # workdir was written (or ran out of memory there).
-  checks.config_int(config, "batch_size", minimum=0, maximum=2**31 - 1)
+  checks.config_int(config, "batch_size", minimum=0, maximum=checks.MAX_INT32)
   checks.config_int(config, "seed", *checks.SEED_RANGE)
   for key in ("overwrite", "progress", "complex_as_real"):
     # Read by truth value: overwrite="false" (a string, from a config built by hand or

@@ -816,7 +816,7 @@ def _lr_outcomes(
     if diverged.all():
       out.append((grid[0], False))
       continue
-    (key,) = [k for k in cell if k.startswith("best_") and k != "best_lr"]
+    (key,) = [k for k in _member_fields(cell) if k.startswith("best_")]  # the score's
     score = np.median(np.asarray(cell[key], dtype=float), axis=0)
     score = np.where(diverged | np.isnan(score), -np.inf, score)
     out.append((grid[int(np.argmax(score))], False))
@@ -1031,18 +1031,9 @@ def validate_sweep(config: Any) -> list[tuple[str, int]]:
     raise ValueError(f"config.sweep.ns must hold positive integers, got {tuple(s.ns)}.")
   if config.target is None:
     raise ValueError("a sweep needs config.target (the score every point must reach).")
-  prefix = s.hidden_prefix
-  if (
-      isinstance(prefix, (str, bytes))
-      or not hasattr(prefix, "__iter__")
-      or not all(checks.is_int(w) and 0 < w <= checks.MAX_INT32 for w in prefix)
-  ):
-    # Checked here: each point's model.hidden starts with it, and the model refused it as
-    # "hidden widths and out_dim must be positive integers", naming no key.
-    raise ValueError(
-        "config.sweep.hidden_prefix must be a sequence of integer widths in "
-        f"[1, {checks.MAX_INT32}], got {prefix!r}."
-    )
+  # Checked here: each point's model.hidden starts with it, and the model refused it as
+  # "hidden widths and out_dim must be positive integers", naming no key.
+  checks.config_widths(config, "sweep.hidden_prefix")
   min_width = checks.config_int(config, "sweep.min_width", 1)
   start = checks.config_int(config, "sweep.start", min_width)
   max_width = checks.config_int(config, "sweep.max_width", start)

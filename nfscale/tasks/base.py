@@ -162,14 +162,7 @@ def model_from_config(config: Any, out_dim: int) -> models.NeuralField:
     ValueError: an invalid model setting, named by its key.
   """
   m = config.model
-  hidden = m.hidden
-  if isinstance(hidden, (str, bytes)) or not hasattr(hidden, "__iter__"):
-    hidden = None  # refused below, naming the key
-  if hidden is None or not all(checks.is_int(w) and 0 < w <= checks.MAX_INT32 for w in hidden):
-    raise ValueError(
-        "config.model.hidden must be a sequence of integer widths in "
-        f"[1, {checks.MAX_INT32}], got {m.hidden!r}."
-    )
+  hidden = checks.config_widths(config, "model.hidden")
   activation = _from_config(
       config, "model.activation", activations.get_activation, activations.list_activations()
   )
@@ -177,7 +170,7 @@ def model_from_config(config: Any, out_dim: int) -> models.NeuralField:
       config, "model.encoding", encodings.get_encoding, encodings.list_encodings()
   )
   return models.make_field(
-      hidden=tuple(hidden),
+      hidden=hidden,
       out_dim=out_dim,
       activation=activation,
       scheme=config.schemes[0],
