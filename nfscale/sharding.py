@@ -68,9 +68,9 @@ def distributed_settings(
     ``{"coordinator_address", "num_processes", "process_id"}`` or None.
 
   Raises:
-    ValueError: a count above 1 without an address or id, an id outside
-      ``[0, count)``, or a value that is not an integer (naming the flag and
-      its environment variable).
+    ValueError: a count above 1 without an address or id, an id or address
+      without a count, an id outside ``[0, count)``, or a value that is not an
+      integer (naming the flag and its environment variable).
 
   Example:
     >>> distributed_settings(env={}) is None
@@ -96,9 +96,27 @@ def distributed_settings(
   pid = as_int(process_id, "process_id", ENV_PROCESS_ID)
   opted_in = env.get(ENV_OPT_IN, "0") in ("1", "true", "True")
   if count is None and not opted_in:
+    # An id or an address alone means a multi-process launch whose count was
+    # forgotten: running as one process would leave the others waiting.
+    given = [
+        f"--{f} / {v} ({val})"
+        for f, v, val in (
+            ("process_id", ENV_PROCESS_ID, pid),
+            ("coordinator_address", ENV_COORDINATOR, address),
+        )
+        if val is not None
+    ]
+    if given:
+      raise ValueError(
+          f"{' and '.join(given)} set without --num_processes / {ENV_NUM_PROCESSES}: "
+          f"give the process count (or {ENV_OPT_IN}=1 on a cluster JAX can detect), "
+          "or unset them to run as one process."
+      )
     return None
   if count is not None and count < 1:
     raise ValueError(f"--num_processes / {ENV_NUM_PROCESSES} must be >= 1, got {count}.")
+  if count is not None and pid is not None and not 0 <= pid < count:
+    raise ValueError(f"--process_id / {ENV_PROCESS_ID} must be in [0, {count}), got {pid}.")
   if count == 1 and not opted_in:
     return None
   if count is not None and count > 1 and not opted_in:
@@ -115,8 +133,6 @@ def distributed_settings(
           f"a run of {count} processes also needs {' and '.join(missing)} "
           f"(or {ENV_OPT_IN}=1 on a cluster JAX can detect)."
       )
-  if count is not None and pid is not None and not 0 <= pid < count:
-    raise ValueError(f"--process_id / {ENV_PROCESS_ID} must be in [0, {count}), got {pid}.")
   return {"coordinator_address": address, "num_processes": count, "process_id": pid}
 
 

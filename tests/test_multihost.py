@@ -84,6 +84,15 @@ def test_distributed_settings_from_flags_env_and_errors():
     sharding.distributed_settings("h:1", 2, 2, env={})
   with pytest.raises(ValueError, match="JAX_NUM_PROCESSES must be an integer"):
     sharding.distributed_settings(env={"JAX_NUM_PROCESSES": "two"})
+  # An id or an address without a count was run silently as one process while
+  # the launch's other processes waited for it.
+  with pytest.raises(ValueError, match=r"JAX_PROCESS_ID \(1\) set without"):
+    sharding.distributed_settings(env={"JAX_PROCESS_ID": "1"})
+  with pytest.raises(ValueError, match=r"JAX_COORDINATOR_ADDRESS \(h:1\) set without"):
+    sharding.distributed_settings(env={"JAX_COORDINATOR_ADDRESS": "h:1"})
+  with pytest.raises(ValueError, match=r"must be in \[0, 1\)"):
+    sharding.distributed_settings(num_processes=1, process_id=1, env={})
+  assert sharding.distributed_settings(num_processes=1, process_id=0, env={}) is None
 
 
 def test_mesh_is_local():
