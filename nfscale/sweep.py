@@ -86,6 +86,10 @@ def set_dotted(config: Any, key: str, value: Any) -> None:
   node[last] = type(node[last])(value) if isinstance(node[last], (int, float)) else value
 
 
+# The model keys a sweep's arm sets (point_config), as a point's errors name them.
+_ARM_KEY = re.compile(r"config\.model\.(activation_params|activation|encoding_params|encoding)\b")
+
+
 def point_config(config: Any, arm: str, n: int, width: int | None = None) -> Any:
   """The training config of one point: the arm's model, N samples, last width."""
   c = ml_collections.ConfigDict(copy.deepcopy(config.to_dict()))
@@ -1061,7 +1065,9 @@ def validate_sweep(config: Any) -> list[tuple[str, int]]:
       try:
         experiment.validate(point_config(config, arm, n, max_width))
       except ValueError as e:
-        raise ValueError(f"arm {arm!r} at N={n}: {e}") from None
+        # The point's model keys come from the arm: name the key the user wrote.
+        message = _ARM_KEY.sub(rf"config.arms.{arm}.\1", str(e))
+        raise ValueError(f"arm {arm!r} at N={n}: {message}") from None
   return points
 
 

@@ -315,7 +315,9 @@ def test_bad_sweep_configs(tmp_path):
             (1, 14),
             r"arm 'sinc' at N=1: config.data.num_points must be an integer in \[2, ",
         ),
-        ("arms.sinc.activation", "foo", "Unknown activation 'foo'"),
+        # The point's errors named config.model.*, a key the user never wrote.
+        ("arms.sinc.activation", "foo", "config.arms.sinc.activation: Unknown activation 'foo'"),
+        ("arms.sinc.activation_params.omega", -3.0, "config.arms.sinc.activation_params: omega"),
         # Each point's model.hidden starts with it: "hidden widths ... must be positive".
         ("sweep.hidden_prefix", (0,), "config.sweep.hidden_prefix must be a sequence"),
     ],
