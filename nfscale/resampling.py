@@ -19,6 +19,10 @@ import numpy as np
 Array = Any  # a numpy or JAX array
 
 
+class FactorError(ValueError):
+  """An image too small for its super-resolution factor (a caller can name its key)."""
+
+
 def check_factor(height: int, width: int, factor: int, source: str = "image") -> None:
   """Raises a clear error when an image cannot be downsampled by ``factor``.
 
@@ -29,18 +33,19 @@ def check_factor(height: int, width: int, factor: int, source: str = "image") ->
     source: what the image is (a name or a file), for the message.
 
   Raises:
-    ValueError: ``factor`` is not a positive integer, or the image is smaller than it.
+    ValueError: ``factor`` is not a positive integer.
+    FactorError: the image is smaller than ``factor`` (a ``ValueError``).
 
   >>> check_factor(8, 8, 4)
   >>> check_factor(3, 8, 4, "tiny.png")  # doctest: +ELLIPSIS
   Traceback (most recent call last):
   ...
-  ValueError: image 'tiny.png' is 3x8 pixels, smaller than the super-resolution factor 4 ...
+  nfscale.resampling.FactorError: image 'tiny.png' is 3x8 pixels, smaller than the super-resolution factor 4 ...
   """
   if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or factor < 1:
     raise ValueError(f"the super-resolution factor must be a positive integer, got {factor!r}.")
   if height < factor or width < factor:
-    raise ValueError(
+    raise FactorError(
         f"image {source!r} is {height}x{width} pixels, smaller than the super-resolution "
         f"factor {factor} (each low-resolution pixel needs {factor}x{factor} "
         "high-resolution pixels)."

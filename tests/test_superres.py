@@ -121,6 +121,21 @@ def test_superres_image_smaller_than_factor_fails_before_writing(tmp_path):
   assert not (tmp_path / "run").exists()
 
 
+def test_superres_file_smaller_than_factor_names_the_key(tmp_path):
+  from skimage import io as skio
+
+  from nfscale import experiment
+
+  path = tmp_path / "small.png"
+  skio.imsave(path, np.zeros((3, 8), np.uint8), check_contrast=False)
+  c = _sr_config()
+  c.data.path, c.data.size = str(path), 0
+  # The file's own size (size=0 keeps it) is only known once it is read; it named no key.
+  with pytest.raises(ValueError, match=r"config.data.factor=4: image .*small.png' is 3x8 pixels"):
+    experiment.run(c, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize(
     "key,value",
     [

@@ -101,7 +101,11 @@ def build(config: Any) -> base.Task:
         f"config.data.size={size} is smaller than config.data.factor={factor} (each "
         f"low-resolution pixel needs {factor}x{factor} high-resolution pixels)."
     )
-  hi, lo = load_problem(d.name, d.path, size, factor)
+  try:
+    hi, lo = load_problem(d.name, d.path, size, factor)
+  except resampling.FactorError as e:
+    # Only the file's own size is known here, so the config check above missed it.
+    raise ValueError(f"config.data.factor={factor}: {e}") from None
   h, w, c = hi.shape
   coords = images.pixel_coords(h, w)
   model = base.model_from_config(config, out_dim=c)
