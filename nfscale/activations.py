@@ -182,6 +182,12 @@ class Gabor:
   Real inputs give complex outputs; complex inputs are allowed (the hidden
   layers of a WIRE network are complex). WIRE's later defaults are
   ``omega0 = s0 = 10``; large ``omega0 / s0`` ratios produce NaNs.
+
+  A field with this activation has complex params: in a training loop of
+  your own, pass ``jax.grad``'s gradients through
+  :func:`nfscale.train.descent_gradients` before optax (``jax.grad`` of a
+  real loss gives the conjugate of the descent direction for a complex
+  parameter); nfscale's engine does it itself.
   """
 
   omega0: float = 10.0

@@ -2,7 +2,9 @@
 
 ``F_0 = encoding(X)``, ``F_k = phi(F_{k-1} W_k + b_k)`` for ``k < L`` and
 ``F_L = F_{L-1} W_L + b_L``. With the complex Gabor wavelet (WIRE), every
-layer after the first is complex and the output is the real part.
+layer after the first is complex and the output is the real part; a training
+loop of your own then conjugates those params' gradients before the optimizer
+(:func:`nfscale.train.descent_gradients`; nfscale's engine does it itself).
 
 Example:
   >>> field = make_field(hidden=(64, 64), out_dim=3, activation="gaussian",

@@ -287,7 +287,14 @@ def complex_as_real_tx(inner: optax.GradientTransformation) -> optax.GradientTra
   PyTorch's optimizers (and WIRE, trained with them) see the two parts as separate
   numbers. ``optax.contrib.split_real_and_imaginary`` does that; it is used only
   when the params hold a complex leaf, so a real model's optimizer state (and its
-  checkpoints) are those of ``inner`` itself.
+  checkpoints) are those of ``inner`` itself. It expects descent gradients: pass
+  ``jax.grad``'s through :func:`descent_gradients` first.
+
+  Args:
+    inner: any optax transformation.
+
+  Returns:
+    The transformation, acting on each complex entry's real and imaginary parts.
 
   Example:
     >>> tx = complex_as_real_tx(optax.adam(1.0))
@@ -468,7 +475,20 @@ def descent_gradients(grads: PyTree) -> PyTree:
   direction ``dL/da + i dL/db``. Optax steps against the gradient it is
   given, so without the conjugate every imaginary part moves uphill
   (Gabor/WIRE fields); :func:`complex_as_real_tx` then hands the optimizer
-  the pair ``(dL/da, dL/db)``.
+  the pair ``(dL/da, dL/db)``. The engine calls it on every step; a training
+  loop of your own calls it between ``jax.grad`` and the optimizer.
+
+  Args:
+    grads: the gradients ``jax.grad`` returns (any pytree).
+
+  Returns:
+    The same pytree, complex leaves conjugated (real leaves unchanged).
+
+  Example:
+    >>> loss = lambda z: jnp.abs(z - 1j) ** 2     # minimum at z = i
+    >>> g = jax.grad(loss)(jnp.array(0j))
+    >>> complex(g), complex(descent_gradients(g))   # z - lr * (-2j) moves towards +i
+    (2j, -2j)
   """
   return jax.tree.map(lambda g: jnp.conj(g) if jnp.iscomplexobj(g) else g, grads)
 
