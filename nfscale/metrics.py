@@ -86,11 +86,42 @@ def ssim(pred: Array, target: Array, data_range: float = 1.0) -> Array:
   return dm_pix.ssim(pred, target, max_val=data_range)
 
 
-def iou(a: Array, b: Array) -> Array:
-  """Intersection over union of two boolean volumes (1 when both are empty)."""
+def iou(a: Array, b: Array, level: float | None = None) -> Array:
+  """Intersection over union of two occupancy volumes.
+
+  Args:
+    a: a boolean (or 0/1 integer) mask; with ``level``, occupancy values.
+    b: the same for the other volume, same shape.
+    level: the threshold for occupancy values: ``a >= level`` and ``b >= level``
+      are compared (as :func:`nfscale.surfaces.grid_iou` does). Float inputs
+      need it: cast to bool they would count every nonzero value, e.g. a
+      predicted probability of 0.1, as inside.
+
+  Returns:
+    The IoU; 1 when both volumes are empty.
+
+  Raises:
+    ValueError: for different shapes, or a float input without ``level``.
+
+  Example:
+    >>> gt = jnp.array([True, True, False, False])
+    >>> float(iou(jnp.array([0.9, 0.2, 0.1, 0.0]), gt, level=0.5))
+    0.5
+  """
+  a, b = jnp.asarray(a), jnp.asarray(b)
   if a.shape != b.shape:
     raise ValueError(f"volume shapes differ: {a.shape} vs {b.shape}.")
-  a, b = a.astype(bool), b.astype(bool)
+  if level is None:
+    for arg, v in (("a", a), ("b", b)):
+      if not (v.dtype == jnp.bool_ or jnp.issubdtype(v.dtype, jnp.integer)):
+        raise ValueError(
+            f"iou got {arg} of dtype {v.dtype}: pass level= (e.g. level=0.5 for occupancy "
+            "probabilities) or boolean masks; a cast to bool would count every nonzero value "
+            "as inside."
+        )
+    a, b = a.astype(bool), b.astype(bool)
+  else:
+    a, b = a >= level, b >= level
   inter = jnp.sum(a & b)
   union = jnp.sum(a | b)
   return jnp.where(union == 0, 1.0, inter / jnp.maximum(union, 1))

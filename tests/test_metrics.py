@@ -44,6 +44,23 @@ def test_iou():
   assert float(jax.jit(metrics.iou)(a, b)) == pytest.approx(16 / 48)
 
 
+def test_iou_of_occupancy_values_needs_a_level():
+  # A float volume (predicted probabilities) cast to bool counted every nonzero value as
+  # inside: 0.2 everywhere outside the true half gave IoU 0.5 instead of 1.
+  gt = np.zeros((10, 10), np.float32)
+  gt[:5] = 1.0
+  prob = np.where(gt > 0, 0.9, 0.2).astype(np.float32)
+  with pytest.raises(ValueError, match="level"):
+    metrics.iou(prob, gt)
+  with pytest.raises(ValueError, match="level"):
+    metrics.iou(gt > 0, prob)
+  assert float(metrics.iou(prob, gt, level=0.5)) == 1.0
+  assert float(jax.jit(metrics.iou, static_argnames="level")(prob, gt > 0, level=0.5)) == 1.0
+  assert float(metrics.iou(prob, gt, level=0.1)) == 0.5
+  # Integer 0/1 masks keep working without a level.
+  assert float(metrics.iou(gt.astype(np.int32), (prob > 0.5).astype(np.uint8))) == 1.0
+
+
 def test_shape_mismatch():
   with pytest.raises(ValueError, match="shape"):
     metrics.psnr(jnp.zeros(3), jnp.zeros(4))
