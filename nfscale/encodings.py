@@ -20,6 +20,17 @@ from nfscale import checks
 Array = jax.Array
 
 
+def _as_float(x: Array) -> Array:
+  """``x`` itself if it is floating point, else cast to the default float dtype.
+
+  Integer coordinates (pixel indices) would otherwise cast the frequencies to
+  integers: NeRF's ``2^k pi`` became ``3 * 2^k``, RFF's ``B`` was truncated.
+  """
+  if jnp.issubdtype(jnp.result_type(x), jnp.inexact):
+    return x  # unchanged, numpy arrays included
+  return jnp.asarray(x, jnp.result_type(float))
+
+
 @dataclasses.dataclass(frozen=True)
 class Identity:
   """No embedding."""
@@ -67,6 +78,7 @@ class RandomFourierFeatures:
     return self.sigma * b
 
   def __call__(self, x: Array) -> Array:
+    x = _as_float(x)
     proj = 2 * np.pi * (x @ self.matrix(x.shape[-1]).astype(x.dtype))
     return jnp.concatenate([jnp.cos(proj), jnp.sin(proj)], axis=-1)
 
@@ -92,6 +104,7 @@ class NerfPositional:
     return in_dim * (2 * self.num_frequencies + int(self.include_input))
 
   def __call__(self, x: Array) -> Array:
+    x = _as_float(x)
     freqs = (2.0 ** np.arange(self.num_frequencies)) * np.pi
     proj = (x[..., :, None] * freqs.astype(x.dtype)).reshape(*x.shape[:-1], -1)
     parts = [x] if self.include_input else []

@@ -43,6 +43,17 @@ def test_nerf_formula():
   np.testing.assert_allclose(y[10:], np.cos(proj), atol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["rff", "nerf"])
+def test_integer_coordinates_are_encoded_as_floats(name):
+  # Integer inputs cast the frequencies to the input's dtype: NeRF's pi became 3
+  # (sin(3) = 0.14 where sin(pi) = 0) and RFF's B was truncated to integers.
+  enc = E.get_encoding(name, **({"dim": 8, "sigma": 2.0} if name == "rff" else {}))
+  xi = jnp.arange(-3, 4, dtype=jnp.int32)[:, None]
+  got = enc(xi)
+  assert jnp.issubdtype(got.dtype, jnp.floating)
+  np.testing.assert_array_equal(np.asarray(got), np.asarray(enc(xi.astype(jnp.float32))))
+
+
 def test_identity_and_jit():
   x = jnp.ones((3, 2))
   np.testing.assert_array_equal(E.get_encoding("identity")(x), x)
