@@ -1,8 +1,9 @@
 """Initialization schemes for neural fields as pure PRNG-key functions.
 
 Every initializer here follows JAX's ``Initializer`` protocol,
-``init(key, shape, dtype=jnp.float32) -> Array``, so it drops into
-``flax.linen.Dense(kernel_init=...)`` and ``flax.nnx.Linear(kernel_init=...)``
+``init(key, shape, dtype=None, out_sharding=None) -> Array`` (``dtype=None``:
+the default float dtype, float32 unless ``jax_enable_x64`` is on), so it drops
+into ``flax.linen.Dense(kernel_init=...)`` and ``flax.nnx.Linear(kernel_init=...)``
 unchanged. Kernels use the Flax layout: ``fan_in = shape[-2]``,
 ``fan_out = shape[-1]``, and leading dimensions (convolution windows) multiply
 both fans, as in ``jax.nn.initializers.variance_scaling``.
@@ -56,7 +57,9 @@ POSITIONS: tuple[str, ...] = ("first", "hidden", "last")
 class Initializer(Protocol):
   """JAX's initializer protocol (mirrors ``jax.nn.initializers.Initializer``)."""
 
-  def __call__(self, key: Array, shape: Shape, dtype: DTypeLike = jnp.float32) -> Array:
+  def __call__(
+      self, key: Array, shape: Shape, dtype: DTypeLike | None = None, out_sharding: Any = None
+  ) -> Array:
     ...
 
 
@@ -64,8 +67,9 @@ class Initializer(Protocol):
 # Argument checks shared by all initializers.
 
 
-def _check_dtype(dtype: DTypeLike) -> np.dtype:
-  dt = np.dtype(dtype)
+def _check_dtype(dtype: DTypeLike | None) -> np.dtype:
+  # None is JAX's default float dtype (np.dtype(None) would be float64 even without x64).
+  dt = np.dtype(jnp.result_type(float) if dtype is None else dtype)
   if not (jnp.issubdtype(dt, jnp.floating) or jnp.issubdtype(dt, jnp.complexfloating)):
     raise ValueError(f"dtype must be a float or complex dtype, got dtype={dt}.")
   return dt
@@ -174,6 +178,11 @@ def _draw(key: Array, shape: Shape, dtype: np.dtype, variance: float, distributi
       return jax.random.uniform(key, shape, dtype, minval=-bound, maxval=bound)
     flat = _flat_uniform(key, -bound, bound, size=_draw_size(n), dtype=dtype)
   return flat[:n].reshape(shape)
+
+
+def _shard(x: Array, out_sharding: Any) -> Array:
+  """``x`` with the sharding an initializer was asked for (``None``: as drawn)."""
+  return x if out_sharding is None else jax.sharding.reshard(x, out_sharding)
 
 
 def _sample(key: Array, shape: Shape, dtype: np.dtype, variance: float, distribution: str) -> Array:
@@ -289,10 +298,25 @@ class VarianceScaling:
       return self.scale / (fan**self.fan_power * float(self.omega) ** self.omega_power)
     return self.scale / fan**self.fan_power
 
-  def __call__(self, key: Array, shape: Shape, dtype: DTypeLike = jnp.float32) -> Array:
+  def __call__(
+      self, key: Array, shape: Shape, dtype: DTypeLike | None = None, out_sharding: Any = None
+  ) -> Array:
+    """Draws a kernel.
+
+    Args:
+      key: a PRNG key (typed, ``jax.random.key``, or legacy ``PRNGKey``).
+      shape: the kernel shape ``(..., fan_in, fan_out)``.
+      dtype: a float or complex dtype; ``None``: the default float dtype
+        (float32 unless ``jax_enable_x64`` is on), as JAX's initializers.
+      out_sharding: the result's sharding (as in ``jax.nn.initializers``); the
+        values do not depend on it.
+
+    Returns:
+      The kernel.
+    """
     dt = _check_dtype(dtype)
     shape = _check_shape(shape)
-    return _sample(key, shape, dt, self.variance(shape), self.distribution)
+    return _shard(_sample(key, shape, dt, self.variance(shape), self.distribution), out_sharding)
 
 
 _MISSING_OMEGA = (
@@ -412,7 +436,9 @@ class BiasRule:
       raise ValueError(f"fan_in must be positive, got fan_in={fan_in}.")
     kind, value = self.kind, self.value
 
-    def init(key: Array, shape: Shape, dtype: DTypeLike = jnp.float32) -> Array:
+    def init(
+        key: Array, shape: Shape, dtype: DTypeLike | None = None, out_sharding: Any = None
+    ) -> Array:
       dt = _check_dtype(dtype)
       if len(tuple(shape)) != 1:
         # A bias rule handed to a kernel slot would silently give zeros.
@@ -421,10 +447,10 @@ class BiasRule:
             "write kernel_init=scheme.kernel_init('first' | 'hidden' | 'last')."
         )
       if kind == "zeros":
-        return jnp.zeros(shape, dt)
+        return _shard(jnp.zeros(shape, dt), out_sharding)
       if kind == "constant":
-        return jnp.full(shape, value, dt)
-      return _sample(key, tuple(shape), dt, 1.0 / (3.0 * fan_in), "uniform")
+        return _shard(jnp.full(shape, value, dt), out_sharding)
+      return _shard(_sample(key, tuple(shape), dt, 1.0 / (3.0 * fan_in), "uniform"), out_sharding)
 
     return init
 

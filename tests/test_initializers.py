@@ -11,6 +11,7 @@ plain normal with standard error sqrt(p(1-p)/n) = 0.029%; we allow 0.15%
 
 import dataclasses
 import math
+import warnings
 
 import flax.linen as nn
 import jax
@@ -273,6 +274,65 @@ def test_nnx_linear_plugs_in():
     assert k.shape == (1024, 512) and k.dtype == dtype
     assert abs(float(jnp.mean(jnp.abs(k) ** 2)) * 3 * 1024**1.5 - 1) < 0.01
     assert lin(jnp.ones((2, 1024), dtype)).shape == (2, 512)
+
+
+@pytest.fixture
+def x64():
+  """Enables jax_enable_x64 for one test and restores the previous value."""
+  previous = jax.config.jax_enable_x64
+  jax.config.update("jax_enable_x64", True)
+  try:
+    yield
+  finally:
+    jax.config.update("jax_enable_x64", previous)
+
+
+INITS = {
+    "kernel": I.get_scheme("init1").last,
+    "torch bias": I.get_scheme("init1", bias="torch").bias_init(64),
+    "constant bias": I.get_scheme("init1", bias="constant").bias_init(64),
+}
+
+
+def _shape(kind):
+  return (64, 32) if kind == "kernel" else (32,)
+
+
+@pytest.mark.parametrize("kind", list(INITS))
+def test_dtype_none_is_the_default_float_dtype_as_in_jax(kind):
+  # JAX's Initializer protocol is init(key, shape, dtype=None, out_sharding=None). None
+  # was read as np.dtype(None), float64: a "float64 is not available" warning and a
+  # float32 array without x64.
+  init, key = INITS[kind], jax.random.key(0)
+  want = init(key, _shape(kind), jnp.float32)
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    for got in (init(key, _shape(kind)), init(key, _shape(kind), None)):
+      assert got.dtype == jnp.float32
+      np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("kind", list(INITS))
+def test_default_dtype_follows_x64_as_in_jax(kind, x64):
+  del x64
+  init, key = INITS[kind], jax.random.key(0)
+  jax_default = jax.nn.initializers.lecun_normal()(key, (4, 4)).dtype
+  assert init(key, _shape(kind)).dtype == jax_default == jnp.float64
+
+
+@pytest.mark.parametrize("kind", list(INITS))
+def test_out_sharding_is_accepted_and_leaves_the_values(kind):
+  # Raised "unexpected keyword argument 'out_sharding'".
+  mesh = jax.make_mesh((1,), ("x",))
+  spec = (
+      jax.sharding.PartitionSpec(None, "x") if kind == "kernel" else jax.sharding.PartitionSpec("x")
+  )
+  sharding = jax.sharding.NamedSharding(mesh, spec)
+  init, key = INITS[kind], jax.random.key(0)
+  for draw in (init, jax.jit(init, static_argnums=(1, 2), static_argnames="out_sharding")):
+    got = draw(key, _shape(kind), jnp.float32, out_sharding=sharding)
+    assert got.sharding == sharding
+    np.testing.assert_array_equal(got, init(key, _shape(kind), jnp.float32))
 
 
 def test_unknown_scheme_lists_valid_names():
