@@ -50,9 +50,9 @@ def psnr(pred: Array, target: Array, data_range: float = 1.0) -> Array:
     >>> round(float(psnr(a, b, 255.0)), 2)  # no uint8 wrap-around in a - b
     22.11
   """
+  pred, target = _as_float(pred, target)
   if pred.shape != target.shape:
     raise ValueError(f"pred and target shapes differ: {pred.shape} vs {target.shape}.")
-  pred, target = _as_float(pred, target)
   return mse_to_psnr(jnp.mean(jnp.square(pred - target)), data_range)
 
 
@@ -72,9 +72,9 @@ def ssim(pred: Array, target: Array, data_range: float = 1.0) -> Array:
   Returns:
     Mean SSIM over pixels (and channels).
   """
+  pred, target = _as_float(pred, target)
   if pred.shape != target.shape:
     raise ValueError(f"pred and target shapes differ: {pred.shape} vs {target.shape}.")
-  pred, target = _as_float(pred, target)
   if pred.ndim == 2:
     pred, target = pred[..., None], target[..., None]
   if pred.ndim != 3:

@@ -61,6 +61,16 @@ def test_iou_of_occupancy_values_needs_a_level():
   assert float(metrics.iou(gt.astype(np.int32), (prob > 0.5).astype(np.uint8))) == 1.0
 
 
+def test_array_likes():
+  # Lists and scalars raised AttributeError ('list' object has no attribute 'shape').
+  assert float(metrics.psnr([0.0, 0.5], [0.0, 0.0])) == pytest.approx(10 * np.log10(1 / 0.125))
+  img = np.random.default_rng(0).uniform(0, 1, (16, 16))
+  assert float(metrics.ssim(img.tolist(), img.tolist())) == pytest.approx(1.0, abs=1e-5)
+  assert float(metrics.iou([True, False], [True, True])) == 0.5
+  with pytest.raises(ValueError, match="shape"):
+    metrics.psnr([0.0, 1.0], [0.0])
+
+
 def test_shape_mismatch():
   with pytest.raises(ValueError, match="shape"):
     metrics.psnr(jnp.zeros(3), jnp.zeros(4))
