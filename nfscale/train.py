@@ -249,6 +249,14 @@ def make_optimizer(
     >>> tx = make_optimizer("sgd", {"momentum": 0.9}, schedule="cosine", steps=100)
     >>> state = tx.init({"w": jnp.ones(2)})
   """
+  if not isinstance(name, str):
+    # An optax transformation printed as "Unknown optimizer GradientTransformation(...)".
+    raise ValueError(
+        "optimizer must be an optax optimizer's name, e.g. 'adam', with its other "
+        "parameters in optimizer_params (nfscale.train.list_optimizers()), got "
+        f"{type(name).__name__}: the engine builds it with unit learning rate and scales its "
+        "updates by each member's lr (Member.lr)."
+    )
   if name in NONLINEAR_IN_LR:
     raise ValueError(
         f"Optimizer {name!r} is not supported: its update is not linear in the learning "

@@ -446,6 +446,13 @@ def test_every_listed_optimizer_is_linear_in_its_learning_rate(name):
     np.testing.assert_allclose(q["w"], p["w"], rtol=1e-4, atol=1e-4, err_msg=f"lr={lr}")
 
 
+def test_an_optax_transformation_in_place_of_a_name_is_explained():
+  # fit(optimizer=optax.adam(1e-3)) said "Unknown optimizer GradientTransformationExtraArgs(
+  # init=<function ...>, ...)"; the message now says what to pass and why.
+  with pytest.raises(ValueError, match=r"optimizer's name, e.g. 'adam'.*Member\.lr"):
+    train.make_optimizer(optax.adam(1e-3))
+
+
 def test_optimizers_nonlinear_in_the_rate_are_refused():
   assert not train.NONLINEAR_IN_LR & set(train.list_optimizers())
   with pytest.raises(ValueError, match="not linear in the learning rate"):
