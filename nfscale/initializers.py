@@ -734,6 +734,14 @@ class Scheme:
       SchemeUsageError: when called as an initializer itself.
       ValueError: for an unknown position or inconsistent counts.
     """
+    if not args and checks.is_int(position):
+      # kernel_init(0, num_layers=4), as position(0, 4) is called, is not Flax calling it.
+      raise ValueError(
+          f"kernel_init got the layer index {position} as its position; write "
+          f"kernel_init(layer={position}, num_layers=...) (weight layers, output layer "
+          "included) or kernel_init(layer=..., num_hidden=...), or a position name "
+          "('first', 'hidden', 'last')."
+      )
     if args or (position is not None and not isinstance(position, str)):
       raise SchemeUsageError(
           "scheme.kernel_init is not an initializer but picks one for a layer position: "
@@ -768,6 +776,11 @@ class Scheme:
       SchemeUsageError: when called as an initializer itself.
       ValueError: for a non-positive ``fan_in`` or an unknown position.
     """
+    if not args and checks.is_int(position) and not _is_array(fan_in):
+      raise ValueError(
+          "bias_init's position must be 'first', 'hidden' or 'last', got the layer index "
+          f"{position}; scheme.position({position}, num_layers=...) names it."
+      )
     if args or _is_array(fan_in) or not isinstance(position, str):
       raise SchemeUsageError(
           "scheme.bias_init is not an initializer: it needs the layer's fan-in; write "

@@ -589,6 +589,15 @@ def test_positions_by_name_or_count(name):
     s.kernel_init("output")
   with pytest.raises(ValueError, match="position must be one of"):
     s.bias_init(4, "output")
+  # A layer index given positionally, as position(0, 4) takes it, was answered with
+  # "scheme.kernel_init is not an initializer" (the message for Flax calling it uncalled).
+  for call in (lambda: s.kernel_init(0, num_layers=4), lambda: s.kernel_init(2)):
+    with pytest.raises(ValueError, match=r"layer index.*kernel_init\(layer=") as e:
+      call()
+    assert not isinstance(e.value, I.SchemeUsageError)
+  with pytest.raises(ValueError, match=r"layer index 2; scheme.position\(2, num_layers") as e:
+    s.bias_init(64, 2)
+  assert not isinstance(e.value, I.SchemeUsageError)
 
 
 def _linen(**kw):
