@@ -3,8 +3,8 @@
 ``run(config, workdir)`` is exactly what ``python -m launch.train`` does, so a
 notebook can do the same thing in one call::
 
-    from configs import image
-    results = nfscale.experiment.run(image.get_config("quick"), "/tmp/run")
+    from nfscale import configs
+    results = nfscale.experiment.run(configs.get("image", "quick"), "/tmp/run")
     trained = nfscale.load("/tmp/run")   # config, model, each member's params
 
 The workdir receives ``config.json``, ``metrics.jsonl`` (per member, per log

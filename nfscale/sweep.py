@@ -113,9 +113,8 @@ def training_config(config: Any, arm: str, n: int, width: int) -> Any:
   config, whose own model is not what the sweep trains).
 
   Example:
-    >>> import sys; sys.path.insert(0, ".")
-    >>> from configs import scaling_shallow
-    >>> c = training_config(scaling_shallow.get_config("tiny"), "sinc", 10, 16)
+    >>> from nfscale import configs
+    >>> c = training_config(configs.get("scaling_shallow", "tiny"), "sinc", 10, 16)
     >>> c.model.hidden, c.data.num_points, "sweep" in c
     ((16,), 10, False)
   """

@@ -31,7 +31,7 @@ def private_registry(monkeypatch):
 
 @pytest.mark.parametrize("doc", ["README.md", "docs/guide.md"])
 def test_python_blocks_run(doc, tmp_path, monkeypatch):
-  monkeypatch.syspath_prepend(str(ROOT))  # `from configs import ...` as in a notebook
+  monkeypatch.syspath_prepend(str(ROOT))  # a checkout: the repository root on the path
   for block in _blocks(doc):
     block = block.replace('"/tmp/run"', repr(str(tmp_path / "run")))
     exec(compile(block, doc, "exec"), {})
@@ -44,3 +44,11 @@ def test_session_blocks_run(doc):
   for block in _blocks(doc):
     exec(compile(block, doc, "exec"), namespace)
   assert "nfscale" in namespace
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/guide.md", "docs/initializers.md"])
+def test_python_blocks_import_configs_as_installed(doc):
+  # `from configs import image` works only with a checkout's root on the path: an installed
+  # nfscale (pip, Colab) ships the configs as nfscale.configs.
+  for block in _blocks(doc):
+    assert not re.search(r"^\s*(from configs\b|import configs\b)", block, flags=re.M), block
