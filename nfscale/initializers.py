@@ -68,8 +68,11 @@ class Initializer(Protocol):
 
 
 def _check_dtype(dtype: DTypeLike | None) -> np.dtype:
-  # None is JAX's default float dtype (np.dtype(None) would be float64 even without x64).
-  dt = np.dtype(jnp.result_type(float) if dtype is None else dtype)
+  # None is JAX's default float dtype (np.dtype(None) would be float64 even without x64),
+  # and Python's float and complex are JAX's default float and complex dtypes, as jnp reads them.
+  if dtype is None or dtype is float or dtype is complex:
+    dtype = jnp.result_type(float if dtype is None else dtype)
+  dt = np.dtype(dtype)
   if not (jnp.issubdtype(dt, jnp.floating) or jnp.issubdtype(dt, jnp.complexfloating)):
     raise ValueError(f"dtype must be a float or complex dtype, got dtype={dt}.")
   return dt

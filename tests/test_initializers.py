@@ -307,7 +307,11 @@ def test_dtype_none_is_the_default_float_dtype_as_in_jax(kind):
   want = init(key, _shape(kind), jnp.float32)
   with warnings.catch_warnings():
     warnings.simplefilter("error")
-    for got in (init(key, _shape(kind)), init(key, _shape(kind), None)):
+    for got in (
+        init(key, _shape(kind)),
+        init(key, _shape(kind), None),
+        init(key, _shape(kind), float),
+    ):
       assert got.dtype == jnp.float32
       np.testing.assert_array_equal(got, want)
 
@@ -317,7 +321,9 @@ def test_default_dtype_follows_x64_as_in_jax(kind, x64):
   del x64
   init, key = INITS[kind], jax.random.key(0)
   jax_default = jax.nn.initializers.lecun_normal()(key, (4, 4)).dtype
+  assert init(key, _shape(kind)).dtype == init(key, _shape(kind), float).dtype
   assert init(key, _shape(kind)).dtype == jax_default == jnp.float64
+  assert init(key, _shape(kind), complex).dtype == jnp.complex128
 
 
 @pytest.mark.parametrize("kind", list(INITS))
