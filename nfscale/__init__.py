@@ -1,4 +1,13 @@
-"""nfscale: initialization, activation and scaling laws for neural fields in JAX/Flax."""
+"""nfscale: initialization, activation and scaling laws for neural fields in JAX/Flax.
+
+``import nfscale`` loads the library part (initializers, layers, activations,
+encodings, models, metrics); the experiment stack is imported on first use, so
+``nfscale.train``, ``nfscale.experiment``, ``nfscale.configs`` and every other
+submodule work after a plain ``import nfscale``.
+"""
+
+from importlib import import_module as _import_module
+from importlib import util as _import_util
 
 from nfscale import activations, encodings, initializers, layers, metrics, models
 from nfscale.activations import get_activation, list_activations
@@ -45,10 +54,14 @@ __all__ = [
 
 
 def __getattr__(name):
-  # nfscale.load pulls in the experiment stack (tasks, plots, orbax): imported
-  # on first use, so `import nfscale` stays light.
+  # nfscale.load and the submodules (nfscale.experiment, nfscale.train, nfscale.configs...)
+  # pull in the experiment stack (tasks, plots, orbax): imported on first use, so
+  # `import nfscale` stays light. Without this, `nfscale.experiment.run(...)` after a plain
+  # `import nfscale` raised AttributeError.
   if name == "load":
     from nfscale.experiment import load
 
     return load
+  if not name.startswith("_") and _import_util.find_spec(f"{__name__}.{name}") is not None:
+    return _import_module(f"{__name__}.{name}")
   raise AttributeError(f"module 'nfscale' has no attribute {name!r}")

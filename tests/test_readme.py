@@ -2,6 +2,8 @@
 
 import pathlib
 import re
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -52,3 +54,17 @@ def test_python_blocks_import_configs_as_installed(doc):
   # nfscale (pip, Colab) ships the configs as nfscale.configs.
   for block in _blocks(doc):
     assert not re.search(r"^\s*(from configs\b|import configs\b)", block, flags=re.M), block
+
+
+def test_readme_spelling_works_after_a_plain_import():
+  # The README writes nfscale.configs.get(...) and nfscale.experiment.run(...): after
+  # `import nfscale` alone they raised AttributeError (only `from nfscale import experiment`
+  # worked). A fresh interpreter, so that no other test has imported the submodules.
+  code = (
+      "import sys, nfscale\n"
+      "assert 'nfscale.experiment' not in sys.modules  # import nfscale stays light\n"
+      "assert nfscale.configs.get('image', 'quick').task == 'image'\n"
+      "assert callable(nfscale.experiment.run) and callable(nfscale.train.descent_gradients)\n"
+      "assert not hasattr(nfscale, 'no_such_module')\n"
+  )
+  subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT.parent, timeout=300)
