@@ -1102,7 +1102,8 @@ def register_scheme(
       out, they keep the instance's own). Leave it out to use
       ``register_scheme(name)`` as a decorator.
     overwrite: replace an earlier registration of ``name`` (built-ins can
-      never be replaced).
+      never be replaced). Registering an equal ``Scheme`` instance again
+      needs none: it is a no-op, so a notebook cell can run twice.
 
   Returns:
     ``factory`` (or the decorator).
@@ -1126,6 +1127,9 @@ def register_scheme(
   if name in BUILTIN_SCHEMES:
     raise ValueError(f"{name!r} is a built-in scheme and cannot be replaced; pick another name.")
   if name in _REGISTRY and not overwrite:
+    if isinstance(factory, Scheme) and getattr(_REGISTRY[name], "scheme", None) == factory:
+      # The same scheme again: a notebook cell run twice, not a clash.
+      return factory
     raise ValueError(f"scheme {name!r} is already registered; pass overwrite=True to replace it.")
   make = _instance_factory(factory) if isinstance(factory, Scheme) else factory
   if not callable(make):
@@ -1156,5 +1160,6 @@ def register_scheme(
     return dataclasses.replace(make(**hparams), name=name)
 
   named.__signature__ = inspect.signature(make)
+  named.scheme = factory if isinstance(factory, Scheme) else None
   _REGISTRY[name] = named
   return factory

@@ -533,6 +533,15 @@ def test_register_validation(registry):
   with pytest.raises(ValueError, match="overwrite=True"):
     registry.register_scheme("mine", good)
   registry.register_scheme("mine", registry._REGISTRY["init2"], overwrite=True)
+  # The README's register_scheme(name, get_scheme("siren").replace(last="init1")) run a
+  # second time (a notebook cell run again) raised "already registered": an equal
+  # instance is a no-op, a different one is still refused.
+  mixed = lambda: registry.get_scheme("siren").replace(last="init1")  # noqa: E731
+  registry.register_scheme("again", mixed())
+  assert registry.register_scheme("again", mixed()) == mixed()
+  assert registry.get_scheme("again", omega=3.0).last == mixed().last
+  with pytest.raises(ValueError, match="overwrite=True"):
+    registry.register_scheme("again", registry.get_scheme("siren").replace(last="init2"))
   assert registry.get_scheme("mine").last == registry.get_scheme("init2").last
   for bad in ["", "1x", "a b", "a/b", 3]:
     with pytest.raises(ValueError, match="scheme name"):
