@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -247,7 +247,11 @@ _REGISTRY: dict[str, type] = {
 
 
 def list_activations() -> list[str]:
-  """Names accepted by :func:`get_activation`."""
+  """Names accepted by :func:`get_activation`.
+
+  Returns:
+    The registered names, e.g. ``["sine", "sinc", ...]``.
+  """
   return list(_REGISTRY)
 
 
@@ -259,7 +263,7 @@ def activation_name(act: Activation) -> str:
   raise ValueError(f"{act!r} is not a registered activation.")
 
 
-def get_activation(name: str | Activation, **params) -> Activation:
+def get_activation(name: str | Activation, **params: Any) -> Activation:
   """Looks an activation up by name.
 
   Args:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -121,11 +122,15 @@ _REGISTRY: dict[str, type] = {
 
 
 def list_encodings() -> list[str]:
-  """Names accepted by :func:`get_encoding`."""
+  """Names accepted by :func:`get_encoding`.
+
+  Returns:
+    The registered names: ``["identity", "rff", "nerf"]``.
+  """
   return list(_REGISTRY)
 
 
-def get_encoding(name: str | Encoding, **params) -> Encoding:
+def get_encoding(name: str | Encoding, **params: Any) -> Encoding:
   """Looks an encoding up by name.
 
   Args:

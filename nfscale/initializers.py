@@ -951,7 +951,11 @@ _NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]*")
 
 
 def list_schemes() -> list[str]:
-  """Names accepted by :func:`get_scheme`: the built-ins, then registered ones."""
+  """Names accepted by :func:`get_scheme`.
+
+  Returns:
+    The built-in names, then the registered ones in registration order.
+  """
   return list(_REGISTRY)
 
 
@@ -996,7 +1000,7 @@ def filter_hparams(name: str | Scheme, hparams: Mapping[str, Any]) -> dict[str, 
   return {k: v for k, v in hparams.items() if k in accepted}
 
 
-def get_scheme(name: str | Scheme, **hparams) -> Scheme:
+def get_scheme(name: str | Scheme, **hparams: Any) -> Scheme:
   """Looks a scheme up by name.
 
   Args:

@@ -13,6 +13,13 @@ def mse_to_psnr(mse: Array, data_range: float = 1.0) -> Array:
 
   Computed in float32 at least: in float16 ``data_range^2 / mse`` overflows above
   about 48 dB.
+
+  Args:
+    mse: the mean squared error (any shape: elementwise).
+    data_range: ``max - min`` of the signal's possible values.
+
+  Returns:
+    The PSNR in dB (``inf`` for a zero error).
   """
   mse = jnp.asarray(mse)
   mse = mse.astype(jnp.promote_types(mse.dtype, jnp.float32))

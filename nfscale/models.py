@@ -352,7 +352,19 @@ def make_field(
 
 
 def param_count(params: Any) -> int:
-  """Number of real trainable scalars in a params pytree (a complex entry counts 2)."""
+  """Number of real trainable scalars in a params pytree.
+
+  Args:
+    params: any pytree of arrays (``model.init``'s variables, or their params).
+
+  Returns:
+    The count; a complex entry counts 2 (its real and imaginary parts).
+
+  Example:
+    >>> field = make_field((8,), 1, activation="gabor", scheme="init2")
+    >>> param_count(field.init(jax.random.key(0), jnp.zeros((1, 2))))  # 2*8+8 real, 8+1 complex
+    42
+  """
   total = 0
   for leaf in jax.tree_util.tree_leaves(params):
     total += int(np.prod(leaf.shape)) * (2 if jnp.iscomplexobj(leaf) else 1)
