@@ -65,7 +65,7 @@ from nfscale.sweep_report import sweep_points, write_report
 from nfscale.tasks import base
 
 EVALS_FILE = "evals.jsonl"
-# JAX's persistent compilation cache of a sweep (enable_compilation_cache).
+# JAX's persistent compilation cache of a sweep (compilation_cache, for its duration).
 COMPILE_CACHE_DIR = ".jax_cache"
 
 
@@ -449,6 +449,13 @@ def _round_groups(widths: Sequence[int], merge_max: int) -> dict[int, list[int]]
   return dict(sorted(out.items()))
 
 
+_CACHE_SETTINGS = (
+    "jax_compilation_cache_dir",
+    "jax_persistent_cache_min_compile_time_secs",
+    "jax_persistent_cache_min_entry_size_bytes",
+)
+
+
 def enable_compilation_cache(directory: str) -> bool:
   """Turns on JAX's persistent compilation cache in ``directory`` unless one is set.
 
@@ -456,18 +463,48 @@ def enable_compilation_cache(directory: str) -> bool:
   point's widths) are then compiled once and loaded afterwards (measured on
   the CPU: a repeated ~4 s compilation becomes ~0.3 s). A cache directory the
   user chose (``JAX_COMPILATION_CACHE_DIR`` or ``jax.config``) is kept. The
-  setting is process-wide.
+  setting is process-wide and stays: :func:`compilation_cache` undoes it.
 
   Returns:
     Whether this call set the directory.
   """
   if jax.config.jax_compilation_cache_dir:
     return False
-  jax.config.update("jax_compilation_cache_dir", directory)
+  jax.config.update("jax_compilation_cache_dir", os.path.abspath(directory))
   # Sweep programs compile in about a second each: cache them all.
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  _reset_jax_cache()
   return True
+
+
+def _reset_jax_cache() -> None:
+  """Makes JAX open its persistent cache anew from the current settings."""
+  from jax.experimental.compilation_cache import compilation_cache as jax_cache
+
+  jax_cache.reset_cache()  # JAX opens its cache once and keeps it otherwise
+
+
+@contextlib.contextmanager
+def compilation_cache(directory: str):
+  """JAX's persistent compilation cache in ``directory`` for the ``with`` block only.
+
+  As :func:`enable_compilation_cache`, then the previous settings come back:
+  a sweep run from a notebook left its workdir as the process's cache, and
+  every program the user compiled afterwards was written into it.
+
+  Yields:
+    Whether the block uses ``directory`` (``False``: the user's own cache is kept).
+  """
+  previous = {key: getattr(jax.config, key) for key in _CACHE_SETTINGS}
+  enabled = enable_compilation_cache(directory)
+  try:
+    yield enabled
+  finally:
+    if enabled:
+      for key, value in previous.items():
+        jax.config.update(key, value)
+      _reset_jax_cache()
 
 
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -1116,8 +1153,8 @@ def run_sweep(
     cache = os.path.join(workdir, COMPILE_CACHE_DIR)
     if count == 1:  # the workdir's only writer: no cache entry is being written now
       remove_broken_cache_entries(cache)
-    enable_compilation_cache(cache)
-    return _run_locked(config, workdir, points, index, count, progress, report)
+    with compilation_cache(cache):
+      return _run_locked(config, workdir, points, index, count, progress, report)
 
 
 def _run_locked(

@@ -11,6 +11,8 @@ import sys
 import time
 import zlib
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -140,7 +142,8 @@ def test_host_split_merges_to_the_same_result(reference, tmp_path):
   ref_dir, _ = reference
   for index in (0, 1):
     sweep.run_sweep(_tiny(), str(tmp_path), host=(index, 2), report=False)
-  assert sorted(os.listdir(tmp_path)) == sorted([
+  # The compilation cache is there too unless the process has a cache of its own.
+  assert sorted(set(os.listdir(tmp_path)) - {sweep.COMPILE_CACHE_DIR}) == sorted([
       "config.json",
       "points.0.jsonl",
       "points.1.jsonl",
@@ -417,6 +420,22 @@ def test_rerun_removes_truncated_compilation_cache_entries(reference, tmp_path):
   sweep.run_sweep(_tiny(), str(copy), report=False)
   assert (cache / "jit_good-0-cache").read_bytes() == entry
   assert not (cache / "jit_cut-1-cache").exists()
+
+
+def test_the_sweep_cache_serves_the_sweep_only(reference):
+  # run_sweep left <workdir>/.jax_cache as the process's persistent compilation cache (with
+  # every size and compile time cached): in a notebook each program compiled afterwards,
+  # and a later sweep's, was written into the first sweep's workdir.
+  if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    pytest.skip("the process has a compilation cache of its own, which sweeps keep")
+  workdir, _ = reference
+  cache = workdir / sweep.COMPILE_CACHE_DIR
+  written = set(os.listdir(cache))
+  assert written  # the sweep's programs were cached while it ran
+  assert jax.config.jax_compilation_cache_dir is None
+  assert jax.config.jax_persistent_cache_min_compile_time_secs > 0  # JAX's default is back
+  jax.jit(lambda x: jnp.sin(x) * 3.25 + 0.5)(jnp.ones(13)).block_until_ready()
+  assert set(os.listdir(cache)) == written
 
 
 # --------------------------------------------------------------------------- #
