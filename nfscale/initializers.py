@@ -437,25 +437,41 @@ class BiasRule:
     """An initializer for a bias of a layer with ``fan_in`` inputs."""
     if fan_in <= 0:
       raise ValueError(f"fan_in must be positive, got fan_in={fan_in}.")
-    kind, value = self.kind, self.value
+    return BiasInit(self, int(fan_in))
 
-    def init(
-        key: Array, shape: Shape, dtype: DTypeLike | None = None, out_sharding: Any = None
-    ) -> Array:
-      dt = _check_dtype(dtype)
-      if len(tuple(shape)) != 1:
-        # A bias rule handed to a kernel slot would silently give zeros.
-        raise ValueError(
-            f"a bias initializer got the kernel shape {tuple(shape)}; for a kernel "
-            "write kernel_init=scheme.kernel_init('first' | 'hidden' | 'last')."
-        )
-      if kind == "zeros":
-        return _shard(jnp.zeros(shape, dt), out_sharding)
-      if kind == "constant":
-        return _shard(jnp.full(shape, value, dt), out_sharding)
-      return _shard(_sample(key, tuple(shape), dt, 1.0 / (3.0 * fan_in), "uniform"), out_sharding)
 
-    return init
+@dataclasses.dataclass(frozen=True)
+class BiasInit:
+  """A bias rule's initializer for a layer with ``fan_in`` inputs (:meth:`BiasRule.init`).
+
+  A frozen dataclass, as :class:`VarianceScaling` is, rather than a closure: two
+  equal ones compare and hash equal, and a Linen layer holding one pickles.
+
+  Attributes:
+    rule: the bias rule.
+    fan_in: the layer's number of inputs.
+  """
+
+  rule: BiasRule
+  fan_in: int
+
+  def __call__(
+      self, key: Array, shape: Shape, dtype: DTypeLike | None = None, out_sharding: Any = None
+  ) -> Array:
+    dt = _check_dtype(dtype)
+    if len(tuple(shape)) != 1:
+      # A bias rule handed to a kernel slot would silently give zeros.
+      raise ValueError(
+          f"a bias initializer got the kernel shape {tuple(shape)}; for a kernel "
+          "write kernel_init=scheme.kernel_init('first' | 'hidden' | 'last')."
+      )
+    kind = self.rule.kind
+    if kind == "zeros":
+      return _shard(jnp.zeros(shape, dt), out_sharding)
+    if kind == "constant":
+      return _shard(jnp.full(shape, self.rule.value, dt), out_sharding)
+    variance = 1.0 / (3.0 * self.fan_in)
+    return _shard(_sample(key, tuple(shape), dt, variance, "uniform"), out_sharding)
 
 
 BIAS_KINDS: tuple[str, ...] = ("zeros", "constant", "torch")

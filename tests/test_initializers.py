@@ -11,6 +11,7 @@ plain normal with standard error sqrt(p(1-p)/n) = 0.029%; we allow 0.15%
 
 import dataclasses
 import math
+import pickle
 import warnings
 
 import flax.linen as nn
@@ -248,6 +249,21 @@ def test_bias_rules(bias, first_bias):
     else:
       assert np.abs(b).max() <= 1 / 16 and np.abs(b).max() > 0.98 / 16
       assert abs(b.var() * 3 * 256 - 1) < 0.1  # n=4096: rel. s.e. 1.4%, allow 7 s.e.
+
+
+def test_bias_initializers_compare_hash_and_pickle_like_kernel_ones():
+  # bias_init returned a closure: two identical ones compared unequal and a Linen layer
+  # holding one could not be pickled ("Can't pickle local object 'BiasRule.init...'"),
+  # while the kernel laws (frozen dataclasses) did both.
+  s = I.get_scheme("init1", bias="torch")
+  assert s.bias_init(256) == s.bias_init(256) != s.bias_init(128)
+  assert hash(s.bias_init(256, "last")) == hash(s.bias_init(256, "hidden"))
+  dense = nn.Dense(8, kernel_init=s.last, bias_init=s.bias_init(256))
+  again = pickle.loads(pickle.dumps(dense))
+  assert again == dense
+  x = jnp.ones((2, 256))
+  a, b = dense.init(jax.random.key(0), x), again.init(jax.random.key(0), x)
+  assert all(np.array_equal(u, v) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
 def test_linen_dense_plugs_in():
