@@ -213,25 +213,46 @@ def test_draws_of_one_rounded_size_share_one_compiled_sampler():
   assert I._flat_normal._cache_size() == 1
 
 
+def _direct_draw(key, shape, distribution):
+  """Unit-variance draw straight from jax.random: U(-sqrt 3, sqrt 3) has variance 1."""
+  if distribution == "normal":
+    return jax.random.normal(key, shape)
+  return jax.random.uniform(key, shape, minval=-math.sqrt(3.0), maxval=math.sqrt(3.0))
+
+
+@pytest.mark.parametrize("distribution", ["normal", "uniform"])
 @pytest.mark.parametrize("case", ["unpartitioned threefry", "rbg key"])
-def test_draws_fall_back_to_direct_sampling_where_entries_depend_on_the_shape(case):
+def test_draws_fall_back_to_direct_sampling_where_entries_depend_on_the_shape(case, distribution):
   # Without partitionable threefry an entry depends on the whole shape, so a cut
   # from a larger sample would differ: those keys must be drawn directly.
   shape = (5, 7)
   if case == "rbg key":
     key = jax.random.key(2, impl="rbg")
     assert not I._indexed_by_position(key)
-    got = I._sample(key, shape, np.dtype(np.float32), 1.0, "normal")
-    want = jax.random.normal(key, shape)
+    got = I._sample(key, shape, np.dtype(np.float32), 1.0, distribution)
+    want = _direct_draw(key, shape, distribution)
   else:
     key = jax.random.key(2)
     with jax.threefry_partitionable(False):
       assert not I._indexed_by_position(key)
-      got = I._sample(key, shape, np.dtype(np.float32), 1.0, "normal")
-      want = jax.random.normal(key, shape)
-      cut = jax.random.normal(key, (64,))[:35].reshape(shape)
+      got = I._sample(key, shape, np.dtype(np.float32), 1.0, distribution)
+      want = _direct_draw(key, shape, distribution)
+      cut = _direct_draw(key, (64,), distribution)[:35].reshape(shape)
     assert not np.array_equal(np.asarray(cut), np.asarray(want))  # the cut would be wrong
   np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+@pytest.mark.parametrize("distribution", ["normal", "uniform"])
+def test_direct_draws_have_the_asked_variance(distribution):
+  # The direct (rbg key) path against the law itself, not against jax.random: 2^16
+  # draws of variance 0.25; the sample variance's relative standard error is
+  # sqrt(2/n) = 0.55% (normal), so 3% is > 5 of them; a uniform stays in +-sqrt(0.75).
+  key = jax.random.key(3, impl="rbg")
+  w = np.asarray(I._sample(key, (256, 256), np.dtype(np.float32), 0.25, distribution), np.float64)
+  assert abs(w.mean()) < 5 * 0.5 / 256, w.mean()
+  assert w.var() == pytest.approx(0.25, rel=0.03)
+  if distribution == "uniform":
+    assert np.abs(w).max() <= math.sqrt(0.75) and w.min() < 0 < w.max()
 
 
 @pytest.mark.parametrize(
