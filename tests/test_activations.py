@@ -154,6 +154,21 @@ def test_fast_sinc_at_zero():
   assert float(jax.grad(act)(0.0)) == 0.0
 
 
+def test_fast_sinc_taylor_branch_is_at_float32_precision():
+  # Below |omega x| = 1e-2 the fast sinc is 1 - z^2/6, whose error z^4/120 < 1e-10
+  # is far below float32's half-ulp near 1 (3e-8); we allow 2e-7 (~3 ulps) for
+  # the rounding of z and z^2. The shared 1e-5 of test_fast_variants_match_reference
+  # (the quotient branch's fast_sin error / z) would let a wrong Taylor coefficient
+  # through: 1 - z^2/7 is off by 2.4e-6 at the branch edge.
+  omega = 30.0
+  z = np.linspace(-9.99e-3, 9.99e-3, 2001)
+  x = (z / omega).astype(np.float32)
+  act = A.get_activation("sinc", omega=omega, fast=True)
+  y = np.asarray(jax.jit(act)(x), np.float64)
+  want = np.sinc(np.float32(omega) * x.astype(np.float64) / np.pi)
+  np.testing.assert_allclose(y, want, rtol=0, atol=2e-7)
+
+
 def _sinc_grad_f64(omega, x):
   """d/dx sin(omega x)/(omega x) in float64, from the series near 0 (no cancellation)."""
   z = omega * x.astype(np.float64)
