@@ -35,6 +35,14 @@ def test_psnr_data_range():
   assert float(metrics.psnr(a, b, data_range=2.0)) == pytest.approx(10 * np.log10(4 / 0.25))
 
 
+def test_mse_to_psnr_default_range_is_one():
+  # The training scores (tasks, PINN, NeRF) call mse_to_psnr(loss) with the default
+  # range: signals in [0, 1], so an MSE of 1e-2 is 20 dB and 1e-3 is 30 dB exactly.
+  got = np.asarray(metrics.mse_to_psnr(jnp.asarray([1e-2, 1e-3])))
+  np.testing.assert_allclose(got, [20.0, 30.0], rtol=1e-6)  # float32 log10
+  assert float(metrics.mse_to_psnr(0.25, data_range=2.0)) == pytest.approx(10 * np.log10(16))
+
+
 def test_iou():
   a = np.zeros((4, 4, 4), bool)
   b = np.zeros((4, 4, 4), bool)
