@@ -210,6 +210,24 @@ def test_batched_round_count_example():
   assert (seq.rounds, bat.rounds) == (20, 6)
 
 
+@pytest.mark.parametrize("k", [3, 16])  # k-section points, and the whole bracket at once
+def test_batched_min_width_floor(k):
+  # As test_min_width_floor: widths below min_width are never evaluated, even when
+  # the first ladder step succeeds and the bracket's lower end (min_width - 1) is
+  # an implied failure rather than a measured one.
+  oracle = CountingOracle(1)
+  res = min_width_search_batched(
+      oracle.many, start=16, max_width=100, rel_precision=0, min_width=8, points_per_round=k
+  )
+  assert res.width == 8 and min(oracle.calls) == 8 and res.lower_bound == 0
+  assert_no_repeats(oracle, res)
+  oracle = CountingOracle(11)
+  res = min_width_search_batched(
+      oracle.many, start=16, max_width=100, rel_precision=0, min_width=8, points_per_round=k
+  )
+  assert res.width == 11 and res.lower_bound == 10 and min(oracle.calls) >= 8
+
+
 @pytest.mark.parametrize("ladder_per_round", [1, 2, 5])
 def test_batched_partial_ladder(ladder_per_round):
   for t in THRESHOLDS:
@@ -231,6 +249,14 @@ def test_batched_not_found():
   res = min_width_search_batched(oracle.many, start=1, max_width=1000)
   assert not res.found and res.width is None and res.lower_bound == 1000
   assert res.rounds == 1  # the whole ladder in one call
+
+
+@pytest.mark.parametrize("kwargs", [dict(points_per_round=0), dict(ladder_per_round=0)])
+def test_batched_rejects_empty_rounds(kwargs):
+  # Zero widths per round would never shrink the bracket (or climb the ladder):
+  # refused up front, even for a search that would need no k-section round.
+  with pytest.raises(ValueError, match=next(iter(kwargs))):
+    min_width_search_batched(CountingOracle(1).many, start=1, max_width=1024, **kwargs)
 
 
 def test_batched_rejects_wrong_result_count():
@@ -321,6 +347,28 @@ def test_power_law_t_interval_matches_scipy_and_covers():
   assert hits >= 176
 
 
+def test_power_law_of_constant_params_is_a_perfect_flat_fit():
+  # params independent of n: slope 0, prefactor the constant, and r2 = 1 by the
+  # documented convention (ss_tot = 0 would otherwise be 0 / 0).
+  fit = fit_power_law(N9, np.full(N9.size, 7.0), n_boot=0)
+  assert fit.b == pytest.approx(0.0, abs=1e-12)
+  assert fit.a == pytest.approx(7.0, rel=1e-12)
+  assert fit.r2 == 1.0
+
+
+@pytest.mark.parametrize("n_boot", [0, 1, 50])
+def test_power_law_counts_its_bootstrap_resamples(n_boot):
+  # 9 distinct n: a resample is degenerate (one distinct n) with probability
+  # 9 / 9**9 < 3e-7, so every resample is used; none at all for n_boot=0.
+  fit = fit_power_law(N9, _noisy(4), n_boot=n_boot)
+  assert fit.n_boot_used == n_boot
+  lo, hi = fit.b_ci
+  if n_boot == 0:
+    assert math.isnan(lo) and math.isnan(hi)
+  else:  # one resample gives a zero-width interval at its own slope
+    assert math.isfinite(lo) and lo <= hi and (n_boot > 1 or lo == hi)
+
+
 def test_power_law_bootstrap_is_deterministic():
   y = _noisy(3)
   assert fit_power_law(N9, y, seed=7) == fit_power_law(N9, y, seed=7)
@@ -354,6 +402,12 @@ def test_power_law_skips_degenerate_resamples():
 def test_power_law_input_validation(n, params, match):
   with pytest.raises(ValueError, match=match):
     fit_power_law(n, params)
+
+
+def test_power_law_input_error_lists_the_offending_values():
+  # Only the non-positive or non-finite entries, in order.
+  with pytest.raises(ValueError, match=r"got \[-5\.0, 0\.0, inf\]$"):
+    fit_power_law([10, -5, 20, 0, math.inf, 30], [1, 2, 3, 4, 5, 6])
 
 
 # --------------------------------------------------------------------------- #
