@@ -121,6 +121,20 @@ def test_sigma_min_zero_below_n_even_though_numpy_reports_a_positive_value():
   assert d.sigma_min == 0.0 and d.margin == -d.rhs and not d.holds
 
 
+def test_sigma_min_at_width_equal_to_n_is_the_square_case_not_zero():
+  # width == N: F F^T is N x N of full rank, so sigma_min is F's smallest singular
+  # value (only width < N forces 0). Square, it is smaller than for a wide F
+  # (here ~2.4e-4 sigma_max) but far above the ~1e-7 sigma_max that float32
+  # features resolve (module docstring): 1e-5 sigma_max is a safe floor.
+  field = _field((N,), "sinc")
+  params = field.init(jax.random.key(3), X[:1])
+  d = theory.init_diagnostics(field, params, X, Y)
+  ref = _numpy_reference(params, (N,), "sinc", X, Y)
+  assert d.width == d.N == N
+  assert d.sigma_min > 1e-5 * ref["sigma_max"]
+  np.testing.assert_allclose(d.sigma_min, ref["sigma_min"], rtol=1e-4, atol=1e-5 * ref["sigma_max"])
+
+
 def test_even_symmetry_with_zero_biases_gives_singular_features():
   # Zero biases, 1-D symmetric points: sinc features satisfy F(x) = F(-x), so
   # rows repeat and sigma_min vanishes (to float64 accuracy) at any width.
@@ -267,6 +281,8 @@ def test_bad_inputs_name_the_argument():
     theory.init_diagnostics(field, params, X, Y[:, 0])
   with pytest.raises(ValueError, match="y must match"):
     theory.init_diagnostics(field, params, X, np.concatenate([Y, Y], 1))
+  with pytest.raises(ValueError, match="at least one point"):
+    theory.init_diagnostics(field, params, X[:0], Y[:0])
   with pytest.raises(ValueError, match="params"):
     theory.init_diagnostics(_field((8, 8), "sinc"), params, X, Y)
   with pytest.raises(ValueError, match="stacked_params"):

@@ -1,5 +1,6 @@
 """Eq. 4.6's two readings, init1's by-construction effect, and the per-point theory cache."""
 
+import inspect
 import math
 
 import jax
@@ -38,6 +39,19 @@ def test_both_readings_follow_their_formulas():
   assert d.margin_for("times_sqrt_n") == d.margin_times
   with pytest.raises(ValueError, match="over_sqrt_n, times_sqrt_n"):
     d.margin_for("sqrt_n")
+
+
+def test_condition_widths_defaults_are_condition_widths():
+  # condition_widths documents its search settings "as in condition_width", and
+  # condition_width documents seeds (0, 1, 2), start 8, max_width 2**14, ...: one
+  # search must not run with other settings than the other when left at defaults.
+  one = inspect.signature(theory.condition_width).parameters
+  many = inspect.signature(theory.condition_widths).parameters
+  shared = set(one) & set(many) - {"make_model", "scheme", "x", "y"}
+  assert shared >= {"seeds", "start", "max_width", "rel_precision", "rule", "growth"}
+  for name in sorted(shared):
+    assert many[name].default == one[name].default, name
+  assert one["seeds"].default == (0, 1, 2) and one["max_width"].default == 2**14
 
 
 def test_times_reading_needs_at_least_the_width_of_the_over_reading():
