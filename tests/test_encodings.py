@@ -92,6 +92,30 @@ def test_bad_input():
     E.get_encoding("rff", dim=8.0)
 
 
+def test_defaults_and_bounds():
+  # NeRF's own embedding: K = 10 frequencies with the input, 3 * (2 * 10 + 1) = 63
+  # features for a 3-D point (Mildenhall et al. 2020).
+  assert E.get_encoding("nerf").out_dim(3) == 63
+  assert E.get_encoding("nerf", include_input=False).out_dim(3) == 60
+  assert E.get_encoding("identity").out_dim(3) == 3
+  # The default B is seed 0's: stored fields and results are reproduced from it.
+  np.testing.assert_array_equal(
+      E.get_encoding("rff", dim=8).matrix(2), E.get_encoding("rff", dim=8, seed=0).matrix(2)
+  )
+  # The smallest valid values pass, the boundary ones do not.
+  assert E.get_encoding("rff", dim=2, sigma=1e-3).out_dim(5) == 2
+  assert E.get_encoding("nerf", num_frequencies=1).out_dim(1) == 3
+  with pytest.raises(ValueError, match="dim must be a positive even integer"):
+    E.get_encoding("rff", dim=0)
+  with pytest.raises(ValueError, match="sigma must be positive"):
+    E.get_encoding("rff", sigma=0.0)
+  with pytest.raises(ValueError, match="num_frequencies must be a positive integer"):
+    E.get_encoding("nerf", num_frequencies=0)
+  # A plain function is no encoding: it has no out_dim for the first layer's fan-in.
+  with pytest.raises(ValueError, match="Unknown encoding"):
+    E.get_encoding(lambda x: x)
+
+
 def test_rff_matrix_does_not_depend_on_x64():
   # B is regenerated from its seed; a reload with jax_enable_x64 must give the same B.
   import subprocess
