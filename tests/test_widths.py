@@ -157,3 +157,32 @@ def test_buckets():
   with pytest.raises(ValueError, match="fits no bucket"):
     widths.bucket_for(1025, b)
   assert widths.group_by_bucket([40, 20, 33, 64], b) == {32: [1], 64: [0, 2, 3]}
+  # The bounds: start 1 and a one-rung ladder are valid; start 0, start past
+  # max_width, growth 1 (an endless ladder), width 0 are not.
+  assert widths.bucket_widths(1, 8) == [1, 2, 4, 8] and widths.bucket_widths(5, 5) == [5]
+  for bad in (dict(start=0, max_width=8), dict(start=9, max_width=8)):
+    with pytest.raises(ValueError, match="1 <= start <= max_width"):
+      widths.bucket_widths(**bad)
+  with pytest.raises(ValueError, match="growth"):
+    widths.bucket_widths(2, 8, growth=1.0)
+  with pytest.raises(ValueError, match="fits no bucket"):
+    widths.bucket_for(0, b)
+  with pytest.raises(ValueError, match=r"\[1, 8\]"):
+    widths.unit_mask([0, 3], 8)
+
+
+def test_apply_mask_zeroes_exactly_the_masked_units():
+  # On all-ones params, against the documented contract: the last hidden layer's
+  # kernel columns and bias and the output kernel's rows beyond w are 0, the rest
+  # (the first layer, the output bias) untouched. No training: the padded bias
+  # would get zero gradient anyway, so only this test sees it.
+  field = _field("relu", 8)
+  ones = jax.tree.map(jnp.ones_like, field.init(jax.random.key(0), X[:1]))
+  got = widths.apply_mask(ones, jnp.asarray(widths.unit_mask([3], 8)[0]), 2)["params"]
+  keep = np.arange(8) < 3
+  np.testing.assert_array_equal(got["dense_1"]["kernel"], np.broadcast_to(keep, (6, 8)))
+  np.testing.assert_array_equal(got["dense_1"]["bias"], keep)
+  np.testing.assert_array_equal(got["dense_2"]["kernel"], keep[:, None])
+  np.testing.assert_array_equal(got["dense_2"]["bias"], np.ones(1))
+  for leaf in jax.tree.leaves(got["dense_0"]):
+    np.testing.assert_array_equal(leaf, np.ones_like(leaf))
