@@ -115,6 +115,10 @@ def test_powerlaw_family_contains_init1_and_init2():
   assert I.get_scheme("powerlaw_uniform", c=1 / 3, p=1.5).last == I.get_scheme("init2").last
   s = I.get_scheme("powerlaw_normal", c=0.5, p=2.0)
   assert s.last.variance((100, 3)) == pytest.approx(0.5 / 100**2)
+  # The standalone law is normal unless told (replace() hands it to schemes as is):
+  # powerlaw(2, 3/2) is init1's last layer, eq. 4.11.
+  assert I.powerlaw(2.0, 1.5) == I.init1_last()
+  assert I.powerlaw(1 / 3, 1.5, "uniform") == I.init2_last()
 
 
 @pytest.mark.parametrize("name,position", CASES)
