@@ -349,7 +349,8 @@ def render_in_chunks(
     if m < chunk:
       oc = np.concatenate([oc, np.repeat(oc[-1:], chunk - m, 0)])
       dc = np.concatenate([dc, np.repeat(dc[-1:], chunk - m, 0)])
-    out = render_fn(jnp.asarray(oc), jnp.asarray(dc))
+    # Transfers: jnp.asarray of a NumPy array compiles an identity program per shape.
+    out = render_fn(jax.device_put(oc), jax.device_put(dc))
     for k in keys:
       pieces[k].append(np.take(np.asarray(out[k]), np.arange(m), axis=ray_axis))
   result = {}

@@ -1,6 +1,7 @@
 """The task registry and contract: built-in and external tasks, N through the task."""
 
 import json
+import logging
 import os
 import pathlib
 import subprocess
@@ -9,12 +10,15 @@ import sys
 import numpy as np
 import pytest
 
+import jax
+
 from nfscale import experiment, sweep, tasks
 from nfscale.tasks import base
 
 ROOT = pathlib.Path(__file__).parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+import configs  # noqa: E402
 from configs import image as image_cfg  # noqa: E402
 from configs import scaling_shallow  # noqa: E402
 from toytask import config as toy_cfg  # noqa: E402
@@ -131,3 +135,49 @@ def test_task_contract_checks():
     )
   with pytest.raises(ValueError, match="example_input"):
     base.Task(name="t", model=None, train_data={"u": np.zeros((2, 1))}, loss_fn=None)
+
+
+def _compiled_names(fn):
+  """The names of the XLA programs compiled while ``fn()`` runs."""
+  names = []
+
+  class Names(logging.Handler):
+
+    def emit(self, record):
+      msg = record.getMessage()
+      if msg.startswith("Compiling "):
+        names.append(msg.split(" ")[1])
+
+  handler, logger = Names(), logging.getLogger("jax")
+  logger.addHandler(handler)
+  try:
+    with jax.log_compiles(True):
+      fn()
+  finally:
+    logger.removeHandler(handler)
+  return names
+
+
+@pytest.mark.parametrize(
+    "name,arg,data",
+    [
+        # Sizes no other test uses: a shape already staged would hide the compile.
+        ("image", "quick,size=11", {}),
+        ("superres", "tiny,size=22", {}),
+        ("curve1d", "quick,points=13", {"dense_points": 1013}),
+    ],
+)
+def test_build_and_evaluate_compile_no_transfer_programs(name, arg, data):
+  # jnp.asarray of a NumPy array compiles an identity program (jit(stage)) for each
+  # new shape, ~0.05 s of CPU each; host arrays go into the jitted calls as they are.
+  c = configs.get(name, arg)
+  with c.unlocked():
+    c.data.update(data)
+  box = {}
+  compiled = _compiled_names(lambda: box.update(task=tasks.build_task(c)))
+  task = box["task"]
+  params = experiment.init_params(c, task, experiment.members_from_config(c)[:2])
+  params = jax.device_get(params)  # host arrays, as run() evaluates them
+  compiled += _compiled_names(lambda: box.update(evaluation=task.evaluate(params)))
+  assert "jit(stage)" not in compiled, compiled
+  assert all(np.isfinite(np.asarray(box["evaluation"][m.name])).all() for m in task.metrics)

@@ -43,9 +43,11 @@ def build(config: Any) -> base.Task:
   train_data = {"x": coords[idx], "y": pixels[idx]}
 
   def evaluate(params):
-    out = np.asarray(models.ensemble_apply(model, params, jnp.asarray(coords)))
+    # Host arrays straight into the jitted calls: jnp.asarray of a NumPy array
+    # compiles an identity program per shape (jax.lax.stage), a passed one is a transfer.
+    out = np.asarray(models.ensemble_apply(model, params, coords))
     recon = out.reshape(out.shape[0], h, w, c)
-    target = jnp.asarray(img)
+    target = img
     # Pixels live in [0, data_range]: clip the reconstruction to that range.
     psnr_fn = jax.jit(
         jax.vmap(lambda r: metrics.psnr(jnp.clip(r, 0, data_range), target, data_range))

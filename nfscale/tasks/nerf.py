@@ -163,7 +163,8 @@ def image_metrics(renders: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, n
   )
   both = np.stack(
       [
-          np.asarray(per_member(jnp.asarray(renders[:, v]), jnp.asarray(truth[v])))
+          # Host arrays as they are: jnp.asarray would compile per shape.
+          np.asarray(per_member(renders[:, v], truth[v]))
           for v in range(truth.shape[0])
       ],
       axis=1,

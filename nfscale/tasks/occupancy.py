@@ -22,7 +22,6 @@ import os
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from nfscale import checks, figures, models, surfaces, tables
@@ -83,7 +82,8 @@ def chunked_apply(
     n = len(pts)
     if n < chunk:  # one shape for every call: one compilation
       pts = np.concatenate([pts, np.zeros((chunk - n, pts.shape[1]), np.float32)])
-    out[:, start : start + n] = np.asarray(apply(params, jnp.asarray(pts)))[:, :n, 0]
+    # pts as it is: jnp.asarray would compile an identity program for the shape.
+    out[:, start : start + n] = np.asarray(apply(params, pts))[:, :n, 0]
   return out
 
 
