@@ -167,3 +167,39 @@ def test_exact_field_reference_uses_the_members_sampling(tiny_run):
     scores[n] = tasks.build_task(c).info["exact_field_test_psnr"]
   assert scores[8] == pytest.approx(results["task_info"]["exact_field_test_psnr"], abs=1e-4)
   assert scores[32] > 100, scores  # float32 rounding only
+
+
+def test_evaluation_compiles_the_renderer_once():
+  # The test and train views (same ray chunk) share one jitted renderer whose params are an
+  # argument: each render_members call used to compile the whole renderer anew.
+  import logging
+
+  import jax
+
+  c = nerf_cfg.get_config("tiny")
+  with c.unlocked():
+    c.render.chunk = 61  # both splits then render in chunks of 61 rays; no other test's shape
+  task = tasks.build_task(c)
+  members = experiment.members_from_config(c)
+  params = jax.device_get(experiment.init_params(c, task, members))
+  compiled = []
+
+  class Names(logging.Handler):
+
+    def emit(self, record):
+      if record.getMessage().startswith("Compiling "):
+        compiled.append(record.getMessage().split(" ")[1])
+
+  handler, logger = Names(), logging.getLogger("jax")
+  logger.addHandler(handler)
+  try:
+    with jax.log_compiles(True):
+      evaluation = task.evaluate(params)
+      n_first = len(compiled)
+      again = task.evaluate(params)  # a re-evaluation compiles nothing
+  finally:
+    logger.removeHandler(handler)
+  # At most one renderer and one metrics program (image_metrics; an earlier test may have
+  # compiled it for these shapes), and nothing for the second evaluation.
+  assert n_first <= 2 and len(compiled) == n_first, compiled
+  np.testing.assert_array_equal(evaluation["test_psnr"], again["test_psnr"])

@@ -22,6 +22,7 @@ the sampling alone leaves of the ground truth (:func:`exact_field_psnr`).
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from typing import Any
@@ -118,22 +119,32 @@ def render_members(
   Returns:
     ``(members, views, H, W, 3)`` float32 in ``[0, 1]``.
   """
+  fn = _member_renderer(
+      field_fn, float(near), float(far), int(r.num_samples), int(r.num_importance)
+  )
+  params = jax.device_put(params)  # sent once, not with every chunk of rays
+  origins, directions = all_rays(views)
+  out = rendering.render_in_chunks(
+      functools.partial(fn, params), origins, directions, chunk=int(r.chunk), ray_axis=1
+  )
+  return np.clip(out["rgb"], 0.0, 1.0)
+
+
+@functools.lru_cache(maxsize=8)
+def _member_renderer(field_fn: Any, near: float, far: float, num_samples: int, importance: int):
+  """``(params, origins, directions) -> {"rgb": (members, n, 3)}``, jitted once per field.
+
+  The params are an argument, not constants of the program: an evaluation's test and
+  train views (and a re-evaluation) share one compilation of the whole renderer (each
+  render_members call compiled it anew, with the params as constants).
+  """
 
   def one(p, o, d):
     return rendering.render_rays(
-        field_fn(p),
-        o,
-        d,
-        near=near,
-        far=far,
-        num_samples=int(r.num_samples),
-        num_importance=int(r.num_importance),
+        field_fn(p), o, d, near=near, far=far, num_samples=num_samples, num_importance=importance
     )["rgb"]
 
-  fn = jax.jit(lambda o, d: {"rgb": jax.vmap(one, in_axes=(0, None, None))(params, o, d)})
-  origins, directions = all_rays(views)
-  out = rendering.render_in_chunks(fn, origins, directions, chunk=int(r.chunk), ray_axis=1)
-  return np.clip(out["rgb"], 0.0, 1.0)
+  return jax.jit(lambda p, o, d: {"rgb": jax.vmap(one, in_axes=(0, None, None))(p, o, d)})
 
 
 def exact_field_psnr(views: scenes.Views, r: Any, near: float, far: float) -> float:
@@ -150,6 +161,12 @@ def exact_field_psnr(views: scenes.Views, r: Any, near: float, far: float) -> fl
   return float(psnr.mean())  # the mean over views, as the members' test_psnr
 
 
+# Module level, so that it is compiled once per shape (a jit made in each call compiled anew).
+_view_metrics = jax.jit(
+    jax.vmap(lambda a, b: jnp.stack([metrics.psnr(a, b), metrics.ssim(a, b)]), in_axes=(0, None))
+)
+
+
 def image_metrics(renders: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """PSNR and SSIM of ``renders`` ``(M, V, H, W, 3)`` against ``truth`` ``(V, H, W, 3)``.
 
@@ -158,13 +175,10 @@ def image_metrics(renders: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, n
   """
   # One view at a time (all members at once): SSIM's filtered copies of 24
   # views at 800x800 would otherwise all be live together.
-  per_member = jax.jit(
-      jax.vmap(lambda a, b: jnp.stack([metrics.psnr(a, b), metrics.ssim(a, b)]), in_axes=(0, None))
-  )
   both = np.stack(
       [
           # Host arrays as they are: jnp.asarray would compile per shape.
-          np.asarray(per_member(renders[:, v], truth[v]))
+          np.asarray(_view_metrics(renders[:, v], truth[v]))
           for v in range(truth.shape[0])
       ],
       axis=1,
