@@ -558,8 +558,9 @@ def _run_locked(
     device_counts.append(jax.device_count())
 
   def on_log(record):
-    for row in _metrics_rows(record, members, task.score.name):
-      io.append_jsonl(metrics_path, row)
+    # One durable append (open, lock, write, fsync) per log step for all members, not one
+    # per member: the same lines, and a step's rows appear together.
+    io.append_jsonl_lines(metrics_path, _metrics_rows(record, members, task.score.name))
 
   def on_checkpoint(step, state, history):
     saved["seconds"] = seconds_before + time.perf_counter() - t0

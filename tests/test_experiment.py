@@ -52,6 +52,19 @@ def test_image_quick_writes_everything(tmp_path):
   assert json.loads((tmp_path / "results.json").read_text()) == res
 
 
+def test_metrics_are_appended_once_per_log_step(tmp_path, monkeypatch):
+  # Each append opens, locks and fsyncs the file: one per log step, not one per member.
+  calls = []
+  append = io.append_jsonl_lines
+  monkeypatch.setattr(io, "append_jsonl_lines", lambda p, rows: calls.append(1) or append(p, rows))
+  monkeypatch.setattr(io, "append_jsonl", lambda p, row: calls.append(1) or append(p, [row]))
+  c = _tiny_image()
+  experiment.run(c, str(tmp_path))
+  rows = io.read_jsonl(tmp_path / "metrics.jsonl")
+  assert len(calls) == 3 and len(rows) == 3 * len(c.schemes)  # steps 0, 20 and 39
+  assert [r["member"] for r in rows] == list(range(len(c.schemes))) * 3
+
+
 def test_curve_quick_reaches_target_and_stops(tmp_path):
   c = curve_cfg.get_config("quick,points=20,width=64,steps=1500")
   with c.unlocked():
