@@ -203,3 +203,31 @@ def test_evaluation_compiles_the_renderer_once():
   # compiled it for these shapes), and nothing for the second evaluation.
   assert n_first <= 2 and len(compiled) == n_first, compiled
   np.testing.assert_array_equal(evaluation["test_psnr"], again["test_psnr"])
+
+
+def test_procedural_scene_compiles_its_renderer_once():
+  # The train and test splits share one jitted ground-truth renderer.
+  import logging
+
+  import jax
+
+  from nfscale.data import scenes
+
+  compiled = []
+
+  class Names(logging.Handler):
+
+    def emit(self, record):
+      if record.getMessage().startswith("Compiling jit(<lambda>)"):
+        compiled.append(record.getMessage())
+
+  handler, logger = Names(), logging.getLogger("jax")
+  logger.addHandler(handler)
+  try:
+    with jax.log_compiles(True):
+      # A size no other test uses, and a sample count of its own.
+      scene = scenes.procedural_scene(2, 1, height=5, width=5, gt_samples=7)
+  finally:
+    logger.removeHandler(handler)
+  assert len(compiled) == 1, compiled
+  assert scene.train.images.shape == (2, 5, 5, 3) and scene.test.images.shape == (1, 5, 5, 3)

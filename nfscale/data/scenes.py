@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from typing import Any, NamedTuple
@@ -149,16 +150,26 @@ def render_views(
   Returns:
     ``(N, H, W, 3)`` float32 images on a white background.
   """
-  fn = jax.jit(
-      lambda o, d: rendering.render_rays(
-          field_fn, o, d, near=near, far=far, num_samples=num_samples
-      )
-  )
+  fn = _view_renderer(field_fn, float(near), float(far), int(num_samples))
   out = []
   for pose in np.asarray(c2w):
     o, d = rendering.camera_rays(pose, height, width, focal)
     out.append(rendering.render_in_chunks(fn, o, d, chunk=chunk)["rgb"])
   return np.clip(np.stack(out), 0.0, 1.0).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _view_renderer(field_fn: rendering.FieldFn, near: float, far: float, num_samples: int):
+  """The jitted ``(origins, directions) -> outputs`` of :func:`render_views`, one per field.
+
+  Cached so that the train and test splits of a scene (rendered by two calls) share one
+  compilation (each call compiled the whole renderer anew).
+  """
+  return jax.jit(
+      lambda o, d: rendering.render_rays(
+          field_fn, o, d, near=near, far=far, num_samples=num_samples
+      )
+  )
 
 
 def procedural_scene(
