@@ -28,7 +28,9 @@ Array = jax.Array
 def _positive(name: str, value: float) -> None:
   # Numbers only: a string such as "30" would pass float() and fail later in a trace.
   if not checks.is_positive_finite(value):
-    raise ValueError(f"{name} must be positive and finite, got {name}={value!r}.")
+    raise ValueError(
+        f"{name} must be positive and finite, got {name}={value!r}{checks.array_hint(value)}."
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,6 +31,22 @@ def is_real(v: Any) -> bool:
   return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
+def array_hint(v: Any) -> str:
+  """A hint for a JAX or NumPy array given where a Python number is needed, else ''.
+
+  Settings such as omega are static (hashed, compared, baked into the trace), so a
+  0-d array is refused rather than converted; the message says how to pass it.
+
+  >>> array_hint(np.array(30.0))
+  ' (an array: pass a Python number, float(x))'
+  >>> array_hint(30.0)
+  ''
+  """
+  if hasattr(v, "shape") and hasattr(v, "dtype") and not isinstance(v, np.generic):
+    return " (an array: pass a Python number, float(x))"
+  return ""
+
+
 def is_positive_finite(v: Any) -> bool:
   """A real number above zero and below infinity (NaN is neither)."""
   return is_real(v) and 0 < v < math.inf

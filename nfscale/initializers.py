@@ -253,7 +253,10 @@ class VarianceScaling:
           f"distribution must be 'normal' or 'uniform', got distribution={self.distribution!r}."
       )
     if not checks.is_positive_finite(self.scale):
-      raise ValueError(f"scale must be positive and finite, got scale={self.scale!r}.")
+      raise ValueError(
+          "scale must be positive and finite, got "
+          f"scale={self.scale!r}{checks.array_hint(self.scale)}."
+      )
     for name in ("fan_power", "omega_power"):
       if not math.isfinite(getattr(self, name)):
         raise ValueError(f"{name} must be finite, got {name}={getattr(self, name)}.")
@@ -264,7 +267,10 @@ class VarianceScaling:
             "which does not depend on omega."
         )
       if not checks.is_positive_finite(self.omega):
-        raise ValueError(f"omega must be positive and finite, got omega={self.omega!r}.")
+        raise ValueError(
+            "omega must be positive and finite, got "
+            f"omega={self.omega!r}{checks.array_hint(self.omega)}."
+        )
 
   @property
   def omega_dependent(self) -> bool:
@@ -602,7 +608,9 @@ class Scheme:
       True
     """
     if not checks.is_positive_finite(omega):  # checked even where unused: a typo is a typo
-      raise ValueError(f"omega must be positive and finite, got omega={omega!r}.")
+      raise ValueError(
+          f"omega must be positive and finite, got omega={omega!r}{checks.array_hint(omega)}."
+      )
     if not self.omega_dependent:
       return self
     held = self.omega

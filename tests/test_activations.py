@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from nfscale import activations as A
+from nfscale import initializers as I
 
 X = np.random.default_rng(0).uniform(-2, 2, size=4096).astype(np.float32)
 
@@ -93,6 +94,13 @@ def test_bad_input():
   for omega in (float("inf"), float("nan"), "30", True):
     with pytest.raises(ValueError, match="omega must be positive and finite"):
       A.get_activation("sine", omega=omega)
+  # A JAX scalar read as "must be positive and finite, got omega=Array(30.)", which it is.
+  for omega in (jnp.float32(30.0), np.array(30.0)):
+    with pytest.raises(ValueError, match=r"an array: pass a Python number, float\(x\)"):
+      A.get_activation("sine", omega=omega)
+    with pytest.raises(ValueError, match=r"an array: pass a Python number"):
+      I.get_scheme("siren").with_omega(omega)
+  assert A.get_activation("sine", omega=np.float32(30.0)).omega == 30.0  # NumPy scalars count
   # A config's model.activation=None with its params read "params given with an instance".
   with pytest.raises(ValueError, match="None is not a registered activation"):
     A.get_activation(None, sigma=0.1)
