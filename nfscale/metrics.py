@@ -68,7 +68,11 @@ def ssim(pred: Array, target: Array, data_range: float = 1.0) -> Array:
 
   Uses an 11x11 Gaussian window with sigma 1.5, k1 = 0.01, k2 = 0.03 (Wang et
   al. 2004), which matches ``skimage.metrics.structural_similarity`` with
-  ``gaussian_weights=True, sigma=1.5, use_sample_covariance=False``.
+  ``gaussian_weights=True, sigma=1.5, use_sample_covariance=False``. An image
+  with a side under 11 pixels (which scikit-image refuses) uses the largest odd
+  window that fits, the same Gaussian cut shorter: an 11-tap filter over fewer
+  samples would be convolved the wrong way round (the image sliding over the
+  filter) and give a number that is not an SSIM.
 
   Args:
     pred: ``(H, W)`` or ``(H, W, C)`` image (any real dtype; computed in
@@ -90,7 +94,9 @@ def ssim(pred: Array, target: Array, data_range: float = 1.0) -> Array:
   # images that have JAX, Flax and optax but not dm-pix.
   import dm_pix  # pylint: disable=import-outside-toplevel
 
-  return dm_pix.ssim(pred, target, max_val=data_range)
+  window = min(11, pred.shape[0], pred.shape[1])
+  window -= 1 - window % 2  # odd, as the Gaussian window is centred on a pixel
+  return dm_pix.ssim(pred, target, max_val=data_range, filter_size=window)
 
 
 def iou(a: Array, b: Array, level: float | None = None) -> Array:

@@ -30,6 +30,54 @@ def test_psnr_ssim_match_skimage(shape, noise):
   assert s == pytest.approx(ref, abs=1e-3)
 
 
+def _ssim_reference(a, b, window, sigma=1.5, k1=0.01, k2=0.03):
+  """Wang et al.'s SSIM in float64: a normalized separable Gaussian of ``window`` taps,
+  statistics over the positions where the window fits, mean over them and channels."""
+  t = np.arange(window) - window // 2
+  g = np.exp(-0.5 * (t / sigma) ** 2)
+  g /= g.sum()
+
+  def blur(z):  # 'valid' along both image axes, channels apart
+    z = np.apply_along_axis(lambda v: np.correlate(v, g, "valid"), 0, z)
+    return np.apply_along_axis(lambda v: np.correlate(v, g, "valid"), 1, z)
+
+  a, b = (np.atleast_3d(np.asarray(x, np.float64)) for x in (a, b))
+  ma, mb = blur(a), blur(b)
+  va, vb, cov = blur(a * a) - ma**2, blur(b * b) - mb**2, blur(a * b) - ma * mb
+  c1, c2 = k1**2, k2**2
+  s = ((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma**2 + mb**2 + c1) * (va + vb + c2))
+  return float(s.mean())
+
+
+def test_ssim_reference_is_skimages_at_full_size():
+  # The reference below is checked against scikit-image where both apply (11 taps).
+  rng = np.random.default_rng(2)
+  a = rng.uniform(0, 1, (20, 17, 3))
+  b = np.clip(a + 0.1 * rng.normal(size=a.shape), 0, 1)
+  ref = skm.structural_similarity(
+      a,
+      b,
+      data_range=1.0,
+      gaussian_weights=True,
+      sigma=1.5,
+      use_sample_covariance=False,
+      channel_axis=-1,
+  )
+  assert _ssim_reference(a, b, 11) == pytest.approx(ref, abs=1e-6)
+
+
+@pytest.mark.parametrize("shape,window", [((8, 9, 3), 7), ((6, 30), 5), ((3, 3), 3), ((1, 5), 1)])
+def test_ssim_of_an_image_smaller_than_the_window(shape, window):
+  # Under 11 pixels dm-pix's 11-tap 'valid' filter ran the image over the filter and
+  # returned a number that was not an SSIM (scikit-image refuses such images). The
+  # largest odd window that fits is used; float32 against a float64 reference: 1e-5.
+  rng = np.random.default_rng(1)
+  target = rng.uniform(0, 1, shape)
+  pred = np.clip(target + 0.1 * rng.normal(size=shape), 0, 1)
+  s = float(metrics.ssim(jnp.asarray(pred, jnp.float32), jnp.asarray(target, jnp.float32)))
+  assert s == pytest.approx(_ssim_reference(pred, target, window), abs=1e-5)
+
+
 def test_psnr_data_range():
   a, b = jnp.zeros(10), jnp.full(10, 0.5)
   assert float(metrics.psnr(a, b, data_range=2.0)) == pytest.approx(10 * np.log10(4 / 0.25))
