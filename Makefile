@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test test-packaging test-all format demo bench bench-gpu clean
+.PHONY: venv test test-packaging test-all format api demo bench bench-gpu clean
 RUNS   ?= runs
 
 venv: $(STAMP)
@@ -30,9 +30,13 @@ test-packaging: $(STAMP)
 	$(PY) -m pytest -p no:xdist -m slow tests/test_install.py tests/test_notebook.py
 
 # One formatting for the whole tree (pyink: Google style, 2-space indents; pyproject.toml).
-SOURCES := nfscale launch configs tests benchmarks setup.py
+SOURCES := nfscale launch configs tests benchmarks setup.py docs/make_api.py
 format: $(STAMP)
 	$(PY) -m pyink --quiet $(SOURCES)
+
+# docs/api.md, the API reference, from the code (tests/test_api_reference.py checks it).
+api: $(STAMP)
+	$(PY) docs/make_api.py
 
 test-all: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadscope -m ''
