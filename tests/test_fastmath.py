@@ -40,17 +40,6 @@ def _max_err(got, want) -> float:
   return float(np.max(np.abs(np.asarray(got, np.float64) - want)))
 
 
-@pytest.fixture
-def x64():
-  """Enables jax_enable_x64 for one test and restores the previous value."""
-  previous = jax.config.jax_enable_x64
-  jax.config.update("jax_enable_x64", True)
-  try:
-    yield
-  finally:
-    jax.config.update("jax_enable_x64", previous)
-
-
 @pytest.fixture(scope="module")
 def dense_grid() -> np.ndarray:
   # ~1M points on [-100, 100]: spacing 2e-4, i.e. every quadrant boundary

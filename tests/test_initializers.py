@@ -317,17 +317,6 @@ def test_nnx_linear_plugs_in():
     assert lin(jnp.ones((2, 1024), dtype)).shape == (2, 512)
 
 
-@pytest.fixture
-def x64():
-  """Enables jax_enable_x64 for one test and restores the previous value."""
-  previous = jax.config.jax_enable_x64
-  jax.config.update("jax_enable_x64", True)
-  try:
-    yield
-  finally:
-    jax.config.update("jax_enable_x64", previous)
-
-
 INITS = {
     "kernel": I.get_scheme("init1").last,
     "torch bias": I.get_scheme("init1", bias="torch").bias_init(64),

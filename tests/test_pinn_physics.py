@@ -10,13 +10,6 @@ from nfscale import navier_stokes as ns
 from nfscale.data import flows
 
 
-@pytest.fixture
-def x64():
-  jax.config.update("jax_enable_x64", True)
-  yield
-  jax.config.update("jax_enable_x64", False)
-
-
 def _points(n=64, seed=0):
   rs = np.random.default_rng(seed)
   # float64 under the x64 fixture, float32 otherwise.
