@@ -1,7 +1,22 @@
-"""Fixtures shared by several test modules."""
+"""Fixtures shared by several test modules, and the session's compilation cache."""
 
 import jax
 import pytest
+
+import xla_cache  # tests/xla_cache.py
+
+_cache_dir = None
+
+
+def pytest_configure(config):
+  del config
+  global _cache_dir
+  _cache_dir = xla_cache.start()
+
+
+def pytest_unconfigure(config):
+  del config
+  xla_cache.stop(_cache_dir)
 
 
 @pytest.fixture

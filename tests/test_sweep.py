@@ -21,6 +21,7 @@ from nfscale import io, sweep, sweep_report
 ROOT = pathlib.Path(__file__).parents[1]
 sys.path.insert(0, str(ROOT))
 import configs  # noqa: E402
+import xla_cache  # noqa: E402  (tests/xla_cache.py)
 from configs import scaling_shallow  # noqa: E402
 
 # The paper-style figures every report writes besides scaling.png.
@@ -52,8 +53,18 @@ def _comparable(points):
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("ref")
-  report = sweep.run_sweep(_tiny(), str(workdir))
+  with xla_cache.off():  # as in a user's process: the sweep caches into its workdir
+    report = sweep.run_sweep(_tiny(), str(workdir))
+    # What the sweep left behind, for test_the_sweep_cache_serves_the_sweep_only.
+    cache = workdir / sweep.COMPILE_CACHE_DIR
+    _AFTER_SWEEP["written"] = set(os.listdir(cache)) if cache.is_dir() else set()
+    _AFTER_SWEEP["settings"] = [getattr(jax.config, name) for name in xla_cache.SETTINGS]
+    jax.jit(lambda x: jnp.sin(x) * 3.25 + 0.5)(jnp.ones(13)).block_until_ready()
+    _AFTER_SWEEP["then"] = set(os.listdir(cache)) if cache.is_dir() else set()
   return workdir, report
+
+
+_AFTER_SWEEP = {}
 
 
 def test_tiny_sweep_writes_report(reference):
@@ -426,16 +437,13 @@ def test_the_sweep_cache_serves_the_sweep_only(reference):
   # run_sweep left <workdir>/.jax_cache as the process's persistent compilation cache (with
   # every size and compile time cached): in a notebook each program compiled afterwards,
   # and a later sweep's, was written into the first sweep's workdir.
-  if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+  if xla_cache.AT_START[0]:
     pytest.skip("the process has a compilation cache of its own, which sweeps keep")
-  workdir, _ = reference
-  cache = workdir / sweep.COMPILE_CACHE_DIR
-  written = set(os.listdir(cache))
-  assert written  # the sweep's programs were cached while it ran
-  assert jax.config.jax_compilation_cache_dir is None
-  assert jax.config.jax_persistent_cache_min_compile_time_secs > 0  # JAX's default is back
-  jax.jit(lambda x: jnp.sin(x) * 3.25 + 0.5)(jnp.ones(13)).block_until_ready()
-  assert set(os.listdir(cache)) == written
+  del reference  # ran the sweep, then compiled a program, and recorded the cache
+  assert _AFTER_SWEEP["written"]  # the sweep's programs were cached while it ran
+  # JAX's defaults are back: no cache directory, the 1 s minimum compile time.
+  assert _AFTER_SWEEP["settings"] == list(xla_cache.AT_START)
+  assert _AFTER_SWEEP["then"] == _AFTER_SWEEP["written"]
 
 
 # --------------------------------------------------------------------------- #

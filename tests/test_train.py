@@ -193,13 +193,24 @@ def _count_compilations():
   """A list that collects one entry per XLA program compiled (or loaded) from now on."""
   seen = []
 
-  def listener(event, duration, **kwargs):
+  def compiled(event, duration, **kwargs):
     del duration, kwargs
     if event == "/jax/core/compile/backend_compile_duration":
       seen.append(event)
 
-  jax.monitoring.register_event_duration_secs_listener(listener)
-  return seen, lambda: jax.monitoring.unregister_event_duration_listener(listener)
+  def loaded(event, **kwargs):  # from the test session's persistent cache (conftest.py)
+    del kwargs
+    if event == "/jax/compilation_cache/cache_hits":
+      seen.append(event)
+
+  jax.monitoring.register_event_duration_secs_listener(compiled)
+  jax.monitoring.register_event_listener(loaded)
+
+  def stop():
+    jax.monitoring.unregister_event_duration_listener(compiled)
+    jax.monitoring.unregister_event_listener(loaded)
+
+  return seen, stop
 
 
 def test_fit_keeps_the_callers_params_and_sets_up_without_compiling():
