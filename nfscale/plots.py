@@ -10,8 +10,6 @@ from __future__ import annotations
 import io as _stdio
 from typing import Any, Sequence
 
-import matplotlib
-from matplotlib import figure as mpl_figure
 import numpy as np
 
 from nfscale import io
@@ -19,12 +17,18 @@ from nfscale import io
 
 def subplots(*args: Any, figsize: tuple[float, float], **kwargs: Any) -> tuple[Any, Any]:
   """Like ``pyplot.subplots`` but without pyplot's global state (see the module doc)."""
+  # matplotlib loads with the first figure, not with nfscale: it is a quarter of a
+  # launcher's start (--help, a config error, a run before its first plot).
+  from matplotlib import figure as mpl_figure  # pylint: disable=g-import-not-at-top
+
   fig = mpl_figure.Figure(figsize=figsize)
   return fig, fig.subplots(*args, **kwargs)
 
 
 def get_cmap(name: str) -> Any:
   """A registered matplotlib colormap by name."""
+  import matplotlib  # pylint: disable=g-import-not-at-top  (see subplots)
+
   return matplotlib.colormaps[name]
 
 
@@ -358,6 +362,8 @@ def label_scatter(
 
 def _save_formats(fig: Any, path_stem: str, formats: Sequence[str]) -> list[str]:
   """Renders ``fig`` once per format (``png``, ``pdf``, ``svg``) and writes each atomically."""
+  import matplotlib  # pylint: disable=g-import-not-at-top  (see subplots)
+
   paths = []
   for fmt in formats:
     buf = _stdio.BytesIO()

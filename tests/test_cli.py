@@ -21,6 +21,16 @@ LAUNCHERS = {"train": "image:quick", "sweep": "scaling_shallow:tiny"}
 _launch, _assert_one_line_error = launching.launch, launching.assert_one_line_error
 
 
+def test_launchers_start_without_matplotlib():
+  # matplotlib was a quarter of a launcher's start (--help, a config error): it now
+  # loads with the first figure.
+  code = "import sys, launch.train, nfscale.sweep; print('matplotlib' in sys.modules)"
+  out = subprocess.run(
+      [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+  )
+  assert out.stdout.strip() == "False", out.stdout
+
+
 @pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
 def test_help_lists_configs_presets_and_main_keys(launcher):
   out = _launch(launcher, "--help")
