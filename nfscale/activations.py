@@ -27,9 +27,14 @@ Array = jax.Array
 
 def _positive(name: str, value: float) -> None:
   # Numbers only: a string such as "30" would pass float() and fail later in a trace.
-  if not checks.is_positive_finite(value):
+  # Within checks.FLOAT32_SCALE: sigma=1e300 overflowed in 0.5 / sigma**2 (sigma=1e-300
+  # divided by zero) when the first step was traced, and omega=1e300 (inf in float32)
+  # trained every member to NaN.
+  if not checks.is_float32_scale(value):
+    low, high = checks.FLOAT32_SCALE
     raise ValueError(
-        f"{name} must be positive and finite, got {name}={value!r}{checks.array_hint(value)}."
+        f"{name} must be positive and finite, in [{low}, {high}] (float32 on the device), "
+        f"got {name}={value!r}{checks.array_hint(value)}."
     )
 
 

@@ -52,6 +52,21 @@ def is_positive_finite(v: Any) -> bool:
   return is_real(v) and 0 < v < math.inf
 
 
+#: The range of a positive setting that the device squares or inverts in float32 (a
+#: Gaussian's 1 / sigma^2, a PSNR's range^2): inside it the result is a finite, non-zero
+#: float32. Outside, 1e300 (finite in float64) became inf or a Python OverflowError.
+FLOAT32_SCALE = (1e-18, 1e18)
+
+
+def is_float32_scale(v: Any) -> bool:
+  """A real number in :data:`FLOAT32_SCALE`.
+
+  >>> is_float32_scale(0.1), is_float32_scale(1e300), is_float32_scale(1e-300)
+  (True, False, False)
+  """
+  return is_real(v) and FLOAT32_SCALE[0] <= v <= FLOAT32_SCALE[1]
+
+
 def config_value(config: Any, key: str) -> Any:
   """``config[a][b][c]`` for the dotted ``key = "a.b.c"``."""
   for part in key.split("."):
@@ -94,10 +109,13 @@ def config_widths(config: Any, key: str) -> tuple[int, ...]:
   return tuple(int(w) for w in v)
 
 
-def config_number(config: Any, key: str, low: float, *, strict: bool = True) -> float:
-  """The dotted ``key`` as a finite number above ``low`` (``strict=False``: at least it)."""
+def config_number(
+    config: Any, key: str, low: float, *, strict: bool = True, high: float = math.inf
+) -> float:
+  """The dotted ``key`` as a finite number above ``low`` (``strict=False``: at least it)
+  and at most ``high``."""
   v = config_value(config, key)
-  if not (is_real(v) and math.isfinite(v)) or (v <= low if strict else v < low):
-    relation = ">" if strict else ">="
-    raise ValueError(f"config.{key} must be a finite number {relation} {low}, got {v!r}.")
+  if not (is_real(v) and math.isfinite(v)) or (v <= low if strict else v < low) or v > high:
+    bound = f"{'>' if strict else '>='} {low}" + (f" and <= {high}" if high < math.inf else "")
+    raise ValueError(f"config.{key} must be a finite number {bound}, got {v!r}.")
   return float(v)

@@ -199,6 +199,18 @@ def test_non_finite_omega_without_a_siren_scheme_fails_before_writing(tmp_path):
   assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("sigma", [1e300, 1e-300, 1e19])
+def test_activation_parameter_beyond_float32_fails_before_writing(tmp_path, sigma):
+  # Finite in float64 and checked as such: 0.5 / sigma**2 raised OverflowError (1e300) or
+  # ZeroDivisionError (1e-300) in the first step's trace, after config.json was written;
+  # omega=1e300 (inf in float32) trained every member to NaN.
+  c = _tiny_image()
+  c.model.activation_params.sigma = sigma
+  with pytest.raises(ValueError, match=r"config.model.activation_params: sigma must be .* in \["):
+    experiment.run(c, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()
+
+
 def test_negative_data_seed_is_named(tmp_path):
   # NumPy refused it in its own words ("expected non-negative integer"), naming no key.
   c = _tiny_image()
