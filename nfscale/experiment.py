@@ -173,8 +173,11 @@ def validate(config: Any) -> tuple[base.Task, list[train.Member]]:
     # ("expected non-negative integer"), naming no key.
     checks.config_int(config, "data.seed", 0)
   if "data_range" in config:
-    # An infinite range passed the task's "> 0" check and made every PSNR NaN (inf - inf).
-    checks.config_number(config, "data_range", 0.0)
+    # An infinite range passed the task's "> 0" check and made every PSNR NaN (inf - inf);
+    # 1e300 raised OverflowError in range**2 after config.json was written, and 1e-300
+    # (0 in float32) made every PSNR NaN.
+    low, high = checks.FLOAT32_SCALE
+    checks.config_number(config, "data_range", low, strict=False, high=high)
   if config.mode not in MODES:
     raise ValueError(f"Unknown config.mode {config.mode!r}; valid modes: {', '.join(MODES)}.")
   if config.target is not None and not math.isfinite(float(config.target)):

@@ -117,7 +117,11 @@ def test_unreached_target_is_reported(tmp_path):
         ("seed", 2**70, "config.seed must be an integer in"),
         ("seeds", (2**64,), "config.seeds must hold integers in"),
         # An infinite range trained to NaN PSNRs and wrote a run of them.
-        ("data_range", float("inf"), r"config.data_range must be a finite number > 0"),
+        ("data_range", float("inf"), r"config.data_range must be a finite number >= 1e-18"),
+        # Finite, but range**2 overflowed (OverflowError after config.json was written) or
+        # was 0 in float32 (every PSNR NaN).
+        ("data_range", 1e300, r"config.data_range must be a finite number >= 1e-18 and <= 1e"),
+        ("data_range", 1e-300, r"config.data_range must be a finite number >= 1e-18 and <= 1e"),
     ],
 )
 def test_bad_config_fails_before_writing(tmp_path, field, value, match):
