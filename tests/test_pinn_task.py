@@ -117,7 +117,19 @@ def test_mat_file_by_path_and_bad_keys(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "key,value", [("nu", float("nan")), ("nu", -0.01), ("k", float("nan")), ("t_max", float("inf"))]
+    "key,value",
+    [
+        ("nu", float("nan")),
+        ("nu", -0.01),
+        ("k", float("nan")),
+        ("t_max", float("inf")),
+        # Finite in float64 only: nu and t_max trained every member to NaN (inf in
+        # float32), k raised OverflowError in k**2 (a traceback).
+        ("nu", 1e300),
+        ("t_max", 1e300),
+        ("k", 1e300),
+        ("k", -1e300),
+    ],
 )
 def test_bad_flow_constant_fails_before_the_workdir(tmp_path, key, value):
   # They passed and trained every member to NaN.

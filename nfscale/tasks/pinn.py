@@ -24,7 +24,6 @@ PDE losses on the training points.
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any
 
@@ -146,11 +145,14 @@ def build(config: Any) -> base.Task:
         f"Unknown model.parameterization {parameterization!r}; valid: "
         f"{', '.join(ns.PARAMETERIZATIONS)}."
     )
-  # A NaN or infinite constant of the flow or the PDE trained every member to NaN.
-  nu = checks.config_number(config, "data.nu", 0.0, strict=False)
+  # A NaN or infinite constant of the flow or the PDE trained every member to NaN, and so
+  # did one finite in float64 only (nu, t_max = 1e300: inf in float32); k = 1e300 raised
+  # OverflowError in k**2, a traceback.
+  top = checks.FLOAT32_SCALE[1]
+  nu = checks.config_number(config, "data.nu", 0.0, strict=False, high=top)
   if not d.path:  # Taylor-Green's own constants
-    checks.config_number(config, "data.k", -math.inf)
-    checks.config_number(config, "data.t_max", 0.0)
+    checks.config_number(config, "data.k", -top, strict=False, high=top)
+    checks.config_number(config, "data.t_max", 0.0, high=top)
     # Through checks: int() turned 2.5 into 2, True into 1 and None into a TypeError.
     checks.config_int(config, "data.grid", 2, checks.MAX_INT32)
     checks.config_int(config, "data.num_times", 1, checks.MAX_INT32)
