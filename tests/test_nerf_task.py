@@ -124,6 +124,8 @@ def test_an_800x800_view_renders_in_chunks():
         # These passed and trained every member to NaN.
         ("far", float("inf")),
         ("density_shift", float("nan")),
+        ("far", 1e300),  # inf in float32: NaN too
+        ("gif_fps", 1e-300),  # OverflowError writing the GIF, after training
     ],
 )
 def test_bad_render_settings_fail_before_the_workdir(tmp_path, key, value):

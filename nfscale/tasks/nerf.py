@@ -282,11 +282,15 @@ def _check_render(config: Any) -> None:
     # Capped at int32, as the device counts them: num_samples=10**12 ended in JAX's
     # OverflowError, a traceback naming no key.
     checks.config_int(config, f"render.{key}", low, checks.MAX_INT32)
-  for key in ("gif_fps", "scene_scale"):
-    checks.config_number(config, f"render.{key}", 0.0)
-  # An infinite far bound or a NaN shift passed and trained every member to NaN.
+  # The GIF stores a frame's duration in centiseconds as 16 bits: gif_fps=1e-300 (any
+  # below 100/65535) raised OverflowError writing turntable.gif, after training.
+  checks.config_number(config, "render.gif_fps", 0.01, strict=False)
+  # An infinite far bound or a NaN shift passed and trained every member to NaN, and so
+  # did far=1e300 (inf in float32).
+  top = checks.FLOAT32_SCALE[1]
+  checks.config_number(config, "render.scene_scale", 0.0, high=top)
   for key in ("near", "far"):  # 0: the scene's own
-    checks.config_number(config, f"render.{key}", 0.0, strict=False)
+    checks.config_number(config, f"render.{key}", 0.0, strict=False, high=top)
   checks.config_number(config, "render.density_shift", -math.inf)
 
 
