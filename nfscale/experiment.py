@@ -186,7 +186,11 @@ def validate(config: Any) -> tuple[base.Task, list[train.Member]]:
     raise ValueError(
         f"config.diverge_factor must be > 1 (or None: NaN/Inf only), got {config.diverge_factor!r}."
     )
-  train.check_settings(str(config.get("precision", "default")), str(config.get("remat", "none")))
+  for key, default in (("precision", "default"), ("remat", "none")):
+    try:  # train's message ("Unknown remat 'x'") names no config key
+      train.check_settings(**{key: str(config.get(key, default))})
+    except ValueError as e:
+      raise ValueError(f"config.{key}: {e}") from e
   members = members_from_config(config)
   _check_optimizer(config, steps)
   task = tasks.build_task(config)

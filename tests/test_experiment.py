@@ -180,6 +180,11 @@ def test_task_data_sizes_are_checked_by_key(config, key, value):
         ("optimizer_params", None, "config.optimizer_params must be a dict"),
         ("model.activation_params", {1: 2.0}, "config.model.activation_params: keywords must"),
         ("model.hidden", (0,), "config.model.hidden must be a sequence of integer widths"),
+        # These read "fused must be one of ...", "Unknown precision 'fp16'; ...".
+        ("model.fused", "yes", r"config.model.fused: fused must be one of \('off'"),
+        ("model.fused", "jax", r"config.model.fused: fused='jax' fuses sine layers"),
+        ("precision", "fp16", "config.precision: Unknown precision 'fp16'; valid"),
+        ("remat", "all", "config.remat: Unknown remat 'all'; valid"),
     ],
 )
 def test_model_and_optimizer_errors_name_the_config_key(key, value, message):

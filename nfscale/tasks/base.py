@@ -169,15 +169,19 @@ def model_from_config(config: Any, out_dim: int) -> models.NeuralField:
   encoding = _from_config(
       config, "model.encoding", encodings.get_encoding, encodings.list_encodings()
   )
-  return models.make_field(
+  field = models.make_field(
       hidden=hidden,
       out_dim=out_dim,
       activation=activation,
       scheme=config.schemes[0],
       scheme_params=initializers.filter_hparams(config.schemes[0], scheme_params(config)),
       encoding=encoding,
-      fused=str(m.get("fused", "off")),
   )
+  fused = str(m.get("fused", "off"))
+  try:  # the model's message ("fused must be one of ...") names no config key
+    return field if fused == "off" else field.clone(fused=fused)
+  except ValueError as e:
+    raise ValueError(f"config.model.fused: {e}") from e
 
 
 def scheme_params(config: Any) -> dict[str, Any]:
