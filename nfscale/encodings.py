@@ -64,8 +64,14 @@ class RandomFourierFeatures:
       raise ValueError(f"dim must be a positive even integer, got dim={self.dim!r}.")
     if not checks.is_int(self.seed):
       raise ValueError(f"seed must be an integer, got seed={self.seed!r}.")
-    if not self.sigma > 0:
-      raise ValueError(f"sigma must be positive, got sigma={self.sigma}.")
+    # Within checks.FLOAT32_SCALE: sigma=inf or 1e300 (inf in float32) passed "> 0" and
+    # trained every member to NaN.
+    if not checks.is_float32_scale(self.sigma):
+      low, high = checks.FLOAT32_SCALE
+      raise ValueError(
+          f"sigma must be positive, in [{low}, {high}] (float32 on the device), "
+          f"got sigma={self.sigma!r}."
+      )
 
   def out_dim(self, in_dim: int) -> int:
     """Output width (independent of ``in_dim``)."""

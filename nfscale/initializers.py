@@ -436,8 +436,12 @@ class BiasRule:
       raise ValueError(f"bias must be one of {BIAS_KINDS}, got bias={self.kind!r}.")
     # A NaN or infinite constant made every member diverge at its first step (a run of
     # NaN results); unused by "zeros" and "torch", but still a mistake there.
-    if not (checks.is_real(self.value) and math.isfinite(self.value)):
-      raise ValueError(f"bias_value must be a finite number, got bias_value={self.value!r}.")
+    # So did one finite in float64 only (1e300: inf in float32).
+    top = checks.FLOAT32_SCALE[1]
+    if not (checks.is_real(self.value) and abs(self.value) <= top):
+      raise ValueError(
+          f"bias_value must be a finite number in [-{top}, {top}], got bias_value={self.value!r}."
+      )
 
   def init(self, fan_in: int) -> Initializer:
     """An initializer for a bias of a layer with ``fan_in`` inputs."""

@@ -109,6 +109,10 @@ def test_defaults_and_bounds():
     E.get_encoding("rff", dim=0)
   with pytest.raises(ValueError, match="sigma must be positive"):
     E.get_encoding("rff", sigma=0.0)
+  # These passed "> 0" and trained every member to NaN (inf in float32); True was 1.
+  for sigma in (float("inf"), 1e300, True):
+    with pytest.raises(ValueError, match=r"sigma must be positive, in \[1e-18, 1e\+18\]"):
+      E.get_encoding("rff", sigma=sigma)
   with pytest.raises(ValueError, match="num_frequencies must be a positive integer"):
     E.get_encoding("nerf", num_frequencies=0)
   # A plain function is no encoding: it has no out_dim for the first layer's fan-in.

@@ -180,6 +180,8 @@ def test_task_data_sizes_are_checked_by_key(config, key, value):
         ("optimizer_params", None, "config.optimizer_params must be a dict"),
         ("model.activation_params", {1: 2.0}, "config.model.activation_params: keywords must"),
         ("model.hidden", (0,), "config.model.hidden must be a sequence of integer widths"),
+        # Finite in float64 only (inf in float32): every member diverged at its first step.
+        ("scheme_params.bias_value", 1e300, "config.scheme_params: bias_value must be a finite"),
         # These read "fused must be one of ...", "Unknown precision 'fp16'; ...".
         ("model.fused", "yes", r"config.model.fused: fused must be one of \('off'"),
         ("model.fused", "jax", r"config.model.fused: fused='jax' fuses sine layers"),
