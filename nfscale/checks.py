@@ -94,6 +94,19 @@ def config_int(config: Any, key: str, minimum: int = 1, maximum: int | None = No
   return int(v)
 
 
+def config_sequence(config: Any, key: str) -> tuple[Any, ...]:
+  """The dotted ``key`` as a tuple, or a ValueError naming it for a string, a mapping or a
+  scalar (a string was read one character at a time, a number was a TypeError).
+
+  >>> config_sequence({"schemes": ["init1"]}, "schemes")
+  ('init1',)
+  """
+  v = config_value(config, key)
+  if isinstance(v, (str, bytes)) or hasattr(v, "keys") or not hasattr(v, "__iter__"):
+    raise ValueError(f"config.{key} must be a sequence (a tuple or a list), got {v!r}.")
+  return tuple(v)
+
+
 def config_widths(config: Any, key: str) -> tuple[int, ...]:
   """The dotted ``key`` as a sequence of layer widths in ``[1, MAX_INT32]``, or a
   ValueError naming it (a string or a scalar is no sequence of widths)."""

@@ -56,6 +56,8 @@ def members_from_config(config: Any) -> list[train.Member]:
   Raises:
     ValueError: unknown scheme, empty lists or non-positive learning rates.
   """
+  for key in ("schemes", "seeds", "lrs"):
+    checks.config_sequence(config, key)
   if not config.schemes or not config.seeds or not config.lrs:
     raise ValueError("config.schemes, config.seeds and config.lrs must be non-empty.")
   for key in ("schemes", "seeds", "lrs"):
@@ -180,9 +182,12 @@ def validate(config: Any) -> tuple[base.Task, list[train.Member]]:
     checks.config_number(config, "data_range", low, strict=False, high=high)
   if config.mode not in MODES:
     raise ValueError(f"Unknown config.mode {config.mode!r}; valid modes: {', '.join(MODES)}.")
-  if config.target is not None and not math.isfinite(float(config.target)):
+  # is_real first: float() turned "30" into 30.0 and "abc" into a ValueError naming no key.
+  target = config.target
+  if target is not None and not (checks.is_real(target) and math.isfinite(target)):
     raise ValueError(f"config.target must be a finite number or None, got {config.target!r}.")
-  if config.diverge_factor is not None and not float(config.diverge_factor) > 1:
+  factor = config.diverge_factor
+  if factor is not None and not (checks.is_real(factor) and factor > 1):
     raise ValueError(
         f"config.diverge_factor must be > 1 (or None: NaN/Inf only), got {config.diverge_factor!r}."
     )

@@ -105,7 +105,8 @@ def as_run(config: Any, workdir: str) -> tuple[Any, dict[str, Any]]:
 
 def sweep_points(config: Any) -> list[tuple[str, int]]:
   """All (arm, N) points of the sweep, in run order (N ascending within an arm)."""
-  arms = list(config.sweep.arms)
+  arms = list(checks.config_sequence(config, "sweep.arms"))
+  checks.config_sequence(config, "sweep.ns")
   unknown = [a for a in arms if a not in config.arms]
   if unknown:
     raise ValueError(f"Unknown arms {unknown}; defined arms: {', '.join(config.arms.keys())}.")

@@ -222,6 +222,30 @@ def test_activation_parameter_beyond_float32_fails_before_writing(tmp_path, sigm
   assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        # A config built from a dict (config.json, to_dict) holds what it was given:
+        # "init1" was read one letter at a time ("Unknown scheme 'i'"), numbers were a
+        # TypeError ("'float' object is not iterable"), "abc" a ValueError naming no key
+        # (could not convert string to float) and "30" was taken as 30.0.
+        ("schemes", "init1", "config.schemes must be a sequence"),
+        ("lrs", 0.01, "config.lrs must be a sequence"),
+        ("seeds", 0, "config.seeds must be a sequence"),
+        ("target", "abc", "config.target must be a finite number or None"),
+        ("target", "30", "config.target must be a finite number or None"),
+        ("diverge_factor", "abc", r"config.diverge_factor must be > 1"),
+        ("diverge_factor", (), r"config.diverge_factor must be > 1"),
+    ],
+)
+def test_a_wrong_type_in_a_dict_built_config_is_named(tmp_path, key, value, message):
+  d = _tiny_image().to_dict()
+  d[key] = value
+  with pytest.raises(ValueError, match=message):
+    experiment.run(ml_collections.ConfigDict(d), str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()
+
+
 def test_negative_data_seed_is_named(tmp_path):
   # NumPy refused it in its own words ("expected non-negative integer"), naming no key.
   c = _tiny_image()

@@ -13,6 +13,7 @@ import zlib
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
@@ -348,6 +349,19 @@ def test_every_bad_setting_is_refused_before_the_workdir_is_touched(tmp_path, ke
     node[last] = value
   with pytest.raises(ValueError, match=message):
     sweep.run_sweep(c, str(tmp_path / "w"))
+  assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize(
+    "key,value", [("arms", "sinc"), ("ns", 14), ("ns", "14"), ("arms", {"sinc": 1})]
+)
+def test_a_scalar_or_string_for_a_sweep_list_is_named(tmp_path, key, value):
+  # A config built from a dict (config.json, to_dict) holds what it was given: "sinc" was
+  # read one letter at a time ("Unknown arms ['s', 'i', 'n', 'c']"), 14 was a TypeError.
+  d = _tiny().to_dict()
+  d["sweep"][key] = value
+  with pytest.raises(ValueError, match=f"config.sweep.{key} must be a sequence"):
+    sweep.run_sweep(ml_collections.ConfigDict(d), str(tmp_path / "w"))
   assert not (tmp_path / "w").exists()
 
 
