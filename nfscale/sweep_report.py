@@ -109,14 +109,17 @@ def sweep_points(config: Any) -> list[tuple[str, int]]:
   checks.config_sequence(config, "sweep.ns")
   unknown = [a for a in arms if a not in config.arms]
   if unknown:
-    raise ValueError(f"Unknown arms {unknown}; defined arms: {', '.join(config.arms.keys())}.")
+    raise ValueError(
+        f"config.sweep.arms: unknown arms {unknown}; defined arms (config.arms): "
+        f"{', '.join(config.arms.keys())}."
+    )
   if not arms:  # no point at all: config.json was written, then the empty report failed
     raise ValueError(
         "config.sweep.arms must name at least one arm; defined arms: "
         f"{', '.join(config.arms.keys())}."
     )
   if not config.sweep.ns:
-    raise ValueError("sweep.ns must not be empty.")
+    raise ValueError("config.sweep.ns must not be empty.")
   if not all(checks.is_int(n) and n >= 1 for n in config.sweep.ns):
     # Checked here, before sorted() and int(): ('abc',), (nan,) and (inf,) ended in a
     # TypeError, ValueError or OverflowError of their own, with a traceback.

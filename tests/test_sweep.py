@@ -287,7 +287,13 @@ def test_bad_sweep_configs(tmp_path):
   c = _tiny()
   with c.unlocked():
     c.sweep.arms = ("gauss",)
-  with pytest.raises(ValueError, match="Unknown arms"):
+  # It read "Unknown arms ['gauss']; ...", naming no config key.
+  with pytest.raises(ValueError, match=r"config.sweep.arms: unknown arms \['gauss'\]; defined"):
+    sweep.run_sweep(c, str(tmp_path))
+  c = _tiny()
+  with c.unlocked():
+    c.sweep.ns = ()
+  with pytest.raises(ValueError, match="config.sweep.ns must not be empty"):
     sweep.run_sweep(c, str(tmp_path))
   c = _tiny()
   with c.unlocked():
@@ -357,7 +363,7 @@ def test_every_bad_setting_is_refused_before_the_workdir_is_touched(tmp_path, ke
 )
 def test_a_scalar_or_string_for_a_sweep_list_is_named(tmp_path, key, value):
   # A config built from a dict (config.json, to_dict) holds what it was given: "sinc" was
-  # read one letter at a time ("Unknown arms ['s', 'i', 'n', 'c']"), 14 was a TypeError.
+  # read one letter at a time ("unknown arms ['s', 'i', 'n', 'c']"), 14 was a TypeError.
   d = _tiny().to_dict()
   d["sweep"][key] = value
   with pytest.raises(ValueError, match=f"config.sweep.{key} must be a sequence"):
