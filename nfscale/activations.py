@@ -19,10 +19,17 @@ from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from nfscale import checks, fastmath
 
 Array = jax.Array
+
+
+def _switch(name: str, value: bool) -> None:
+  # Read by truth value: fast="false" (a string in a params dict) took the fast path.
+  if not isinstance(value, (bool, np.bool_)):
+    raise ValueError(f"{name} must be True or False, got {name}={value!r}.")
 
 
 def _positive(name: str, value: float) -> None:
@@ -54,6 +61,7 @@ class Sine:
 
   def __post_init__(self):
     _positive("omega", self.omega)
+    _switch("fast", self.fast)
 
   def __call__(self, x: Array) -> Array:
     if self.fast:
@@ -105,6 +113,7 @@ class Sinc:
 
   def __post_init__(self):
     _positive("omega", self.omega)
+    _switch("fast", self.fast)
 
   def __call__(self, x: Array) -> Array:
     if not self.fast:
@@ -224,6 +233,7 @@ class RealGabor:
   def __post_init__(self):
     _positive("omega0", self.omega0)
     _positive("s0", self.s0)
+    _switch("fast", self.fast)
 
   def __call__(self, x: Array) -> Array:
     z = self.omega0 * x

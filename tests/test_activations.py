@@ -101,6 +101,10 @@ def test_bad_input():
     with pytest.raises(ValueError, match=r"an array: pass a Python number"):
       I.get_scheme("siren").with_omega(omega)
   assert A.get_activation("sine", omega=np.float32(30.0)).omega == 30.0  # NumPy scalars count
+  # Read by truth value: fast="false" (a string in a params dict) took the fast path.
+  for name in ("sine", "sinc", "real_gabor"):
+    with pytest.raises(ValueError, match="fast must be True or False, got fast='false'"):
+      A.get_activation(name, fast="false")
   # A config's model.activation=None with its params read "params given with an instance".
   with pytest.raises(ValueError, match="None is not a registered activation"):
     A.get_activation(None, sigma=0.1)
