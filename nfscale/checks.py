@@ -94,6 +94,15 @@ def config_int(config: Any, key: str, minimum: int = 1, maximum: int | None = No
   return int(v)
 
 
+def config_bool(config: Any, key: str) -> bool:
+  """The dotted ``key`` as a bool, or a ValueError naming it: a switch is read by truth
+  value, so the string "false" would count as on."""
+  v = config_value(config, key)
+  if not isinstance(v, (bool, np.bool_)):
+    raise ValueError(f"config.{key} must be True or False, got {v!r}.")
+  return bool(v)
+
+
 def config_sequence(config: Any, key: str) -> tuple[Any, ...]:
   """The dotted ``key`` as a tuple, or a ValueError naming it for a string, a mapping or a
   scalar (a string was read one character at a time, a number was a TypeError).

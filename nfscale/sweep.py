@@ -1088,8 +1088,9 @@ def validate_sweep(config: Any) -> list[tuple[str, int]]:
     success(np.ones(1, bool), str(s.rule))
   except ValueError as e:
     raise ValueError(f"config.sweep.rule: {e}") from None
+  checks.config_bool(config, "sweep.lr_censored")
   bucket_mode(config)
-  if config.theory.enabled:
+  if checks.config_bool(config, "theory.enabled"):
     t_start = checks.config_int(config, "theory.start", 1)
     checks.config_int(config, "theory.max_width", t_start)
     checks.config_int(config, "theory.max_n", 1)

@@ -126,13 +126,14 @@ def test_an_800x800_view_renders_in_chunks():
         ("density_shift", float("nan")),
         ("far", 1e300),  # inf in float32: NaN too
         ("gif_fps", 1e-300),  # OverflowError writing the GIF, after training
+        ("use_viewdirs", "false"),  # read by truth value: 6 inputs
     ],
 )
 def test_bad_render_settings_fail_before_the_workdir(tmp_path, key, value):
   # They were used only after training (the gif, the view grid), so a whole run ended
   # in a traceback and its workdir then refused the corrected command.
   c = nerf_cfg.get_config("tiny")
-  with c.unlocked():
+  with c.unlocked(), c.render.ignore_type():
     c.render[key] = value
   with pytest.raises(ValueError, match=f"render.{key} must be"):
     experiment.run(c, str(tmp_path / "w"))

@@ -359,14 +359,22 @@ def test_every_bad_setting_is_refused_before_the_workdir_is_touched(tmp_path, ke
 
 
 @pytest.mark.parametrize(
-    "key,value", [("arms", "sinc"), ("ns", 14), ("ns", "14"), ("arms", {"sinc": 1})]
+    "key,value",
+    [
+        ("arms", "sinc"),
+        ("ns", 14),
+        ("ns", "14"),
+        ("arms", {"sinc": 1}),
+        # Read by truth value: "false" counted as on.
+        ("lr_censored", "false"),
+    ],
 )
 def test_a_scalar_or_string_for_a_sweep_list_is_named(tmp_path, key, value):
   # A config built from a dict (config.json, to_dict) holds what it was given: "sinc" was
   # read one letter at a time ("unknown arms ['s', 'i', 'n', 'c']"), 14 was a TypeError.
   d = _tiny().to_dict()
   d["sweep"][key] = value
-  with pytest.raises(ValueError, match=f"config.sweep.{key} must be a sequence"):
+  with pytest.raises(ValueError, match=f"config.sweep.{key} must be (a sequence|True or False)"):
     sweep.run_sweep(ml_collections.ConfigDict(d), str(tmp_path / "w"))
   assert not (tmp_path / "w").exists()
 

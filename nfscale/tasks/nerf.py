@@ -292,6 +292,7 @@ def _check_render(config: Any) -> None:
   for key in ("near", "far"):  # 0: the scene's own
     checks.config_number(config, f"render.{key}", 0.0, strict=False, high=top)
   checks.config_number(config, "render.density_shift", -math.inf)
+  checks.config_bool(config, "render.use_viewdirs")
 
 
 def _check_data(config: Any) -> None:
