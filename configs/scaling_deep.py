@@ -67,6 +67,9 @@ def get_config(arg=None):
   c.sweep.start = 16
   c.sweep.max_width = 8192
   c.theory.max_n = 2000
+  for one, other in (("adam", "gd"), ("narrow", "wide")):
+    if a[one] and a[other]:  # quick applied one of them: quick,adam,gd ran gd
+      raise ValueError(f"The presets '{one}' and '{other}' cannot be combined.")
   if a.quick:
     # See the module docstring for why quick differs from the paper (measured).
     a.adam = not a.gd

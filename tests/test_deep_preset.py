@@ -24,6 +24,14 @@ def test_presets_compose_and_refuse_nonsense():
   assert not paper.arms.sinc.activation_params.get("fast", False)
   with pytest.raises(ValueError, match="modify 'quick'"):
     scaling_deep.get_config("wide")
+  # Each pair picks one setting two ways: quick applied one, so quick,adam,gd ran gradient
+  # descent and quick,narrow,wide the wide prefix, without a word.
+  for arg, pair in (
+      ("quick,adam,gd", "'adam' and 'gd'"),
+      ("quick,narrow,wide", "'narrow' and 'wide'"),
+  ):
+    with pytest.raises(ValueError, match=f"presets {pair} cannot be combined"):
+      scaling_deep.get_config(arg)
 
 
 def test_first_point_of_the_quick_preset(tmp_path):
