@@ -34,7 +34,7 @@ CURVE_RANGE = 4.4617
 
 def get_config(arg=None):
   """The shallow sweep config (see the module docstring)."""
-  a = config_lib.parse_arg(arg, quick=False, tiny=False, sphere=False, range_psnr=False)
+  a = config_lib.parse_arg(arg, exclusive=("quick", "tiny"), sphere=False, range_psnr=False)
   c = config_lib.sweep_config()
   c.task = "curve1d"
   c.data.num_points = 0  # set per point

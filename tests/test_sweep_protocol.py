@@ -421,6 +421,14 @@ def test_censored_extension_is_legacy_off():
   assert scaling_shallow.get_config().sweep.lr_censored is True
 
 
+def test_quick_and_tiny_cannot_be_combined():
+  # Both were applied: a mixture (tiny's widths and steps, quick's theory.max_n = 50 and
+  # rel_precision 0.25), without a word.
+  with pytest.raises(ValueError, match="presets quick and tiny cannot be combined"):
+    scaling_shallow.get_config("quick,tiny")
+  assert scaling_shallow.get_config("tiny,sphere,range_psnr").data_range == 2.0
+
+
 def test_report_flags_a_best_rate_the_final_grid_does_not_bracket(tmp_path):
   # One rate and no extension: the best rate is both ends of the final grid.
   c = _tiny(**{"theory.enabled": False, "sweep.ns": (6,), "sweep.lr_extensions": 0})
