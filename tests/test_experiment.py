@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from nfscale import experiment, io
+from nfscale import configs, experiment, io
 from nfscale.data import images
 from nfscale.tasks import curve1d
 
@@ -274,6 +274,24 @@ def test_bad_images(tmp_path):
   junk.write_bytes(b"not an image")
   with pytest.raises(ValueError, match="could not read"):
     images.load_image(path=str(junk))
+
+
+@pytest.mark.parametrize(
+    "name,arg,key,value,message",
+    [
+        ("image", "quick", "name", "lena", "config.data.name: Unknown bundled image 'lena'; valid"),
+        ("image", "quick", "path", "/nonexistent.png", "config.data.path: image path"),
+        ("superres", "tiny", "name", "lena", "config.data.name: Unknown bundled image 'lena'"),
+        ("superres", "tiny", "path", "/nonexistent.png", "config.data.path: image path"),
+        ("occupancy", "tiny", "name", "cube", "config.data.name: Unknown procedural shape 'cube'"),
+    ],
+)
+def test_unknown_data_names_and_missing_files_name_the_key(name, arg, key, value, message):
+  # They read "Unknown bundled image 'lena'; valid names: ...", naming no config key.
+  c = configs.get(name, arg)
+  c.data[key] = value
+  with pytest.raises(ValueError, match=message):
+    experiment.validate(c)
 
 
 def test_image_from_path(tmp_path):

@@ -22,7 +22,10 @@ def build(config: Any) -> base.Task:
   # None (for num_samples) into a TypeError. A size of None keeps the image's own.
   size = None if d.size is None else checks.config_int(config, "data.size", 1, checks.MAX_INT32)
   num = checks.config_int(config, "data.num_samples", 0, checks.MAX_INT32)
-  img = images.load_image(d.name, d.path, size)
+  try:  # its messages ("Unknown bundled image 'x'; valid names: ...") name no config key
+    img = images.load_image(d.name, d.path, size)
+  except ValueError as e:
+    raise ValueError(f"config.data.{'path' if d.path else 'name'}: {e}") from None
   h, w, c = img.shape
   coords = images.pixel_coords(h, w)
   pixels = img.reshape(-1, c)

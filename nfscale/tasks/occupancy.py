@@ -45,7 +45,10 @@ def load_solid(data: Any) -> shapes.Solid:
   """The ground truth named by ``config.data`` (``path`` wins over the procedural ``name``)."""
   if data.path:
     return meshes.file_solid(str(data.path), key=str(data.get("key", "") or ""))
-  return shapes.procedural_solid(str(data.name))
+  try:  # "Unknown procedural shape 'x'; ...": no config key named
+    return shapes.procedural_solid(str(data.name))
+  except ValueError as e:
+    raise ValueError(f"config.data.name: {e}") from None
 
 
 def _default_chunk(params: Any) -> int:

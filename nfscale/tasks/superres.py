@@ -106,6 +106,8 @@ def build(config: Any) -> base.Task:
   except resampling.FactorError as e:
     # Only the file's own size is known here, so the config check above missed it.
     raise ValueError(f"config.data.factor={factor}: {e}") from None
+  except ValueError as e:  # "Unknown bundled image 'x'; ...": no config key named
+    raise ValueError(f"config.data.{'path' if d.path else 'name'}: {e}") from None
   h, w, c = hi.shape
   coords = images.pixel_coords(h, w)
   model = base.model_from_config(config, out_dim=c)
