@@ -601,12 +601,19 @@ def check_workdir_path(workdir: PathLike) -> None:
   """A workdir must be named and must not be a file (checked before anything is written).
 
   Raises:
-    ValueError: an empty name, or a path that exists and is not a directory.
+    ValueError: an empty name, or a path that exists and is not a directory, or one
+      inside a file (``file.txt/run``: its creation failed with NotADirectoryError, a
+      traceback).
   """
   if not str(workdir).strip():
     raise ValueError("the workdir is empty: give --workdir=DIR.")
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise ValueError(f"workdir {str(workdir)!r} exists and is not a directory.")
+  parent = os.path.dirname(os.path.abspath(workdir))
+  while not os.path.exists(parent) and os.path.dirname(parent) != parent:
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    raise ValueError(f"workdir {str(workdir)!r} cannot be created: {parent!r} is not a directory.")
 
 
 def read_stored_config(workdir: PathLike) -> Any:

@@ -445,6 +445,16 @@ def _hold(wd, name=".lock", shared=False):
   return proc
 
 
+def test_a_workdir_inside_a_file_is_refused_before_anything(tmp_path):
+  # Its creation (after the whole config was checked) failed with NotADirectoryError,
+  # a traceback from launch.train and launch.sweep.
+  (tmp_path / "notes.txt").write_text("x")
+  for workdir in (tmp_path / "notes.txt" / "run", tmp_path / "notes.txt" / "a" / "b"):
+    with pytest.raises(ValueError, match=r"cannot be created: .*notes.txt' is not a directory"):
+      nio.check_workdir_path(str(workdir))
+  nio.check_workdir_path(str(tmp_path / "new" / "run"))  # missing parents are created
+
+
 def test_workdir_lock_refuses_a_second_holder_naming_pid(tmp_path):
   proc = _hold(tmp_path)
   try:
