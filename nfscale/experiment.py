@@ -86,9 +86,10 @@ def members_from_config(config: Any) -> list[train.Member]:
     if not isinstance(s, initializers.Scheme) and s not in initializers.list_schemes():
       raise ValueError(f"config.schemes: {initializers.unknown_scheme_error(s)}")
     try:  # its message names no config key
-      initializers.get_scheme(s, **initializers.filter_hparams(s, hparams))
+      built = initializers.get_scheme(s, **initializers.filter_hparams(s, hparams))
     except ValueError as e:
       raise ValueError(f"config.scheme_params: {e}") from e
+    _check_bias_rules(s, built, hparams)
   low, high = checks.SEED_RANGE
   if not all(checks.is_int(v) and low <= v <= high for v in config.seeds):
     raise ValueError(
@@ -104,6 +105,32 @@ def members_from_config(config: Any) -> list[train.Member]:
       for seed in config.seeds
       for lr in config.lrs
   ]
+
+
+def _check_bias_rules(name: Any, scheme: initializers.Scheme, hparams: dict[str, Any]) -> None:
+  """Refuses a scheme that would not run with the bias rules the config names.
+
+  A registered factory takes only the parameters it declares, and a ``Scheme`` instance
+  none, so ``filter_hparams`` dropped the config's ``bias`` / ``first_bias`` for them
+  without a word: a curve config's ``first_bias="torch"`` trained such a scheme with zero
+  biases while ``config.json`` recorded torch.
+  """
+  if "bias" not in hparams:
+    return
+  value = hparams.get("bias_value", initializers.BiasRule().value)
+  rule = lambda r: (r.kind, r.value if r.kind == "constant" else None)  # noqa: E731
+  want = lambda kind: (kind, value if kind == "constant" else None)  # noqa: E731
+  asked = (want(hparams["bias"]), want(hparams.get("first_bias") or hparams["bias"]))
+  if (rule(scheme.bias), rule(scheme.first_bias)) != asked:
+    label = name if isinstance(name, str) else scheme.name
+    takes = initializers.scheme_parameters(name)
+    raise ValueError(
+        f"config.scheme_params: scheme {label!r} takes {takes or 'no parameters'}, so it "
+        f"would run with biases {scheme.bias.kind!r} (first layer "
+        f"{scheme.first_bias.kind!r}), not the config's bias={hparams['bias']!r}, "
+        f"first_bias={hparams.get('first_bias') or hparams['bias']!r}: set those to its "
+        "rules, or give its factory bias / first_bias parameters."
+    )
 
 
 def member_label(m: train.Member, members: Sequence[train.Member]) -> str:

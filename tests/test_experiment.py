@@ -246,6 +246,39 @@ def test_a_wrong_type_in_a_dict_built_config_is_named(tmp_path, key, value, mess
   assert not (tmp_path / "run").exists()
 
 
+def test_bias_rules_a_scheme_cannot_take_fail_before_writing(tmp_path, monkeypatch):
+  # A registered factory takes only the parameters it declares: the curve config's
+  # first_bias="torch" was dropped for it, so it trained with zero first-layer biases while
+  # config.json recorded torch.
+  from nfscale import initializers
+
+  monkeypatch.setattr(initializers, "_REGISTRY", dict(initializers._REGISTRY))
+
+  @initializers.register_scheme("half_init1")
+  def half_init1(c: float = 1.0):
+    return initializers.get_scheme("powerlaw_normal", c=c)
+
+  c = curve_cfg.get_config("quick,points=20,width=8,steps=10")
+  c.schemes, c.progress = ("init1", "half_init1"), False
+  assert c.scheme_params.first_bias == "torch"
+  with pytest.raises(ValueError, match=r"scheme 'half_init1' takes \['c'\], so it would run"):
+    experiment.run(c, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()
+  c.scheme_params.first_bias = "zeros"  # what it does: accepted
+  assert len(experiment.validate(c)[1]) == 2 * len(c.seeds) * len(c.lrs)
+  # A Scheme instance in config.schemes takes no parameters either.
+  c.schemes = (initializers.get_scheme("init1"),)
+  experiment.validate(c)
+  c.scheme_params.bias = "torch"
+  with pytest.raises(ValueError, match="takes no parameters, so it would run with biases"):
+    experiment.validate(c)
+  # Built-ins take every rule, also a constant without a bias_value (theirs: 0.01).
+  c.schemes, c.scheme_params.bias = ("init1",), "constant"
+  with c.unlocked():
+    del c.scheme_params["bias_value"]
+  experiment.validate(c)
+
+
 def test_negative_data_seed_is_named(tmp_path):
   # NumPy refused it in its own words ("expected non-negative integer"), naming no key.
   c = _tiny_image()
