@@ -516,9 +516,10 @@ def _select(pred: Array, a: PyTree, b: PyTree) -> PyTree:
 #: use TF32; on CPU they are float32); ``highest`` full float32; ``tf32``
 #: TF32 inputs with float32 accumulation (backends without TF32, e.g. CPU:
 #: float32); ``bf16`` bfloat16 inputs with float32 accumulation and float32
-#: outputs. Only matmuls change: params, activations and the optimizer stay
-#: float32, and a first layer of at most ``models.SMALL_FAN_IN`` inputs (a
-#: multiply-add, not a matmul) stays exact.
+#: outputs (XLA's CPU backend runs this algorithm in float32 too). Only matmuls
+#: change: params, activations and the optimizer stay float32, and a first layer
+#: of at most ``models.SMALL_FAN_IN`` inputs (a multiply-add, not a matmul)
+#: stays exact.
 PRECISIONS = ("default", "highest", "tf32", "bf16")
 
 #: Rematerialisation of :func:`make_member_step` (config key ``remat``):
