@@ -56,6 +56,9 @@ def members_from_config(config: Any) -> list[train.Member]:
   Raises:
     ValueError: unknown scheme, empty lists or non-positive learning rates.
   """
+  # The task module may register schemes as well as tasks: import it before their names
+  # are checked (it was imported only with the task, after this refused the names).
+  tasks.import_task_module(str(config.get("task_module", "") or ""))
   for key in ("schemes", "seeds", "lrs"):
     checks.config_sequence(config, key)
   if not config.schemes or not config.seeds or not config.lrs:

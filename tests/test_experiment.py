@@ -279,6 +279,27 @@ def test_bias_rules_a_scheme_cannot_take_fail_before_writing(tmp_path, monkeypat
   experiment.validate(c)
 
 
+def test_schemes_registered_by_the_task_module_are_found(tmp_path, monkeypatch):
+  # config.task_module was imported only with the task, after the scheme names had been
+  # checked: a scheme it registers was refused as unknown by launch.train and the sweep.
+  from nfscale import initializers
+
+  monkeypatch.setattr(initializers, "_REGISTRY", dict(initializers._REGISTRY))
+  module = "nfscale_test_scheme_module"
+  (tmp_path / f"{module}.py").write_text(
+      "import nfscale\n"
+      'nfscale.register_scheme("lecun_init1_last", '
+      'nfscale.get_scheme("lecun_normal").replace(last="init1"))\n'
+  )
+  monkeypatch.syspath_prepend(str(tmp_path))
+  c = _tiny_image(task_module=module, schemes=("lecun_init1_last", "init1"))
+  try:
+    task, members = experiment.validate(c)
+  finally:
+    sys.modules.pop(module, None)
+  assert [m.scheme for m in members] == ["lecun_init1_last", "init1"]
+
+
 def test_negative_data_seed_is_named(tmp_path):
   # NumPy refused it in its own words ("expected non-negative integer"), naming no key.
   c = _tiny_image()
