@@ -338,10 +338,15 @@ def test_bad_images(tmp_path):
         ("superres", "tiny", "name", "lena", "config.data.name: Unknown bundled image 'lena'"),
         ("superres", "tiny", "path", "/nonexistent.png", "config.data.path: image path"),
         ("occupancy", "tiny", "name", "cube", "config.data.name: Unknown procedural shape 'cube'"),
+        ("occupancy", "tiny", "path", "/nonexistent.obj", "config.data.path: mesh file"),
+        ("nerf", "tiny", "path", "/nonexistent", "config.data.path: Blender scene: directory"),
+        ("pinn", "tiny", "path", "/nonexistent.mat", "config.data.path: flow data:"),
+        ("pinn", "tiny", "num_points", 10**6, r"config.data.num_points must be in \[1, "),
     ],
 )
 def test_unknown_data_names_and_missing_files_name_the_key(name, arg, key, value, message):
-  # They read "Unknown bundled image 'lena'; valid names: ...", naming no config key.
+  # They read "Unknown bundled image 'lena'; valid names: ...", "mesh file ... does not
+  # exist" or "data.num_points must be in [1, 192]", naming no config key.
   c = configs.get(name, arg)
   c.data[key] = value
   with pytest.raises(ValueError, match=message):

@@ -40,9 +40,12 @@ from nfscale.tasks import base, register_task
 def load_scene(d: Any) -> scenes.Scene:
   """The scene described by ``config.data``: procedural, or Blender from ``d.path``."""
   if d.path:
-    return scenes.load_blender(
-        d.path, downscale=int(d.downscale), max_train=int(d.num_train), max_test=int(d.num_test)
-    )
+    try:  # "Blender scene: directory x does not exist.": no config key named
+      return scenes.load_blender(
+          d.path, downscale=int(d.downscale), max_train=int(d.num_train), max_test=int(d.num_test)
+      )
+    except ValueError as e:
+      raise ValueError(f"config.data.path: {e}") from None
   if d.name != "procedural":
     raise ValueError(
         f"Unknown NeRF scene config.data.name={d.name!r}; valid: procedural (or data.path "

@@ -44,7 +44,10 @@ PAPER_TABLE1: dict[str, tuple[float, float]] = {
 def load_solid(data: Any) -> shapes.Solid:
   """The ground truth named by ``config.data`` (``path`` wins over the procedural ``name``)."""
   if data.path:
-    return meshes.file_solid(str(data.path), key=str(data.get("key", "") or ""))
+    try:  # "mesh file 'x' does not exist ...": no config key named
+      return meshes.file_solid(str(data.path), key=str(data.get("key", "") or ""))
+    except ValueError as e:
+      raise ValueError(f"config.data.path: {e}") from None
   try:  # "Unknown procedural shape 'x'; ...": no config key named
     return shapes.procedural_solid(str(data.name))
   except ValueError as e:

@@ -41,7 +41,10 @@ from nfscale.tasks import base, register_task
 def load_flow(d: Any) -> flows.Flow:
   """The flow described by ``config.data``: Taylor-Green, or Raissi's ``.mat`` at ``d.path``."""
   if d.path:
-    return flows.load_raissi_mat(d.path)
+    try:  # "flow data: x does not exist.": no config key named
+      return flows.load_raissi_mat(d.path)
+    except ValueError as e:
+      raise ValueError(f"config.data.path: {e}") from None
   if d.name != "taylor_green":
     raise ValueError(
         f"Unknown flow config.data.name={d.name!r}; valid: taylor_green (or data.path = "
@@ -158,7 +161,10 @@ def build(config: Any) -> base.Task:
     checks.config_int(config, "data.num_times", 1, checks.MAX_INT32)
   num_points = checks.config_int(config, "data.num_points", 1, checks.MAX_INT32)
   flow = load_flow(d)
-  idx = flows.sample_points(flow, num_points, int(d.seed))
+  try:  # "data.num_points must be in [1, 192] ...": the key without its config. prefix
+    idx = flows.sample_points(flow, num_points, int(d.seed))
+  except ValueError as e:
+    raise ValueError(f"config.{e}") from None
   train_data = {"xyt": flow.xyt[idx].astype(np.float32), "uv": flow.uvp[idx, :2].astype(np.float32)}
   model = base.model_from_config(config, out_dim=3 if parameterization == "uvp" else 2)
   flow_fn = make_flow_fn(model, parameterization, flow.bounds)
