@@ -1,5 +1,7 @@
 """Fixtures shared by several test modules, and the session's compilation cache."""
 
+import signal
+
 import jax
 import pytest
 
@@ -17,6 +19,22 @@ def pytest_configure(config):
 def pytest_unconfigure(config):
   del config
   xla_cache.stop(_cache_dir)
+
+
+@pytest.fixture
+def ctrl_c():
+  """SIGINT raises KeyboardInterrupt during the test, as in an interactive session.
+
+  A suite started as a background job by a shell without job control (``make test &``
+  in a script) inherits SIGINT ignored, and a process that ignores Ctrl-C is rightly
+  left alone by nfscale. A subprocess started in the test starts with SIGINT at its
+  default (exec resets a handler, but keeps an ignored signal ignored).
+  """
+  previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+  try:
+    yield
+  finally:
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture

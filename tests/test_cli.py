@@ -249,6 +249,7 @@ def test_workdir_that_is_a_file_or_empty_is_one_line(tmp_path):
     sweep.run_sweep(cli.load_config("scaling_shallow:tiny"), "")
 
 
+@pytest.mark.usefixtures("ctrl_c")  # the child inherits an ignored SIGINT, not a handler
 def test_ctrl_c_says_how_to_go_on_without_a_traceback(tmp_path):
   proc = subprocess.Popen(
       [sys.executable, "-m", "launch.train", "--config=image:quick,steps=100000",

@@ -325,6 +325,7 @@ def test_a_resume_on_another_device_count_is_recorded(tmp_path, monkeypatch):
   assert again["device_counts"] == [n, 2 * n]
 
 
+@pytest.mark.usefixtures("ctrl_c")
 def test_ctrl_c_during_a_checkpoint_save_stops_after_it(tmp_path, monkeypatch):
   # A KeyboardInterrupt inside orbax's save left the step unwritten and sometimes a
   # background thread's traceback; the interrupt is now held until the save is done.
@@ -352,6 +353,7 @@ def test_ctrl_c_during_a_checkpoint_save_stops_after_it(tmp_path, monkeypatch):
   assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
 
 
+@pytest.mark.usefixtures("ctrl_c")
 def test_a_second_ctrl_c_interrupts_a_held_save():
   with pytest.raises(KeyboardInterrupt):
     with checkpoint._sigint_deferred():
