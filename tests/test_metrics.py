@@ -9,6 +9,19 @@ from skimage import metrics as skm
 from nfscale import metrics
 
 
+def _skimage_ssim(a, b, data_range):
+  """scikit-image's SSIM with the Gaussian window of Wang et al. (the one dm-pix uses)."""
+  return skm.structural_similarity(
+      a,
+      b,
+      data_range=data_range,
+      gaussian_weights=True,
+      sigma=1.5,
+      use_sample_covariance=False,
+      channel_axis=-1 if a.ndim == 3 else None,
+  )
+
+
 @pytest.mark.parametrize("shape", [(64, 48), (64, 48, 3)])
 @pytest.mark.parametrize("noise", [0.02, 0.2])
 def test_psnr_ssim_match_skimage(shape, noise):
@@ -18,15 +31,7 @@ def test_psnr_ssim_match_skimage(shape, noise):
   p = float(jax.jit(metrics.psnr)(jnp.asarray(pred, jnp.float32), jnp.asarray(target, jnp.float32)))
   assert p == pytest.approx(skm.peak_signal_noise_ratio(target, pred, data_range=1.0), abs=1e-3)
   s = float(jax.jit(metrics.ssim)(jnp.asarray(pred, jnp.float32), jnp.asarray(target, jnp.float32)))
-  ref = skm.structural_similarity(
-      target,
-      pred,
-      data_range=1.0,
-      gaussian_weights=True,
-      sigma=1.5,
-      use_sample_covariance=False,
-      channel_axis=-1 if len(shape) == 3 else None,
-  )
+  ref = _skimage_ssim(target, pred, 1.0)
   assert s == pytest.approx(ref, abs=1e-3)
 
 
@@ -54,15 +59,7 @@ def test_ssim_reference_is_skimages_at_full_size():
   rng = np.random.default_rng(2)
   a = rng.uniform(0, 1, (20, 17, 3))
   b = np.clip(a + 0.1 * rng.normal(size=a.shape), 0, 1)
-  ref = skm.structural_similarity(
-      a,
-      b,
-      data_range=1.0,
-      gaussian_weights=True,
-      sigma=1.5,
-      use_sample_covariance=False,
-      channel_axis=-1,
-  )
+  ref = _skimage_ssim(a, b, 1.0)
   assert _ssim_reference(a, b, 11) == pytest.approx(ref, abs=1e-6)
 
 
@@ -142,15 +139,7 @@ def test_integer_images_do_not_wrap_around():
   b = np.clip(a.astype(int) + rng.integers(-40, 41, a.shape), 0, 255).astype(np.uint8)
   ref = skm.peak_signal_noise_ratio(a, b, data_range=255)
   assert float(metrics.psnr(b, a, 255.0)) == pytest.approx(ref, abs=1e-3)
-  s = skm.structural_similarity(
-      a,
-      b,
-      data_range=255,
-      gaussian_weights=True,
-      sigma=1.5,
-      use_sample_covariance=False,
-      channel_axis=-1,
-  )
+  s = _skimage_ssim(a, b, 255)
   assert float(metrics.ssim(b, a, 255.0)) == pytest.approx(s, abs=1e-3)
 
 

@@ -17,13 +17,10 @@ import shutil
 import tempfile
 
 import jax
-from jax.experimental.compilation_cache import compilation_cache as jax_cache
 
-SETTINGS = (
-    "jax_compilation_cache_dir",
-    "jax_persistent_cache_min_compile_time_secs",
-    "jax_persistent_cache_min_entry_size_bytes",
-)
+from nfscale import sweep
+
+SETTINGS = sweep._CACHE_SETTINGS  # pylint: disable=protected-access
 # The process's own settings (JAX's defaults unless JAX_COMPILATION_CACHE_DIR... is set).
 AT_START = tuple(getattr(jax.config, name) for name in SETTINGS)
 
@@ -31,7 +28,7 @@ AT_START = tuple(getattr(jax.config, name) for name in SETTINGS)
 def _apply(values) -> None:
   for name, value in zip(SETTINGS, values):
     jax.config.update(name, value)
-  jax_cache.reset_cache()  # JAX opens its cache once and keeps it otherwise
+  sweep._reset_jax_cache()  # pylint: disable=protected-access
 
 
 def start() -> str | None:
@@ -40,7 +37,7 @@ def start() -> str | None:
     return None
   worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
   directory = tempfile.mkdtemp(prefix=f"nfscale-tests-xla-{worker}-")
-  _apply((directory, 0.0, 0))  # the tests' programs compile in well under JAX's 1 s
+  sweep.enable_compilation_cache(directory)  # as a sweep's: every program, however quick
   return directory
 
 
